@@ -1,0 +1,106 @@
+"""The indexing stages for a batch of catalogue items: fetch -> decode -> embed -> upsert.
+
+Each item ends in exactly one outcome: indexed, unchanged (already stored with the same image and
+metadata), or failed with a reason. Transient failures are marked so the caller can retry just them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from PIL import Image
+
+from indexer.fetch import FetchError, TransientFetchError
+from services.catalogue import CatalogueItem
+from services.embedding import Embedder, ImageDecodeError, decode_image
+from services.store import MediaStore, VectorStore, point_id
+
+Status = Literal["indexed", "unchanged", "failed"]
+
+
+@dataclass
+class Outcome:
+    item_id: str
+    status: Status
+    reason: str | None = None
+    transient: bool = False
+
+
+@dataclass
+class _Photo:
+    point_id: str
+    payload: dict
+    data: bytes
+    image: Image.Image
+
+
+@dataclass
+class _Prepared:
+    item: CatalogueItem
+    photos: list[_Photo] = field(default_factory=list)
+
+
+class IndexPipeline:
+    def __init__(self, embedder: Embedder, store: VectorStore, media: MediaStore, fetch: Callable[[str], bytes]) -> None:
+        self.embedder = embedder
+        self.store = store
+        self.media = media
+        self.fetch = fetch
+
+    def run(self, items: Sequence[CatalogueItem], variants: Sequence[str]) -> list[Outcome]:
+        outcomes: dict[str, Outcome] = {}
+        prepared: list[_Prepared] = []
+        for item in items:
+            try:
+                prepared.append(self._prepare(item))
+            except TransientFetchError as error:
+                outcomes[item.id] = Outcome(item.id, "failed", str(error), transient=True)
+            except (FetchError, ImageDecodeError) as error:
+                outcomes[item.id] = Outcome(item.id, "failed", str(error))
+        changed: set[str] = set()
+        for variant in variants:
+            changed |= self._index_variant(prepared, variant)
+        self._drop_removed_photos(prepared, variants)
+        for entry in prepared:
+            outcomes[entry.item.id] = Outcome(entry.item.id, "indexed" if entry.item.id in changed else "unchanged")
+        return [outcomes[item.id] for item in items]
+
+    def _drop_removed_photos(self, prepared: list[_Prepared], variants: Sequence[str]) -> None:
+        """A product that now has n photos must lose photos n, n+1, ...; photo n existing tells cheaply."""
+        beyond = {point_id(entry.item.id, str(len(entry.photos))): entry for entry in prepared}
+        shrunk = {pid for variant in variants for pid in self.store.stored_payloads(variant, list(beyond))}
+        for pid in shrunk:
+            entry = beyond[pid]
+            for removed in self.store.delete_product(entry.item.id, keep={photo.point_id for photo in entry.photos}):
+                self.media.delete(removed)
+
+    def _prepare(self, item: CatalogueItem) -> _Prepared:
+        entry = _Prepared(item)
+        for key, reference in enumerate(item.images):
+            data = self.fetch(reference)
+            image = decode_image(data)
+            payload = item.payload() | {
+                "image_key": key,
+                "image": reference if len(reference) < 2048 else "inline",
+                "image_sha256": hashlib.sha256(data).hexdigest(),
+            }
+            entry.photos.append(_Photo(point_id(item.id, str(key)), payload, data, image))
+        return entry
+
+    def _index_variant(self, prepared: list[_Prepared], variant: str) -> set[str]:
+        """Embed and upsert the photos whose stored payload differs; returns the ids of items touched."""
+        photos = [(entry.item.id, photo) for entry in prepared for photo in entry.photos]
+        if not photos:
+            return set()
+        stored = self.store.stored_payloads(variant, [photo.point_id for _, photo in photos])
+        todo = [(item_id, photo) for item_id, photo in photos if stored.get(photo.point_id) != photo.payload]
+        if not todo:
+            return set()
+        vectors = self.embedder.embed_images(variant, [photo.image for _, photo in todo])
+        for _, photo in todo:
+            self.media.put(photo.point_id, photo.data)
+        self.store.upsert(variant, [p.point_id for _, p in todo], vectors, [p.payload for _, p in todo])
+        return {item_id for item_id, _ in todo}

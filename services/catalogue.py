@@ -1,0 +1,111 @@
+"""Catalogue items and the readers that turn a folder, CSV or JSONL file into them."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+STANDARD_FIELDS = ("title", "category", "colour", "gender", "brand", "price", "in_stock")
+# Common catalogue column names for our standard fields; the original column is kept in the payload too.
+SYNONYMS = {
+    "title": ("productDisplayName", "name", "product_name"),
+    "category": ("articleType", "product_type"),
+    "colour": ("color", "baseColour"),
+}
+TRUE_WORDS = {"1", "true", "yes", "y", "t"}
+FALSE_WORDS = {"0", "false", "no", "n", "f"}
+
+
+class CatalogueItem(BaseModel):
+    """One product: id, one or more images (path, http(s) URL or base64/data URI) and metadata.
+
+    Fields other than the standard ones are kept and stored in the payload as they are.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(min_length=1, max_length=256)
+    images: list[str] = Field(min_length=1, max_length=32)
+    title: str | None = None
+    category: str | None = None
+    colour: str | None = None
+    gender: str | None = None
+    brand: str | None = None
+    price: float | None = Field(None, ge=0)
+    in_stock: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = {key: value for key, value in data.items() if value not in ("", None)}
+        if "images" not in data and "image" in data:
+            data["images"] = [data.pop("image")]
+        for field, names in SYNONYMS.items():
+            if field not in data:
+                data[field] = next((data[name] for name in names if name in data), None)
+        if isinstance(data.get("in_stock"), str):
+            word = data["in_stock"].strip().lower()
+            data["in_stock"] = True if word in TRUE_WORDS else False if word in FALSE_WORDS else data["in_stock"]
+        return data
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_text(cls, value: Any) -> Any:
+        return str(value).strip() if isinstance(value, int | str) else value
+
+    def payload(self) -> dict[str, Any]:
+        """What search results carry: standard fields that are set, then every extra field."""
+        payload: dict[str, Any] = {"product_id": self.id}
+        payload.update({field: getattr(self, field) for field in STANDARD_FIELDS if getattr(self, field) is not None})
+        payload.update(self.model_extra or {})
+        return payload
+
+
+def read_catalogue(source: Path) -> Iterator[CatalogueItem]:
+    """A CSV or JSONL file, or a folder: its own catalogue file if it has one, else its images (id = name)."""
+    if source.is_dir():
+        listing = _catalogue_file_in(source)
+        if listing is None:
+            yield from _read_image_folder(source)
+            return
+        source = listing
+    if source.suffix.lower() == ".csv":
+        with source.open(newline="", encoding="utf-8") as handle:
+            rows: Iterator[dict[str, Any]] = iter(list(csv.DictReader(handle)))
+    elif source.suffix.lower() in (".jsonl", ".ndjson"):
+        rows = (json.loads(line) for line in source.read_text(encoding="utf-8").splitlines() if line.strip())
+    else:
+        raise ValueError(f"{source}: expected a folder, a .csv or a .jsonl catalogue")
+    for row in rows:
+        item = CatalogueItem(**row)
+        item.images = [_resolve(image, source.parent) for image in item.images]
+        yield item
+
+
+def _catalogue_file_in(folder: Path) -> Path | None:
+    listings = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".csv", ".jsonl", ".ndjson"))
+    if len(listings) > 1:
+        raise ValueError(f"{folder} holds several catalogue files ({', '.join(p.name for p in listings)}): name one")
+    return listings[0] if listings else None
+
+
+def _read_image_folder(folder: Path) -> Iterator[CatalogueItem]:
+    for path in sorted(folder.rglob("*")):
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+            yield CatalogueItem(id=str(path.relative_to(folder).with_suffix("")), images=[str(path.resolve())])
+
+
+def _resolve(image: str, base: Path) -> str:
+    """Relative image paths in a catalogue file are relative to that file."""
+    if "://" in image or image.startswith("data:"):
+        return image
+    path = Path(image).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())

@@ -1,0 +1,49 @@
+"""Untrusted bytes to a clean RGB picture: the one place where image files are opened."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"}
+MAX_PIXELS = 50_000_000
+
+
+class ImageDecodeError(ValueError):
+    """The bytes are not a usable image; the message says why (shown to API clients and in job reports)."""
+
+
+def decode_image(data: bytes) -> Image.Image:
+    """Decode fully (so truncation shows now), apply EXIF orientation and flatten any mode onto white RGB."""
+    if not data:
+        raise ImageDecodeError("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            if image.format not in ACCEPTED_FORMATS:
+                raise ImageDecodeError(f"unsupported image format {image.format}")
+            if image.width * image.height > MAX_PIXELS:
+                raise ImageDecodeError(f"image too large ({image.width}x{image.height} pixels)")
+            image.load()
+    except ImageDecodeError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageDecodeError("not an image (unrecognised file format)") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
+        raise ImageDecodeError(f"corrupt or truncated image: {error}") from None
+    return to_rgb(ImageOps.exif_transpose(image))
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Transparent pixels become white (product shots sit on white), palette and grey become RGB."""
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")

@@ -1,0 +1,21 @@
+"""The one interface gateway and workers embed through, wherever the model runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+
+class Embedder(Protocol):
+    """Rows are L2-normalised float32 vectors in the variant's space, one per input, in input order.
+
+    Raises `services.models.UnknownVariant` for a name the registry lacks and `WeightsUnavailable` when the
+    variant's weights are not on the machine that runs it.
+    """
+
+    def embed_images(self, variant: str, images: Sequence[Image.Image]) -> np.ndarray: ...
+
+    def embed_texts(self, variant: str, texts: Sequence[str]) -> np.ndarray: ...

@@ -1,0 +1,45 @@
+"""The in-process embedder: variants load on first use and stay warm; calls are micro-batched."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+from services.embedding.batching import MicroBatcher
+from services.models import LoadedModel, Registry, load_model
+
+
+class LocalEmbedder:
+    def __init__(self, registry: Registry, device: str = "auto", max_batch: int = 32, max_wait_ms: float = 5.0) -> None:
+        self.registry = registry
+        self._device = device
+        self._max_batch = max_batch
+        self._max_wait_s = max_wait_ms / 1000
+        self._models: dict[str, LoadedModel] = {}
+        self._batchers: dict[tuple[str, str], MicroBatcher] = {}
+        self._lock = threading.Lock()
+
+    def model(self, variant: str) -> LoadedModel:
+        """Load once; a second caller waits for the first load instead of loading twice."""
+        with self._lock:
+            if variant not in self._models:
+                self._models[variant] = load_model(self.registry[variant], self._device)
+            return self._models[variant]
+
+    def embed_images(self, variant: str, images: Sequence[Image.Image]) -> np.ndarray:
+        return self._batcher(variant, "image")(images)
+
+    def embed_texts(self, variant: str, texts: Sequence[str]) -> np.ndarray:
+        return self._batcher(variant, "text")(texts)
+
+    def _batcher(self, variant: str, kind: str) -> MicroBatcher:
+        model = self.model(variant)
+        with self._lock:
+            key = (variant, kind)
+            if key not in self._batchers:
+                forward = model.encode_images if kind == "image" else model.encode_texts
+                self._batchers[key] = MicroBatcher(forward, self._max_batch, self._max_wait_s)
+            return self._batchers[key]

@@ -1,0 +1,114 @@
+"""Build a variant's open_clip model, preprocessing and tokenizer, from whichever weights source it names."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import open_clip
+import torch
+from open_clip.transform import PreprocessCfg, image_transform_v2
+from PIL import Image
+
+from services.models.packaged import load_packaged_image_tower
+from services.models.registry import Variant
+
+
+class WeightsUnavailable(RuntimeError):
+    """A variant's weights are not on this machine; the message says which and how to provide them."""
+
+
+@dataclass
+class LoadedModel:
+    """A warm model with the exact preprocessing and tokenizer it was trained with."""
+
+    variant: Variant
+    model: open_clip.CLIP | open_clip.CustomTextCLIP
+    preprocess: Callable[[Image.Image], torch.Tensor]
+    tokenizer: Callable[[Sequence[str]], torch.Tensor]
+    device: torch.device
+
+    @torch.inference_mode()
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        batch = torch.stack([self.preprocess(image) for image in images]).to(self.device)
+        return _normalised(self.model.encode_image(batch))
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        tokens = self.tokenizer(list(texts)).to(self.device)
+        return _normalised(self.model.encode_text(tokens))
+
+
+def _normalised(features: torch.Tensor) -> np.ndarray:
+    return torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy().astype(np.float32)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_model(variant: Variant, device: str = "auto") -> LoadedModel:
+    config = variant.open_clip_config()
+    model_name = _register_config(variant, config)
+    target = resolve_device(device)
+    model = _create(variant, model_name, config.get("preprocess_cfg", {}))
+    model = model.to(target).eval()
+    preprocess_cfg = PreprocessCfg(**model.visual.preprocess_cfg)
+    preprocess = image_transform_v2(preprocess_cfg, is_train=False)
+    tokenizer = open_clip.get_tokenizer(model_name)
+    return LoadedModel(variant, model, preprocess, tokenizer, target)
+
+
+def _create(variant: Variant, model_name: str, preprocess_cfg: dict[str, Any]) -> torch.nn.Module:
+    common: dict[str, Any] = {"force_preprocess_cfg": preprocess_cfg, "pretrained_image": False}
+    if variant.weights == "packaged":
+        # Projections start from a fixed seed so every process (gateway, workers) builds the same model.
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = open_clip.create_model(model_name, pretrained=None, pretrained_text=True, **common)
+        load_packaged_image_tower(model)
+        return model
+    checkpoint = variant.weights_path
+    if checkpoint is not None and not checkpoint.is_file():
+        raise WeightsUnavailable(
+            f"variant {variant.name!r}: checkpoint file {checkpoint} does not exist. "
+            "Point `weights` at an open_clip state-dict file (.pt, .bin or .safetensors)."
+        )
+    pretrained = str(checkpoint) if checkpoint is not None else variant.weights
+    try:
+        return open_clip.create_model(model_name, pretrained=pretrained, pretrained_text=False, **common)
+    except RuntimeError as error:
+        if checkpoint is not None:
+            raise WeightsUnavailable(f"variant {variant.name!r}: {checkpoint} does not fit {variant.architecture}: {error}")
+        raise WeightsUnavailable(
+            f"variant {variant.name!r}: open_clip weights {variant.architecture}/{variant.weights} are not on this "
+            "machine and no model hub can be reached. Download them where the hub is reachable "
+            f"(open_clip.create_model({variant.architecture!r}, pretrained={variant.weights!r}) fills the Hugging "
+            "Face cache, which you can copy to this machine's HF_HOME), or save the checkpoint file here and set "
+            f"`weights = \"/path/to/checkpoint.bin\"` for this variant in a registry file (STYLEFINDER_REGISTRY_FILE)."
+        ) from None
+
+
+@cache
+def _config_dir() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="stylefinder-open-clip-configs-"))
+    open_clip.add_model_config(folder)
+    return folder
+
+
+def _register_config(variant: Variant, config: dict[str, Any]) -> str:
+    """open_clip builds models by config name; our JSON configs join its built-ins under a derived name."""
+    if variant.config_path is None:
+        return variant.architecture
+    name = "stylefinder-" + "".join(ch if ch.isalnum() else "-" for ch in variant.name)
+    (_config_dir() / f"{name}.json").write_text(json.dumps(config["model_cfg"]))
+    open_clip.add_model_config(_config_dir())
+    return name

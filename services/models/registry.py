@@ -1,0 +1,133 @@
+"""The list of variants a deployment knows: shipped ones from TOML, trained ones from the data folder."""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import open_clip
+from pydantic import BaseModel, ConfigDict, Field
+
+SHIPPED_REGISTRY = Path(__file__).with_name("variants.toml")
+VARIANT_FILE = "variant.json"
+PACKAGE_PREFIX = "package:"
+
+
+class UnknownVariant(KeyError):
+    """Raised for a variant name the registry does not list."""
+
+
+class ModelCard(BaseModel):
+    """What the page and `GET /v1/models` show about how a variant was made and how well it does."""
+
+    model_config = ConfigDict(extra="allow")
+
+    stage: str = "zero-shot"
+    description: str = ""
+    preset: str | None = None
+    epochs: int | None = None
+    optimiser: str | None = None
+    lr: float | None = None
+    loss: str | None = None
+    batch_size: int | None = None
+    train_data: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    wall_time_s: float | None = None
+    hardware: str | None = None
+
+
+class Variant(BaseModel):
+    """A servable model: open_clip architecture + weights source + card."""
+
+    name: str
+    architecture: str
+    weights: str
+    card: ModelCard = Field(default_factory=ModelCard)
+    base_dir: Path = Field(default=SHIPPED_REGISTRY.parent, exclude=True)
+
+    @property
+    def config_path(self) -> Path | None:
+        """The JSON config when the architecture is ours, None for an open_clip built-in name."""
+        if self.architecture.endswith(".json"):
+            return (self.base_dir / self.architecture).resolve()
+        return None
+
+    def open_clip_config(self) -> dict[str, Any]:
+        """{"model_cfg", "preprocess_cfg"} with `package:` references resolved to installed folders."""
+        if self.config_path is None:
+            model_cfg = open_clip.get_model_config(self.architecture)
+            if model_cfg is None:
+                raise ValueError(f"variant {self.name!r}: {self.architecture!r} is not an open_clip architecture")
+            return {"model_cfg": model_cfg, "preprocess_cfg": {}}
+        return _resolve_packages(json.loads(self.config_path.read_text()))
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.open_clip_config()["model_cfg"]["embed_dim"])
+
+    @property
+    def weights_path(self) -> Path | None:
+        """The checkpoint file when `weights` is neither "packaged" nor an open_clip tag."""
+        if self.weights == "packaged" or self.weights in open_clip.list_pretrained_tags_by_model(self.architecture):
+            return None
+        return (self.base_dir / self.weights).resolve()
+
+
+def _resolve_packages(node: Any) -> Any:
+    """Replace "package:<module>/<sub/path>" strings by the folder inside the installed package."""
+    if isinstance(node, dict):
+        return {key: _resolve_packages(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_resolve_packages(value) for value in node]
+    if isinstance(node, str) and node.startswith(PACKAGE_PREFIX):
+        module, _, sub = node.removeprefix(PACKAGE_PREFIX).partition("/")
+        return str(importlib.resources.files(module).joinpath(sub))
+    return node
+
+
+class Registry:
+    """Variants by name; later sources override earlier ones with the same name."""
+
+    def __init__(self, variants: list[Variant]) -> None:
+        self._variants = {variant.name: variant for variant in variants}
+
+    @classmethod
+    def load(cls, registry_file: Path | None = None, variants_dir: Path | None = None) -> Registry:
+        variants = _read_toml(SHIPPED_REGISTRY)
+        if registry_file is not None:
+            variants += _read_toml(registry_file)
+        if variants_dir is not None and variants_dir.is_dir():
+            for path in sorted(variants_dir.glob(f"*/{VARIANT_FILE}")):
+                variants.append(Variant(**json.loads(path.read_text()), base_dir=path.parent))
+        return cls(variants)
+
+    def __getitem__(self, name: str) -> Variant:
+        try:
+            return self._variants[name]
+        except KeyError:
+            raise UnknownVariant(f"unknown variant {name!r}; known: {', '.join(self._variants)}") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._variants
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._variants.values())
+
+    def names(self) -> list[str]:
+        return list(self._variants)
+
+
+def _read_toml(path: Path) -> list[Variant]:
+    entries = tomllib.loads(path.read_text()).get("variant", [])
+    return [Variant(**entry, base_dir=path.parent) for entry in entries]
+
+
+def save_variant(variant: Variant, folder: Path) -> Path:
+    """Write a trained variant's entry next to its checkpoint so `Registry.load` finds it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / VARIANT_FILE
+    path.write_text(variant.model_dump_json(indent=2))
+    return path

@@ -1,0 +1,60 @@
+"""One settings object, read from the environment; empty environment = the embedded default."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STYLEFINDER_", extra="ignore")
+
+    data_dir: Path = Path("data")
+    qdrant_url: str | None = Field(None, validation_alias=AliasChoices("QDRANT_URL", "STYLEFINDER_QDRANT_URL"))
+    qdrant_api_key: str | None = Field(None, validation_alias=AliasChoices("QDRANT_API_KEY"))
+    redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "STYLEFINDER_REDIS_URL"))
+    embedder_url: str | None = None
+    registry_file: Path | None = None
+    variants: Annotated[list[str], NoDecode] = Field(default_factory=list)  # served; empty = all available
+    device: str = "auto"
+
+    embed_max_batch: int = 32
+    embed_max_wait_ms: float = 5.0
+
+    max_image_bytes: int = 20 * 1024 * 1024
+    fetch_timeout_s: float = 10.0
+    allowed_image_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+
+    worker_concurrency: int = 1
+    worker_prefetch: int = 1
+    index_batch_size: int = 32
+    broker_visibility_timeout_s: int = 300
+    gateway_url: str = "http://127.0.0.1:8000"
+
+    @field_validator("variants", "allowed_image_roots", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        """Lists come from the environment as comma-separated text."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def store_path(self) -> Path:
+        return self.data_dir / "qdrant"
+
+    @property
+    def media_path(self) -> Path:
+        return self.data_dir / "media"
+
+    @property
+    def variants_path(self) -> Path:
+        """Trainer-registered variants live here, one folder each."""
+        return self.data_dir / "variants"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
