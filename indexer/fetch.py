@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from services.store import MediaStore
 
 
 class FetchError(ValueError):
@@ -23,9 +26,18 @@ class Fetcher:
     max_bytes: int = 20 * 1024 * 1024
     timeout_s: float = 10.0
     allowed_roots: list[Path] = field(default_factory=list)
+    media: MediaStore | None = None  # "media:<point id>" reads a photo already indexed (backfills)
     allow_any_path: bool = False  # the operator's own CLI may read any file; the public API may not
 
     def __call__(self, reference: str) -> bytes:
+        if reference.startswith("media:") and self.media is not None:
+            try:
+                data = self.media.get(reference.removeprefix("media:"))
+            except ValueError:
+                raise FetchError(f"{shorten(reference)}: not a stored photo id") from None
+            if data is None:
+                raise FetchError(f"{shorten(reference)}: the indexed photo is no longer stored")
+            return data
         if reference.startswith(("http://", "https://")):
             return self._download(reference)
         if reference.startswith("data:"):
@@ -37,11 +49,11 @@ class Fetcher:
     def _read_file(self, path: Path) -> bytes:
         resolved = path.expanduser().resolve()
         if not self.allow_any_path and not any(resolved.is_relative_to(root.resolve()) for root in self.allowed_roots):
-            raise FetchError(f"local path {path} is outside the allowed image folders")
+            raise FetchError(f"local path {shorten(str(path))} is outside the allowed image folders")
         if not resolved.is_file():
-            raise FetchError(f"no such file: {path}")
+            raise FetchError(f"no such file: {shorten(str(path))}")
         if resolved.stat().st_size > self.max_bytes:
-            raise FetchError(f"file larger than {self.max_bytes} bytes: {path}")
+            raise FetchError(f"file larger than {self.max_bytes} bytes: {shorten(str(path))}")
         return resolved.read_bytes()
 
     def _decode_base64(self, text: str) -> bytes:
@@ -77,6 +89,14 @@ class Fetcher:
             raise FetchError(f"{url}: invalid URL: {error}") from None
 
 
+BASE64 = re.compile(r"[A-Za-z0-9+/=\s]+")
+
+
 def _looks_like_base64(reference: str) -> bool:
-    """Bare base64 payloads are long and never contain a path separator at the start."""
-    return len(reference) > 256 and not reference.startswith(("/", ".", "~")) and "\n" not in reference[:256]
+    """Bare base64 (JPEG's starts with "/9j/", so a leading slash proves nothing): long and base64 alphabet only."""
+    return len(reference) > 512 and BASE64.fullmatch(reference) is not None
+
+
+def shorten(reference: str, limit: int = 120) -> str:
+    """References go into error messages; inline images must not."""
+    return reference if len(reference) <= limit else reference[:limit] + f"... ({len(reference)} characters)"

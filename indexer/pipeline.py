@@ -44,7 +44,9 @@ class _Prepared:
 
 
 class IndexPipeline:
-    def __init__(self, embedder: Embedder, store: VectorStore, media: MediaStore, fetch: Callable[[str], bytes]) -> None:
+    def __init__(
+        self, embedder: Embedder, store: VectorStore, media: MediaStore, fetch: Callable[[str], bytes]
+    ) -> None:
         self.embedder = embedder
         self.store = store
         self.media = media
@@ -63,19 +65,21 @@ class IndexPipeline:
         changed: set[str] = set()
         for variant in variants:
             changed |= self._index_variant(prepared, variant)
-        self._drop_removed_photos(prepared, variants)
+        changed |= self._drop_removed_photos(prepared, variants)
         for entry in prepared:
             outcomes[entry.item.id] = Outcome(entry.item.id, "indexed" if entry.item.id in changed else "unchanged")
         return [outcomes[item.id] for item in items]
 
-    def _drop_removed_photos(self, prepared: list[_Prepared], variants: Sequence[str]) -> None:
-        """A product that now has n photos must lose photos n, n+1, ...; photo n existing tells cheaply."""
+    def _drop_removed_photos(self, prepared: list[_Prepared], variants: Sequence[str]) -> set[str]:
+        """A product that now has n photos must lose photos n, n+1, ...; photo n existing tells cheaply.
+        Returns the ids of items that lost photos."""
         beyond = {point_id(entry.item.id, str(len(entry.photos))): entry for entry in prepared}
         shrunk = {pid for variant in variants for pid in self.store.stored_payloads(variant, list(beyond))}
         for pid in shrunk:
             entry = beyond[pid]
             for removed in self.store.delete_product(entry.item.id, keep={photo.point_id for photo in entry.photos}):
                 self.media.delete(removed)
+        return {beyond[pid].item.id for pid in shrunk}
 
     def _prepare(self, item: CatalogueItem) -> _Prepared:
         entry = _Prepared(item)
@@ -91,16 +95,24 @@ class IndexPipeline:
         return entry
 
     def _index_variant(self, prepared: list[_Prepared], variant: str) -> set[str]:
-        """Embed and upsert the photos whose stored payload differs; returns the ids of items touched."""
+        """Embed photos whose bytes are new; only rewrite the payload where just the metadata changed.
+        Returns the ids of items that changed in this variant."""
         photos = [(entry.item.id, photo) for entry in prepared for photo in entry.photos]
         if not photos:
             return set()
         stored = self.store.stored_payloads(variant, [photo.point_id for _, photo in photos])
-        todo = [(item_id, photo) for item_id, photo in photos if stored.get(photo.point_id) != photo.payload]
-        if not todo:
-            return set()
-        vectors = self.embedder.embed_images(variant, [photo.image for _, photo in todo])
-        for _, photo in todo:
-            self.media.put(photo.point_id, photo.data)
-        self.store.upsert(variant, [p.point_id for _, p in todo], vectors, [p.payload for _, p in todo])
-        return {item_id for item_id, _ in todo}
+        changed = [(item_id, photo) for item_id, photo in photos if stored.get(photo.point_id) != photo.payload]
+        same_image = {
+            photo.point_id: photo.payload
+            for _, photo in changed
+            if stored.get(photo.point_id, {}).get("image_sha256") == photo.payload["image_sha256"]
+        }
+        to_embed = [photo for _, photo in changed if photo.point_id not in same_image]
+        if same_image:
+            self.store.overwrite_payloads(variant, same_image)
+        if to_embed:
+            vectors = self.embedder.embed_images(variant, [photo.image for photo in to_embed])
+            for photo in to_embed:
+                self.media.put(photo.point_id, photo.data)
+            self.store.upsert(variant, [p.point_id for p in to_embed], vectors, [p.payload for p in to_embed])
+        return {item_id for item_id, _ in changed}

@@ -103,9 +103,14 @@ def _read_image_folder(folder: Path) -> Iterator[CatalogueItem]:
             yield CatalogueItem(id=str(path.relative_to(folder).with_suffix("")), images=[str(path.resolve())])
 
 
+def is_local_path(image: str) -> bool:
+    """Image references are URLs, data URIs or paths on the machine that reads the catalogue."""
+    return "://" not in image and not image.startswith("data:")
+
+
 def _resolve(image: str, base: Path) -> str:
     """Relative image paths in a catalogue file are relative to that file."""
-    if "://" in image or image.startswith("data:"):
+    if not is_local_path(image):
         return image
     path = Path(image).expanduser()
     return str(path if path.is_absolute() else (base / path).resolve())

@@ -2,11 +2,11 @@
 
 from functools import lru_cache
 from pathlib import Path
-
 from typing import Annotated
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STYLEFINDER_", extra="ignore")
@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     fetch_timeout_s: float = 10.0
     allowed_image_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
 
+    inprocess_worker: bool | None = None  # None: on with an embedded store (it allows one owner), else off
     worker_concurrency: int = 1
     worker_prefetch: int = 1
     index_batch_size: int = 32

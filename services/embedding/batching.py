@@ -42,7 +42,7 @@ class MicroBatcher(Generic[Item]):
                 pass
             try:
                 rows = self._forward([item for item, _ in batch])
-            except BaseException as error:  # noqa: BLE001 - handed to every waiting caller
+            except BaseException as error:
                 for _, future in batch:
                     future.set_exception(error)
                 continue

@@ -10,6 +10,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import huggingface_hub
 import numpy as np
 import open_clip
 import torch
@@ -55,7 +56,38 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def missing_weights(variant: Variant) -> str | None:
+    """Why the variant cannot load on this machine (None when its weights are here), without loading it."""
+    if variant.weights == "packaged":
+        return None
+    checkpoint = variant.weights_path
+    if checkpoint is not None:
+        if checkpoint.is_file():
+            return None
+        return (
+            f"variant {variant.name!r}: checkpoint file {checkpoint} does not exist. "
+            "Point `weights` at an open_clip state-dict file (.pt, .bin or .safetensors)."
+        )
+    tag_cfg = open_clip.get_pretrained_cfg(variant.architecture, variant.weights)
+    repo = tag_cfg.get("hf_hub", "").strip("/")
+    if repo and any(
+        isinstance(huggingface_hub.try_to_load_from_cache(repo, name), str)
+        for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+    ):
+        return None
+    return (
+        f"variant {variant.name!r}: open_clip weights {variant.architecture}/{variant.weights} are not on this "
+        "machine and no model hub can be reached. Download them where the hub is reachable "
+        f"(open_clip.create_model({variant.architecture!r}, pretrained={variant.weights!r}) fills the Hugging "
+        "Face cache, which you can copy to this machine's HF_HOME), or save the checkpoint file here and set "
+        f'`weights = "/path/to/checkpoint.bin"` for this variant in a registry file (STYLEFINDER_REGISTRY_FILE).'
+    )
+
+
 def load_model(variant: Variant, device: str = "auto") -> LoadedModel:
+    problem = missing_weights(variant)
+    if problem is not None:
+        raise WeightsUnavailable(problem)
     config = variant.open_clip_config()
     model_name = _register_config(variant, config)
     target = resolve_device(device)
@@ -77,24 +109,11 @@ def _create(variant: Variant, model_name: str, preprocess_cfg: dict[str, Any]) -
         load_packaged_image_tower(model)
         return model
     checkpoint = variant.weights_path
-    if checkpoint is not None and not checkpoint.is_file():
-        raise WeightsUnavailable(
-            f"variant {variant.name!r}: checkpoint file {checkpoint} does not exist. "
-            "Point `weights` at an open_clip state-dict file (.pt, .bin or .safetensors)."
-        )
     pretrained = str(checkpoint) if checkpoint is not None else variant.weights
     try:
         return open_clip.create_model(model_name, pretrained=pretrained, pretrained_text=False, **common)
     except RuntimeError as error:
-        if checkpoint is not None:
-            raise WeightsUnavailable(f"variant {variant.name!r}: {checkpoint} does not fit {variant.architecture}: {error}")
-        raise WeightsUnavailable(
-            f"variant {variant.name!r}: open_clip weights {variant.architecture}/{variant.weights} are not on this "
-            "machine and no model hub can be reached. Download them where the hub is reachable "
-            f"(open_clip.create_model({variant.architecture!r}, pretrained={variant.weights!r}) fills the Hugging "
-            "Face cache, which you can copy to this machine's HF_HOME), or save the checkpoint file here and set "
-            f"`weights = \"/path/to/checkpoint.bin\"` for this variant in a registry file (STYLEFINDER_REGISTRY_FILE)."
-        ) from None
+        raise WeightsUnavailable(f"variant {variant.name!r}: weights {pretrained} do not load: {error}") from None
 
 
 @cache

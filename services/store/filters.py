@@ -44,7 +44,9 @@ class SearchFilters(BaseModel):
             if value is not None:
                 conditions.append(_match(key, value))
         if self.price_min is not None or self.price_max is not None:
-            conditions.append(models.FieldCondition(key="price", range=models.Range(gte=self.price_min, lte=self.price_max)))
+            conditions.append(
+                models.FieldCondition(key="price", range=models.Range(gte=self.price_min, lte=self.price_max))
+            )
         if self.in_stock is not None:
             conditions.append(_match("in_stock", self.in_stock))
         for key, value in (self.model_extra or {}).items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 
@@ -10,6 +11,8 @@ class MediaStore:
         self.root = root
 
     def path(self, key: str) -> Path:
+        """Keys are point ids (UUIDs); anything else raises ValueError, so no key can leave the folder."""
+        key = str(uuid.UUID(key))
         return self.root / key[:2] / key
 
     def put(self, key: str, data: bytes) -> None:

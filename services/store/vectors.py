@@ -80,7 +80,9 @@ class VectorStore:
             return name
         with self._lock:
             if not self.client.collection_exists(name):
-                self.client.create_collection(name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE))
+                self.client.create_collection(
+                    name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE)
+                )
                 if not self.embedded:
                     for field, schema in PAYLOAD_INDEXES.items():
                         self.client.create_payload_index(name, field, field_schema=schema)
@@ -135,6 +137,16 @@ class VectorStore:
             records = self.client.retrieve(name, ids=list(ids), with_payload=True)
         return {str(r.id): r.payload or {} for r in records}
 
+    def overwrite_payloads(self, variant: str, payloads: dict[str, dict[str, Any]]) -> None:
+        """Replace whole payloads of existing points (metadata changed, image did not)."""
+        name = collection_name(variant)
+        operations = [
+            models.OverwritePayloadOperation(overwrite_payload=models.SetPayload(payload=payload, points=[pid]))
+            for pid, payload in payloads.items()
+        ]
+        with self._lock:
+            self.client.batch_update_points(name, update_operations=operations, wait=True)
+
     def product_points(self, product_id: str) -> dict[str, list[models.Record]]:
         """Every stored point of a product, by collection."""
         found = {}
@@ -188,7 +200,12 @@ class VectorStore:
         while True:
             with self._lock:
                 page, offset = self.client.scroll(
-                    name, scroll_filter=query_filter, limit=256, offset=offset, with_payload=True, with_vectors=with_vectors
+                    name,
+                    scroll_filter=query_filter,
+                    limit=256,
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=with_vectors,
                 )
             records += page
             if offset is None:

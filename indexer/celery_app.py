@@ -1,0 +1,36 @@
+"""The Celery app, configured for at-least-once delivery: a batch is acknowledged only after it is stored."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from indexer.tasks import register_tasks
+from services.settings import Settings
+
+QUEUE = "stylefinder.index"
+
+
+def create_celery(settings: Settings) -> Celery:
+    """Redis broker when REDIS_URL is set, else the in-memory broker (worker in the gateway process)."""
+    in_memory = not settings.redis_url
+    app = Celery("stylefinder", set_as_current=False)
+    transport = {"visibility_timeout": settings.broker_visibility_timeout_s}
+    if in_memory:
+        transport["polling_interval"] = 0.01  # the memory transport polls; its 1 s default makes ingestion crawl
+    app.conf.update(
+        broker_url=settings.redis_url or "memory://",
+        broker_transport_options=transport,
+        broker_connection_retry_on_startup=True,
+        task_default_queue=QUEUE,
+        task_acks_late=True,  # ack after the upsert: a worker killed mid-batch leaves the batch queued
+        task_reject_on_worker_lost=True,  # ...and the lost batch is redelivered, not marked failed
+        worker_prefetch_multiplier=settings.worker_prefetch,
+        worker_concurrency=settings.worker_concurrency,
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+    )
+    register_tasks(app)
+    return app

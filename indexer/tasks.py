@@ -1,0 +1,94 @@
+"""The indexing task: one batch of catalogue items through the pipeline, with retries and job reporting."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from celery import Celery, Task
+from qdrant_client.http.exceptions import ResponseHandlingException
+
+from indexer.pipeline import Outcome
+from services.catalogue import CatalogueItem
+
+if TYPE_CHECKING:
+    from services.runtime import Runtime
+
+INDEX_BATCH = "stylefinder.index_batch"
+MAX_ATTEMPTS = 5
+# Failures of the services a batch depends on, not of its items: the whole batch retries.
+SERVICE_ERRORS = (httpx.TransportError, ResponseHandlingException, ConnectionError, TimeoutError)
+log = logging.getLogger("stylefinder.indexer")
+_runtime: Runtime | None = None
+
+
+def bind_runtime(runtime: Runtime | None) -> None:
+    """The embedded default shares the gateway's runtime (and its store lock) with the in-process worker."""
+    global _runtime
+    _runtime = runtime
+
+
+def worker_runtime() -> Runtime:
+    """A worker process builds its own runtime from the environment on its first task."""
+    global _runtime
+    if _runtime is None:
+        from services.runtime import Runtime
+        from services.settings import Settings
+
+        _runtime = Runtime.build(Settings())
+    return _runtime
+
+
+def backoff_s(attempt: int) -> float:
+    return min(2.0**attempt, 60.0)
+
+
+def index_batch(task: Task, job_id: str, items: list[dict[str, Any]], variants: list[str], attempt: int = 0) -> None:
+    """Record every item's outcome. Items with transient failures go back on the queue, alone, with backoff."""
+    runtime = worker_runtime()
+    batch = [CatalogueItem(**item) for item in items]
+    runtime.jobs.mark_running(job_id, [item.id for item in batch])
+    started = time.perf_counter()
+    try:
+        outcomes = runtime.pipeline().run(batch, variants)
+    except SERVICE_ERRORS as error:
+        if task.request.retries + 1 >= MAX_ATTEMPTS:
+            runtime.jobs.record(
+                job_id, [Outcome(i.id, "failed", f"gave up after {MAX_ATTEMPTS} tries: {error}") for i in batch]
+            )
+            return
+        raise task.retry(exc=error, countdown=backoff_s(task.request.retries)) from None
+    except Exception as error:
+        log.exception("batch of job %s failed", job_id)
+        runtime.jobs.record(job_id, [Outcome(i.id, "failed", f"{type(error).__name__}: {error}") for i in batch])
+        return
+    retry_ids = {o.item_id for o in outcomes if o.transient} if attempt + 1 < MAX_ATTEMPTS else set()
+    if retry_ids:
+        again = [item for item in items if str(item["id"]) in retry_ids]
+        task.app.send_task(INDEX_BATCH, args=(job_id, again, variants, attempt + 1), countdown=backoff_s(attempt))
+    final = [
+        o if not o.transient else Outcome(o.item_id, "failed", f"{o.reason} (after {attempt + 1} tries)")
+        for o in outcomes
+        if o.item_id not in retry_ids
+    ]
+    runtime.jobs.record(job_id, final)
+    seconds = time.perf_counter() - started
+    failed = sum(o.status == "failed" for o in final)
+    log.info(
+        "job %s: %d items in %.2fs (%.1f items/s), %d failed, %d to retry, %d items still queued overall",
+        job_id,
+        len(batch),
+        seconds,
+        len(batch) / seconds,
+        failed,
+        len(retry_ids),
+        runtime.jobs.active_items(),
+    )
+
+
+def register_tasks(app: Celery) -> None:
+    app.task(bind=True, name=INDEX_BATCH, acks_late=True, reject_on_worker_lost=True, max_retries=MAX_ATTEMPTS)(
+        index_batch
+    )

@@ -1,0 +1,201 @@
+"""`stylefinder`: serve, index, reindex, worker, embedder, eval."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from tqdm import tqdm
+
+from services.catalogue import CatalogueItem, is_local_path, read_catalogue
+from services.settings import Settings
+
+if TYPE_CHECKING:
+    from services.runtime import Runtime
+
+CLI_BATCH = 32
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="log at INFO level")
+def main(verbose: bool) -> None:
+    """StyleFinder: visual search for fashion retail."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@click.option(
+    "--index",
+    "catalogues",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="catalogue (folder, CSV, JSONL) to index in the background once the server is up; repeatable",
+)
+@click.option("--variant", "variants", multiple=True, help="variant to index into (default: all served)")
+def serve(host: str, port: int, catalogues: tuple[Path, ...], variants: tuple[str, ...]) -> None:
+    """Run the gateway; with an embedded store the indexing worker runs inside it."""
+    import uvicorn
+
+    from services.gateway.app import create_app
+
+    settings = Settings()
+    listed = {catalogue: list(read_catalogue(catalogue)) for catalogue in catalogues}
+    # The operator named these catalogues, so the server may read their photos from disk.
+    settings.allowed_image_roots += sorted(
+        {
+            Path(image).parent
+            for items in listed.values()
+            for item in items
+            for image in item.images
+            if is_local_path(image)
+        }
+    )
+
+    def index_catalogues(rt: Runtime) -> None:
+        for catalogue, items in listed.items():
+            job_id = rt.ingest.submit(items, list(variants) or rt.served)
+            click.echo(f"indexing {len(items)} items from {catalogue} in the background: GET /v1/jobs/{job_id}")
+
+    uvicorn.run(create_app(settings, on_ready=index_catalogues), host=host, port=port, log_level="info")
+
+
+@main.command()
+@click.argument("catalogue", type=click.Path(exists=True, path_type=Path))
+@click.option("--variant", "variants", multiple=True, help="variant to index into (default: all served); repeatable")
+@click.option("--server", default=None, help="index through this running gateway (default: only if the store is busy)")
+def index(catalogue: Path, variants: tuple[str, ...], server: str | None) -> None:
+    """Index a catalogue: a folder of images, a CSV or a JSONL file. Re-running skips what is unchanged."""
+    items = list(read_catalogue(catalogue))
+    click.echo(f"{len(items)} items in {catalogue}")
+    _direct_or_via_gateway(
+        server,
+        direct=lambda rt: _index_directly(rt, items, list(variants) or rt.served),
+        via=lambda client: client.submit(items, variants),
+        total=len(items),
+    )
+
+
+@main.command()
+@click.option("--from", "source", required=True, help="variant whose collection holds the products")
+@click.option("--to", "target", required=True, help="variant to embed them into")
+@click.option("--server", default=None, help="run through this running gateway (default: only if the store is busy)")
+def reindex(source: str, target: str, server: str | None) -> None:
+    """Backfill: re-embed every product of one variant into another. Re-running skips what is done."""
+    from indexer.backfill import stored_items
+
+    def direct(rt: Runtime) -> None:
+        items = list(stored_items(rt.store, source))
+        _index_directly(rt, items, [target])
+
+    _direct_or_via_gateway(server, direct=direct, via=lambda client: [client.reindex(source, target)], total=None)
+
+
+@main.command()
+def worker() -> None:
+    """Run a Celery indexing worker process (distributed mode: set REDIS_URL, and QDRANT_URL for a server)."""
+    from indexer.celery_app import create_celery
+    from indexer.worker import run_worker_process
+
+    settings = Settings()
+    if not settings.redis_url:
+        raise click.UsageError("a worker process needs a broker: set REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
+    run_worker_process(create_celery(settings), settings.worker_concurrency, embedded_store=not settings.qdrant_url)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8001, show_default=True)
+def embedder(host: str, port: int) -> None:
+    """Run the HTTP embedding service (the GPU box); point gateway and workers at it with STYLEFINDER_EMBEDDER_URL."""
+    import uvicorn
+
+    from services.embedding.service import create_app
+
+    uvicorn.run(create_app(Settings()), host=host, port=port, log_level="info")
+
+
+@main.command(name="eval")
+@click.argument("data", type=click.Path(exists=True, path_type=Path))
+@click.option("--variant", default="effl0-minilm", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print only the JSON report")
+@click.option("--limit", type=int, default=None, help="catalogue evaluation: use the first N products")
+def evaluate(data: Path, variant: str, as_json: bool, limit: int | None) -> None:
+    """Retrieval metrics: In-shop folder/partition file -> R@1/5/10, mAP; catalogue CSV -> P@10, mAP@10."""
+    from services.evaluation.report import evaluate_variant, format_table
+
+    report = evaluate_variant(Settings(), variant, data, limit=limit, progress=not as_json)
+    if not as_json:
+        click.echo(format_table(report))
+    click.echo(json.dumps(report, indent=2))
+
+
+def _direct_or_via_gateway(server: str | None, direct: Callable, via: Callable, total: int | None) -> None:
+    """Work on the store directly unless a running gateway owns it (embedded store) or --server is given."""
+    from services.gateway_client import GatewayClient
+    from services.runtime import Runtime
+    from services.store import StoreLocked
+
+    settings = Settings()
+    if server is None:
+        try:
+            rt = Runtime.build(settings)
+        except StoreLocked as locked:
+            client = GatewayClient(settings.gateway_url)
+            if not client.reachable():
+                raise click.ClickException(str(locked)) from None
+            click.echo(f"the store is owned by the gateway at {settings.gateway_url}; sending the work there")
+            server = settings.gateway_url
+        else:
+            try:
+                direct(rt)
+            finally:
+                rt.close()
+            return
+    client = GatewayClient(server)
+    job_ids = via(client)
+    with tqdm(total=total, unit="item") as bar:
+
+        def progress(totals: dict) -> None:
+            bar.total = totals["total"]
+            bar.n = totals["indexed"] + totals["unchanged"] + totals["failed"]
+            bar.set_postfix(failed=totals["failed"])
+            bar.refresh()
+
+        reports = client.follow(job_ids, progress)
+    _print_failures([f for report in reports for f in report["failures"]])
+
+
+def _index_directly(rt: Runtime, items: Sequence[CatalogueItem], variants: list[str]) -> None:
+    from indexer.fetch import Fetcher
+
+    for name in variants:
+        rt.check_servable(name)
+    pipeline = rt.pipeline(Fetcher(allow_any_path=True, media=rt.media))
+    counts = {"indexed": 0, "unchanged": 0, "failed": 0}
+    failures = []
+    with tqdm(total=len(items), unit="item") as bar:
+        for start in range(0, len(items), CLI_BATCH):
+            outcomes = pipeline.run(items[start : start + CLI_BATCH], variants)
+            for outcome in outcomes:
+                counts[outcome.status] += 1
+                if outcome.status == "failed":
+                    failures.append({"item_id": outcome.item_id, "reason": outcome.reason})
+            bar.update(len(outcomes))
+            bar.set_postfix(counts)
+    click.echo(
+        f"{counts['indexed']} indexed, {counts['unchanged']} unchanged, {counts['failed']} failed into {variants}"
+    )
+    _print_failures(failures)
+
+
+def _print_failures(failures: list[dict]) -> None:
+    for failure in failures[:50]:
+        click.echo(f"  failed {failure['item_id']}: {failure['reason']}", err=True)
+    if len(failures) > 50:
+        click.echo(f"  ... and {len(failures) - 50} more", err=True)

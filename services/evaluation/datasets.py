@@ -1,0 +1,61 @@
+"""Evaluation data readers: In-shop partition files and attribute catalogues (CSV)."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+PARTITION_FILE = "list_eval_partition.txt"
+
+
+@dataclass
+class LabelledImage:
+    path: Path
+    label: str
+
+
+@dataclass
+class InShopSplit:
+    train: list[LabelledImage]
+    query: list[LabelledImage]
+    gallery: list[LabelledImage]
+
+
+def read_inshop(source: Path) -> InShopSplit:
+    """`list_eval_partition.txt` (image_name item_id evaluation_status ...); paths relative to its folder."""
+    partition = source / PARTITION_FILE if source.is_dir() else source
+    lines = [line.split() for line in partition.read_text().splitlines()]
+    rows = [fields for fields in lines if len(fields) >= 3 and fields[2] in ("train", "query", "gallery")]
+    split = InShopSplit([], [], [])
+    for name, item_id, status, *_ in rows:
+        getattr(split, status).append(LabelledImage(partition.parent / name, item_id))
+    if not split.query or not split.gallery:
+        raise ValueError(f"{partition}: no query/gallery rows")
+    return split
+
+
+def read_catalogue_rows(csv_path: Path, limit: int | None = None) -> list[dict[str, str]]:
+    """Rows with an `image` path (made absolute) whose file exists, in file order."""
+    with csv_path.open(newline="", encoding="utf-8") as handle:
+        rows = []
+        for row in csv.DictReader(handle):
+            image = csv_path.parent / row["image"]
+            if image.is_file():
+                rows.append({**row, "image": str(image)})
+            if limit is not None and len(rows) >= limit:
+                break
+    return rows
+
+
+def is_inshop(source: Path) -> bool:
+    return (source / PARTITION_FILE).is_file() if source.is_dir() else source.name == PARTITION_FILE
+
+
+def catalogue_csv(source: Path) -> Path:
+    if source.is_file():
+        return source
+    found = sorted(source.glob("*.csv"))
+    if len(found) != 1:
+        raise ValueError(f"{source}: expected an In-shop folder ({PARTITION_FILE}) or exactly one catalogue CSV")
+    return found[0]

@@ -1,0 +1,100 @@
+"""`stylefinder eval`: a variant's retrieval quality on a dataset, next to the bare ImageNet-trunk baseline."""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from services.embedding import decode_image
+from services.evaluation.datasets import catalogue_csv, is_inshop, read_catalogue_rows, read_inshop
+from services.evaluation.metrics import category_retrieval, instance_retrieval
+from services.models import LoadedModel, Registry, load_model
+from services.settings import Settings
+
+BATCH = 32
+Encoder = Callable[[Sequence[Image.Image]], np.ndarray]
+
+
+def evaluate_variant(
+    settings: Settings, variant: str, data: Path, limit: int | None = None, progress: bool = True
+) -> dict[str, Any]:
+    registry = Registry.load(settings.registry_file, settings.variants_path)
+    model = load_model(registry[variant], settings.device)
+    return evaluate_model(model, data, limit, progress)
+
+
+def evaluate_model(model: LoadedModel, data: Path, limit: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Metrics for the model's own embeddings, and for its image trunk's pooled features when it has one."""
+    encoders: dict[str, Encoder] = {"model": model.encode_images}
+    trunk = trunk_encoder(model)
+    if trunk is not None:
+        encoders["baseline_trunk_features"] = trunk
+    report: dict[str, Any] = {
+        "variant": model.variant.name,
+        "data": str(data),
+        "device": str(model.device),
+        "hardware": platform.processor() or platform.machine(),
+    }
+    if is_inshop(data):
+        split = read_inshop(data)
+        paths = [image.path for image in split.query + split.gallery]
+        report.update(kind="inshop", queries=len(split.query), gallery=len(split.gallery))
+        for name, encoder in encoders.items():
+            vectors, seconds = encode_paths(encoder, paths, progress, name)
+            queries, gallery = vectors[: len(split.query)], vectors[len(split.query) :]
+            report[name] = instance_retrieval(
+                queries, [i.label for i in split.query], gallery, [i.label for i in split.gallery]
+            )
+            report[name]["ms_per_image"] = 1000 * seconds / len(paths)
+    else:
+        rows = read_catalogue_rows(catalogue_csv(data), limit)
+        report.update(kind="catalogue", items=len(rows), label="articleType")
+        for name, encoder in encoders.items():
+            vectors, seconds = encode_paths(encoder, [Path(r["image"]) for r in rows], progress, name)
+            report[name] = category_retrieval(vectors, [r["articleType"] for r in rows])
+            report[name]["ms_per_image"] = 1000 * seconds / len(rows)
+    return report
+
+
+def trunk_encoder(model: LoadedModel) -> Encoder | None:
+    """The image tower's timm trunk alone (pooled features, no projection): the zero-shot floor to beat."""
+    trunk = getattr(model.model.visual, "trunk", None)
+    if trunk is None:
+        return None
+
+    @torch.inference_mode()
+    def encode(images: Sequence[Image.Image]) -> np.ndarray:
+        batch = torch.stack([model.preprocess(image) for image in images]).to(model.device)
+        features = torch.nn.functional.normalize(trunk(batch).float(), dim=-1)
+        return features.cpu().numpy()
+
+    return encode
+
+
+def encode_paths(encoder: Encoder, paths: Sequence[Path], progress: bool, label: str) -> tuple[np.ndarray, float]:
+    started = time.perf_counter()
+    chunks = []
+    for start in tqdm(range(0, len(paths), BATCH), desc=label, disable=not progress, unit="batch"):
+        images = [decode_image(path.read_bytes()) for path in paths[start : start + BATCH]]
+        chunks.append(encoder(images))
+    return np.concatenate(chunks), time.perf_counter() - started
+
+
+def format_table(report: dict[str, Any]) -> str:
+    rows = [(name, metrics) for name, metrics in report.items() if isinstance(metrics, dict)]
+    columns = [key for key in rows[0][1] if key not in ("queries",)]
+    lines = [
+        f"{report['variant']} on {report['data']} ({report['kind']})",
+        "  ".join([f"{'embedding':<26}", *[f"{c:>12}" for c in columns]]),
+    ]
+    for name, metrics in rows:
+        lines.append("  ".join([f"{name:<26}", *[f"{metrics[c]:>12.4f}" for c in columns]]))
+    return "\n".join(lines)

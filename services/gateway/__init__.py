@@ -1,0 +1,1 @@
+"""The public HTTP API and the shopper's page."""

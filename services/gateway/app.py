@@ -1,0 +1,108 @@
+"""The gateway app: owns the process's runtime (and so the embedded store's lock) from start-up to shutdown."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, FastAPI
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse
+
+from indexer.tasks import bind_runtime
+from indexer.worker import InProcessWorker
+from services.gateway import catalogue, search
+from services.gateway.deps import runtime
+from services.gateway.errors import add_error_handlers
+from services.gateway.schemas import VariantInfo
+from services.models import missing_weights
+from services.runtime import Runtime
+from services.settings import Settings
+
+PAGE = Path(__file__).with_name("static") / "index.html"
+Rt = Annotated[Runtime, Depends(runtime)]
+
+
+def create_app(
+    settings: Settings | None = None, prebuilt: Runtime | None = None, on_ready: Callable[[Runtime], None] | None = None
+) -> FastAPI:
+    """With an embedded store, the Celery worker runs on a thread here: the store allows one owner.
+    `on_ready` runs once the worker is up (the CLI queues `serve --index` catalogues with it)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = prebuilt or Runtime.build(settings or Settings())
+        app.state.runtime = rt
+        inprocess = rt.settings.inprocess_worker
+        worker = None
+        if inprocess or (inprocess is None and rt.store.embedded):
+            bind_runtime(rt)
+            worker = InProcessWorker(rt.celery, rt.settings.worker_concurrency)
+            worker.start()
+        if on_ready is not None:
+            await run_in_threadpool(on_ready, rt)
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.stop()
+                bind_runtime(None)
+            if prebuilt is None:
+                rt.close()
+
+    app = FastAPI(
+        title="StyleFinder",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Visual search for fashion retail: a photo or words in, top-K catalogue products out.",
+    )
+    add_error_handlers(app)
+    app.include_router(search.router)
+    app.include_router(catalogue.router)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(PAGE)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz(rt: Rt) -> JSONResponse:
+        try:
+            await run_in_threadpool(rt.store.variants)
+        except Exception as error:
+            return JSONResponse({"status": "unavailable", "reason": f"store: {error}"}, status_code=503)
+        if not rt.served:
+            return JSONResponse({"status": "unavailable", "reason": "no variant has its weights here"}, 503)
+        return JSONResponse({"status": "ready", "variants": rt.served})
+
+    @app.get("/v1/models", tags=["models"])
+    async def models(rt: Rt) -> list[VariantInfo]:
+        """Every registered variant with its model card, whether it is served, and how much it has indexed."""
+        return await run_in_threadpool(_variant_infos, rt)
+
+    return app
+
+
+def _variant_infos(rt: Runtime) -> list[VariantInfo]:
+    infos = []
+    for variant in rt.registry:
+        problem = missing_weights(variant)
+        infos.append(
+            VariantInfo(
+                name=variant.name,
+                architecture=variant.architecture,
+                weights=variant.weights,
+                embedding_dim=variant.embedding_dim,
+                served=variant.name in rt.served,
+                available=problem is None,
+                problem=problem,
+                indexed_points=rt.store.count(variant.name),
+                card=variant.card.model_dump(),
+            )
+        )
+    return infos

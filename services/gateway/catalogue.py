@@ -1,0 +1,142 @@
+"""Catalogue upkeep over HTTP: add (202 + job), inspect, change metadata, delete, backfill."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, status
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field, field_validator
+
+from indexer.backfill import PIPELINE_FIELDS, stored_items
+from indexer.jobs import JobStatus
+from services.catalogue import CatalogueItem
+from services.gateway.deps import runtime
+from services.gateway.errors import BadRequest
+from services.runtime import Runtime
+from services.store.vectors import collection_name
+
+router = APIRouter(tags=["catalogue"])
+Rt = Annotated[Runtime, Depends(runtime)]
+MAX_ITEMS_PER_REQUEST = 1000
+
+
+class IngestRequest(BaseModel):
+    items: list[CatalogueItem] = Field(min_length=1, max_length=MAX_ITEMS_PER_REQUEST)
+    variants: list[str] | None = Field(None, description="variants to index into; all served ones when omitted")
+
+    @field_validator("items")
+    @classmethod
+    def _unique_ids(cls, items: list[CatalogueItem]) -> list[CatalogueItem]:
+        seen: set[str] = set()
+        repeated = {item.id for item in items if item.id in seen or seen.add(item.id)}
+        if repeated:
+            raise ValueError(f"item ids repeat within the batch: {sorted(repeated)[:10]}")
+        return items
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status_url: str
+    items: int
+    variants: list[str]
+
+
+class JobReport(JobStatus):
+    queue_depth: int = Field(description="items of all unfinished jobs not yet indexed")
+
+
+class ReindexRequest(BaseModel):
+    source: str = Field(alias="from")
+    target: str = Field(alias="to")
+
+
+def _variants(rt: Runtime, requested: list[str] | None) -> list[str]:
+    names = requested or rt.served
+    for name in names:
+        rt.check_servable(name)
+    return names
+
+
+def _accepted(request: Request, job_id: str, items: int, variants: list[str]) -> JobAccepted:
+    return JobAccepted(
+        job_id=job_id, status_url=str(request.url_for("job", job_id=job_id)), items=items, variants=variants
+    )
+
+
+@router.post("/v1/products", status_code=status.HTTP_202_ACCEPTED)
+async def add_products(body: IngestRequest, request: Request, rt: Rt) -> JobAccepted:
+    """Queue items for indexing; answers at once with a job to follow."""
+    variants = _variants(rt, body.variants)
+    job_id = await run_in_threadpool(rt.ingest.submit, body.items, variants)
+    return _accepted(request, job_id, len(body.items), variants)
+
+
+@router.get("/v1/jobs/{job_id}", name="job")
+async def job(job_id: str, rt: Rt) -> JobReport:
+    report = await run_in_threadpool(rt.jobs.status, job_id)
+    if report is None:
+        raise BadRequest(f"no job {job_id}", 404)
+    return JobReport(**report.model_dump(), queue_depth=await run_in_threadpool(rt.jobs.active_items))
+
+
+@router.get("/v1/products/{product_id}")
+async def get_product(product_id: str, request: Request, rt: Rt) -> dict[str, Any]:
+    """What is stored for a product, per variant."""
+    points = await run_in_threadpool(rt.store.product_points, product_id)
+    if not points:
+        raise BadRequest(f"no product {product_id}", 404)
+    names = {collection_name(name): name for name in rt.registry.names()}
+    return {
+        "product_id": product_id,
+        "variants": {
+            names.get(collection, collection): [
+                {
+                    "point_id": str(r.id),
+                    "payload": r.payload,
+                    "image_url": str(request.url_for("image", point_id=str(r.id))),
+                }
+                for r in records
+            ]
+            for collection, records in points.items()
+        },
+    }
+
+
+@router.patch("/v1/products/{product_id}")
+async def update_product(product_id: str, fields: dict[str, Any], rt: Rt) -> dict[str, Any]:
+    """Change metadata in every variant's collection without re-embedding."""
+    fixed = sorted(set(fields) & {*PIPELINE_FIELDS, "id", "images"})
+    if fixed:
+        raise BadRequest(f"these fields cannot be patched: {fixed}; re-submit the product to change images")
+    if not fields:
+        raise BadRequest("nothing to change")
+    checked = CatalogueItem(id=product_id, images=["-"], **fields)  # same rules as at ingestion
+    changes = {key: value for key, value in checked.payload().items() if key in fields}
+    touched = await run_in_threadpool(rt.store.set_product_payload, product_id, changes)
+    if not touched:
+        raise BadRequest(f"no product {product_id}", 404)
+    return {"product_id": product_id, "updated_points": touched, "changes": changes}
+
+
+@router.delete("/v1/products/{product_id}")
+async def delete_product(product_id: str, rt: Rt) -> dict[str, Any]:
+    """Remove a product from every variant's collection, with its photos."""
+    removed = await run_in_threadpool(rt.store.delete_product, product_id)
+    if not removed:
+        raise BadRequest(f"no product {product_id}", 404)
+    for point in removed:
+        rt.media.delete(point)
+    return {"product_id": product_id, "deleted_points": len(removed)}
+
+
+@router.post("/v1/reindex", status_code=status.HTTP_202_ACCEPTED)
+async def reindex(body: ReindexRequest, request: Request, rt: Rt) -> JobAccepted:
+    """Re-embed every product of one variant's collection into another variant's, as a job."""
+    rt.registry[body.source]
+    target = _variants(rt, [body.target])
+    items = await run_in_threadpool(lambda: list(stored_items(rt.store, body.source)))
+    if not items:
+        raise BadRequest(f"variant {body.source} has no indexed products")
+    job_id = await run_in_threadpool(rt.ingest.submit, items, target, "reindex")
+    return _accepted(request, job_id, len(items), target)

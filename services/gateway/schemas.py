@@ -1,0 +1,56 @@
+"""Request and response bodies of the public API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+
+from services.store import SearchFilters
+
+
+class SearchRequest(BaseModel):
+    """JSON form of a search. Exactly one query: an image (URL or base64) or a text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_url: str | None = Field(None, description="http(s) URL of the query photo")
+    image_base64: str | None = Field(None, description="the query photo, base64 or a data: URI")
+    text: str | None = Field(None, min_length=1, max_length=500, description="a text query")
+    variant: str | None = Field(None, description="model variant; the deployment's default when omitted")
+    top_k: int = Field(10, ge=1, le=100)
+    filters: SearchFilters = Field(default_factory=SearchFilters)
+
+    @model_validator(mode="after")
+    def _one_query(self, info: ValidationInfo) -> SearchRequest:
+        given = [name for name in ("image_url", "image_base64", "text") if getattr(self, name)]
+        if info.context and info.context.get("upload"):
+            given.append("image")
+        if len(given) != 1:
+            raise ValueError("give exactly one of image (file upload), image_url, image_base64 or text")
+        return self
+
+
+class SearchResult(BaseModel):
+    product_id: str
+    score: float
+    payload: dict[str, Any]
+    image_url: str
+
+
+class SearchResponse(BaseModel):
+    results: list[SearchResult]
+    variant: str
+    took_ms: float
+
+
+class VariantInfo(BaseModel):
+    name: str
+    architecture: str
+    weights: str
+    embedding_dim: int
+    served: bool
+    available: bool
+    problem: str | None
+    indexed_points: int
+    card: dict[str, Any]

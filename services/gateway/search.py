@@ -1,0 +1,121 @@
+"""`POST /v1/search` and the result photos it links to."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import UploadFile
+
+from services.embedding import decode_image
+from services.gateway.deps import runtime
+from services.gateway.errors import BadRequest
+from services.gateway.schemas import SearchRequest, SearchResponse, SearchResult
+from services.runtime import Runtime
+from services.store import Hit
+
+router = APIRouter(tags=["search"])
+Rt = Annotated[Runtime, Depends(runtime)]
+MULTIPART_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "image": {"type": "string", "format": "binary"},
+        "text": {"type": "string"},
+        "variant": {"type": "string"},
+        "top_k": {"type": "integer", "default": 10},
+        "filters": {"type": "string", "description": 'JSON object, e.g. {"gender": "Men", "price_max": 40}'},
+    },
+}
+
+
+@router.post(
+    "/v1/search",
+    response_model=SearchResponse,
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {"schema": SearchRequest.model_json_schema()},
+                "multipart/form-data": {"schema": MULTIPART_SCHEMA},
+            }
+        }
+    },
+)
+async def search(request: Request, rt: Rt) -> SearchResponse:
+    """Top-K products for an uploaded photo (multipart field `image`), a photo URL or base64, or a text."""
+    started = time.perf_counter()
+    query, upload = await _read_query(request, rt.settings.max_image_bytes)
+    variant = query.variant or rt.default_variant
+    rt.check_servable(variant)
+    hits = await run_in_threadpool(_run, rt, query, variant, upload)
+    results = [
+        SearchResult(
+            product_id=hit.product_id,
+            score=hit.score,
+            payload=hit.payload,
+            image_url=str(request.url_for("image", point_id=hit.point_id)),
+        )
+        for hit in hits
+    ]
+    return SearchResponse(results=results, variant=variant, took_ms=(time.perf_counter() - started) * 1000)
+
+
+@router.get("/v1/images/{point_id}", name="image")
+async def image(point_id: UUID, rt: Rt) -> Response:
+    data = rt.media.get(str(point_id))
+    if data is None:
+        return JSONResponse({"detail": "no such image"}, status_code=404)
+    return Response(data, media_type=_sniff(data), headers={"Cache-Control": "public, max-age=86400"})
+
+
+async def _read_query(request: Request, max_bytes: int) -> tuple[SearchRequest, bytes | None]:
+    """One endpoint, two encodings: a multipart upload (browsers, curl -F) or a JSON body (backends)."""
+    kind = request.headers.get("content-type", "")
+    if kind.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        form = await request.form()
+        upload = form.get("image")
+        data = None
+        if isinstance(upload, UploadFile):
+            data = await upload.read(max_bytes + 1)
+            if len(data) > max_bytes:
+                raise BadRequest(f"image larger than {max_bytes} bytes", 413)
+        fields: dict = {
+            key: value for key, value in form.items() if key != "image" and isinstance(value, str) and value
+        }
+        if "filters" in fields:
+            try:
+                fields["filters"] = json.loads(fields["filters"])
+            except json.JSONDecodeError as error:
+                raise BadRequest(f"filters must be a JSON object: {error}") from None
+        return SearchRequest.model_validate(fields, context={"upload": data is not None}), data
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadRequest("send multipart/form-data with an `image` file, or a JSON body") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the JSON body must be an object")
+    return SearchRequest.model_validate(body), None
+
+
+def _run(rt: Runtime, query: SearchRequest, variant: str, upload: bytes | None) -> list[Hit]:
+    if query.text:
+        vector = rt.embedder.embed_texts(variant, [query.text])[0]
+    else:
+        data = upload if upload is not None else rt.api_fetcher()(query.image_url or query.image_base64 or "")
+        vector = rt.embedder.embed_images(variant, [decode_image(data)])[0]
+    filters = query.filters if query.filters.to_qdrant() is not None else None
+    return rt.store.search(variant, vector, query.top_k, filters)
+
+
+def _sniff(data: bytes) -> str:
+    signatures = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG": "image/png", b"GIF8": "image/gif", b"BM": "image/bmp"}
+    for magic, kind in signatures.items():
+        if data.startswith(magic):
+            return kind
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return "application/octet-stream"

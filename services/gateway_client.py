@@ -1,0 +1,74 @@
+"""The operator's side of the gateway API: submit catalogue items or a backfill, follow jobs to the end."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import httpx
+
+from services.catalogue import CatalogueItem, is_local_path
+
+REQUEST_ITEMS = 250
+
+
+class GatewayClient:
+    def __init__(self, url: str, timeout_s: float = 120.0) -> None:
+        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s)
+
+    def reachable(self) -> bool:
+        try:
+            return self.http.get("/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def submit(self, items: Sequence[CatalogueItem], variants: Sequence[str] | None) -> list[str]:
+        """Local photos travel inline (the gateway may not read this machine's folders); returns job ids."""
+        jobs = []
+        for start in range(0, len(items), REQUEST_ITEMS):
+            batch = [
+                _inline_local_images(item).model_dump(exclude_none=True)
+                for item in items[start : start + REQUEST_ITEMS]
+            ]
+            response = self.http.post("/v1/products", json={"items": batch, "variants": list(variants) or None})
+            _raise_for_detail(response)
+            jobs.append(response.json()["job_id"])
+        return jobs
+
+    def reindex(self, source: str, target: str) -> str:
+        response = self.http.post("/v1/reindex", json={"from": source, "to": target})
+        _raise_for_detail(response)
+        return response.json()["job_id"]
+
+    def follow(self, job_ids: Sequence[str], on_progress: Callable[[dict], None], poll_s: float = 0.5) -> list[dict]:
+        """Poll until every job is done; `on_progress` gets summed counts after each poll."""
+        while True:
+            reports = []
+            for job_id in job_ids:
+                response = self.http.get(f"/v1/jobs/{job_id}")
+                _raise_for_detail(response)
+                reports.append(response.json())
+            totals = {key: sum(r[key] for r in reports) for key in ("total", "indexed", "unchanged", "failed")}
+            on_progress(totals)
+            if all(r["state"] == "done" for r in reports):
+                return reports
+            time.sleep(poll_s)
+
+
+def _inline_local_images(item: CatalogueItem) -> CatalogueItem:
+    images = [
+        "data:;base64," + base64.b64encode(Path(image).read_bytes()).decode() if is_local_path(image) else image
+        for image in item.images
+    ]
+    return item.model_copy(update={"images": images})
+
+
+def _raise_for_detail(response: httpx.Response) -> None:
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail")
+        except ValueError:
+            detail = response.text
+        raise RuntimeError(f"gateway answered {response.status_code}: {detail}")
