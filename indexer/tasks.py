@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from services.runtime import Runtime
 
 INDEX_BATCH = "stylefinder.index_batch"
-MAX_ATTEMPTS = 5
 # Failures of the services a batch depends on, not of its items: the whole batch retries.
 SERVICE_ERRORS = (httpx.TransportError, ResponseHandlingException, ConnectionError, TimeoutError)
 log = logging.getLogger("stylefinder.indexer")
@@ -41,33 +40,36 @@ def worker_runtime() -> Runtime:
     return _runtime
 
 
-def backoff_s(attempt: int) -> float:
-    return min(2.0**attempt, 60.0)
+def backoff_s(base_s: float, attempt: int) -> float:
+    return min(base_s * 2.0**attempt, 60.0)
 
 
 def index_batch(task: Task, job_id: str, items: list[dict[str, Any]], variants: list[str], attempt: int = 0) -> None:
     """Record every item's outcome. Items with transient failures go back on the queue, alone, with backoff."""
     runtime = worker_runtime()
+    attempts, base_s = runtime.settings.index_max_attempts, runtime.settings.index_retry_base_s
     batch = [CatalogueItem(**item) for item in items]
     runtime.jobs.mark_running(job_id, [item.id for item in batch])
     started = time.perf_counter()
     try:
         outcomes = runtime.pipeline().run(batch, variants)
     except SERVICE_ERRORS as error:
-        if task.request.retries + 1 >= MAX_ATTEMPTS:
+        if task.request.retries + 1 >= attempts:
             runtime.jobs.record(
-                job_id, [Outcome(i.id, "failed", f"gave up after {MAX_ATTEMPTS} tries: {error}") for i in batch]
+                job_id, [Outcome(i.id, "failed", f"gave up after {attempts} tries: {error}") for i in batch]
             )
             return
-        raise task.retry(exc=error, countdown=backoff_s(task.request.retries)) from None
+        raise task.retry(exc=error, countdown=backoff_s(base_s, task.request.retries), max_retries=attempts) from None
     except Exception as error:
         log.exception("batch of job %s failed", job_id)
         runtime.jobs.record(job_id, [Outcome(i.id, "failed", f"{type(error).__name__}: {error}") for i in batch])
         return
-    retry_ids = {o.item_id for o in outcomes if o.transient} if attempt + 1 < MAX_ATTEMPTS else set()
+    retry_ids = {o.item_id for o in outcomes if o.transient} if attempt + 1 < attempts else set()
     if retry_ids:
         again = [item for item in items if str(item["id"]) in retry_ids]
-        task.app.send_task(INDEX_BATCH, args=(job_id, again, variants, attempt + 1), countdown=backoff_s(attempt))
+        task.app.send_task(
+            INDEX_BATCH, args=(job_id, again, variants, attempt + 1), countdown=backoff_s(base_s, attempt)
+        )
     final = [
         o if not o.transient else Outcome(o.item_id, "failed", f"{o.reason} (after {attempt + 1} tries)")
         for o in outcomes
@@ -89,6 +91,4 @@ def index_batch(task: Task, job_id: str, items: list[dict[str, Any]], variants: 
 
 
 def register_tasks(app: Celery) -> None:
-    app.task(bind=True, name=INDEX_BATCH, acks_late=True, reject_on_worker_lost=True, max_retries=MAX_ATTEMPTS)(
-        index_batch
-    )
+    app.task(bind=True, name=INDEX_BATCH, acks_late=True, reject_on_worker_lost=True)(index_batch)

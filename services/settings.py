@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     worker_concurrency: int = 1
     worker_prefetch: int = 1
     index_batch_size: int = 32
+    index_max_attempts: int = 5  # tries per item (transient fetch errors) and per batch (store/embedder down)
+    index_retry_base_s: float = 1.0  # backoff: base * 2**attempt, at most 60 s
     broker_visibility_timeout_s: int = 300
     gateway_url: str = "http://127.0.0.1:8000"
 

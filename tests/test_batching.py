@@ -1,0 +1,54 @@
+"""The micro-batcher merges concurrent calls, keeps each caller's rows, and hands errors to every caller."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from services.embedding.batching import MicroBatcher
+
+
+def test_concurrent_calls_share_forward_passes_and_keep_their_rows() -> None:
+    sizes: list[int] = []
+    gate = threading.Event()
+
+    def forward(items: list[int]) -> np.ndarray:
+        gate.wait(5)  # hold the first pass so the other callers queue up behind it
+        sizes.append(len(items))
+        return np.array([[item, item * 2] for item in items], dtype=np.float32)
+
+    batcher = MicroBatcher(forward, max_batch=8, max_wait_s=0.05)
+    with ThreadPoolExecutor(16) as pool:
+        futures = [pool.submit(batcher, [i]) for i in range(16)]
+        gate.set()
+        rows = [future.result() for future in futures]
+    for i, row in enumerate(rows):
+        np.testing.assert_array_equal(row, [[i, i * 2]])
+    assert sum(sizes) == 16
+    assert len(sizes) < 16 and max(sizes) <= 8
+
+
+def test_one_call_with_many_items_is_split_into_max_batches() -> None:
+    sizes: list[int] = []
+
+    def forward(items: list[int]) -> np.ndarray:
+        sizes.append(len(items))
+        return np.array([[item] for item in items], dtype=np.float32)
+
+    rows = MicroBatcher(forward, max_batch=4, max_wait_s=0.01)(list(range(10)))
+    np.testing.assert_array_equal(rows[:, 0], np.arange(10))
+    assert max(sizes) == 4
+
+
+def test_a_failing_forward_pass_raises_in_the_caller() -> None:
+    def forward(items: list[int]) -> np.ndarray:
+        raise RuntimeError("model exploded")
+
+    batcher = MicroBatcher(forward, max_batch=4, max_wait_s=0.01)
+    with pytest.raises(RuntimeError, match="model exploded"):
+        batcher([1, 2])
+    with pytest.raises(RuntimeError, match="model exploded"):  # the worker thread survives
+        batcher([3])

@@ -1,0 +1,61 @@
+"""Catalogue readers: CSV (with common column names), JSONL, folders of photos."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from services.catalogue import CatalogueItem, read_catalogue
+from tests.conftest import photo
+
+
+def test_csv_rows_become_items_with_resolved_paths_and_extra_fields(catalogue_dir: Path) -> None:
+    items = list(read_catalogue(catalogue_dir))  # the folder's own CSV is found
+    assert len(items) == 12
+    first = items[0]
+    assert first.id == "red-square" and first.price == 10.0 and first.in_stock is True
+    assert Path(first.images[0]).is_file() and Path(first.images[0]).is_absolute()
+    assert first.payload()["season"] == "Summer" and first.payload()["product_id"] == "red-square"
+    assert items[1].in_stock is False
+
+
+def test_marketplace_column_names_fill_the_standard_fields() -> None:
+    item = CatalogueItem(
+        id=15970,
+        image="a.jpg",
+        productDisplayName="Navy Shirt",
+        articleType="Shirts",
+        baseColour="Navy Blue",
+        gender="Men",
+        usage="Casual",
+    )
+    assert (item.id, item.title, item.category, item.colour) == ("15970", "Navy Shirt", "Shirts", "Navy Blue")
+    assert item.payload()["articleType"] == "Shirts" and item.payload()["usage"] == "Casual"
+
+
+def test_jsonl_with_several_images_and_urls(tmp_path: Path) -> None:
+    lines = [{"id": "p1", "images": ["a.jpg", "https://cdn.example/p1.jpg"], "title": "x", "in_stock": "no"}]
+    path = tmp_path / "items.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n\n")
+    [item] = read_catalogue(path)
+    assert item.images == [str(tmp_path / "a.jpg"), "https://cdn.example/p1.jpg"] and item.in_stock is False
+
+
+def test_folder_of_photos_uses_file_names_as_ids(tmp_path: Path) -> None:
+    (tmp_path / "shoes").mkdir()
+    photo((1, 2, 3)).save(tmp_path / "shoes" / "boot.png")
+    photo((1, 2, 3)).save(tmp_path / "hat.jpg")
+    (tmp_path / "notes.txt").write_text("not a photo")
+    assert sorted(item.id for item in read_catalogue(tmp_path)) == ["hat", "shoes/boot"]
+
+
+def test_bad_rows_are_refused_with_the_field_named(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("id,image,price\np1,a.jpg,-3\n")
+    with pytest.raises(ValidationError, match="price"):
+        list(read_catalogue(path))
+    with pytest.raises(ValidationError, match="images"):
+        CatalogueItem(id="p2")

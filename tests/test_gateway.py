@@ -1,0 +1,133 @@
+"""The public API over a real in-process stack (tiny open_clip model, embedded Qdrant, in-process worker)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from indexer.fetch import Fetcher
+from services.catalogue import read_catalogue
+from services.gateway.app import create_app
+from services.settings import Settings
+from tests.conftest import encode, make_settings, photo, write_catalogue
+
+
+@pytest.fixture(scope="module")
+def catalogue_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_catalogue(tmp_path_factory.mktemp("catalogue"))
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory, tiny_registry: Path, catalogue_dir: Path) -> Iterator[TestClient]:
+    settings = make_settings(tmp_path_factory.mktemp("data"), tiny_registry)
+    with TestClient(create_app(settings)) as test_client:
+        rt = test_client.app.state.runtime
+        rt.pipeline(Fetcher(allow_any_path=True)).run(list(read_catalogue(catalogue_dir)), ["tiny"])
+        yield test_client
+
+
+def upload(client: TestClient, path: Path, **fields: object) -> dict:
+    form = {key: json.dumps(value) if isinstance(value, dict) else str(value) for key, value in fields.items()}
+    response = client.post("/v1/search", files={"image": (path.name, path.read_bytes(), "image/jpeg")}, data=form)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_uploaded_catalogue_photo_finds_its_product_first(client: TestClient, catalogue_dir: Path) -> None:
+    body = upload(client, catalogue_dir / "img" / "blue-circle.jpg", top_k=5)
+    assert body["variant"] == "tiny" and body["took_ms"] > 0
+    assert len(body["results"]) == 5
+    first = body["results"][0]
+    assert first["product_id"] == "blue-circle" and first["score"] == pytest.approx(1.0, abs=1e-4)
+    assert first["payload"]["title"] == "blue circle" and first["payload"]["price"] == 12.0
+    scores = [r["score"] for r in body["results"]]
+    assert scores == sorted(scores, reverse=True)
+    image = client.get(first["image_url"])
+    assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
+    assert image.content == (catalogue_dir / "img" / "blue-circle.jpg").read_bytes()
+
+
+def test_filters_restrict_results(client: TestClient, catalogue_dir: Path) -> None:
+    body = upload(
+        client,
+        catalogue_dir / "img" / "red-square.jpg",
+        top_k=20,
+        filters={"category": "Caps", "gender": "Men", "price_max": 14},
+    )
+    assert body["results"], "some caps for men under 14 exist"
+    for result in body["results"]:
+        payload = result["payload"]
+        assert (payload["category"], payload["gender"]) == ("Caps", "Men") and payload["price"] <= 14
+    extra = upload(client, catalogue_dir / "img" / "red-square.jpg", top_k=20, filters={"in_stock": True})
+    assert {r["payload"]["category"] for r in extra["results"]} == {"Tshirts"}
+
+
+def test_json_body_with_base64_image_and_text_query(client: TestClient, catalogue_dir: Path) -> None:
+    data = base64.b64encode((catalogue_dir / "img" / "green-square.jpg").read_bytes()).decode()
+    body = client.post("/v1/search", json={"image_base64": data, "top_k": 3}).json()
+    assert body["results"][0]["product_id"] == "green-square"
+    text = client.post("/v1/search", json={"text": "green t-shirt", "top_k": 4, "filters": {"category": "Caps"}})
+    assert text.status_code == 200
+    assert len(text.json()["results"]) == 4 and {r["payload"]["category"] for r in text.json()["results"]} == {"Caps"}
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "status", "message"),
+    [
+        ({"json": {"top_k": 3}}, 422, "exactly one of"),
+        ({"json": {"text": "x", "top_k": 0}}, 422, "greater than or equal to 1"),
+        ({"json": {"text": "x", "top_k": 101}}, 422, "less than or equal to 100"),
+        ({"json": {"text": "x", "variant": "nope"}}, 404, "unknown variant"),
+        ({"json": {"text": "x", "variant": "ViT-B-16/openai"}}, 422, "are not on this machine"),
+        ({"json": {"image_base64": "bm90IGFuIGltYWdl"}}, 422, "unusable image"),
+        ({"json": {"image_url": "http://127.0.0.1:9/x.jpg"}}, 422, "unusable image"),
+        ({"json": {"text": "x", "filters": {"price_min": 9, "price_max": 1}}}, 422, "price_min is above"),
+        ({"json": ["not", "an", "object"]}, 422, "must be an object"),
+        ({"content": b"{broken", "headers": {"content-type": "application/json"}}, 422, "JSON body"),
+        ({"files": {"image": ("a.txt", b"hello", "text/plain")}}, 422, "not an image"),
+        (
+            {"files": {"image": ("a.jpg", encode(photo((1, 1, 1))), "image/jpeg")}, "data": {"filters": "{bad"}},
+            422,
+            "filters must be a JSON object",
+        ),
+        (
+            {"files": {"image": ("a.jpg", encode(photo((1, 1, 1))), "image/jpeg")}, "data": {"text": "x"}},
+            422,
+            "exactly one of",
+        ),
+    ],
+)
+def test_bad_input_gets_a_4xx_with_a_message(
+    client: TestClient, request_kwargs: dict, status: int, message: str
+) -> None:
+    response = client.post("/v1/search", **request_kwargs)
+    assert response.status_code == status
+    assert message in json.dumps(response.json()["detail"])
+
+
+def test_oversized_upload_is_refused(settings: Settings) -> None:
+    settings.max_image_bytes = 1000
+    with TestClient(create_app(settings)) as small:
+        big = encode(photo((5, 5, 5), size=(400, 400)), "PNG")
+        response = small.post("/v1/search", files={"image": ("big.png", big, "image/png")})
+    assert response.status_code == 413 and "larger than 1000 bytes" in response.json()["detail"]
+
+
+def test_models_health_and_docs(client: TestClient) -> None:
+    models = {m["name"]: m for m in client.get("/v1/models").json()}
+    assert models["tiny"]["served"] and models["tiny"]["available"] and models["tiny"]["indexed_points"] == 12
+    assert models["tiny"]["card"]["stage"] == "test" and models["tiny"]["embedding_dim"] == 32
+    assert not models["ViT-B-16/openai"]["available"] and "weights" in models["ViT-B-16/openai"]["problem"]
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready", "variants": ["tiny"]}
+    schema = client.get("/openapi.json").json()
+    assert "multipart/form-data" in schema["paths"]["/v1/search"]["post"]["requestBody"]["content"]
+    assert client.get("/docs").status_code == 200
+    assert "StyleFinder" in client.get("/").text
+    assert client.get("/v1/images/not-a-uuid").status_code == 422
+    assert client.get("/v1/images/00000000-0000-0000-0000-000000000000").status_code == 404

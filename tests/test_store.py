@@ -1,0 +1,112 @@
+"""The embedded Qdrant store: collections per variant, idempotent ids, filters, product-level operations."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.store import SearchFilters, StoreLocked, VectorStore, point_id
+from services.store.vectors import collection_name
+
+
+def unit(*values: float) -> np.ndarray:
+    vector = np.asarray(values, dtype=np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> VectorStore:
+    opened = VectorStore.open(tmp_path / "qdrant")
+    yield opened
+    opened.close()
+
+
+def add(store: VectorStore, product: str, key: str, vector: np.ndarray, **payload: object) -> str:
+    pid = point_id(product, key)
+    store.upsert("v", [pid], vector[None, :], [{"product_id": product, "image_key": int(key), **payload}])
+    return pid
+
+
+def test_collection_per_variant_with_its_dimension(store: VectorStore) -> None:
+    store.upsert("a/1", [point_id("p", "0")], np.ones((1, 3), np.float32), [{"product_id": "p"}])
+    store.upsert("b", [point_id("p", "0")], np.ones((1, 5), np.float32), [{"product_id": "p"}])
+    info = store.client.get_collection(collection_name("a/1"))
+    assert info.config.params.vectors.size == 3
+    assert info.config.params.vectors.distance.value == "Cosine"
+    assert store.client.get_collection(collection_name("b")).config.params.vectors.size == 5
+
+
+def test_reindexing_the_same_image_overwrites(store: VectorStore) -> None:
+    add(store, "p1", "0", unit(1, 0, 0), title="old")
+    add(store, "p1", "0", unit(0, 1, 0), title="new")
+    assert store.count("v") == 1
+    [hit] = store.search("v", unit(0, 1, 0), 5)
+    assert hit.payload["title"] == "new" and hit.score == pytest.approx(1.0)
+    assert point_id("p1", "0") == point_id("p1", "0") != point_id("p1", "1")
+
+
+def test_search_ranks_by_cosine_and_returns_each_product_once(store: VectorStore) -> None:
+    add(store, "near", "0", unit(1, 0.1, 0))
+    add(store, "near", "1", unit(1, 0.2, 0))
+    add(store, "far", "0", unit(0, 0, 1))
+    add(store, "mid", "0", unit(1, 1, 0))
+    hits = store.search("v", unit(1, 0, 0), 10)
+    assert [h.product_id for h in hits] == ["near", "mid", "far"]
+    assert hits[0].point_id == point_id("near", "0")
+
+
+def test_filters_on_standard_and_extra_fields(store: VectorStore) -> None:
+    add(store, "a", "0", unit(1, 0, 0), category="Tshirts", gender="Men", price=10.0, in_stock=True, season="Summer")
+    add(store, "b", "0", unit(1, 0.1, 0), category="Tshirts", gender="Women", price=30.0, in_stock=False, season="Fall")
+    add(store, "c", "0", unit(1, 0.2, 0), category="Caps", gender="Men", price=20.0, in_stock=True, season="Summer")
+
+    def ids(**filters: object) -> list[str]:
+        return [h.product_id for h in store.search("v", unit(1, 0, 0), 10, SearchFilters(**filters))]
+
+    assert ids(category="Tshirts") == ["a", "b"]
+    assert ids(category="Tshirts", gender="Men") == ["a"]
+    assert ids(gender=["Women", "Men"], price_min=15) == ["b", "c"]
+    assert ids(price_max=20, in_stock=True) == ["a", "c"]
+    assert ids(season="Fall") == ["b"]
+    assert ids(brand="nobody") == []
+
+
+def test_invalid_filters_are_refused() -> None:
+    with pytest.raises(ValueError, match="price_min is above price_max"):
+        SearchFilters(price_min=5, price_max=1)
+    with pytest.raises(ValueError, match="must be a string"):
+        SearchFilters(season={"nested": 1})
+
+
+def test_product_update_and_delete_reach_every_variant(store: VectorStore) -> None:
+    for variant in ("v", "w"):
+        store.upsert(
+            variant,
+            [point_id("p", "0"), point_id("p", "1"), point_id("q", "0")],
+            np.eye(3, dtype=np.float32),
+            [{"product_id": "p", "title": "x"}, {"product_id": "p", "title": "x"}, {"product_id": "q"}],
+        )
+    assert store.set_product_payload("p", {"title": "renamed", "price": 5.0}) == 4
+    assert {r.payload["title"] for records in store.product_points("p").values() for r in records} == {"renamed"}
+    removed = store.delete_product("p", keep={point_id("p", "0")})
+    assert removed == {point_id("p", "1")}
+    assert store.count("v") == store.count("w") == 2
+    assert store.delete_product("p") == {point_id("p", "0")}
+    assert store.product_points("p") == {} and store.count("v") == 1
+
+
+def test_a_second_process_cannot_open_the_embedded_store(store: VectorStore, tmp_path: Path) -> None:
+    code = (
+        "import sys; from pathlib import Path; from services.store import VectorStore, StoreLocked\n"
+        "try:\n    VectorStore.open(Path(sys.argv[1]))\nexcept StoreLocked as e:\n    print('LOCKED', e)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "qdrant")], capture_output=True, text=True, timeout=60
+    )
+    assert "LOCKED" in result.stdout and "QDRANT_URL" in result.stdout
+    with pytest.raises(StoreLocked):
+        VectorStore.open(tmp_path / "qdrant")
