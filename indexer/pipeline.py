@@ -77,8 +77,9 @@ class IndexPipeline:
         shrunk = {pid for variant in variants for pid in self.store.stored_payloads(variant, list(beyond))}
         for pid in shrunk:
             entry = beyond[pid]
-            for removed in self.store.delete_product(entry.item.id, keep={photo.point_id for photo in entry.photos}):
-                self.media.delete(removed)
+            removed = self.store.delete_product(entry.item.id, keep={photo.point_id for photo in entry.photos})
+            for removed_id in set(removed):
+                self.media.delete(removed_id)
         return {beyond[pid].item.id for pid in shrunk}
 
     def _prepare(self, item: CatalogueItem) -> _Prepared:

@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from celery import Celery, Task
+from celery import Celery
 from qdrant_client.http.exceptions import ResponseHandlingException
 
 from indexer.pipeline import Outcome
@@ -40,36 +40,28 @@ def worker_runtime() -> Runtime:
     return _runtime
 
 
-def backoff_s(base_s: float, attempt: int) -> float:
-    return min(base_s * 2.0**attempt, 60.0)
-
-
-def index_batch(task: Task, job_id: str, items: list[dict[str, Any]], variants: list[str], attempt: int = 0) -> None:
-    """Record every item's outcome. Items with transient failures go back on the queue, alone, with backoff."""
+def index_batch(job_id: str, items: list[dict[str, Any]], variants: list[str], attempt: int = 0) -> None:
+    """Record every item's outcome. What failed transiently (an item's fetch, or the store or embedder for the
+    whole batch) goes back on the queue with backoff until the attempts run out, then is recorded as failed."""
     runtime = worker_runtime()
-    attempts, base_s = runtime.settings.index_max_attempts, runtime.settings.index_retry_base_s
+    settings = runtime.settings
     batch = [CatalogueItem(**item) for item in items]
     runtime.jobs.mark_running(job_id, [item.id for item in batch])
     started = time.perf_counter()
     try:
         outcomes = runtime.pipeline().run(batch, variants)
     except SERVICE_ERRORS as error:
-        if task.request.retries + 1 >= attempts:
-            runtime.jobs.record(
-                job_id, [Outcome(i.id, "failed", f"gave up after {attempts} tries: {error}") for i in batch]
-            )
-            return
-        raise task.retry(exc=error, countdown=backoff_s(base_s, task.request.retries), max_retries=attempts) from None
+        outcomes = [Outcome(item.id, "failed", f"{type(error).__name__}: {error}", transient=True) for item in batch]
     except Exception as error:
         log.exception("batch of job %s failed", job_id)
-        runtime.jobs.record(job_id, [Outcome(i.id, "failed", f"{type(error).__name__}: {error}") for i in batch])
-        return
-    retry_ids = {o.item_id for o in outcomes if o.transient} if attempt + 1 < attempts else set()
+        outcomes = [Outcome(item.id, "failed", f"{type(error).__name__}: {error}") for item in batch]
+    may_retry = attempt + 1 < settings.index_max_attempts
+    retry_ids = {o.item_id for o in outcomes if o.transient} if may_retry else set()
     if retry_ids:
-        again = [item for item in items if str(item["id"]) in retry_ids]
-        task.app.send_task(
-            INDEX_BATCH, args=(job_id, again, variants, attempt + 1), countdown=backoff_s(base_s, attempt)
-        )
+        again = [item for item, parsed in zip(items, batch, strict=True) if parsed.id in retry_ids]
+        countdown = min(settings.index_retry_base_s * 2.0**attempt, 60.0)
+        # The runtime's own app: a bound task's `self.app` can resolve to Celery's default app and broker.
+        runtime.celery.send_task(INDEX_BATCH, args=(job_id, again, variants, attempt + 1), countdown=countdown)
     final = [
         o if not o.transient else Outcome(o.item_id, "failed", f"{o.reason} (after {attempt + 1} tries)")
         for o in outcomes
@@ -77,18 +69,17 @@ def index_batch(task: Task, job_id: str, items: list[dict[str, Any]], variants: 
     ]
     runtime.jobs.record(job_id, final)
     seconds = time.perf_counter() - started
-    failed = sum(o.status == "failed" for o in final)
     log.info(
         "job %s: %d items in %.2fs (%.1f items/s), %d failed, %d to retry, %d items still queued overall",
         job_id,
         len(batch),
         seconds,
         len(batch) / seconds,
-        failed,
+        sum(o.status == "failed" for o in final),
         len(retry_ids),
         runtime.jobs.active_items(),
     )
 
 
 def register_tasks(app: Celery) -> None:
-    app.task(bind=True, name=INDEX_BATCH, acks_late=True, reject_on_worker_lost=True)(index_batch)
+    app.task(name=INDEX_BATCH, shared=False, acks_late=True, reject_on_worker_lost=True)(index_batch)

@@ -12,6 +12,8 @@ class InProcessWorker:
     """A Celery worker on a thread of this process, so it can share the process's embedded store."""
 
     def __init__(self, app: Celery, concurrency: int = 1) -> None:
+        # The threads pool runs tasks through Celery's process-wide default app, not the worker's.
+        app.set_default()
         self._controller = WorkController(
             app=app,
             pool="threads",

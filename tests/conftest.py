@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 from pathlib import Path
 
 import open_clip
@@ -42,11 +43,22 @@ def tiny_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = open_clip.CLIP(**TINY_CONFIG["model_cfg"])
     torch.save(model.state_dict(), folder / "tiny.pt")
     registry = folder / "registry.toml"
-    registry.write_text(
-        '[[variant]]\nname = "tiny"\narchitecture = "tiny.json"\nweights = "tiny.pt"\n'
-        '[variant.card]\nstage = "test"\ndescription = "tiny real open_clip CLIP for tests"\n'
+    entry = (
+        '[[variant]]\nname = "{}"\narchitecture = "tiny.json"\nweights = "tiny.pt"\n[variant.card]\nstage = "test"\n'
     )
+    registry.write_text(entry.format("tiny") + entry.format("tiny-b"))  # tiny-b: a second variant to backfill into
     return registry
+
+
+def wait_for_job(client: object, job_id: str, timeout_s: float = 60.0) -> dict:
+    """Poll `GET /v1/jobs/{id}` (TestClient or httpx.Client) until the job is done."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        report = client.get(f"/v1/jobs/{job_id}").json()  # type: ignore[attr-defined]
+        if report["state"] == "done":
+            return report
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} not done after {timeout_s}s: {report}")
 
 
 def make_settings(data_dir: Path, registry: Path) -> Settings:

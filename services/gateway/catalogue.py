@@ -125,7 +125,7 @@ async def delete_product(product_id: str, rt: Rt) -> dict[str, Any]:
     removed = await run_in_threadpool(rt.store.delete_product, product_id)
     if not removed:
         raise BadRequest(f"no product {product_id}", 404)
-    for point in removed:
+    for point in set(removed):
         rt.media.delete(point)
     return {"product_id": product_id, "deleted_points": len(removed)}
 

@@ -165,15 +165,16 @@ class VectorStore:
             touched += len(records)
         return touched
 
-    def delete_product(self, product_id: str, keep: set[str] | None = None) -> set[str]:
-        """Remove a product's points (all, or all but `keep`) from every collection; returns the removed ids."""
-        removed: set[str] = set()
+    def delete_product(self, product_id: str, keep: set[str] | None = None) -> list[str]:
+        """Remove a product's points (all, or all but `keep`) from every collection; returns the removed ids,
+        once per collection (variants share point ids)."""
+        removed: list[str] = []
         for name, records in self.product_points(product_id).items():
             doomed = [r.id for r in records if keep is None or str(r.id) not in keep]
             if doomed:
                 with self._lock:
                     self.client.delete(name, points_selector=models.PointIdsList(points=doomed), wait=True)
-                removed |= {str(pid) for pid in doomed}
+                removed += [str(pid) for pid in doomed]
         return removed
 
     def count(self, variant: str) -> int:

@@ -1,0 +1,166 @@
+"""Live ingestion through the API with the embedded default: Celery's in-memory broker, worker in-process."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from services.gateway.app import create_app
+from services.settings import Settings
+from tests.conftest import encode, photo, wait_for_job
+
+
+@pytest.fixture
+def client(settings: Settings, catalogue_dir: Path) -> Iterator[TestClient]:
+    settings.allowed_image_roots = [catalogue_dir]
+    settings.variants = ["tiny", "tiny-b"]
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def item(product_id: str, image: str, **metadata: object) -> dict:
+    return {"id": product_id, "images": [image], **metadata}
+
+
+def search_ids(client: TestClient, image: bytes, variant: str = "tiny", **filters: object) -> list[str]:
+    response = client.post(
+        "/v1/search", files={"image": ("q.jpg", image, "image/jpeg")}, data={"top_k": "50", "variant": variant}
+    )
+    return [r["product_id"] for r in response.json()["results"]]
+
+
+def test_products_are_accepted_at_once_and_become_searchable(client: TestClient, catalogue_dir: Path) -> None:
+    red = catalogue_dir / "img" / "red-square.jpg"
+    inline = base64.b64encode((catalogue_dir / "img" / "blue-circle.jpg").read_bytes()).decode()
+    response = client.post(
+        "/v1/products",
+        json={
+            "items": [
+                item("p-red", str(red), title="red tee", category="Tshirts", price=9.5),
+                item("p-blue", f"data:image/jpeg;base64,{inline}", title="blue cap", category="Caps", fabric="wool"),
+            ]
+        },
+    )
+    assert response.status_code == 202
+    accepted = response.json()
+    assert accepted["items"] == 2 and accepted["variants"] == ["tiny", "tiny-b"]
+    report = wait_for_job(client, accepted["job_id"])
+    assert (report["indexed"], report["failed"], report["total"]) == (2, 0, 2)
+    assert report["items_per_s"] > 0 and report["queue_depth"] == 0
+    assert search_ids(client, red.read_bytes())[0] == "p-red"
+    assert search_ids(client, red.read_bytes(), variant="tiny-b")[0] == "p-red"
+    stored = client.get("/v1/products/p-blue").json()
+    assert set(stored["variants"]) == {"tiny", "tiny-b"}
+    [point] = stored["variants"]["tiny"]
+    assert point["payload"]["fabric"] == "wool" and point["payload"]["image"] == "inline"
+
+
+def test_bad_items_are_reported_while_good_ones_are_indexed(
+    client: TestClient, catalogue_dir: Path, tmp_path: Path
+) -> None:
+    (catalogue_dir / "notes.txt").write_text("not a photo")
+    (catalogue_dir / "empty.jpg").write_bytes(b"")
+    (catalogue_dir / "cut.jpg").write_bytes(encode(photo((9, 9, 9)))[:400])
+    (tmp_path / "secret.jpg").write_bytes(encode(photo((9, 9, 9))))
+    good = str(catalogue_dir / "img" / "green-square.jpg")
+    items = [
+        item("good-1", good),
+        item("text", str(catalogue_dir / "notes.txt")),
+        item("truncated", str(catalogue_dir / "cut.jpg")),
+        item("unreachable", "http://127.0.0.1:9/shirt.jpg"),
+        item("zero-bytes", str(catalogue_dir / "empty.jpg")),
+        item("outside", str(tmp_path / "secret.jpg")),
+        item("good-2", str(catalogue_dir / "img" / "black-circle.jpg")),
+    ]
+    job_id = client.post("/v1/products", json={"items": items, "variants": ["tiny"]}).json()["job_id"]
+    report = wait_for_job(client, job_id)
+    reasons = {f["item_id"]: f["reason"] for f in report["failures"]}
+    assert (report["indexed"], report["failed"]) == (2, 5)
+    assert "not an image" in reasons["text"]
+    assert "truncated" in reasons["truncated"]
+    assert "ConnectError" in reasons["unreachable"] and "after 2 tries" in reasons["unreachable"]
+    assert "empty file" in reasons["zero-bytes"]
+    assert "outside the allowed image folders" in reasons["outside"]
+    assert {"good-1", "good-2"} <= set(search_ids(client, photo((30, 180, 60)).tobytes() and Path(good).read_bytes()))
+
+
+def test_patch_changes_metadata_without_re_embedding(client: TestClient, catalogue_dir: Path) -> None:
+    red = catalogue_dir / "img" / "red-square.jpg"
+    wait_for_job(client, client.post("/v1/products", json={"items": [item("p", str(red), price=10)]}).json()["job_id"])
+    before = client.get("/v1/products/p").json()["variants"]["tiny"][0]
+    response = client.patch("/v1/products/p", json={"price": 7.5, "in_stock": False, "colour": "Red"})
+    assert response.status_code == 200 and response.json()["updated_points"] == 2  # one photo, two variants
+    after = client.get("/v1/products/p").json()["variants"]["tiny"][0]
+    assert after["payload"]["price"] == 7.5 and after["payload"]["in_stock"] is False
+    assert after["payload"]["image_sha256"] == before["payload"]["image_sha256"]
+    hits = client.post(
+        "/v1/search",
+        files={"image": ("q.jpg", red.read_bytes(), "image/jpeg")},
+        data={"filters": '{"in_stock": false, "price_max": 8}'},
+    ).json()["results"]
+    assert [h["product_id"] for h in hits] == ["p"]
+    assert client.patch("/v1/products/p", json={"images": ["x.jpg"]}).status_code == 422
+    assert client.patch("/v1/products/p", json={"price": -1}).status_code == 422
+    assert client.patch("/v1/products/missing", json={"price": 1}).status_code == 404
+
+
+def test_delete_removes_the_product_from_every_variant(client: TestClient, catalogue_dir: Path) -> None:
+    red = catalogue_dir / "img" / "red-square.jpg"
+    items = [{"id": "p", "images": [str(red), str(catalogue_dir / "img" / "red-circle.jpg")]}, item("q", str(red))]
+    wait_for_job(client, client.post("/v1/products", json={"items": items}).json()["job_id"])
+    image_url = client.get("/v1/products/p").json()["variants"]["tiny"][0]["image_url"]
+    response = client.delete("/v1/products/p")
+    assert response.status_code == 200 and response.json()["deleted_points"] == 4
+    assert client.get("/v1/products/p").status_code == 404
+    assert client.get(image_url).status_code == 404
+    assert "p" not in search_ids(client, red.read_bytes()) and "p" not in search_ids(client, red.read_bytes(), "tiny-b")
+    assert client.delete("/v1/products/p").status_code == 404
+
+
+def test_resubmitting_with_fewer_photos_drops_the_old_ones(client: TestClient, catalogue_dir: Path) -> None:
+    two = {
+        "id": "p",
+        "images": [str(catalogue_dir / "img" / "red-square.jpg"), str(catalogue_dir / "img" / "red-circle.jpg")],
+    }
+    wait_for_job(client, client.post("/v1/products", json={"items": [two], "variants": ["tiny"]}).json()["job_id"])
+    again = client.post("/v1/products", json={"items": [two], "variants": ["tiny"]}).json()["job_id"]
+    assert wait_for_job(client, again)["unchanged"] == 1
+    one = {"id": "p", "images": two["images"][:1]}
+    wait_for_job(client, client.post("/v1/products", json={"items": [one], "variants": ["tiny"]}).json()["job_id"])
+    assert len(client.get("/v1/products/p").json()["variants"]["tiny"]) == 1
+
+
+def test_reindex_backfills_another_variant(client: TestClient, catalogue_dir: Path) -> None:
+    items = [item(p.stem, str(p), title=p.stem) for p in sorted((catalogue_dir / "img").glob("*.jpg"))]
+    wait_for_job(client, client.post("/v1/products", json={"items": items, "variants": ["tiny"]}).json()["job_id"])
+    assert client.get("/v1/products/red-square").json()["variants"].keys() == {"tiny"}
+    accepted = client.post("/v1/reindex", json={"from": "tiny", "to": "tiny-b"}).json()
+    report = wait_for_job(client, accepted["job_id"])
+    assert (report["kind"], report["indexed"], report["failed"]) == ("reindex", 12, 0)
+    stored = client.get("/v1/products/red-square").json()["variants"]
+    assert stored["tiny-b"][0]["payload"]["title"] == "red-square"
+    again = wait_for_job(client, client.post("/v1/reindex", json={"from": "tiny", "to": "tiny-b"}).json()["job_id"])
+    assert again["unchanged"] == 12  # resumable: nothing re-embedded
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"items": []}, 422, "at least 1"),
+        ({"items": [{"id": "a"}]}, 422, "images"),
+        ({"items": [{"id": "a", "images": ["x"]}, {"id": "a", "images": ["y"]}]}, 422, "repeat"),
+        ({"items": [{"id": "a", "images": ["x"]}], "variants": ["nope"]}, 404, "unknown variant"),
+        ({"items": [{"id": "a", "images": ["x"]}], "variants": ["RN50/openai"]}, 422, "not on this machine"),
+    ],
+)
+def test_bad_ingestion_requests_are_refused(client: TestClient, body: dict, status: int, message: str) -> None:
+    response = client.post("/v1/products", json=body)
+    assert response.status_code == status and message in str(response.json()["detail"])
+
+
+def test_unknown_job_is_404(client: TestClient) -> None:
+    assert client.get("/v1/jobs/nope").status_code == 404
