@@ -14,7 +14,13 @@ def create_celery(settings: Settings) -> Celery:
     """Redis broker when REDIS_URL is set, else the in-memory broker (worker in the gateway process)."""
     in_memory = not settings.redis_url
     app = Celery("stylefinder", set_as_current=False)
-    transport = {"visibility_timeout": settings.broker_visibility_timeout_s}
+    visibility = settings.broker_visibility_timeout_s
+    transport: dict[str, float] = {
+        "visibility_timeout": visibility,  # an unacknowledged batch is handed out again after this long
+        # kombu looks for such batches every interval x throttle seconds (100 s by default): keep that short.
+        "unacked_restore_interval": max(1, min(10, visibility // 3)),
+        "unacked_restore_throttle": 1,
+    }
     if in_memory:
         transport["polling_interval"] = 0.01  # the memory transport polls; its 1 s default makes ingestion crawl
     app.conf.update(

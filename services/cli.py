@@ -199,3 +199,7 @@ def _print_failures(failures: list[dict]) -> None:
         click.echo(f"  failed {failure['item_id']}: {failure['reason']}", err=True)
     if len(failures) > 50:
         click.echo(f"  ... and {len(failures) - 50} more", err=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Real Redis broker, real Celery workers: in the gateway process, and as processes of their own (kill -9 too)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from indexer.celery_app import create_celery
+from indexer.jobs import JobStatus, RedisJobBoard
+from indexer.pipeline import Outcome
+from indexer.queue import IngestQueue
+from services.catalogue import read_catalogue
+from services.gateway.app import create_app
+from services.settings import Settings
+from services.store import VectorStore
+from tests.conftest import shared_data, wait_for_job
+
+TEST_DB = 13  # flushed by these tests; nothing else of ours uses it
+
+
+@pytest.fixture
+def redis_url() -> str:
+    url = os.environ.get("STYLEFINDER_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{TEST_DB}")
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.ConnectionError as error:
+        pytest.skip(f"no Redis at {url} ({error}); `bash .ci/run` starts one")
+    client.flushdb()
+    return url
+
+
+def test_job_counts_survive_redelivery(redis_url: str) -> None:
+    """A batch processed twice (at-least-once delivery) must not count its items twice."""
+    board = RedisJobBoard(redis_url)
+    job_id = board.create(["a", "b", "c"], ["v"])
+    board.mark_running(job_id, ["a", "b"])
+    board.record(job_id, [Outcome("a", "indexed"), Outcome("b", "failed", "not an image")])
+    board.mark_running(job_id, ["a", "b"])  # redelivered: terminal states stay
+    board.record(job_id, [Outcome("a", "indexed"), Outcome("b", "failed", "not an image")])
+    status: JobStatus = board.status(job_id)  # type: ignore[assignment]
+    assert (status.state, status.indexed, status.failed, status.queued) == ("running", 1, 1, 1)
+    board.record(job_id, [Outcome("c", "unchanged")])
+    status = board.status(job_id)  # type: ignore[assignment]
+    assert status.state == "done" and status.finished_at is not None and board.active_items() == 0
+    assert board.status("missing") is None
+
+
+def test_inprocess_worker_on_redis_shares_the_gateway_store(
+    settings: Settings, redis_url: str, catalogue_dir: Path
+) -> None:
+    settings.redis_url = redis_url
+    settings.allowed_image_roots = [catalogue_dir]
+    with TestClient(create_app(settings)) as client:
+        items = [{"id": p.stem, "images": [str(p)]} for p in sorted((catalogue_dir / "img").glob("*.jpg"))]
+        report = wait_for_job(client, client.post("/v1/products", json={"items": items}).json()["job_id"])
+        assert (report["indexed"], report["failed"]) == (12, 0)
+        query = (catalogue_dir / "img" / "purple-circle.jpg").read_bytes()
+        hits = client.post("/v1/search", files={"image": ("q.jpg", query, "image/jpeg")}).json()["results"]
+        assert hits[0]["product_id"] == "purple-circle"
+
+
+def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "worker"],
+        env=env,
+        stdout=log.open("a"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop(worker: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    worker.send_signal(sig)
+    worker.wait(60)
+
+
+def wait_until(condition, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def worker_env(tiny_env: dict[str, str], redis_url: str) -> dict[str, str]:
+    return {
+        **tiny_env,
+        "REDIS_URL": redis_url,
+        "STYLEFINDER_INDEX_BATCH_SIZE": "5",
+        "STYLEFINDER_BROKER_VISIBILITY_TIMEOUT_S": "3",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def producer(env: dict[str, str]) -> IngestQueue:
+    """The gateway's side of the queue, without a gateway: the worker process owns the embedded store."""
+    settings = Settings(_env_file=None, **{"redis_url": env["REDIS_URL"], "index_batch_size": 5})
+    return IngestQueue(create_celery(settings), RedisJobBoard(env["REDIS_URL"]), batch_size=5)
+
+
+def test_worker_process_writes_an_embedded_store_read_after_it_exits(
+    worker_env: dict[str, str], catalogue_dir: Path, settings: Settings, tmp_path: Path
+) -> None:
+    env = {**worker_env, "STYLEFINDER_ALLOWED_IMAGE_ROOTS": str(catalogue_dir)}
+    queue = producer(env)
+    job_id = queue.submit(list(read_catalogue(catalogue_dir)), ["tiny"])
+    worker = start_worker(env, tmp_path / "worker.log")
+    try:
+        wait_until(lambda: queue.jobs.status(job_id).state == "done", 120, "the job")
+    finally:
+        stop(worker)
+    assert queue.jobs.status(job_id).indexed == 12
+    store = VectorStore.open(settings.store_path)  # the lock is ours once the worker is gone
+    try:
+        assert store.count("tiny") == 12
+    finally:
+        store.close()
+
+
+def test_worker_killed_mid_run_loses_and_doubles_nothing(
+    worker_env: dict[str, str], settings: Settings, tmp_path: Path
+) -> None:
+    myntra = shared_data("myntra")
+    items = [item for _, item in zip(range(200), read_catalogue(myntra), strict=False)]
+    # The real default model makes a run long enough to kill in the middle.
+    env = {**worker_env, "STYLEFINDER_VARIANTS": "effl0-minilm", "STYLEFINDER_ALLOWED_IMAGE_ROOTS": str(myntra)}
+    queue = producer(env)
+    job_id = queue.submit(items, ["effl0-minilm"])
+    log = tmp_path / "worker.log"
+    first = start_worker(env, log)
+    try:
+        wait_until(lambda: queue.jobs.status(job_id).indexed >= 40, 300, "40 items indexed")
+    finally:
+        stop(first, signal.SIGKILL)
+    killed_at = queue.jobs.status(job_id)
+    assert killed_at.state != "done", "the run must still be going when the worker dies"
+    second = start_worker(env, log)
+    try:
+        wait_until(lambda: queue.jobs.status(job_id).state == "done", 600, "the job to finish after restart")
+    finally:
+        stop(second)
+    report = queue.jobs.status(job_id)
+    assert (report.indexed + report.unchanged, report.failed, report.total) == (200, 0, 200)
+    store = VectorStore.open(settings.store_path)
+    try:
+        product_ids = [record.payload["product_id"] for record in store.iter_points("effl0-minilm")]
+    finally:
+        store.close()
+    assert len(product_ids) == 200 and set(product_ids) == {item.id for item in items}
