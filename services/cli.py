@@ -20,7 +20,24 @@ if TYPE_CHECKING:
 CLI_BATCH = 32
 
 
-@click.group()
+class _Cli(click.Group):
+    """Failures the operator can act on print one line, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        from pydantic import ValidationError
+
+        from services.models import UnknownVariant, WeightsUnavailable
+        from services.store import StoreLocked
+
+        try:
+            return super().invoke(ctx)
+        except UnknownVariant as error:
+            raise click.ClickException(error.args[0]) from None
+        except (WeightsUnavailable, StoreLocked, ValidationError, ValueError, OSError) as error:
+            raise click.ClickException(str(error)) from None
+
+
+@click.group(cls=_Cli)
 @click.option("-v", "--verbose", is_flag=True, help="log at INFO level")
 def main(verbose: bool) -> None:
     """StyleFinder: visual search for fashion retail."""

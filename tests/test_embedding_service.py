@@ -1,0 +1,65 @@
+"""The HTTP embedding service and its client implement the same interface as the in-process embedder."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+
+from services.embedding import ImageDecodeError
+from services.embedding.client import EmbeddingClient
+from services.embedding.local import LocalEmbedder
+from services.embedding.service import create_app
+from services.models import Registry, UnknownVariant, WeightsUnavailable
+from services.settings import Settings
+from tests.conftest import photo
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def service_url(settings: Settings) -> Iterator[str]:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_client_returns_what_the_local_embedder_returns(service_url: str, settings: Settings) -> None:
+    local = LocalEmbedder(Registry.load(settings.registry_file), "cpu")
+    remote = EmbeddingClient(service_url)
+    images = [photo((200, 0, 0)), photo((0, 0, 200), "circle"), photo((10, 10, 10)).convert("L").convert("RGB")]
+    np.testing.assert_allclose(remote.embed_images("tiny", images), local.embed_images("tiny", images), atol=1e-5)
+    texts = ["red shirt", "blue cap"]
+    np.testing.assert_allclose(remote.embed_texts("tiny", texts), local.embed_texts("tiny", texts), atol=1e-5)
+
+
+def test_service_refusals_arrive_as_the_same_exceptions(service_url: str) -> None:
+    remote = EmbeddingClient(service_url)
+    with pytest.raises(UnknownVariant, match="unknown variant"):
+        remote.embed_texts("nope", ["x"])
+    with pytest.raises(WeightsUnavailable, match="not on this machine"):
+        remote.embed_texts("RN50/openai", ["x"])
+    response = httpx.post(
+        f"{service_url}/v1/embed/image",
+        params={"variant": "tiny"},
+        files=[("images", ("a.txt", b"hello", "text/plain"))],
+    )
+    assert response.status_code == 422 and "not an image" in response.json()["detail"]
+    with pytest.raises(ImageDecodeError):
+        EmbeddingClient._vectors(response)
