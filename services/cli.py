@@ -137,6 +137,59 @@ def embedder(host: str, port: int) -> None:
     uvicorn.run(create_app(Settings()), host=host, port=port, log_level="info")
 
 
+@main.command()
+@click.option("--stage", type=click.IntRange(1, 3), required=True, help="1 zero-shot, 2 image tower, 3 joint")
+@click.option("--preset", default="v3", show_default=True, help="trainer/presets/<name>.json")
+@click.option(
+    "--data",
+    "sources",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="In-shop folder, catalogue CSV/folder, or folder of identities; repeatable",
+)
+@click.option("--variant", default="effl0-minilm", show_default=True, help="variant to start from")
+@click.option("--name", default=None, help="name of the new variant (default: <variant>-stage<N>-<preset>)")
+@click.option("--epochs", type=int, default=None, help="override the preset's epochs")
+@click.option("--catalogue-limit", type=int, default=None, help="override the preset's catalogue rows (0 = all)")
+def train(
+    stage: int,
+    preset: str,
+    sources: tuple[Path, ...],
+    variant: str,
+    name: str | None,
+    epochs: int | None,
+    catalogue_limit: int | None,
+) -> None:
+    """Fine-tune a variant (stages 2-3) or evaluate it zero-shot (stage 1); registers the result as a variant."""
+    from trainer.config import load_preset
+    from trainer.run import card_summary, run_stage
+
+    config = load_preset(preset)
+    if epochs is not None:
+        config.epochs = epochs
+    if catalogue_limit is not None:
+        config.catalogue_limit = catalogue_limit or None
+    card = run_stage(Settings(), variant, stage, config, list(sources), name)
+    click.echo(f"\n{card.stage}, preset {card.preset}, {card.epochs} epochs, {card.wall_time_s:.0f} s")
+    click.echo(f"{'metric':<22}{'zero-shot':>12}{'this run':>12}")
+    for metric, before, after in card_summary(card):
+        click.echo(f"{metric:<22}{_number(before):>12}{_number(after):>12}")
+
+
+@main.command()
+@click.option("--out", default=Path("docs/results.md"), type=click.Path(path_type=Path), show_default=True)
+def report(out: Path) -> None:
+    """Regenerate the results table from the saved run cards."""
+    from trainer.report import write_report
+
+    click.echo(f"wrote {write_report(Settings().data_dir / 'runs', out)}")
+
+
+def _number(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value if value is not None else "-")
+
+
 @main.command(name="eval")
 @click.argument("data", type=click.Path(exists=True, path_type=Path))
 @click.option("--variant", default="effl0-minilm", show_default=True)

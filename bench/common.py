@@ -1,0 +1,79 @@
+"""What every benchmark shares: sample photos, a served gateway, percentiles, and the JSON result file."""
+
+from __future__ import annotations
+
+import json
+import platform
+import socket
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import uvicorn
+from fastapi import FastAPI
+
+from services.catalogue import CatalogueItem, read_catalogue
+
+RESULTS = Path(__file__).with_name("results")
+MYNTRA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "myntra"
+
+
+def catalogue_items(count: int) -> list[CatalogueItem]:
+    """Real Myntra products when ../shared/data is here, else a clear stop."""
+    if not MYNTRA.is_dir():
+        raise SystemExit(f"benchmark data missing: {MYNTRA}")
+    return [item for _, item in zip(range(count), read_catalogue(MYNTRA), strict=False)]
+
+
+def percentiles(samples_ms: list[float]) -> dict[str, float]:
+    ordered = np.sort(np.asarray(samples_ms))
+    return {
+        "p50_ms": float(np.percentile(ordered, 50)),
+        "p95_ms": float(np.percentile(ordered, 95)),
+        "mean_ms": statistics.fmean(ordered),
+        "n": len(ordered),
+    }
+
+
+def timed_ms(function, *args) -> tuple[float, Any]:  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    result = function(*args)
+    return (time.perf_counter() - started) * 1000, result
+
+
+@contextmanager
+def served(app: FastAPI) -> Iterator[str]:
+    """The app on a real HTTP server on a free loopback port, for the duration of the block."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def write_result(name: str, result: dict[str, Any]) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    result = {"benchmark": name, "machine": platform.machine(), "cpus": _cpus(), **result}
+    path.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    return path
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))

@@ -1,0 +1,1 @@
+"""Staged fine-tuning of StyleFinder variants: data adapters, samplers, losses, stages, evaluation, cards."""

@@ -1,0 +1,73 @@
+"""Training configuration: presets are JSON files (the paper's v1-v4), not code branches."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PRESETS = Path(__file__).with_name("presets")
+
+
+class LossWeights(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    supcon: float = 1.0
+    infonce: float = 1.0  # image-text; used in stage 3 only
+    triplet: float = 0.0
+    identity: float = 0.0  # cross-entropy over training identities
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    preset: str = "custom"
+    description: str = ""
+    sampler: Literal["random", "pk"] = "pk"
+    p: int = Field(16, ge=2)
+    k: int = Field(2, ge=1)
+    epochs: int = Field(3, ge=1)
+    lr: float = 1e-4
+    weight_decay: float = 0.05
+    warmup_steps: int = 10
+    grad_clip: float | None = None
+    temperature: float = 0.1  # SupCon
+    learn_logit_scale: bool = True
+    losses: LossWeights = Field(default_factory=LossWeights)
+    arcface: bool = False
+    arcface_margin: float = 0.3
+    arcface_scale: float = 16.0  # also the scale of the plain cosine head
+    bnneck: bool = False
+    normalize_projection: bool = False  # keep each projection's norm at its start value (no drift, no collapse)
+    image_unlocked_groups: int = 0  # open_clip lock_image_tower: trunk groups left trainable (the head always is)
+    text_unlocked_layers: int = 0  # open_clip lock_text_tower: transformer layers left trainable (+ projection)
+    patience: int = 2  # epochs without a better validation score before stopping
+    catalogue_limit: int | None = 1500  # catalogue rows read (CPU budget); None = all
+    augment_scale: tuple[float, float] = (0.5, 1.0)
+    seed: int = 0
+
+    @property
+    def batch_size(self) -> int:
+        return self.p * self.k
+
+    def loss_names(self, stage: int) -> str:
+        weights = self.losses.model_dump()
+        if stage < 3:
+            weights["infonce"] = 0.0
+        names = {
+            "supcon": "SupCon",
+            "infonce": "InfoNCE",
+            "triplet": "triplet(batch-hard)",
+            "identity": "ArcFace" if self.arcface else "CE",
+        }
+        return " + ".join(f"{w:g}*{names[key]}" for key, w in weights.items() if w)
+
+
+def load_preset(name: str) -> TrainConfig:
+    path = PRESETS / f"{name}.json"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PRESETS.glob("*.json")))
+        raise ValueError(f"unknown preset {name!r}; known: {known}")
+    return TrainConfig(preset=name, **json.loads(path.read_text()))

@@ -1,0 +1,162 @@
+"""The training loop: warmup + cosine LR, clipping, mixed precision on GPU, early stopping on validation,
+a checkpoint per epoch, and the best weights kept (never ending below the starting point)."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from open_clip.transform import PreprocessCfg, image_transform_v2
+from tqdm import tqdm
+
+from services.models import LoadedModel
+from trainer.config import TrainConfig
+from trainer.data import TrainingData, ViewDataset
+from trainer.evaluate import validation
+from trainer.losses import IdentityHead, batch_hard_triplet_loss, clip_loss, supcon_loss
+from trainer.sampler import PKSampler
+from trainer.stages import projections, set_trainable, train_mode
+
+
+@dataclass
+class TrainResult:
+    start: dict[str, float]
+    best: dict[str, float]
+    best_epoch: int  # 0 = the starting weights were never beaten and were kept
+    epochs_run: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def train(
+    loaded: LoadedModel, data: TrainingData, config: TrainConfig, stage: int, out_dir: Path, progress: bool = True
+) -> TrainResult:
+    model, device = loaded.model, loaded.device
+    torch.manual_seed(config.seed)
+    parameters = set_trainable(model, stage, config)
+    preprocess = PreprocessCfg(**model.visual.preprocess_cfg)
+    augment = image_transform_v2(preprocess, is_train=True, aug_cfg={"scale": config.augment_scale})
+    dataset = ViewDataset(data.train, augment)
+    batches = _batches(dataset.labels, config)
+    head = None
+    if config.losses.identity:
+        dim = loaded.variant.embedding_dim
+        head = IdentityHead(
+            dim, len(dataset.identities), config.arcface, config.arcface_margin, config.arcface_scale, config.bnneck
+        ).to(device)
+        parameters += list(head.parameters())
+    optimiser = torch.optim.AdamW(
+        [p for p in parameters if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
+    )
+    total_steps = config.epochs * len(batches)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, _warmup_cosine(config.warmup_steps, total_steps))
+    use_amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    norms = {id(p): p.detach().norm() for p in projections(model)} if config.normalize_projection else {}
+
+    start = _validate(loaded, data, stage)
+    result = TrainResult(start=start, best=start, best_epoch=0, epochs_run=0)
+    best_state = copy.deepcopy(model.state_dict())
+    (out_dir / "epochs").mkdir(parents=True, exist_ok=True)
+    stale = 0
+    for epoch in range(1, config.epochs + 1):
+        train_mode(model)
+        bar = tqdm(batches, desc=f"stage {stage} epoch {epoch}/{config.epochs}", disable=not progress, unit="batch")
+        seen, began = 0, time.perf_counter()
+        for batch in bar:
+            pixels, labels, prompts = _collate([dataset[i] for i in batch], device)
+            with torch.autocast(device.type, enabled=use_amp):
+                loss = _loss(loaded, pixels, labels, prompts, config, stage, head)
+            optimiser.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if config.grad_clip:
+                scaler.unscale_(optimiser)
+                torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
+            scaler.step(optimiser)
+            scaler.update()
+            schedule.step()
+            _keep_norms(model, norms)
+            seen += len(batch)
+            bar.set_postfix(
+                loss=f"{loss.item():.3f}",
+                lr=f"{schedule.get_last_lr()[0]:.1e}",
+                img_s=f"{seen / (time.perf_counter() - began):.1f}",
+            )
+        scores = _validate(loaded, data, stage)
+        result.history.append({"epoch": epoch, "loss": float(loss.item()), **scores})
+        result.epochs_run = epoch
+        trainable = {name: p.detach().cpu() for name, p in model.named_parameters() if p.requires_grad}
+        torch.save(trainable, out_dir / "epochs" / f"epoch_{epoch}.pt")
+        if scores["score"] > result.best["score"]:
+            result.best, result.best_epoch, stale = scores, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    model.load_state_dict(best_state)  # the best epoch, or the starting weights if none beat them
+    model.eval()
+    return result
+
+
+def _batches(labels: list[int], config: TrainConfig) -> list[list[int]]:
+    if config.sampler == "pk":
+        return list(PKSampler(labels, config.p, config.k, config.seed))
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(config.seed)).tolist()
+    size = config.batch_size
+    return [order[i : i + size] for i in range(0, len(order) - size + 1, size)]
+
+
+def _collate(items: list[tuple[torch.Tensor, int, str]], device: torch.device) -> tuple:
+    pixels = torch.stack([pixels for pixels, _, _ in items]).to(device)
+    labels = torch.tensor([label for _, label, _ in items], device=device)
+    return pixels, labels, [prompt for _, _, prompt in items]
+
+
+def _loss(
+    loaded: LoadedModel,
+    pixels: torch.Tensor,
+    labels: torch.Tensor,
+    prompts: list[str],
+    config: TrainConfig,
+    stage: int,
+    head: IdentityHead | None,
+) -> torch.Tensor:
+    weights = config.losses
+    image = F.normalize(loaded.model.encode_image(pixels), dim=-1)
+    loss = weights.supcon * supcon_loss(image, labels, config.temperature)
+    if weights.triplet:
+        loss = loss + weights.triplet * batch_hard_triplet_loss(image, labels)
+    if head is not None:
+        loss = loss + weights.identity * head(image, labels)
+    if stage == 3 and weights.infonce and all(prompts):
+        text = F.normalize(loaded.model.encode_text(loaded.tokenizer(prompts).to(pixels.device)), dim=-1)
+        loss = loss + weights.infonce * clip_loss(image, text, loaded.model.logit_scale.exp(), labels)
+    return loss
+
+
+def _keep_norms(model: torch.nn.Module, norms: dict[int, torch.Tensor]) -> None:
+    if not norms:
+        return
+    with torch.no_grad():
+        for parameter in projections(model):
+            parameter.mul_(norms[id(parameter)] / parameter.norm())
+
+
+def _validate(loaded: LoadedModel, data: TrainingData, stage: int) -> dict[str, float]:
+    loaded.model.eval()
+    return validation(loaded, data.val, with_text=stage == 3)
+
+
+def _warmup_cosine(warmup: int, total: int):  # type: ignore[no-untyped-def]
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor

@@ -1,0 +1,126 @@
+"""One stage of one variant, end to end: data, zero-shot evaluation, training, test evaluation, outputs.
+
+Stages 2-3 leave a servable variant: `$STYLEFINDER_DATA_DIR/variants/<name>/` (weights, open_clip config,
+variant.json with the model card). Every run, stage 1 included, leaves its card in `.../runs/<name>.json`."""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from services.models import LoadedModel, ModelCard, Registry, Variant, load_model
+from services.models.registry import save_variant
+from services.settings import Settings
+from trainer.config import TrainConfig
+from trainer.data import TrainingData, load_training_data
+from trainer.evaluate import image_retrieval, text_to_image
+from trainer.loop import train
+from trainer.prompts import token_limit_check
+from trainer.stages import STAGES
+
+
+def run_stage(
+    settings: Settings,
+    base_name: str,
+    stage: int,
+    config: TrainConfig,
+    sources: Sequence[Path],
+    name: str | None = None,
+    progress: bool = True,
+) -> ModelCard:
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    base = Registry.load(settings.registry_file, settings.variants_path)[base_name]
+    loaded = load_model(base, settings.device)
+    context = int(base.open_clip_config()["model_cfg"]["text_cfg"].get("context_length", 77))
+    data = load_training_data(
+        sources, token_limit_check(loaded.tokenizer, context), catalogue_limit=config.catalogue_limit
+    )
+    name = name or f"{base_name}-stage{stage}-{config.preset}"
+    zero_shot = test_metrics(loaded, data)
+    result = None
+    if stage > 1:
+        result = train(loaded, data, config, stage, settings.data_dir / "training" / _slug(name), progress)
+    final = test_metrics(loaded, data) if result else zero_shot
+    card = ModelCard(
+        stage=f"stage {stage}: {STAGES[stage]}",
+        preset=config.preset,
+        description=config.description,
+        epochs=result.epochs_run if result else 0,
+        optimiser="AdamW" if result else None,
+        lr=config.lr if result else None,
+        loss=config.loss_names(stage) if result else None,
+        batch_size=config.batch_size if result else None,
+        train_data=_describe(sources, data),
+        metrics=final,
+        wall_time_s=time.perf_counter() - started,
+        hardware=_hardware(loaded),
+        base_variant=base_name,
+        zero_shot=zero_shot,
+        best_epoch=result.best_epoch if result else None,
+        validation=result.best if result else None,
+        validation_start=result.start if result else None,
+        history=result.history if result else [],
+    )
+    runs = settings.data_dir / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    (runs / f"{_slug(name)}.json").write_text(json.dumps({"name": name, "card": card.model_dump()}, indent=2))
+    if stage > 1:
+        register(settings, base, loaded, name, card)
+    return card
+
+
+def test_metrics(model: LoadedModel, data: TrainingData) -> dict[str, float]:
+    """In-shop retrieval on items never trained on, and text->image on catalogue products never trained on."""
+    metrics: dict[str, float] = {}
+    if data.test_query:
+        metrics.update(image_retrieval(model, data.test_query, data.test_gallery))
+    if data.text_test:
+        metrics.update(text_to_image(model, data.text_test))
+    return metrics
+
+
+def register(settings: Settings, base: Variant, loaded: LoadedModel, name: str, card: ModelCard) -> Variant:
+    folder = settings.variants_path / _slug(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(loaded.model.state_dict(), folder / "model.pt")
+    architecture = base.architecture
+    if base.config_path is not None:  # our JSON config travels with the weights, package references intact
+        shutil.copyfile(base.config_path, folder / "open_clip_config.json")
+        architecture = "open_clip_config.json"
+    variant = Variant(name=name, architecture=architecture, weights="model.pt", card=card, base_dir=folder)
+    save_variant(variant, folder)
+    return variant
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def _describe(sources: Sequence[Path], data: TrainingData) -> str:
+    identities = len({s.identity for s in data.train})
+    return (
+        f"{', '.join(str(s) for s in sources)}: {len(data.train)} training images of {identities} identities, "
+        f"{len(data.val)} validation, {len(data.test_query)}+{len(data.test_gallery)} held-out In-shop "
+        f"query+gallery, {len(data.text_test)} held-out catalogue products"
+    )
+
+
+def _hardware(loaded: LoadedModel) -> str:
+    if loaded.device.type == "cuda":
+        return torch.cuda.get_device_name(loaded.device)
+    return f"{platform.machine()} CPU x{torch.get_num_threads()} threads"
+
+
+def card_summary(card: ModelCard) -> list[tuple[str, Any, Any]]:
+    """(metric, zero-shot, this run) rows for the results table."""
+    zero_shot = getattr(card, "zero_shot", {}) or {}
+    return [(key, zero_shot.get(key), value) for key, value in card.metrics.items()]
