@@ -20,11 +20,12 @@ from tests.conftest import COLOURS, photo
 from trainer.config import TrainConfig, load_preset
 from trainer.data import in_split, load_training_data
 from trainer.evaluate import validation
-from trainer.loop import train
+from trainer.loop import _parameter_groups, train
 from trainer.losses import IdentityHead, batch_hard_triplet_loss, clip_loss, supcon_loss
 from trainer.prompts import attribute_prompt
 from trainer.run import run_stage
 from trainer.sampler import PKSampler
+from trainer.stages import set_trainable
 
 
 def test_supcon_matches_a_hand_computation() -> None:
@@ -197,3 +198,15 @@ def test_run_never_ends_below_its_start(settings: Settings, training_sources: li
         assert F.cosine_similarity(
             torch.tensor(saved.encode_images(picture)), torch.tensor(original.encode_images(picture))
         ).item() == pytest.approx(1.0)
+
+
+def test_image_tower_learns_at_its_own_rate(settings: Settings) -> None:
+    model = load_model(Registry.load(settings.registry_file)["tiny"], "cpu").model
+    config = tiny_config(lr=1e-3, image_lr_scale=0.1)
+    set_trainable(model, 3, config)
+    groups = _parameter_groups(model, IdentityHead(32, 3), config)
+    image, other = groups
+    assert image["lr"] == pytest.approx(1e-4) and other["lr"] == pytest.approx(1e-3)
+    visual = {id(p) for p in model.visual.parameters()}
+    assert all(id(p) in visual for p in image["params"]) and not any(id(p) in visual for p in other["params"])
+    assert any(p is model.logit_scale for p in other["params"])

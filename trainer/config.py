@@ -30,6 +30,7 @@ class TrainConfig(BaseModel):
     k: int = Field(2, ge=1)
     epochs: int = Field(3, ge=1)
     lr: float = 1e-4
+    image_lr_scale: float = 1.0  # image-tower LR = lr x this: its projection starts at a good point, text's at random
     weight_decay: float = 0.05
     warmup_steps: int = 10
     grad_clip: float | None = None

@@ -103,6 +103,15 @@ def train(
     return result
 
 
+def _parameter_groups(model: torch.nn.Module, head: torch.nn.Module | None, config: TrainConfig) -> list[dict]:
+    """Image-tower parameters learn at lr x image_lr_scale; text tower, logit scale and identity head at lr."""
+    image = [p for name, p in model.named_parameters() if p.requires_grad and name.startswith("visual.")]
+    other = [p for name, p in model.named_parameters() if p.requires_grad and not name.startswith("visual.")]
+    other += list(head.parameters()) if head is not None else []
+    groups = [{"params": image, "lr": config.lr * config.image_lr_scale}, {"params": other, "lr": config.lr}]
+    return [group for group in groups if group["params"]]
+
+
 def _batches(labels: list[int], config: TrainConfig) -> list[list[int]]:
     if config.sampler == "pk":
         return list(PKSampler(labels, config.p, config.k, config.seed))
