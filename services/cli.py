@@ -1,9 +1,11 @@
-"""`stylefinder`: serve, index, reindex, worker, embedder, eval."""
+"""`stylefinder`: serve, index, reindex, worker, embedder, train, report, eval."""
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -78,6 +80,7 @@ def serve(host: str, port: int, catalogues: tuple[Path, ...], variants: tuple[st
         for catalogue, items in listed.items():
             job_id = rt.ingest.submit(items, list(variants) or rt.served)
             click.echo(f"indexing {len(items)} items from {catalogue} in the background: GET /v1/jobs/{job_id}")
+            threading.Thread(target=_show_progress, args=(rt, job_id, catalogue.name), daemon=True).start()
 
     uvicorn.run(create_app(settings, on_ready=index_catalogues), host=host, port=port, log_level="info")
 
@@ -203,6 +206,22 @@ def evaluate(data: Path, variant: str, as_json: bool, limit: int | None) -> None
     if not as_json:
         click.echo(format_table(report))
     click.echo(json.dumps(report, indent=2))
+
+
+def _show_progress(rt: Runtime, job_id: str, label: str) -> None:
+    """A progress bar on the server's console for a catalogue it indexes in the background."""
+    with tqdm(desc=label, unit="item") as bar:
+        while True:
+            status = rt.jobs.status(job_id)
+            if status is None:
+                return
+            bar.total = status.total
+            bar.n = status.indexed + status.unchanged + status.failed
+            bar.set_postfix(failed=status.failed)
+            bar.refresh()
+            if status.state == "done":
+                return
+            time.sleep(1)
 
 
 def _direct_or_via_gateway(server: str | None, direct: Callable, via: Callable, total: int | None) -> None:

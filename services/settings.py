@@ -20,7 +20,7 @@ class Settings(BaseSettings):
     variants: Annotated[list[str], NoDecode] = Field(default_factory=list)  # served; empty = all available
     device: str = "auto"
 
-    embed_max_batch: int = 32
+    embed_max_batch: int | None = None  # None: 32 on a GPU, 2 on a CPU (measured: larger CPU batches are slower)
     embed_max_wait_ms: float = 5.0
 
     max_image_bytes: int = 20 * 1024 * 1024

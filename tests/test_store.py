@@ -59,6 +59,17 @@ def test_search_ranks_by_cosine_and_returns_each_product_once(store: VectorStore
     assert hits[0].point_id == point_id("near", "0")
 
 
+def test_a_product_with_many_photos_does_not_crowd_out_the_others(store: VectorStore) -> None:
+    for key in range(12):  # twelve photos of one product, all nearer than anything else
+        add(store, "crowd", str(key), unit(1, 0.01 * key, 0))
+    add(store, "second", "0", unit(1, 0.5, 0))
+    add(store, "third", "0", unit(1, 1, 0))
+    add(store, "fourth", "0", unit(0, 0, 1))
+    hits = store.search("v", unit(1, 0, 0), 3)
+    assert [h.product_id for h in hits] == ["crowd", "second", "third"]
+    assert hits[0].point_id == point_id("crowd", "0")
+
+
 def test_filters_on_standard_and_extra_fields(store: VectorStore) -> None:
     add(store, "a", "0", unit(1, 0, 0), category="Tshirts", gender="Men", price=10.0, in_stock=True, season="Summer")
     add(store, "b", "0", unit(1, 0.1, 0), category="Tshirts", gender="Women", price=30.0, in_stock=False, season="Fall")

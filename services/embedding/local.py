@@ -10,17 +10,29 @@ from PIL import Image
 
 from services.embedding.batching import MicroBatcher
 from services.models import LoadedModel, Registry, load_model
+from services.models.loader import resolve_device
+
+CPU_MAX_BATCH = 2  # measured on 2 cores: EfficientNet-Lite0 gives 52 img/s at batch 1, 66 at 2, 30 at 4
+GPU_MAX_BATCH = 32
 
 
 class LocalEmbedder:
-    def __init__(self, registry: Registry, device: str = "auto", max_batch: int = 32, max_wait_ms: float = 5.0) -> None:
+    def __init__(
+        self, registry: Registry, device: str = "auto", max_batch: int | None = None, max_wait_ms: float = 5.0
+    ) -> None:
         self.registry = registry
         self._device = device
+        if max_batch is None:
+            max_batch = GPU_MAX_BATCH if resolve_device(device).type == "cuda" else CPU_MAX_BATCH
         self._max_batch = max_batch
         self._max_wait_s = max_wait_ms / 1000
         self._models: dict[str, LoadedModel] = {}
         self._batchers: dict[tuple[str, str], MicroBatcher] = {}
         self._lock = threading.Lock()
+
+    @property
+    def max_batch(self) -> int:
+        return self._max_batch
 
     def model(self, variant: str) -> LoadedModel:
         """Load once; a second caller waits for the first load instead of loading twice."""
