@@ -107,8 +107,7 @@ def _run(rt: Runtime, query: SearchRequest, variant: str, upload: bytes | None) 
     else:
         data = upload if upload is not None else rt.api_fetcher()(query.image_url or query.image_base64 or "")
         vector = rt.embedder.embed_images(variant, [decode_image(data)])[0]
-    filters = query.filters if query.filters.to_qdrant() is not None else None
-    return rt.store.search(variant, vector, query.top_k, filters)
+    return rt.store.search(variant, vector, query.top_k, query.filters)
 
 
 def _sniff(data: bytes) -> str:

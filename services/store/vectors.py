@@ -114,6 +114,7 @@ class VectorStore:
         over-fetched and widened while photos of the same products crowd the top (Qdrant's group-by query is
         ~50x slower in embedded mode, where it groups in Python)."""
         name = collection_name(variant)
+        query_filter = filters.to_qdrant() if filters else None
         limit = top_k * OVERFETCH
         while True:
             with self._lock:
@@ -122,7 +123,7 @@ class VectorStore:
                 points = self.client.query_points(
                     name,
                     query=vector.tolist(),
-                    query_filter=filters.to_qdrant() if filters else None,
+                    query_filter=query_filter,
                     limit=limit,
                     with_payload=True,
                 ).points
