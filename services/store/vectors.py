@@ -159,7 +159,7 @@ class VectorStore:
         """Every stored point of a product, by collection."""
         found = {}
         for name in self.variants():
-            records = self._scroll(name, _product_filter(product_id), with_vectors=False)
+            records = list(self._scroll(name, _product_filter(product_id)))
             if records:
                 found[name] = records
         return found
@@ -192,33 +192,21 @@ class VectorStore:
                 return 0
             return self.client.count(name, exact=True).count
 
-    def iter_points(self, variant: str, batch: int = 256) -> Iterator[models.Record]:
+    def iter_points(self, variant: str) -> Iterator[models.Record]:
         """Every point of a variant with its payload (backfill into another variant reads these)."""
-        name = collection_name(variant)
-        offset = None
-        while True:
-            with self._lock:
-                records, offset = self.client.scroll(name, limit=batch, offset=offset, with_payload=True)
-            yield from records
-            if offset is None:
-                return
+        return self._scroll(collection_name(variant))
 
-    def _scroll(self, name: str, query_filter: models.Filter, with_vectors: bool) -> list[models.Record]:
-        records: list[models.Record] = []
+    def _scroll(self, name: str, query_filter: models.Filter | None = None) -> Iterator[models.Record]:
+        """Page through a collection (optionally filtered), payloads included, holding the lock per page."""
         offset = None
         while True:
             with self._lock:
                 page, offset = self.client.scroll(
-                    name,
-                    scroll_filter=query_filter,
-                    limit=256,
-                    offset=offset,
-                    with_payload=True,
-                    with_vectors=with_vectors,
+                    name, scroll_filter=query_filter, limit=256, offset=offset, with_payload=True
                 )
-            records += page
+            yield from page
             if offset is None:
-                return records
+                return
 
 
 def _product_filter(product_id: str) -> models.Filter:
