@@ -62,9 +62,14 @@ def serve(host: str, port: int, catalogues: tuple[Path, ...], variants: tuple[st
     import uvicorn
 
     from services.gateway.app import create_app
+    from services.models import Registry
+    from services.runtime import target_variants
 
     settings = Settings()
     listed = {catalogue: list(read_catalogue(catalogue)) for catalogue in catalogues}
+    # Checked before the server starts: a bad --variant is one line here, not a failure per queued item.
+    registry = Registry.load(settings.registry_file, settings.variants_path)
+    targets = target_variants(settings, registry, variants) if catalogues else []
     # The operator named these catalogues, so the server may read their photos from disk.
     settings.allowed_image_roots += sorted(
         {
@@ -78,7 +83,7 @@ def serve(host: str, port: int, catalogues: tuple[Path, ...], variants: tuple[st
 
     def index_catalogues(rt: Runtime) -> None:
         for catalogue, items in listed.items():
-            job_id = rt.ingest.submit(items, list(variants) or rt.served)
+            job_id = rt.ingest.submit(items, targets)
             click.echo(f"indexing {len(items)} items from {catalogue} in the background: GET /v1/jobs/{job_id}")
             threading.Thread(target=_show_progress, args=(rt, job_id, catalogue.name), daemon=True).start()
 
@@ -95,7 +100,7 @@ def index(catalogue: Path, variants: tuple[str, ...], server: str | None) -> Non
     click.echo(f"{len(items)} items in {catalogue}")
     _direct_or_via_gateway(
         server,
-        direct=lambda rt: _index_directly(rt, items, list(variants) or rt.served),
+        direct=lambda rt: _index_directly(rt, items, rt.index_variants(variants)),
         via=lambda client: client.submit(items, variants),
         total=len(items),
     )
@@ -110,8 +115,8 @@ def reindex(source: str, target: str, server: str | None) -> None:
     from indexer.backfill import stored_items
 
     def direct(rt: Runtime) -> None:
-        items = list(stored_items(rt.store, source))
-        _index_directly(rt, items, [target])
+        targets = rt.index_variants([target])
+        _index_directly(rt, list(stored_items(rt.store, source)), targets)
 
     _direct_or_via_gateway(server, direct=direct, via=lambda client: [client.reindex(source, target)], total=None)
 
@@ -263,8 +268,6 @@ def _direct_or_via_gateway(server: str | None, direct: Callable, via: Callable, 
 def _index_directly(rt: Runtime, items: Sequence[CatalogueItem], variants: list[str]) -> None:
     from indexer.fetch import Fetcher
 
-    for name in variants:
-        rt.check_servable(name)
     pipeline = rt.pipeline(Fetcher(allow_any_path=True, media=rt.media))
     counts = {"indexed": 0, "unchanged": 0, "failed": 0}
     failures = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -35,22 +36,18 @@ class Runtime:
 
     @cached_property
     def served(self) -> list[str]:
-        """Variants this deployment serves: those configured, else every registered one with weights here."""
-        if self.settings.variants:
-            for name in self.settings.variants:
-                self.registry[name]  # unknown names fail at start-up, not at the first request
-            return list(self.settings.variants)
-        return [variant.name for variant in self.registry if missing_weights(variant) is None]
+        return served_variants(self.settings, self.registry)
 
     @property
     def default_variant(self) -> str:
         return self.served[0]
 
     def check_servable(self, variant: str) -> None:
-        """Raise UnknownVariant or WeightsUnavailable before any work is queued or embedded."""
-        problem = missing_weights(self.registry[variant])
-        if problem is not None:
-            raise WeightsUnavailable(problem)
+        """Raise UnknownVariant or WeightsUnavailable before a query is embedded."""
+        target_variants(self.settings, self.registry, [variant])
+
+    def index_variants(self, requested: Sequence[str] | None) -> list[str]:
+        return target_variants(self.settings, self.registry, requested)
 
     @cached_property
     def jobs(self) -> JobBoard:
@@ -76,6 +73,26 @@ class Runtime:
 
     def close(self) -> None:
         self.store.close()
+
+
+def served_variants(settings: Settings, registry: Registry) -> list[str]:
+    """Variants this deployment serves: those configured, else every registered one with weights here."""
+    if settings.variants:
+        for name in settings.variants:
+            registry[name]  # unknown names fail at start-up, not at the first request
+        return list(settings.variants)
+    return [variant.name for variant in registry if missing_weights(variant) is None]
+
+
+def target_variants(settings: Settings, registry: Registry, requested: Sequence[str] | None) -> list[str]:
+    """The variants a piece of work goes into: those requested, else every served one. Each must be known and
+    have its weights here (UnknownVariant / WeightsUnavailable), so nothing is queued only to fail per item."""
+    names = list(requested or []) or served_variants(settings, registry)
+    for name in names:
+        problem = missing_weights(registry[name])
+        if problem is not None:
+            raise WeightsUnavailable(problem)
+    return names
 
 
 def make_embedder(settings: Settings, registry: Registry) -> Embedder:

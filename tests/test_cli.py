@@ -41,3 +41,9 @@ def test_unusable_variant_is_a_clear_error(tiny_env: dict[str, str], catalogue_d
     result = run(tiny_env, "index", str(catalogue_dir), "--variant", "ViT-B-16/openai")
     assert result.returncode != 0 and "are not on this machine" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_an_unusable_index_variant_before_starting(tiny_env: dict[str, str], catalogue_dir: Path) -> None:
+    result = run(tiny_env, "serve", "--port", "8765", "--index", str(catalogue_dir), "--variant", "RN50/openai")
+    assert result.returncode != 0 and "are not on this machine" in result.stderr
+    assert "Traceback" not in result.stderr and "Uvicorn running" not in result.stderr

@@ -51,13 +51,6 @@ class ReindexRequest(BaseModel):
     target: str = Field(alias="to")
 
 
-def _variants(rt: Runtime, requested: list[str] | None) -> list[str]:
-    names = requested or rt.served
-    for name in names:
-        rt.check_servable(name)
-    return names
-
-
 def _accepted(request: Request, job_id: str, items: int, variants: list[str]) -> JobAccepted:
     return JobAccepted(
         job_id=job_id, status_url=str(request.url_for("job", job_id=job_id)), items=items, variants=variants
@@ -67,7 +60,7 @@ def _accepted(request: Request, job_id: str, items: int, variants: list[str]) ->
 @router.post("/v1/products", status_code=status.HTTP_202_ACCEPTED)
 async def add_products(body: IngestRequest, request: Request, rt: Rt) -> JobAccepted:
     """Queue items for indexing; answers at once with a job to follow."""
-    variants = _variants(rt, body.variants)
+    variants = rt.index_variants(body.variants)
     job_id = await run_in_threadpool(rt.ingest.submit, body.items, variants)
     return _accepted(request, job_id, len(body.items), variants)
 
@@ -134,7 +127,7 @@ async def delete_product(product_id: str, rt: Rt) -> dict[str, Any]:
 async def reindex(body: ReindexRequest, request: Request, rt: Rt) -> JobAccepted:
     """Re-embed every product of one variant's collection into another variant's, as a job."""
     rt.registry[body.source]
-    target = _variants(rt, [body.target])
+    target = rt.index_variants([body.target])
     items = await run_in_threadpool(lambda: list(stored_items(rt.store, body.source)))
     if not items:
         raise BadRequest(f"variant {body.source} has no indexed products")
