@@ -48,7 +48,6 @@ class JobStatus(BaseModel):
 
 class JobBoard(Protocol):
     def create(self, item_ids: Sequence[str], variants: Sequence[str], kind: str = "ingest") -> str: ...
-    def extend(self, job_id: str, item_ids: Sequence[str]) -> None: ...
     def mark_running(self, job_id: str, item_ids: Sequence[str]) -> None: ...
     def record(self, job_id: str, outcomes: Sequence[Outcome]) -> None: ...
     def status(self, job_id: str) -> JobStatus | None: ...
@@ -93,9 +92,12 @@ def summarise(job_id: str, meta: dict, items: dict[str, dict]) -> JobStatus:
 
 
 class MemoryJobBoard:
+    """Per job: item states and a count of items in a final state, so recording a batch costs O(batch)."""
+
     def __init__(self) -> None:
         self._meta: dict[str, dict] = {}
         self._items: dict[str, dict[str, dict]] = {}
+        self._done: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def create(self, item_ids: Sequence[str], variants: Sequence[str], kind: str = "ingest") -> str:
@@ -103,12 +105,8 @@ class MemoryJobBoard:
         with self._lock:
             self._meta[job_id] = {"variants": list(variants), "kind": kind, "created_at": time.time()}
             self._items[job_id] = {item_id: {"state": "queued"} for item_id in item_ids}
+            self._done[job_id] = 0
         return job_id
-
-    def extend(self, job_id: str, item_ids: Sequence[str]) -> None:
-        with self._lock:
-            for item_id in item_ids:
-                self._items[job_id].setdefault(item_id, {"state": "queued"})
 
     def mark_running(self, job_id: str, item_ids: Sequence[str]) -> None:
         with self._lock:
@@ -121,8 +119,10 @@ class MemoryJobBoard:
         with self._lock:
             items = self._items[job_id]
             for outcome in outcomes:
+                if items[outcome.item_id]["state"] not in TERMINAL:  # a redelivered item counts once
+                    self._done[job_id] += 1
                 items[outcome.item_id] = {"state": outcome.status, "reason": outcome.reason}
-            if all(entry["state"] in TERMINAL for entry in items.values()):
+            if self._done[job_id] == len(items):
                 self._meta[job_id].setdefault("finished_at", time.time())
 
     def status(self, job_id: str) -> JobStatus | None:
@@ -133,54 +133,66 @@ class MemoryJobBoard:
 
     def active_items(self) -> int:
         with self._lock:
-            return sum(e["state"] not in TERMINAL for items in self._items.values() for e in items.values())
+            return sum(len(self._items[job_id]) - done for job_id, done in self._done.items())
+
+
+# Atomic per batch: set each item's state and count the items that reach a final state for the first time.
+# Items are stored as "<state>|<reason>".
+_RECORD = """
+local newly = 0
+for i = 1, #ARGV, 2 do
+  local old = redis.call('HGET', KEYS[1], ARGV[i])
+  local state = old and string.match(old, '^[^|]*')
+  if state ~= 'indexed' and state ~= 'unchanged' and state ~= 'failed' then newly = newly + 1 end
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+return {redis.call('HINCRBY', KEYS[2], 'done', newly), redis.call('HLEN', KEYS[1])}
+"""
+# Atomic: mark items running unless they already reached a final state (a redelivered batch).
+_MARK_RUNNING = """
+for i = 1, #ARGV do
+  local old = redis.call('HGET', KEYS[1], ARGV[i])
+  local state = old and string.match(old, '^[^|]*')
+  if state ~= 'indexed' and state ~= 'unchanged' and state ~= 'failed' then
+    redis.call('HSET', KEYS[1], ARGV[i], 'running|')
+  end
+end
+"""
 
 
 class RedisJobBoard:
-    """Keys: sf:job:<id> (meta hash), sf:job:<id>:items (item -> JSON state), sf:jobs:active (set)."""
+    """Keys: sf:job:<id> (meta hash with a `done` count), sf:job:<id>:items (item -> "state|reason"),
+    sf:jobs:active (set). Recording a batch costs O(batch), not O(job)."""
 
     def __init__(self, url: str) -> None:
         self.redis = redis.Redis.from_url(url, decode_responses=True)
+        self._record = self.redis.register_script(_RECORD)
+        self._mark_running = self.redis.register_script(_MARK_RUNNING)
 
     def create(self, item_ids: Sequence[str], variants: Sequence[str], kind: str = "ingest") -> str:
         job_id = new_job_id()
-        meta = {"variants": json.dumps(list(variants)), "kind": kind, "created_at": time.time()}
+        meta = {"variants": json.dumps(list(variants)), "kind": kind, "created_at": time.time(), "done": 0}
         with self.redis.pipeline() as pipe:
             pipe.hset(f"sf:job:{job_id}", mapping=meta)
             if item_ids:
-                pipe.hset(f"sf:job:{job_id}:items", mapping=dict.fromkeys(item_ids, '{"state": "queued"}'))
+                pipe.hset(f"sf:job:{job_id}:items", mapping=dict.fromkeys(item_ids, "queued|"))
             pipe.sadd("sf:jobs:active", job_id)
             pipe.expire(f"sf:job:{job_id}", JOB_TTL_S)
             pipe.expire(f"sf:job:{job_id}:items", JOB_TTL_S)
             pipe.execute()
         return job_id
 
-    def extend(self, job_id: str, item_ids: Sequence[str]) -> None:
-        key = f"sf:job:{job_id}:items"
-        with self.redis.pipeline() as pipe:
-            for item_id in item_ids:
-                pipe.hsetnx(key, item_id, '{"state": "queued"}')
-            pipe.expire(key, JOB_TTL_S)
-            pipe.execute()
-
     def mark_running(self, job_id: str, item_ids: Sequence[str]) -> None:
         self.redis.hsetnx(f"sf:job:{job_id}", "started_at", time.time())
-        key = f"sf:job:{job_id}:items"
-        current = self.redis.hmget(key, list(item_ids)) if item_ids else []
-        running = [
-            i for i, raw in zip(item_ids, current, strict=True) if not raw or json.loads(raw)["state"] not in TERMINAL
-        ]
-        if running:
-            self.redis.hset(key, mapping=dict.fromkeys(running, '{"state": "running"}'))
+        if item_ids:
+            self._mark_running(keys=[f"sf:job:{job_id}:items"], args=list(item_ids))
 
     def record(self, job_id: str, outcomes: Sequence[Outcome]) -> None:
-        key = f"sf:job:{job_id}:items"
-        if outcomes:
-            self.redis.hset(
-                key, mapping={o.item_id: json.dumps({"state": o.status, "reason": o.reason}) for o in outcomes}
-            )
-        states = [json.loads(raw)["state"] for raw in self.redis.hvals(key)]
-        if all(state in TERMINAL for state in states):
+        if not outcomes:
+            return
+        args = [value for o in outcomes for value in (o.item_id, f"{o.status}|{o.reason or ''}")]
+        done, total = self._record(keys=[f"sf:job:{job_id}:items", f"sf:job:{job_id}"], args=args)
+        if done >= total:
             self.redis.hsetnx(f"sf:job:{job_id}", "finished_at", time.time())
             self.redis.srem("sf:jobs:active", job_id)
 
@@ -195,12 +207,14 @@ class RedisJobBoard:
             "started_at": float(raw_meta["started_at"]) if "started_at" in raw_meta else None,
             "finished_at": float(raw_meta["finished_at"]) if "finished_at" in raw_meta else None,
         }
-        items = {k: json.loads(v) for k, v in self.redis.hgetall(f"sf:job:{job_id}:items").items()}
+        items = {}
+        for item_id, value in self.redis.hgetall(f"sf:job:{job_id}:items").items():
+            state, _, reason = value.partition("|")
+            items[item_id] = {"state": state, "reason": reason or None}
         return summarise(job_id, meta, items)
 
     def active_items(self) -> int:
         total = 0
         for job_id in self.redis.smembers("sf:jobs:active"):
-            states = [json.loads(raw)["state"] for raw in self.redis.hvals(f"sf:job:{job_id}:items")]
-            total += sum(state not in TERMINAL for state in states)
+            total += self.redis.hlen(f"sf:job:{job_id}:items") - int(self.redis.hget(f"sf:job:{job_id}", "done") or 0)
         return total

@@ -19,11 +19,7 @@ class IngestQueue:
 
     def submit(self, items: Sequence[CatalogueItem], variants: Sequence[str], kind: str = "ingest") -> str:
         job_id = self.jobs.create([item.id for item in items], variants, kind)
-        self.send(job_id, items, variants)
-        return job_id
-
-    def send(self, job_id: str, items: Sequence[CatalogueItem], variants: Sequence[str]) -> None:
-        """Queue items under an existing job (a backfill adds them page by page)."""
         for start in range(0, len(items), self.batch_size):
             batch = [item.model_dump(exclude_none=True) for item in items[start : start + self.batch_size]]
             self.app.send_task(INDEX_BATCH, args=(job_id, batch, list(variants)))
+        return job_id

@@ -14,7 +14,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from indexer.celery_app import create_celery
-from indexer.jobs import JobStatus, RedisJobBoard
+from indexer.jobs import JobBoard, JobStatus, MemoryJobBoard, RedisJobBoard
 from indexer.pipeline import Outcome
 from indexer.queue import IngestQueue
 from services.catalogue import read_catalogue
@@ -38,9 +38,8 @@ def redis_url() -> str:
     return url
 
 
-def test_job_counts_survive_redelivery(redis_url: str) -> None:
+def exercise_redelivery(board: JobBoard) -> None:
     """A batch processed twice (at-least-once delivery) must not count its items twice."""
-    board = RedisJobBoard(redis_url)
     job_id = board.create(["a", "b", "c"], ["v"])
     board.mark_running(job_id, ["a", "b"])
     board.record(job_id, [Outcome("a", "indexed"), Outcome("b", "failed", "not an image")])
@@ -48,10 +47,20 @@ def test_job_counts_survive_redelivery(redis_url: str) -> None:
     board.record(job_id, [Outcome("a", "indexed"), Outcome("b", "failed", "not an image")])
     status: JobStatus = board.status(job_id)  # type: ignore[assignment]
     assert (status.state, status.indexed, status.failed, status.queued) == ("running", 1, 1, 1)
+    assert [(f.item_id, f.reason) for f in status.failures] == [("b", "not an image")]
+    assert board.active_items() == 1
     board.record(job_id, [Outcome("c", "unchanged")])
     status = board.status(job_id)  # type: ignore[assignment]
     assert status.state == "done" and status.finished_at is not None and board.active_items() == 0
     assert board.status("missing") is None
+
+
+def test_job_counts_survive_redelivery_in_redis(redis_url: str) -> None:
+    exercise_redelivery(RedisJobBoard(redis_url))
+
+
+def test_job_counts_survive_redelivery_in_memory() -> None:
+    exercise_redelivery(MemoryJobBoard())
 
 
 def test_inprocess_worker_on_redis_shares_the_gateway_store(
