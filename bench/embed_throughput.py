@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.common import catalogue_items, write_result
-from services.embedding import decode_image
 from services.embedding.local import LocalEmbedder
+from services.images import decode_image
 from services.models import Registry
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 
 from bench.common import MYNTRA, catalogue_items, percentiles, served, write_result
-from services.embedding import decode_image
-from services.gateway.app import create_app
+from services.apps.gateway.app import create_app
+from services.images import decode_image
 from services.settings import Settings
 
 VARIANT = "effl0-minilm"

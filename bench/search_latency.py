@@ -14,11 +14,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench.common import catalogue_items, percentiles, served, timed_ms, write_result
-from indexer.fetch import Fetcher
-from services.embedding import decode_image
-from services.gateway.app import create_app
-from services.runtime import Runtime
+from bench.common import MYNTRA, catalogue_items, percentiles, served, timed_ms, write_result
+from services.apps.gateway.app import create_app
+from services.apps.runtime import Runtime
+from services.images import decode_image
 from services.settings import Settings
 from services.store import SearchFilters, point_id
 
@@ -50,13 +49,15 @@ def main() -> None:
     args = parser.parse_args()
     items = catalogue_items(args.queries)
     photos = [Path(item.images[0]).read_bytes() for item in items]
-    settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="sf-bench-")), variants=[VARIANT])
+    settings = Settings(
+        data_dir=Path(tempfile.mkdtemp(prefix="sf-bench-")), variants=[VARIANT], allowed_image_roots=[MYNTRA]
+    )
     app = create_app(settings)
     rng = np.random.default_rng(0)
     results = []
     with served(app) as url, httpx.Client(base_url=url, timeout=60) as http:
         rt: Runtime = app.state.runtime
-        rt.pipeline(Fetcher(allow_any_path=True)).run(items, [VARIANT])
+        rt.pipeline.run(items, [VARIANT])
         dim = rt.registry[VARIANT].embedding_dim
         filled = len(items)
         for size in [int(s) for s in args.sizes.split(",")]:

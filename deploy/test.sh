@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One command on a fresh machine: set up, make sure Redis runs on 127.0.0.1:6379, lint, run every test.
+# One command on a fresh machine: set up, make sure Redis runs on 127.0.0.1:6379, lint (style and the import
+# contracts of docs/architecture.md), run every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash deploy/setup.sh
@@ -14,4 +15,5 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
 fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/lint-imports
 exec .venv/bin/python -m pytest "$@"

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from services.catalogue import CatalogueItem
+from services.catalogue import PIPELINE_FIELDS, CatalogueItem
 from services.store import VectorStore
-
-PIPELINE_FIELDS = ("product_id", "image_key", "image", "image_sha256")
 
 
 def stored_items(store: VectorStore, variant: str) -> Iterator[CatalogueItem]:

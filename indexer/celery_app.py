@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from celery import Celery
 
-from indexer.tasks import register_tasks
 from services.settings import Settings
 
 QUEUE = "stylefinder.index"
 
 
 def create_celery(settings: Settings) -> Celery:
-    """Redis broker when REDIS_URL is set, else the in-memory broker (worker in the gateway process)."""
+    """Redis broker when REDIS_URL is set, else the in-memory broker (worker in the gateway process).
+    A producer uses it as it is; a consumer also registers the task (`indexer.tasks.register_tasks`)."""
     in_memory = not settings.redis_url
     app = Celery("stylefinder", set_as_current=False)
     visibility = settings.broker_visibility_timeout_s
@@ -38,5 +38,4 @@ def create_celery(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
     )
-    register_tasks(app)
     return app

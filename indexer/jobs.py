@@ -18,7 +18,6 @@ from pydantic import BaseModel
 
 from indexer.pipeline import Outcome
 
-ItemState = Literal["queued", "running", "indexed", "unchanged", "failed"]
 TERMINAL = ("indexed", "unchanged", "failed")
 JOB_TTL_S = 7 * 24 * 3600
 

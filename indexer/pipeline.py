@@ -13,10 +13,10 @@ from typing import Literal
 
 from PIL import Image
 
-from indexer.fetch import FetchError, TransientFetchError
 from services.catalogue import CatalogueItem
-from services.embedding import Embedder, ImageDecodeError, decode_image
-from services.store import MediaStore, VectorStore, point_id
+from services.embedding import Embedder
+from services.images import FetchError, ImageDecodeError, TransientFetchError, decode_image
+from services.store import MediaStore, VectorStore, delete_product_photos, point_id
 
 Status = Literal["indexed", "unchanged", "failed"]
 
@@ -77,9 +77,7 @@ class IndexPipeline:
         shrunk = {pid for variant in variants for pid in self.store.stored_payloads(variant, list(beyond))}
         for pid in shrunk:
             entry = beyond[pid]
-            removed = self.store.delete_product(entry.item.id, keep={photo.point_id for photo in entry.photos})
-            for removed_id in set(removed):
-                self.media.delete(removed_id)
+            delete_product_photos(self.store, self.media, entry.item.id, keep={p.point_id for p in entry.photos})
         return {beyond[pid].item.id for pid in shrunk}
 
     def _prepare(self, item: CatalogueItem) -> _Prepared:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from celery import Celery
 
+from indexer.batches import split_batches
 from indexer.jobs import JobBoard
 from indexer.tasks import INDEX_BATCH
 from services.catalogue import CatalogueItem
@@ -19,7 +20,6 @@ class IngestQueue:
 
     def submit(self, items: Sequence[CatalogueItem], variants: Sequence[str], kind: str = "ingest") -> str:
         job_id = self.jobs.create([item.id for item in items], variants, kind)
-        for start in range(0, len(items), self.batch_size):
-            batch = [item.model_dump(exclude_none=True) for item in items[start : start + self.batch_size]]
+        for batch in split_batches(items, self.batch_size):
             self.app.send_task(INDEX_BATCH, args=(job_id, batch, list(variants)))
         return job_id

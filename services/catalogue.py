@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from services.errors import CatalogueError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 STANDARD_FIELDS = ("title", "category", "colour", "gender", "brand", "price", "in_stock")
@@ -18,6 +20,8 @@ SYNONYMS = {
     "category": ("articleType", "product_type"),
     "colour": ("color", "baseColour"),
 }
+# Payload fields the indexing pipeline writes beside the catalogue's own: never taken from a client.
+PIPELINE_FIELDS = ("product_id", "image_key", "image", "image_sha256")
 TRUE_WORDS = {"1", "true", "yes", "y", "t"}
 FALSE_WORDS = {"0", "false", "no", "n", "f"}
 
@@ -81,19 +85,43 @@ def read_catalogue(source: Path) -> Iterator[CatalogueItem]:
         with source.open(newline="", encoding="utf-8") as handle:
             rows: Iterator[dict[str, Any]] = iter(list(csv.DictReader(handle)))
     elif source.suffix.lower() in (".jsonl", ".ndjson"):
-        rows = (json.loads(line) for line in source.read_text(encoding="utf-8").splitlines() if line.strip())
+        rows = _jsonl_rows(source)
     else:
-        raise ValueError(f"{source}: expected a folder, a .csv or a .jsonl catalogue")
-    for row in rows:
-        item = CatalogueItem(**row)
+        raise CatalogueError(f"{source}: expected a folder, a .csv or a .jsonl catalogue")
+    for number, row in enumerate(rows, start=1):
+        try:
+            item = CatalogueItem(**row)
+        except ValidationError as error:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'row'}: {e['msg']}" for e in error.errors())
+            raise CatalogueError(f"{source}, product {number}: {problems}") from None
         item.images = [_resolve(image, source.parent) for image in item.images]
         yield item
+
+
+def _jsonl_rows(source: Path) -> Iterator[dict[str, Any]]:
+    for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise CatalogueError(f"{source}, line {number}: not JSON ({error})") from None
+        if not isinstance(row, dict):
+            raise CatalogueError(f"{source}, line {number}: expected a JSON object per line")
+        yield row
+
+
+def photo_folders(items: Iterable[CatalogueItem]) -> list[Path]:
+    """The folders an operator's catalogue keeps its local photos in: naming the catalogue allows reading them."""
+    return sorted({Path(image).parent for item in items for image in item.images if is_local_path(image)})
 
 
 def _catalogue_file_in(folder: Path) -> Path | None:
     listings = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".csv", ".jsonl", ".ndjson"))
     if len(listings) > 1:
-        raise ValueError(f"{folder} holds several catalogue files ({', '.join(p.name for p in listings)}): name one")
+        raise CatalogueError(
+            f"{folder} holds several catalogue files ({', '.join(p.name for p in listings)}): name one"
+        )
     return listings[0] if listings else None
 
 

@@ -1,6 +1,5 @@
 """One settings object, read from the environment; empty environment = the embedded default."""
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
@@ -56,8 +55,3 @@ class Settings(BaseSettings):
     def variants_path(self) -> Path:
         """Trainer-registered variants live here, one folder each."""
         return self.data_dir / "variants"
-
-
-@lru_cache
-def get_settings() -> Settings:
-    return Settings()

@@ -9,7 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from services.catalogue import CatalogueItem, read_catalogue
-from tests.conftest import photo
+from services.errors import CatalogueError
+from tests.helpers import photo
 
 
 def test_csv_rows_become_items_with_resolved_paths_and_extra_fields(catalogue_dir: Path) -> None:
@@ -55,7 +56,7 @@ def test_folder_of_photos_uses_file_names_as_ids(tmp_path: Path) -> None:
 def test_bad_rows_are_refused_with_the_field_named(tmp_path: Path) -> None:
     path = tmp_path / "bad.csv"
     path.write_text("id,image,price\np1,a.jpg,-3\n")
-    with pytest.raises(ValidationError, match="price"):
+    with pytest.raises(CatalogueError, match="price"):
         list(read_catalogue(path))
     with pytest.raises(ValidationError, match="images"):
         CatalogueItem(id="p2")

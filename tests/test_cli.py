@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+from fastapi.testclient import TestClient
+
+from services.apps.gateway.app import create_app
 from services.settings import Settings
 from services.store import VectorStore
+from tests.helpers import photo_server, wait_for_job
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "services.apps.cli", *args], env=env, capture_output=True, text=True, timeout=300
     )
 
 
@@ -47,3 +52,32 @@ def test_serve_refuses_an_unusable_index_variant_before_starting(tiny_env: dict[
     result = run(tiny_env, "serve", "--port", "8765", "--index", str(catalogue_dir), "--variant", "RN50/openai")
     assert result.returncode != 0 and "are not on this machine" in result.stderr
     assert "Traceback" not in result.stderr and "Uvicorn running" not in result.stderr
+
+
+def test_cli_and_api_retry_and_report_photo_failures_alike(
+    tiny_env: dict[str, str], settings: Settings, catalogue_dir: Path, tmp_path: Path
+) -> None:
+    """One ingestion path: a photo that answers 503 once is retried and indexed, a photo that is gone (404)
+    fails with its reason; the CLI's direct import and POST /v1/products agree on both, word for word."""
+    red = (catalogue_dir / "img" / "red-square.jpg").read_bytes()
+    with photo_server({"flaky-cli.jpg": red, "flaky-api.jpg": red}) as (url, hits):
+        gone = {"id": "gone", "images": [f"{url}/gone.jpg"]}
+        catalogue = tmp_path / "remote.jsonl"
+        rows = [{"id": "flaky", "image": f"{url}/flaky-cli.jpg"}, gone]
+        catalogue.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        env = {**tiny_env, "STYLEFINDER_INDEX_MAX_ATTEMPTS": "2", "STYLEFINDER_INDEX_RETRY_BASE_S": "0.05"}
+        cli = run(env, "index", str(catalogue))
+        assert cli.returncode == 0, cli.stderr
+        assert "1 indexed, 0 unchanged, 1 failed" in cli.stdout
+        assert hits["/flaky-cli.jpg"] == 2  # failed once, retried once
+        [cli_failure] = [line.strip() for line in cli.stderr.splitlines() if line.strip().startswith("failed ")]
+
+        settings.data_dir = tmp_path / "api-data"  # the CLI's store is closed, but keep the two apart
+        with TestClient(create_app(settings)) as client:
+            items = [{"id": "flaky", "images": [f"{url}/flaky-api.jpg"]}, gone]
+            report = wait_for_job(client, client.post("/v1/products", json={"items": items}).json()["job_id"])
+        assert (report["indexed"], report["failed"]) == (1, 1)
+        assert hits["/flaky-api.jpg"] == 2
+        [api_failure] = report["failures"]
+    assert cli_failure == f"failed gone: {api_failure['reason']}"
+    assert api_failure["reason"].endswith("gone.jpg: HTTP 404")

@@ -7,7 +7,7 @@ from urllib.parse import urlparse
 
 import yaml
 
-from services.cli import main
+from services.apps.cli import main
 from services.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,11 +17,11 @@ from indexer.celery_app import create_celery
 from indexer.jobs import JobBoard, JobStatus, MemoryJobBoard, RedisJobBoard
 from indexer.pipeline import Outcome
 from indexer.queue import IngestQueue
+from services.apps.gateway.app import create_app
 from services.catalogue import read_catalogue
-from services.gateway.app import create_app
 from services.settings import Settings
 from services.store import VectorStore
-from tests.conftest import shared_data, wait_for_job
+from tests.helpers import shared_data, wait_for_job
 
 TEST_DB = 13  # flushed by these tests; nothing else of ours uses it
 
@@ -79,7 +79,7 @@ def test_inprocess_worker_on_redis_shares_the_gateway_store(
 
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "worker"],
+        [sys.executable, "-m", "services.apps.cli", "worker"],
         env=env,
         stdout=log.open("a"),
         stderr=subprocess.STDOUT,

@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 import uvicorn
 
-from services.embedding import ImageDecodeError
+from services.apps.embedding_service import create_app
 from services.embedding.client import EmbeddingClient
 from services.embedding.local import LocalEmbedder
-from services.embedding.service import create_app
+from services.errors import from_response
+from services.images import ImageDecodeError
 from services.models import Registry, UnknownVariant, WeightsUnavailable
 from services.settings import Settings
-from tests.conftest import photo
+from tests.helpers import photo
 
 
 def free_port() -> int:
@@ -61,5 +62,5 @@ def test_service_refusals_arrive_as_the_same_exceptions(service_url: str) -> Non
         files=[("images", ("a.txt", b"hello", "text/plain"))],
     )
     assert response.status_code == 422 and "not an image" in response.json()["detail"]
-    with pytest.raises(ImageDecodeError):
-        EmbeddingClient._vectors(response)
+    with pytest.raises(ImageDecodeError):  # what the client raises for such an answer
+        raise from_response(response.status_code, response.json(), "the embedding service")

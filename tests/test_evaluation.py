@@ -9,9 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from services.evaluation.datasets import read_inshop
-from services.evaluation.metrics import category_retrieval, instance_retrieval
-from tests.conftest import shared_data
+from services.evaluation import category_retrieval, instance_retrieval, read_inshop
+from tests.helpers import shared_data
 
 
 def test_instance_retrieval_on_a_hand_computed_case() -> None:
@@ -49,7 +48,7 @@ def test_inshop_partition_reader() -> None:
 def test_eval_default_variant_on_inshop_is_at_least_the_imagenet_baseline() -> None:
     data = shared_data("inshop_pairs")
     result = subprocess.run(
-        [sys.executable, "-m", "services.cli", "eval", str(data), "--json"],
+        [sys.executable, "-m", "services.apps.cli", "eval", str(data), "--json"],
         capture_output=True,
         text=True,
         timeout=600,

@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from indexer.fetch import Fetcher
+from services.apps.gateway.app import create_app
 from services.catalogue import read_catalogue
-from services.gateway.app import create_app
 from services.settings import Settings
-from tests.conftest import encode, make_settings, photo, write_catalogue
+from tests.helpers import encode, make_settings, photo, write_catalogue
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +24,9 @@ def catalogue_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory, tiny_registry: Path, catalogue_dir: Path) -> Iterator[TestClient]:
     settings = make_settings(tmp_path_factory.mktemp("data"), tiny_registry)
+    settings.allowed_image_roots = [catalogue_dir]
     with TestClient(create_app(settings)) as test_client:
-        rt = test_client.app.state.runtime
-        rt.pipeline(Fetcher(allow_any_path=True)).run(list(read_catalogue(catalogue_dir)), ["tiny"])
+        test_client.app.state.runtime.pipeline.run(list(read_catalogue(catalogue_dir)), ["tiny"])
         yield test_client
 
 

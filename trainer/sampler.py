@@ -8,6 +8,8 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from services.errors import InvalidInput
+
 
 class PKSampler(torch.utils.data.Sampler[list[int]]):
     """Yields batches (lists of dataset indices). An epoch visits every identity once. An identity with fewer
@@ -19,7 +21,7 @@ class PKSampler(torch.utils.data.Sampler[list[int]]):
         for index, label in enumerate(labels):
             self.by_identity[label].append(index)
         if len(self.by_identity) < p:
-            raise ValueError(f"P={p} identities per batch, but the data has only {len(self.by_identity)}")
+            raise InvalidInput(f"P={p} identities per batch, but the data has only {len(self.by_identity)}")
         self._random = random.Random(seed)
 
     def __len__(self) -> int:

@@ -9,8 +9,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from services.embedding.images import ImageDecodeError
-from services.models import UnknownVariant, WeightsUnavailable
+from services.errors import ServiceUnavailable, from_response
 
 
 class EmbeddingClient:
@@ -19,26 +18,24 @@ class EmbeddingClient:
 
     def embed_images(self, variant: str, images: Sequence[Image.Image]) -> np.ndarray:
         files = [("images", (f"{i}.png", _png(image), "image/png")) for i, image in enumerate(images)]
-        return self._vectors(self.http.post("/v1/embed/image", params={"variant": variant}, files=files))
+        return self._vectors("/v1/embed/image", params={"variant": variant}, files=files)
 
     def embed_texts(self, variant: str, texts: Sequence[str]) -> np.ndarray:
-        return self._vectors(self.http.post("/v1/embed/text", json={"variant": variant, "texts": list(texts)}))
+        return self._vectors("/v1/embed/text", json={"variant": variant, "texts": list(texts)})
 
-    @staticmethod
-    def _vectors(response: httpx.Response) -> np.ndarray:
-        """Service refusals become the same exceptions the in-process embedder raises."""
+    def _vectors(self, path: str, **request: object) -> np.ndarray:
+        """The service's refusals become the same StyleFinderError kinds the in-process embedder raises."""
+        try:
+            response = self.http.post(path, **request)  # type: ignore[arg-type]
+        except httpx.TransportError as error:
+            raise ServiceUnavailable(f"the embedding service at {self.http.base_url} did not answer: {error}") from None
         if response.status_code >= 400:
-            body = response.json() if response.headers.get("content-type") == "application/json" else {}
-            detail = body.get("detail", response.text)
-            error = {
-                "unknown_variant": UnknownVariant,
-                "weights_unavailable": WeightsUnavailable,
-                "bad_image": ImageDecodeError,
-            }.get(body.get("error", ""))
-            if error is not None:
-                raise error(detail)
-            response.raise_for_status()
+            raise from_response(response.status_code, _json(response), "the embedding service")
         return np.asarray(response.json()["vectors"], dtype=np.float32)
+
+
+def _json(response: httpx.Response) -> object:
+    return response.json() if response.headers.get("content-type") == "application/json" else None
 
 
 def _png(image: Image.Image) -> bytes:

@@ -12,7 +12,7 @@ from PIL import Image
 class Embedder(Protocol):
     """Rows are L2-normalised float32 vectors in the variant's space, one per input, in input order.
 
-    Raises `services.models.UnknownVariant` for a name the registry lacks and `WeightsUnavailable` when the
+    Raises `UnknownVariant` for a name the registry lacks and `WeightsUnavailable` when the
     variant's weights are not on the machine that runs it.
     """
 

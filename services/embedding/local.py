@@ -9,8 +9,8 @@ import numpy as np
 from PIL import Image
 
 from services.embedding.batching import MicroBatcher
-from services.models import LoadedModel, Registry, load_model
-from services.models.loader import resolve_device
+from services.models import LoadedModel, Registry, load_model, resolve_device
+from services.settings import Settings
 
 CPU_MAX_BATCH = 2  # measured on 2 cores: EfficientNet-Lite0 gives 52 img/s at batch 1, 66 at 2, 30 at 4
 GPU_MAX_BATCH = 32
@@ -28,17 +28,27 @@ class LocalEmbedder:
         self._max_wait_s = max_wait_ms / 1000
         self._models: dict[str, LoadedModel] = {}
         self._batchers: dict[tuple[str, str], MicroBatcher] = {}
-        self._lock = threading.Lock()
+        self._load_locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()  # guards the dictionaries only, never held while a model loads
+
+    @classmethod
+    def from_settings(cls, settings: Settings, registry: Registry) -> LocalEmbedder:
+        return cls(registry, settings.device, settings.embed_max_batch, settings.embed_max_wait_ms)
 
     @property
     def max_batch(self) -> int:
         return self._max_batch
 
     def model(self, variant: str) -> LoadedModel:
-        """Load once; a second caller waits for the first load instead of loading twice."""
+        """Load once; a second caller of the same variant waits for the first load, other variants do not."""
+        spec = self.registry[variant]  # unknown names fail here, before any lock
         with self._lock:
+            load_lock = self._load_locks.setdefault(variant, threading.Lock())
+        with load_lock:
             if variant not in self._models:
-                self._models[variant] = load_model(self.registry[variant], self._device)
+                loaded = load_model(spec, self._device)
+                with self._lock:
+                    self._models[variant] = loaded
             return self._models[variant]
 
     def embed_images(self, variant: str, images: Sequence[Image.Image]) -> np.ndarray:

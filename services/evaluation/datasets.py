@@ -6,6 +6,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.errors import InvalidInput
+
 PARTITION_FILE = "list_eval_partition.txt"
 
 
@@ -31,7 +33,7 @@ def read_inshop(source: Path) -> InShopSplit:
     for name, item_id, status, *_ in rows:
         getattr(split, status).append(LabelledImage(partition.parent / name, item_id))
     if not split.query or not split.gallery:
-        raise ValueError(f"{partition}: no query/gallery rows")
+        raise InvalidInput(f"{partition}: no query/gallery rows")
     return split
 
 
@@ -57,5 +59,5 @@ def catalogue_csv(source: Path) -> Path:
         return source
     found = sorted(source.glob("*.csv"))
     if len(found) != 1:
-        raise ValueError(f"{source}: expected an In-shop folder ({PARTITION_FILE}) or exactly one catalogue CSV")
+        raise InvalidInput(f"{source}: expected an In-shop folder ({PARTITION_FILE}) or exactly one catalogue CSV")
     return found[0]

@@ -3,31 +3,20 @@
 from __future__ import annotations
 
 import platform
-import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from PIL import Image
-from tqdm import tqdm
-
-from services.embedding import decode_image
 from services.evaluation.datasets import catalogue_csv, is_inshop, read_catalogue_rows, read_inshop
+from services.evaluation.encoding import Encoder, encode_paths, trunk_encoder
 from services.evaluation.metrics import category_retrieval, instance_retrieval
 from services.models import LoadedModel, Registry, load_model
 from services.settings import Settings
-
-BATCH = 32
-Encoder = Callable[[Sequence[Image.Image]], np.ndarray]
 
 
 def evaluate_variant(
     settings: Settings, variant: str, data: Path, limit: int | None = None, progress: bool = True
 ) -> dict[str, Any]:
-    registry = Registry.load(settings.registry_file, settings.variants_path)
-    model = load_model(registry[variant], settings.device)
+    model = load_model(Registry.from_settings(settings)[variant], settings.device)
     return evaluate_model(model, data, limit, progress)
 
 
@@ -62,30 +51,6 @@ def evaluate_model(model: LoadedModel, data: Path, limit: int | None = None, pro
             report[name] = category_retrieval(vectors, [r["articleType"] for r in rows])
             report[name]["ms_per_image"] = 1000 * seconds / len(rows)
     return report
-
-
-def trunk_encoder(model: LoadedModel) -> Encoder | None:
-    """The image tower's timm trunk alone (pooled features, no projection): the zero-shot floor to beat."""
-    trunk = getattr(model.model.visual, "trunk", None)
-    if trunk is None:
-        return None
-
-    @torch.inference_mode()
-    def encode(images: Sequence[Image.Image]) -> np.ndarray:
-        batch = torch.stack([model.preprocess(image) for image in images]).to(model.device)
-        features = torch.nn.functional.normalize(trunk(batch).float(), dim=-1)
-        return features.cpu().numpy()
-
-    return encode
-
-
-def encode_paths(encoder: Encoder, paths: Sequence[Path], progress: bool, label: str) -> tuple[np.ndarray, float]:
-    started = time.perf_counter()
-    chunks = []
-    for start in tqdm(range(0, len(paths), BATCH), desc=label, disable=not progress, unit="batch"):
-        images = [decode_image(path.read_bytes()) for path in paths[start : start + BATCH]]
-        chunks.append(encoder(images))
-    return np.concatenate(chunks), time.perf_counter() - started
 
 
 def format_table(report: dict[str, Any]) -> str:

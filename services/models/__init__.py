@@ -1,7 +1,8 @@
 """Model variants: what a deployment can serve and how each one is built through open_clip."""
 
-from services.models.loader import LoadedModel, WeightsUnavailable, load_model, missing_weights
-from services.models.registry import ModelCard, Registry, UnknownVariant, Variant
+from services.errors import UnknownVariant, WeightsUnavailable
+from services.models.loader import LoadedModel, load_model, missing_weights, resolve_device
+from services.models.registry import ModelCard, Registry, Variant, save_variant
 
 __all__ = [
     "LoadedModel",
@@ -12,4 +13,6 @@ __all__ = [
     "WeightsUnavailable",
     "load_model",
     "missing_weights",
+    "resolve_device",
+    "save_variant",
 ]

@@ -17,12 +17,9 @@ import torch
 from open_clip.transform import PreprocessCfg, image_transform_v2
 from PIL import Image
 
+from services.errors import WeightsUnavailable
 from services.models.packaged import load_packaged_image_tower
 from services.models.registry import Variant
-
-
-class WeightsUnavailable(RuntimeError):
-    """A variant's weights are not on this machine; the message says which and how to provide them."""
 
 
 @dataclass

@@ -5,19 +5,19 @@ from __future__ import annotations
 import importlib.resources
 import json
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import open_clip
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.errors import InvalidInput, UnknownVariant
+from services.settings import Settings
+
 SHIPPED_REGISTRY = Path(__file__).with_name("variants.toml")
 VARIANT_FILE = "variant.json"
 PACKAGE_PREFIX = "package:"
-
-
-class UnknownVariant(KeyError):
-    """Raised for a variant name the registry does not list."""
 
 
 class ModelCard(BaseModel):
@@ -60,7 +60,7 @@ class Variant(BaseModel):
         if self.config_path is None:
             model_cfg = open_clip.get_model_config(self.architecture)
             if model_cfg is None:
-                raise ValueError(f"variant {self.name!r}: {self.architecture!r} is not an open_clip architecture")
+                raise InvalidInput(f"variant {self.name!r}: {self.architecture!r} is not an open_clip architecture")
             return {"model_cfg": model_cfg, "preprocess_cfg": {}}
         return _resolve_packages(json.loads(self.config_path.read_text()))
 
@@ -95,6 +95,11 @@ class Registry:
         self._variants = {variant.name: variant for variant in variants}
 
     @classmethod
+    def from_settings(cls, settings: Settings) -> Registry:
+        """Shipped variants, the deployment's registry file, and every variant the trainer registered."""
+        return cls.load(settings.registry_file, settings.variants_path)
+
+    @classmethod
     def load(cls, registry_file: Path | None = None, variants_dir: Path | None = None) -> Registry:
         variants = _read_toml(SHIPPED_REGISTRY)
         if registry_file is not None:
@@ -110,10 +115,7 @@ class Registry:
         except KeyError:
             raise UnknownVariant(f"unknown variant {name!r}; known: {', '.join(self._variants)}") from None
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._variants
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Variant]:
         return iter(self._variants.values())
 
     def names(self) -> list[str]:

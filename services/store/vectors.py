@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 from qdrant_client import QdrantClient, models
 
+from services.errors import StoreLocked
+from services.settings import Settings
 from services.store.filters import KEYWORD_FIELDS, SearchFilters
 
 COLLECTION_PREFIX = "sf_"
@@ -24,10 +26,6 @@ PAYLOAD_INDEXES: dict[str, models.PayloadSchemaType] = {
     "price": models.PayloadSchemaType.FLOAT,
     "in_stock": models.PayloadSchemaType.BOOL,
 }
-
-
-class StoreLocked(RuntimeError):
-    """Another process owns the embedded store folder (embedded Qdrant allows one owner)."""
 
 
 def point_id(product_id: str, image_key: str) -> str:
@@ -54,6 +52,11 @@ class VectorStore:
         self.client = client
         self._lock = threading.RLock()
         self._ready: set[str] = set()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> VectorStore:
+        """A Qdrant server when QDRANT_URL is set, else the embedded store under the data folder."""
+        return cls.open(settings.store_path, settings.qdrant_url, settings.qdrant_api_key)
 
     @classmethod
     def open(cls, path: Path | None = None, url: str | None = None, api_key: str | None = None) -> VectorStore:
@@ -94,8 +97,8 @@ class VectorStore:
     def embedded(self) -> bool:
         return self.client.init_options.get("path") is not None
 
-    def variants(self) -> list[str]:
-        """Collections that exist (named from variants; used to fan product updates out to all of them)."""
+    def collections(self) -> list[str]:
+        """Names of our collections that exist (product updates and deletions fan out to all of them)."""
         with self._lock:
             names = [c.name for c in self.client.get_collections().collections]
         return [name for name in names if name.startswith(COLLECTION_PREFIX)]
@@ -158,7 +161,7 @@ class VectorStore:
     def product_points(self, product_id: str) -> dict[str, list[models.Record]]:
         """Every stored point of a product, by collection."""
         found = {}
-        for name in self.variants():
+        for name in self.collections():
             records = list(self._scroll(name, _product_filter(product_id)))
             if records:
                 found[name] = records

@@ -8,13 +8,13 @@ from fastapi import APIRouter, Depends, Request, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, field_validator
 
-from indexer.backfill import PIPELINE_FIELDS, stored_items
+from indexer.backfill import stored_items
 from indexer.jobs import JobStatus
-from services.catalogue import CatalogueItem
-from services.gateway.deps import runtime
-from services.gateway.errors import BadRequest
-from services.runtime import Runtime
-from services.store.vectors import collection_name
+from services.apps.gateway.deps import runtime
+from services.apps.runtime import Runtime
+from services.catalogue import PIPELINE_FIELDS, CatalogueItem
+from services.errors import InvalidInput, NotFound
+from services.store import collection_name, delete_product_photos
 
 router = APIRouter(tags=["catalogue"])
 Rt = Annotated[Runtime, Depends(runtime)]
@@ -69,7 +69,7 @@ async def add_products(body: IngestRequest, request: Request, rt: Rt) -> JobAcce
 async def job(job_id: str, rt: Rt) -> JobReport:
     report = await run_in_threadpool(rt.jobs.status, job_id)
     if report is None:
-        raise BadRequest(f"no job {job_id}", 404)
+        raise NotFound(f"no job {job_id}")
     return JobReport(**report.model_dump(), queue_depth=await run_in_threadpool(rt.jobs.active_items))
 
 
@@ -78,7 +78,7 @@ async def get_product(product_id: str, request: Request, rt: Rt) -> dict[str, An
     """What is stored for a product, per variant."""
     points = await run_in_threadpool(rt.store.product_points, product_id)
     if not points:
-        raise BadRequest(f"no product {product_id}", 404)
+        raise NotFound(f"no product {product_id}")
     names = {collection_name(name): name for name in rt.registry.names()}
     return {
         "product_id": product_id,
@@ -101,25 +101,23 @@ async def update_product(product_id: str, fields: dict[str, Any], rt: Rt) -> dic
     """Change metadata in every variant's collection without re-embedding."""
     fixed = sorted(set(fields) & {*PIPELINE_FIELDS, "id", "images"})
     if fixed:
-        raise BadRequest(f"these fields cannot be patched: {fixed}; re-submit the product to change images")
+        raise InvalidInput(f"these fields cannot be patched: {fixed}; re-submit the product to change images")
     if not fields:
-        raise BadRequest("nothing to change")
+        raise InvalidInput("nothing to change")
     checked = CatalogueItem(id=product_id, images=["-"], **fields)  # same rules as at ingestion
     changes = {key: value for key, value in checked.payload().items() if key in fields}
     touched = await run_in_threadpool(rt.store.set_product_payload, product_id, changes)
     if not touched:
-        raise BadRequest(f"no product {product_id}", 404)
+        raise NotFound(f"no product {product_id}")
     return {"product_id": product_id, "updated_points": touched, "changes": changes}
 
 
 @router.delete("/v1/products/{product_id}")
 async def delete_product(product_id: str, rt: Rt) -> dict[str, Any]:
     """Remove a product from every variant's collection, with its photos."""
-    removed = await run_in_threadpool(rt.store.delete_product, product_id)
+    removed = await run_in_threadpool(delete_product_photos, rt.store, rt.media, product_id)
     if not removed:
-        raise BadRequest(f"no product {product_id}", 404)
-    for point in set(removed):
-        rt.media.delete(point)
+        raise NotFound(f"no product {product_id}")
     return {"product_id": product_id, "deleted_points": len(removed)}
 
 
@@ -130,6 +128,6 @@ async def reindex(body: ReindexRequest, request: Request, rt: Rt) -> JobAccepted
     target = rt.index_variants([body.target])
     items = await run_in_threadpool(lambda: list(stored_items(rt.store, body.source)))
     if not items:
-        raise BadRequest(f"variant {body.source} has no indexed products")
+        raise InvalidInput(f"variant {body.source} has no indexed products")
     job_id = await run_in_threadpool(rt.ingest.submit, items, target, "reindex")
     return _accepted(request, job_id, len(items), target)

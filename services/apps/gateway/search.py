@@ -9,14 +9,15 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
+from PIL import Image
 from starlette.datastructures import UploadFile
 
-from services.embedding import decode_image
-from services.gateway.deps import runtime
-from services.gateway.errors import BadRequest
-from services.gateway.schemas import SearchRequest, SearchResponse, SearchResult
-from services.runtime import Runtime
+from services.apps.gateway.deps import runtime
+from services.apps.gateway.schemas import SearchRequest, SearchResponse, SearchResult
+from services.apps.runtime import Runtime
+from services.errors import FetchError, ImageDecodeError, InvalidInput, NotFound, TooLarge, TransientFetchError
+from services.images import decode_image
 from services.store import Hit
 
 router = APIRouter(tags=["search"])
@@ -68,7 +69,7 @@ async def search(request: Request, rt: Rt) -> SearchResponse:
 async def image(point_id: UUID, rt: Rt) -> Response:
     data = rt.media.get(str(point_id))
     if data is None:
-        return JSONResponse({"detail": "no such image"}, status_code=404)
+        raise NotFound("no such image")
     return Response(data, media_type=_sniff(data), headers={"Cache-Control": "public, max-age=86400"})
 
 
@@ -82,7 +83,7 @@ async def _read_query(request: Request, max_bytes: int) -> tuple[SearchRequest, 
         if isinstance(upload, UploadFile):
             data = await upload.read(max_bytes + 1)
             if len(data) > max_bytes:
-                raise BadRequest(f"image larger than {max_bytes} bytes", 413)
+                raise TooLarge(f"image larger than {max_bytes} bytes")
         fields: dict = {
             key: value for key, value in form.items() if key != "image" and isinstance(value, str) and value
         }
@@ -90,14 +91,14 @@ async def _read_query(request: Request, max_bytes: int) -> tuple[SearchRequest, 
             try:
                 fields["filters"] = json.loads(fields["filters"])
             except json.JSONDecodeError as error:
-                raise BadRequest(f"filters must be a JSON object: {error}") from None
+                raise InvalidInput(f"filters must be a JSON object: {error}") from None
         return SearchRequest.model_validate(fields, context={"upload": data is not None}), data
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadRequest("send multipart/form-data with an `image` file, or a JSON body") from None
+        raise InvalidInput("send multipart/form-data with an `image` file, or a JSON body") from None
     if not isinstance(body, dict):
-        raise BadRequest("the JSON body must be an object")
+        raise InvalidInput("the JSON body must be an object")
     return SearchRequest.model_validate(body), None
 
 
@@ -105,9 +106,17 @@ def _run(rt: Runtime, query: SearchRequest, variant: str, upload: bytes | None) 
     if query.text:
         vector = rt.embedder.embed_texts(variant, [query.text])[0]
     else:
-        data = upload if upload is not None else rt.api_fetcher()(query.image_url or query.image_base64 or "")
-        vector = rt.embedder.embed_images(variant, [decode_image(data)])[0]
+        vector = rt.embedder.embed_images(variant, [_query_photo(rt, query, upload)])[0]
     return rt.store.search(variant, vector, query.top_k, query.filters)
+
+
+def _query_photo(rt: Runtime, query: SearchRequest, upload: bytes | None) -> Image.Image:
+    """The shopper's photo, from the upload, a URL or base64; a problem with it names the photo as the cause."""
+    try:
+        data = upload if upload is not None else rt.fetcher(query.image_url or query.image_base64 or "")
+        return decode_image(data)
+    except (FetchError, TransientFetchError, ImageDecodeError) as error:
+        raise type(error)(f"unusable image: {error}") from None
 
 
 def _sniff(data: bytes) -> str:

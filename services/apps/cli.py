@@ -6,36 +6,30 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from tqdm import tqdm
 
-from services.catalogue import CatalogueItem, is_local_path, read_catalogue
+from services.catalogue import CatalogueItem, photo_folders, read_catalogue
+from services.errors import StyleFinderError
 from services.settings import Settings
 
 if TYPE_CHECKING:
-    from services.runtime import Runtime
+    from services.apps.runtime import Runtime
 
-CLI_BATCH = 32
+COUNTS = ("indexed", "unchanged", "failed")
 
 
 class _Cli(click.Group):
-    """Failures the operator can act on print one line, not a traceback."""
+    """Failures the operator can act on (StyleFinderError) print one line and exit 1; bugs keep their traceback."""
 
     def invoke(self, ctx: click.Context) -> object:
-        from pydantic import ValidationError
-
-        from services.models import UnknownVariant, WeightsUnavailable
-        from services.store import StoreLocked
-
         try:
             return super().invoke(ctx)
-        except UnknownVariant as error:
-            raise click.ClickException(error.args[0]) from None
-        except (WeightsUnavailable, StoreLocked, ValidationError, ValueError, OSError) as error:
+        except StyleFinderError as error:
             raise click.ClickException(str(error)) from None
 
 
@@ -61,25 +55,16 @@ def serve(host: str, port: int, catalogues: tuple[Path, ...], variants: tuple[st
     """Run the gateway; with an embedded store the indexing worker runs inside it."""
     import uvicorn
 
-    from services.gateway.app import create_app
+    from services.apps.gateway.app import create_app
+    from services.apps.runtime import target_variants
     from services.models import Registry
-    from services.runtime import target_variants
 
     settings = Settings()
     listed = {catalogue: list(read_catalogue(catalogue)) for catalogue in catalogues}
     # Checked before the server starts: a bad --variant is one line here, not a failure per queued item.
-    registry = Registry.load(settings.registry_file, settings.variants_path)
-    targets = target_variants(settings, registry, variants) if catalogues else []
+    targets = target_variants(settings, Registry.from_settings(settings), variants) if catalogues else []
     # The operator named these catalogues, so the server may read their photos from disk.
-    settings.allowed_image_roots += sorted(
-        {
-            Path(image).parent
-            for items in listed.values()
-            for item in items
-            for image in item.images
-            if is_local_path(image)
-        }
-    )
+    settings.allowed_image_roots += photo_folders(item for items in listed.values() for item in items)
 
     def index_catalogues(rt: Runtime) -> None:
         for catalogue, items in listed.items():
@@ -98,9 +83,12 @@ def index(catalogue: Path, variants: tuple[str, ...], server: str | None) -> Non
     """Index a catalogue: a folder of images, a CSV or a JSONL file. Re-running skips what is unchanged."""
     items = list(read_catalogue(catalogue))
     click.echo(f"{len(items)} items in {catalogue}")
+    settings = Settings()
+    settings.allowed_image_roots += photo_folders(items)  # the operator named this catalogue: its photos are readable
     _direct_or_via_gateway(
+        settings,
         server,
-        direct=lambda rt: _index_directly(rt, items, rt.index_variants(variants)),
+        direct=lambda rt: _index_directly(rt, items, rt.index_variants(variants), "ingest"),
         via=lambda client: client.submit(items, variants),
         total=len(items),
     )
@@ -116,21 +104,27 @@ def reindex(source: str, target: str, server: str | None) -> None:
 
     def direct(rt: Runtime) -> None:
         targets = rt.index_variants([target])
-        _index_directly(rt, list(stored_items(rt.store, source)), targets)
+        _index_directly(rt, list(stored_items(rt.store, source)), targets, "reindex")
 
-    _direct_or_via_gateway(server, direct=direct, via=lambda client: [client.reindex(source, target)], total=None)
+    _direct_or_via_gateway(
+        Settings(), server, direct=direct, via=lambda client: [client.reindex(source, target)], total=None
+    )
 
 
 @main.command()
 def worker() -> None:
     """Run a Celery indexing worker process (distributed mode: set REDIS_URL, and QDRANT_URL for a server)."""
-    from indexer.celery_app import create_celery
     from indexer.worker import run_worker_process
+    from services.apps.runtime import Runtime
 
     settings = Settings()
     if not settings.redis_url:
         raise click.UsageError("a worker process needs a broker: set REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
-    run_worker_process(create_celery(settings), settings.worker_concurrency, embedded_store=not settings.qdrant_url)
+    rt = Runtime.build(settings)
+    try:
+        run_worker_process(rt.celery, settings.worker_concurrency, embedded_store=rt.store.embedded)
+    finally:
+        rt.close()
 
 
 @main.command()
@@ -140,7 +134,7 @@ def embedder(host: str, port: int) -> None:
     """Run the HTTP embedding service (the GPU box); point gateway and workers at it with STYLEFINDER_EMBEDDER_URL."""
     import uvicorn
 
-    from services.embedding.service import create_app
+    from services.apps.embedding_service import create_app
 
     uvicorn.run(create_app(Settings()), host=host, port=port, log_level="info")
 
@@ -205,7 +199,7 @@ def _number(value: object) -> str:
 @click.option("--limit", type=int, default=None, help="catalogue evaluation: use the first N products")
 def evaluate(data: Path, variant: str, as_json: bool, limit: int | None) -> None:
     """Retrieval metrics: In-shop folder/partition file -> R@1/5/10, mAP; catalogue CSV -> P@10, mAP@10."""
-    from services.evaluation.report import evaluate_variant, format_table
+    from services.evaluation import evaluate_variant, format_table
 
     report = evaluate_variant(Settings(), variant, data, limit=limit, progress=not as_json)
     if not as_json:
@@ -220,29 +214,27 @@ def _show_progress(rt: Runtime, job_id: str, label: str) -> None:
             status = rt.jobs.status(job_id)
             if status is None:
                 return
-            bar.total = status.total
-            bar.n = status.indexed + status.unchanged + status.failed
-            bar.set_postfix(failed=status.failed)
-            bar.refresh()
+            _show_counts(bar, status.model_dump())
             if status.state == "done":
                 return
             time.sleep(1)
 
 
-def _direct_or_via_gateway(server: str | None, direct: Callable, via: Callable, total: int | None) -> None:
+def _direct_or_via_gateway(
+    settings: Settings, server: str | None, direct: Callable[[Runtime], None], via: Callable, total: int | None
+) -> None:
     """Work on the store directly unless a running gateway owns it (embedded store) or --server is given."""
-    from services.gateway_client import GatewayClient
-    from services.runtime import Runtime
+    from services.apps.gateway_client import GatewayClient
+    from services.apps.runtime import Runtime
     from services.store import StoreLocked
 
-    settings = Settings()
     if server is None:
         try:
             rt = Runtime.build(settings)
-        except StoreLocked as locked:
+        except StoreLocked:
             client = GatewayClient(settings.gateway_url)
             if not client.reachable():
-                raise click.ClickException(str(locked)) from None
+                raise
             click.echo(f"the store is owned by the gateway at {settings.gateway_url}; sending the work there")
             server = settings.gateway_url
         else:
@@ -254,39 +246,42 @@ def _direct_or_via_gateway(server: str | None, direct: Callable, via: Callable, 
     client = GatewayClient(server)
     job_ids = via(client)
     with tqdm(total=total, unit="item") as bar:
-
-        def progress(totals: dict) -> None:
-            bar.total = totals["total"]
-            bar.n = totals["indexed"] + totals["unchanged"] + totals["failed"]
-            bar.set_postfix(failed=totals["failed"])
-            bar.refresh()
-
-        reports = client.follow(job_ids, progress)
-    _print_failures([f for report in reports for f in report["failures"]])
+        reports = client.follow(job_ids, lambda totals: _show_counts(bar, totals))
+    _report({key: sum(r[key] for r in reports) for key in COUNTS}, [f for r in reports for f in r["failures"]], None)
 
 
-def _index_directly(rt: Runtime, items: Sequence[CatalogueItem], variants: list[str]) -> None:
-    from indexer.fetch import Fetcher
+def _index_directly(rt: Runtime, items: Sequence[CatalogueItem], variants: list[str], kind: str) -> None:
+    """The same per-batch function as a Celery worker (retries with backoff, failures recorded), run here."""
+    from dataclasses import replace
 
-    pipeline = rt.pipeline(Fetcher(allow_any_path=True, media=rt.media))
-    counts = {"indexed": 0, "unchanged": 0, "failed": 0}
-    failures = []
+    from indexer.direct import index_here
+    from indexer.jobs import MemoryJobBoard
+
+    indexing = replace(rt.indexing, jobs=MemoryJobBoard())
     with tqdm(total=len(items), unit="item") as bar:
-        for start in range(0, len(items), CLI_BATCH):
-            outcomes = pipeline.run(items[start : start + CLI_BATCH], variants)
-            for outcome in outcomes:
-                counts[outcome.status] += 1
-                if outcome.status == "failed":
-                    failures.append({"item_id": outcome.item_id, "reason": outcome.reason})
-            bar.update(len(outcomes))
-            bar.set_postfix(counts)
-    click.echo(
-        f"{counts['indexed']} indexed, {counts['unchanged']} unchanged, {counts['failed']} failed into {variants}"
-    )
-    _print_failures(failures)
+        status = index_here(
+            indexing,
+            items,
+            variants,
+            rt.settings.index_batch_size,
+            lambda progress: _show_counts(bar, progress.model_dump()),
+            kind,
+        )
+    report = status.model_dump()
+    _report(report, report["failures"], variants)
 
 
-def _print_failures(failures: list[dict]) -> None:
+def _show_counts(bar: tqdm, counts: Mapping[str, Any]) -> None:
+    bar.total = counts["total"]
+    bar.n = sum(counts[key] for key in COUNTS)
+    bar.set_postfix({key: counts[key] for key in COUNTS})
+    bar.refresh()
+
+
+def _report(counts: Mapping[str, Any], failures: Sequence[Mapping[str, Any]], variants: list[str] | None) -> None:
+    """The same summary and failure lines whichever path did the work."""
+    into = f" into {variants}" if variants else ""
+    click.echo(f"{counts['indexed']} indexed, {counts['unchanged']} unchanged, {counts['failed']} failed{into}")
     for failure in failures[:50]:
         click.echo(f"  failed {failure['item_id']}: {failure['reason']}", err=True)
     if len(failures) > 50:

@@ -11,14 +11,12 @@ from fastapi import Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 
-from indexer.tasks import bind_runtime
-from indexer.worker import InProcessWorker
-from services.gateway import catalogue, search
-from services.gateway.deps import runtime
-from services.gateway.errors import add_error_handlers
-from services.gateway.schemas import VariantInfo
+from services.apps.gateway import catalogue, search
+from services.apps.gateway.deps import runtime
+from services.apps.gateway.schemas import VariantInfo
+from services.apps.http_errors import add_error_handlers
+from services.apps.runtime import Runtime
 from services.models import missing_weights
-from services.runtime import Runtime
 from services.settings import Settings
 
 PAGE = Path(__file__).with_name("static") / "index.html"
@@ -35,12 +33,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = prebuilt or Runtime.build(settings or Settings())
         app.state.runtime = rt
-        inprocess = rt.settings.inprocess_worker
-        worker = None
-        if inprocess or (inprocess is None and rt.store.embedded):
-            bind_runtime(rt)
-            worker = InProcessWorker(rt.celery, rt.settings.worker_concurrency)
-            worker.start()
+        worker = rt.start_inprocess_worker()
         if on_ready is not None:
             await run_in_threadpool(on_ready, rt)
         try:
@@ -48,7 +41,6 @@ def create_app(
         finally:
             if worker is not None:
                 worker.stop()
-                bind_runtime(None)
             if prebuilt is None:
                 rt.close()
 
@@ -73,7 +65,7 @@ def create_app(
     @app.get("/readyz", tags=["ops"])
     async def readyz(rt: Rt) -> JSONResponse:
         try:
-            await run_in_threadpool(rt.store.variants)
+            await run_in_threadpool(rt.store.collections)
         except Exception as error:
             return JSONResponse({"status": "unavailable", "reason": f"store: {error}"}, status_code=503)
         if not rt.served:

@@ -1,4 +1,4 @@
-"""Image references (URL, local path, base64) to bytes, with the limits a public ingestion API needs."""
+"""Image references (URL, local path, base64, stored photo) to bytes, with the limits a public API needs."""
 
 from __future__ import annotations
 
@@ -7,27 +7,30 @@ import binascii
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 
-from services.store import MediaStore
+from services.errors import FetchError, TransientFetchError
+from services.settings import Settings
 
 
-class FetchError(ValueError):
-    """A permanent problem with an image reference: retrying will not help."""
+class PhotoReader(Protocol):
+    """Where "media:<point id>" references are read from (the media store of indexed photos)."""
 
-
-class TransientFetchError(RuntimeError):
-    """A problem that may go away (timeout, connection refused, 5xx, 429): retry later."""
+    def get(self, key: str) -> bytes | None: ...
 
 
 @dataclass
 class Fetcher:
     max_bytes: int = 20 * 1024 * 1024
     timeout_s: float = 10.0
-    allowed_roots: list[Path] = field(default_factory=list)
-    media: MediaStore | None = None  # "media:<point id>" reads a photo already indexed (backfills)
-    allow_any_path: bool = False  # the operator's own CLI may read any file; the public API may not
+    allowed_roots: list[Path] = field(default_factory=list)  # local paths are readable only below these
+    media: PhotoReader | None = None  # "media:<point id>" reads a photo already indexed (backfills)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, media: PhotoReader | None = None) -> Fetcher:
+        return cls(settings.max_image_bytes, settings.fetch_timeout_s, list(settings.allowed_image_roots), media)
 
     def __call__(self, reference: str) -> bytes:
         if reference.startswith("media:") and self.media is not None:
@@ -48,7 +51,7 @@ class Fetcher:
 
     def _read_file(self, path: Path) -> bytes:
         resolved = path.expanduser().resolve()
-        if not self.allow_any_path and not any(resolved.is_relative_to(root.resolve()) for root in self.allowed_roots):
+        if not any(resolved.is_relative_to(root.resolve()) for root in self.allowed_roots):
             raise FetchError(f"local path {shorten(str(path))} is outside the allowed image folders")
         if not resolved.is_file():
             raise FetchError(f"no such file: {shorten(str(path))}")

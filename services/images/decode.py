@@ -7,12 +7,10 @@ import warnings
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from services.errors import ImageDecodeError
+
 ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"}
 MAX_PIXELS = 50_000_000
-
-
-class ImageDecodeError(ValueError):
-    """The bytes are not a usable image; the message says why (shown to API clients and in job reports)."""
 
 
 def decode_image(data: bytes) -> Image.Image:

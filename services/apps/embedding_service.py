@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-from fastapi import FastAPI, Request, UploadFile
+from fastapi import FastAPI, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from services.embedding.images import ImageDecodeError, decode_image
-from services.embedding.local import LocalEmbedder
-from services.models import Registry, UnknownVariant, WeightsUnavailable, missing_weights
+from services.apps.http_errors import add_error_handlers
+from services.embedding import LocalEmbedder
+from services.images import decode_image
+from services.models import Registry, missing_weights
 from services.settings import Settings
 
 MAX_TEXTS = 256
@@ -28,21 +28,10 @@ class Vectors(BaseModel):
 
 
 def create_app(settings: Settings, embedder: LocalEmbedder | None = None) -> FastAPI:
-    registry = Registry.load(settings.registry_file, settings.variants_path)
-    local = embedder or LocalEmbedder(registry, settings.device, settings.embed_max_batch, settings.embed_max_wait_ms)
+    registry = Registry.from_settings(settings)
+    local = embedder or LocalEmbedder.from_settings(settings, registry)
     app = FastAPI(title="StyleFinder embedding service", version="0.1.0")
-
-    @app.exception_handler(UnknownVariant)
-    async def unknown(_: Request, error: UnknownVariant) -> JSONResponse:
-        return JSONResponse({"detail": error.args[0], "error": "unknown_variant"}, status_code=404)
-
-    @app.exception_handler(WeightsUnavailable)
-    async def no_weights(_: Request, error: WeightsUnavailable) -> JSONResponse:
-        return JSONResponse({"detail": str(error), "error": "weights_unavailable"}, status_code=422)
-
-    @app.exception_handler(ImageDecodeError)
-    async def bad_image(_: Request, error: ImageDecodeError) -> JSONResponse:
-        return JSONResponse({"detail": str(error), "error": "bad_image"}, status_code=422)
+    add_error_handlers(app)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""The composition root: builds registry, embedder, store and pipeline from settings, once per process."""
+"""The composition root: builds registry, embedder, store, pipeline and queue from settings, once per process,
+and hands the indexing task its dependencies when it registers it."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ from functools import cached_property
 
 from celery import Celery
 
-from indexer.fetch import Fetcher
+from indexer.batches import Indexing, RetryPolicy
+from indexer.celery_app import create_celery
 from indexer.jobs import JobBoard, MemoryJobBoard, RedisJobBoard
 from indexer.pipeline import IndexPipeline
 from indexer.queue import IngestQueue
-from services.embedding import Embedder
+from indexer.tasks import register_tasks
+from indexer.worker import InProcessWorker
+from services.embedding import Embedder, EmbeddingClient, LocalEmbedder
+from services.images import Fetcher
 from services.models import Registry, WeightsUnavailable, missing_weights
 from services.settings import Settings
 from services.store import MediaStore, VectorStore
@@ -28,11 +33,10 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings, embedder: Embedder | None = None) -> Runtime:
-        registry = Registry.load(settings.registry_file, settings.variants_path)
+        registry = Registry.from_settings(settings)
         if embedder is None:
             embedder = make_embedder(settings, registry)
-        store = VectorStore.open(settings.store_path, settings.qdrant_url, settings.qdrant_api_key)
-        return cls(settings, registry, embedder, store, MediaStore(settings.media_path))
+        return cls(settings, registry, embedder, VectorStore.from_settings(settings), MediaStore(settings.media_path))
 
     @cached_property
     def served(self) -> list[str]:
@@ -50,26 +54,40 @@ class Runtime:
         return target_variants(self.settings, self.registry, requested)
 
     @cached_property
+    def fetcher(self) -> Fetcher:
+        """Fetch rules for every image reference, query photos and catalogue photos alike (from settings)."""
+        return Fetcher.from_settings(self.settings, self.media)
+
+    @cached_property
+    def pipeline(self) -> IndexPipeline:
+        return IndexPipeline(self.embedder, self.store, self.media, self.fetcher)
+
+    @cached_property
     def jobs(self) -> JobBoard:
         return RedisJobBoard(self.settings.redis_url) if self.settings.redis_url else MemoryJobBoard()
 
     @cached_property
-    def celery(self) -> Celery:
-        from indexer.celery_app import create_celery
+    def indexing(self) -> Indexing:
+        return Indexing(self.pipeline, self.jobs, RetryPolicy.from_settings(self.settings))
 
-        return create_celery(self.settings)
+    @cached_property
+    def celery(self) -> Celery:
+        app = create_celery(self.settings)
+        register_tasks(app, lambda: self.indexing)
+        return app
 
     @cached_property
     def ingest(self) -> IngestQueue:
         return IngestQueue(self.celery, self.jobs, self.settings.index_batch_size)
 
-    def pipeline(self, fetcher: Fetcher | None = None) -> IndexPipeline:
-        return IndexPipeline(self.embedder, self.store, self.media, fetcher or self.api_fetcher())
-
-    def api_fetcher(self) -> Fetcher:
-        """Fetch rules for images named by API clients: local paths only inside the allowed folders."""
-        s = self.settings
-        return Fetcher(s.max_image_bytes, s.fetch_timeout_s, s.allowed_image_roots, media=self.media)
+    def start_inprocess_worker(self) -> InProcessWorker | None:
+        """An embedded store allows one owner, so its worker runs in this process unless settings say no."""
+        wanted = self.settings.inprocess_worker
+        if wanted is False or (wanted is None and not self.store.embedded):
+            return None
+        worker = InProcessWorker(self.celery, self.settings.worker_concurrency)
+        worker.start()
+        return worker
 
     def close(self) -> None:
         self.store.close()
@@ -98,9 +116,5 @@ def target_variants(settings: Settings, registry: Registry, requested: Sequence[
 def make_embedder(settings: Settings, registry: Registry) -> Embedder:
     """In-process by default; the HTTP embedding service (the GPU box) when STYLEFINDER_EMBEDDER_URL is set."""
     if settings.embedder_url:
-        from services.embedding.client import EmbeddingClient
-
         return EmbeddingClient(settings.embedder_url)
-    from services.embedding.local import LocalEmbedder
-
-    return LocalEmbedder(registry, settings.device, settings.embed_max_batch, settings.embed_max_wait_ms)
+    return LocalEmbedder.from_settings(settings, registry)

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 
 from services.catalogue import CatalogueItem, is_local_path
+from services.errors import ServiceUnavailable, from_response
 
 REQUEST_ITEMS = 250
 
@@ -32,29 +33,34 @@ class GatewayClient:
                 _inline_local_images(item).model_dump(exclude_none=True)
                 for item in items[start : start + REQUEST_ITEMS]
             ]
-            response = self.http.post("/v1/products", json={"items": batch, "variants": list(variants) or None})
-            _raise_for_detail(response)
-            jobs.append(response.json()["job_id"])
+            jobs.append(
+                self._call("POST", "/v1/products", json={"items": batch, "variants": list(variants) or None})["job_id"]
+            )
         return jobs
 
     def reindex(self, source: str, target: str) -> str:
-        response = self.http.post("/v1/reindex", json={"from": source, "to": target})
-        _raise_for_detail(response)
-        return response.json()["job_id"]
+        return self._call("POST", "/v1/reindex", json={"from": source, "to": target})["job_id"]
 
     def follow(self, job_ids: Sequence[str], on_progress: Callable[[dict], None], poll_s: float = 0.5) -> list[dict]:
         """Poll until every job is done; `on_progress` gets summed counts after each poll."""
         while True:
-            reports = []
-            for job_id in job_ids:
-                response = self.http.get(f"/v1/jobs/{job_id}")
-                _raise_for_detail(response)
-                reports.append(response.json())
+            reports = [self._call("GET", f"/v1/jobs/{job_id}") for job_id in job_ids]
             totals = {key: sum(r[key] for r in reports) for key in ("total", "indexed", "unchanged", "failed")}
             on_progress(totals)
             if all(r["state"] == "done" for r in reports):
                 return reports
             time.sleep(poll_s)
+
+    def _call(self, method: str, path: str, **request: object) -> dict:
+        """The gateway's refusals arrive as the StyleFinderError it raised; silence as ServiceUnavailable."""
+        try:
+            response = self.http.request(method, path, **request)  # type: ignore[arg-type]
+        except httpx.TransportError as error:
+            raise ServiceUnavailable(f"the gateway at {self.http.base_url} did not answer: {error}") from None
+        if response.status_code >= 400:
+            body = response.json() if response.headers.get("content-type") == "application/json" else None
+            raise from_response(response.status_code, body, "the gateway")
+        return response.json()
 
 
 def _inline_local_images(item: CatalogueItem) -> CatalogueItem:
@@ -63,12 +69,3 @@ def _inline_local_images(item: CatalogueItem) -> CatalogueItem:
         for image in item.images
     ]
     return item.model_copy(update={"images": images})
-
-
-def _raise_for_detail(response: httpx.Response) -> None:
-    if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail")
-        except ValueError:
-            detail = response.text
-        raise RuntimeError(f"gateway answered {response.status_code}: {detail}")

@@ -2,7 +2,7 @@
 
 from fastapi import Request
 
-from services.runtime import Runtime
+from services.apps.runtime import Runtime
 
 
 def runtime(request: Request) -> Runtime:

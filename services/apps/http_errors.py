@@ -1,0 +1,34 @@
+"""How both HTTP apps (gateway, embedding service) answer failures: one mapping, in one place.
+
+`StyleFinderError` -> its status with `{"detail": message, "error": kind}`; request validation -> 422 with the
+fields at fault; anything else is a bug: logged with its traceback, answered 500 without details."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from services.errors import StyleFinderError
+
+log = logging.getLogger("stylefinder.http")
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StyleFinderError)
+    async def refused(_: Request, error: StyleFinderError) -> JSONResponse:
+        return JSONResponse({"detail": error.message, "error": error.kind}, status_code=error.status)
+
+    @app.exception_handler(ValidationError)
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, error: ValidationError | RequestValidationError) -> JSONResponse:
+        fields = [{"loc": list(e.get("loc", [])), "msg": e["msg"]} for e in error.errors()]
+        return JSONResponse({"detail": fields, "error": "invalid"}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "internal error; see the server log", "error": "internal"}, status_code=500)

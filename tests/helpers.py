@@ -1,0 +1,144 @@
+"""Helpers the tests share: a tiny real open_clip config, product-like photos, a catalogue, job polling."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+from services.settings import Settings
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+TINY_CONFIG = {
+    "model_cfg": {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8},
+        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 2},
+    },
+    "preprocess_cfg": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
+}
+
+
+def shared_data(*parts: str) -> Path:
+    """A folder of ../shared/data, or a clean skip where it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"evaluation data not present: {path}")
+    return path
+
+
+def wait_for_job(client: object, job_id: str, timeout_s: float = 60.0) -> dict:
+    """Poll `GET /v1/jobs/{id}` (TestClient or httpx.Client) until the job is done."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        report = client.get(f"/v1/jobs/{job_id}").json()  # type: ignore[attr-defined]
+        if report["state"] == "done":
+            return report
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} not done after {timeout_s}s: {report}")
+
+
+def make_settings(data_dir: Path, registry: Path) -> Settings:
+    """Embedded everything, the tiny variant only, fast retries."""
+    return Settings(
+        data_dir=data_dir,
+        registry_file=registry,
+        variants=["tiny"],
+        redis_url=None,
+        qdrant_url=None,
+        embedder_url=None,
+        device="cpu",
+        index_batch_size=8,
+        index_max_attempts=2,
+        index_retry_base_s=0.05,
+        fetch_timeout_s=2.0,
+    )
+
+
+def photo(colour: tuple[int, int, int], shape: str = "square", size: tuple[int, int] = (96, 128)) -> Image.Image:
+    """A product-like picture: a coloured shape on white."""
+    image = Image.new("RGB", size, (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    box = (size[0] // 5, size[1] // 5, size[0] * 4 // 5, size[1] * 4 // 5)
+    if shape == "circle":
+        draw.ellipse(box, fill=colour)
+    else:
+        draw.rectangle(box, fill=colour)
+    return image
+
+
+def encode(image: Image.Image, fmt: str = "JPEG", **params: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **params)
+    return buffer.getvalue()
+
+
+COLOURS = {
+    "red": (220, 30, 30),
+    "green": (30, 180, 60),
+    "blue": (30, 60, 220),
+    "yellow": (240, 220, 30),
+    "black": (20, 20, 20),
+    "purple": (140, 40, 160),
+}
+
+
+def write_catalogue(folder: Path) -> Path:
+    """A small catalogue CSV with photos next to it: 12 products, 6 colours x 2 shapes."""
+    (folder / "img").mkdir(parents=True)
+    rows = ["id,image,title,category,colour,gender,brand,price,in_stock,season"]
+    for index, (name, rgb) in enumerate(COLOURS.items()):
+        for shape in ("square", "circle"):
+            product = f"{name}-{shape}"
+            photo(rgb, shape).save(folder / "img" / f"{product}.jpg")
+            category = "Tshirts" if shape == "square" else "Caps"
+            gender = "Men" if index % 2 else "Women"
+            stock = "true" if shape == "square" else "false"
+            fields = [product, f"img/{product}.jpg", f"{name} {shape}", category, name, gender, "acme"]
+            rows.append(",".join([*fields, str(10 + index), stock, "Summer"]))
+    (folder / "products.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+@contextmanager
+def photo_server(photos: dict[str, bytes], flaky_failures: int = 1) -> Iterator[tuple[str, Counter]]:
+    """A real HTTP server on loopback: `/<name>` serves photos[name]; names starting with "flaky" answer 503
+    for their first `flaky_failures` requests; anything else is 404. Yields (base URL, hits per path)."""
+    hits: Counter = Counter()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits[self.path] += 1
+            name = self.path.lstrip("/")
+            if name.startswith("flaky") and hits[self.path] <= flaky_failures:
+                self.send_error(503)
+            elif name in photos:
+                self.send_response(200)
+                self.send_header("content-type", "image/jpeg")
+                self.send_header("content-length", str(len(photos[name])))
+                self.end_headers()
+                self.wfile.write(photos[name])
+            else:
+                self.send_error(404)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    finally:
+        server.shutdown()
+        thread.join(5)
