@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.common import catalogue_items, write_result
-from services.embedding.local import LocalEmbedder
+from services.embedding import LocalEmbedder
 from services.images import decode_image
 from services.models import Registry
 

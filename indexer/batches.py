@@ -18,7 +18,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException
 from indexer.jobs import JobBoard
 from indexer.pipeline import IndexPipeline, Outcome
 from services.catalogue import CatalogueItem
-from services.errors import ServiceUnavailable
+from services.errors import ServiceUnavailable, StyleFinderError
 from services.settings import Settings
 
 # Failures of the services a batch depends on, not of its items: the whole batch retries.
@@ -71,6 +71,8 @@ def index_batch(
         outcomes = indexing.pipeline.run(batch, variants)
     except SERVICE_ERRORS as error:
         outcomes = [Outcome(item.id, "failed", f"{type(error).__name__}: {error}", transient=True) for item in batch]
+    except StyleFinderError as error:  # e.g. the embedding service refused the batch: its message says why
+        outcomes = [Outcome(item.id, "failed", str(error)) for item in batch]
     except Exception as error:  # a bug: logged with its traceback, and the batch's items say so instead of hanging
         log.exception("batch of job %s failed", job_id)
         outcomes = [Outcome(item.id, "failed", f"{type(error).__name__}: {error}") for item in batch]

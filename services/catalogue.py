@@ -81,13 +81,18 @@ def read_catalogue(source: Path) -> Iterator[CatalogueItem]:
             yield from _read_image_folder(source)
             return
         source = listing
-    if source.suffix.lower() == ".csv":
-        with source.open(newline="", encoding="utf-8") as handle:
-            rows: Iterator[dict[str, Any]] = iter(list(csv.DictReader(handle)))
-    elif source.suffix.lower() in (".jsonl", ".ndjson"):
-        rows = _jsonl_rows(source)
-    else:
-        raise CatalogueError(f"{source}: expected a folder, a .csv or a .jsonl catalogue")
+    try:
+        if source.suffix.lower() == ".csv":
+            with source.open(newline="", encoding="utf-8") as handle:
+                rows: Iterator[dict[str, Any]] = iter(list(csv.DictReader(handle)))
+        elif source.suffix.lower() in (".jsonl", ".ndjson"):
+            rows = iter(list(_jsonl_rows(source.read_text(encoding="utf-8"), source)))
+        else:
+            raise CatalogueError(f"{source}: expected a folder, a .csv or a .jsonl catalogue")
+    except UnicodeDecodeError as error:
+        raise CatalogueError(f"{source}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except OSError as error:
+        raise CatalogueError(f"{source}: cannot be read ({error.strerror})") from None
     for number, row in enumerate(rows, start=1):
         try:
             item = CatalogueItem(**row)
@@ -98,8 +103,8 @@ def read_catalogue(source: Path) -> Iterator[CatalogueItem]:
         yield item
 
 
-def _jsonl_rows(source: Path) -> Iterator[dict[str, Any]]:
-    for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), start=1):
+def _jsonl_rows(text: str, source: Path) -> Iterator[dict[str, Any]]:
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -112,8 +117,9 @@ def _jsonl_rows(source: Path) -> Iterator[dict[str, Any]]:
 
 
 def photo_folders(items: Iterable[CatalogueItem]) -> list[Path]:
-    """The folders an operator's catalogue keeps its local photos in: naming the catalogue allows reading them."""
-    return sorted({Path(image).parent for item in items for image in item.images if is_local_path(image)})
+    """The folders an operator's catalogue keeps its local photos in (where links lead): naming the catalogue
+    allows reading them."""
+    return sorted({Path(image).resolve().parent for item in items for image in item.images if is_local_path(image)})
 
 
 def _catalogue_file_in(folder: Path) -> Path | None:

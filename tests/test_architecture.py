@@ -44,11 +44,13 @@ def test_inprocess_worker_leaves_celerys_process_default_untouched(settings: Set
 def test_a_variant_loading_does_not_block_another(settings: Settings) -> None:
     """The packaged default takes seconds to load; the tiny variant answers meanwhile (one load lock each)."""
     embedder = LocalEmbedder(Registry.from_settings(settings), "cpu")
-    slow = threading.Thread(target=embedder.model, args=("effl0-minilm",))
+    loaded: list[object] = []
+    slow = threading.Thread(target=lambda: loaded.append(embedder.model("effl0-minilm")))
     slow.start()
     threading.Event().wait(0.3)  # let the slow load take its lock first
     rows = embedder.embed_images("tiny", [photo((200, 0, 0))])
     still_loading = slow.is_alive()
     slow.join()
+    assert loaded, "the default variant failed to load, so this test measured nothing"
     assert rows.shape == (1, 32)
     assert still_loading, "the tiny variant waited for the default's load"

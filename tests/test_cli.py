@@ -81,3 +81,18 @@ def test_cli_and_api_retry_and_report_photo_failures_alike(
         [api_failure] = report["failures"]
     assert cli_failure == f"failed gone: {api_failure['reason']}"
     assert api_failure["reason"].endswith("gone.jpg: HTTP 404")
+
+
+def test_operator_mistakes_are_one_line_without_a_traceback(
+    tiny_env: dict[str, str], catalogue_dir: Path, tmp_path: Path
+) -> None:
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("id,image\nx,caf\xe9.jpg\n".encode("latin-1"))
+    cases = [
+        (tiny_env, str(latin1), "not UTF-8 text"),
+        ({**tiny_env, "STYLEFINDER_INDEX_BATCH_SIZE": "many"}, str(catalogue_dir), "STYLEFINDER_INDEX_BATCH_SIZE"),
+    ]
+    for env, catalogue, message in cases:
+        result = run(env, "index", catalogue)
+        assert result.returncode == 1 and message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

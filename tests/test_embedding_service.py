@@ -13,8 +13,7 @@ import pytest
 import uvicorn
 
 from services.apps.embedding_service import create_app
-from services.embedding.client import EmbeddingClient
-from services.embedding.local import LocalEmbedder
+from services.embedding import EmbeddingClient, LocalEmbedder
 from services.errors import from_response
 from services.images import ImageDecodeError
 from services.models import Registry, UnknownVariant, WeightsUnavailable

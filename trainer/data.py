@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from services.evaluation import catalogue_csv, is_inshop, read_catalogue_rows, read_inshop
+from services.evaluation import catalogue_csv, is_inshop, read_catalogue_rows, read_inshop, read_photo
 from services.images import decode_image
 from trainer.prompts import attribute_prompt
 
@@ -107,5 +107,5 @@ class ViewDataset(torch.utils.data.Dataset):
     def __getitem__(self, position: int) -> tuple[torch.Tensor, int, str]:
         sample = self.samples[position]
         if sample.path not in self._images:
-            self._images[sample.path] = decode_image(sample.path.read_bytes())
+            self._images[sample.path] = decode_image(read_photo(sample.path))
         return self.transform(self._images[sample.path]), self.labels[position], sample.prompt or ""

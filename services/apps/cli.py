@@ -11,16 +11,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from pydantic import ValidationError
 from tqdm import tqdm
 
 from services.catalogue import CatalogueItem, photo_folders, read_catalogue
-from services.errors import StyleFinderError
+from services.errors import InvalidInput, StyleFinderError
 from services.settings import Settings
 
 if TYPE_CHECKING:
     from services.apps.runtime import Runtime
 
 COUNTS = ("indexed", "unchanged", "failed")
+
+
+def _settings() -> Settings:
+    """Settings from the environment; a bad value is the operator's to fix, said in one line."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "; ".join(f"STYLEFINDER_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())
+        raise InvalidInput(f"invalid setting: {problems}") from None
 
 
 class _Cli(click.Group):
@@ -59,7 +69,7 @@ def serve(host: str, port: int, catalogues: tuple[Path, ...], variants: tuple[st
     from services.apps.runtime import target_variants
     from services.models import Registry
 
-    settings = Settings()
+    settings = _settings()
     listed = {catalogue: list(read_catalogue(catalogue)) for catalogue in catalogues}
     # Checked before the server starts: a bad --variant is one line here, not a failure per queued item.
     targets = target_variants(settings, Registry.from_settings(settings), variants) if catalogues else []
@@ -83,7 +93,7 @@ def index(catalogue: Path, variants: tuple[str, ...], server: str | None) -> Non
     """Index a catalogue: a folder of images, a CSV or a JSONL file. Re-running skips what is unchanged."""
     items = list(read_catalogue(catalogue))
     click.echo(f"{len(items)} items in {catalogue}")
-    settings = Settings()
+    settings = _settings()
     settings.allowed_image_roots += photo_folders(items)  # the operator named this catalogue: its photos are readable
     _direct_or_via_gateway(
         settings,
@@ -107,7 +117,7 @@ def reindex(source: str, target: str, server: str | None) -> None:
         _index_directly(rt, list(stored_items(rt.store, source)), targets, "reindex")
 
     _direct_or_via_gateway(
-        Settings(), server, direct=direct, via=lambda client: [client.reindex(source, target)], total=None
+        _settings(), server, direct=direct, via=lambda client: [client.reindex(source, target)], total=None
     )
 
 
@@ -115,16 +125,12 @@ def reindex(source: str, target: str, server: str | None) -> None:
 def worker() -> None:
     """Run a Celery indexing worker process (distributed mode: set REDIS_URL, and QDRANT_URL for a server)."""
     from indexer.worker import run_worker_process
-    from services.apps.runtime import Runtime
+    from services.apps.runtime import worker_celery
 
-    settings = Settings()
+    settings = _settings()
     if not settings.redis_url:
         raise click.UsageError("a worker process needs a broker: set REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
-    rt = Runtime.build(settings)
-    try:
-        run_worker_process(rt.celery, settings.worker_concurrency, embedded_store=rt.store.embedded)
-    finally:
-        rt.close()
+    run_worker_process(worker_celery(settings), settings.worker_concurrency, embedded_store=not settings.qdrant_url)
 
 
 @main.command()
@@ -136,7 +142,7 @@ def embedder(host: str, port: int) -> None:
 
     from services.apps.embedding_service import create_app
 
-    uvicorn.run(create_app(Settings()), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(_settings()), host=host, port=port, log_level="info")
 
 
 @main.command()
@@ -172,7 +178,7 @@ def train(
         config.epochs = epochs
     if catalogue_limit is not None:
         config.catalogue_limit = catalogue_limit or None
-    card = run_stage(Settings(), variant, stage, config, list(sources), name)
+    card = run_stage(_settings(), variant, stage, config, list(sources), name)
     click.echo(f"\n{card.stage}, preset {card.preset}, {card.epochs} epochs, {card.wall_time_s:.0f} s")
     click.echo(f"{'metric':<22}{'zero-shot':>12}{'this run':>12}")
     for metric, before, after in card_summary(card):
@@ -185,7 +191,7 @@ def report(out: Path) -> None:
     """Regenerate the results table from the saved run cards."""
     from trainer.report import write_report
 
-    click.echo(f"wrote {write_report(Settings().data_dir / 'runs', out)}")
+    click.echo(f"wrote {write_report(_settings().data_dir / 'runs', out)}")
 
 
 def _number(value: object) -> str:
@@ -201,7 +207,7 @@ def evaluate(data: Path, variant: str, as_json: bool, limit: int | None) -> None
     """Retrieval metrics: In-shop folder/partition file -> R@1/5/10, mAP; catalogue CSV -> P@10, mAP@10."""
     from services.evaluation import evaluate_variant, format_table
 
-    report = evaluate_variant(Settings(), variant, data, limit=limit, progress=not as_json)
+    report = evaluate_variant(_settings(), variant, data, limit=limit, progress=not as_json)
     if not as_json:
         click.echo(format_table(report))
     click.echo(json.dumps(report, indent=2))
@@ -264,7 +270,7 @@ def _index_directly(rt: Runtime, items: Sequence[CatalogueItem], variants: list[
             items,
             variants,
             rt.settings.index_batch_size,
-            lambda progress: _show_counts(bar, progress.model_dump()),
+            lambda counts: _show_counts(bar, counts),
             kind,
         )
     report = status.model_dump()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 
 from celery import Celery
 
@@ -91,6 +91,15 @@ class Runtime:
 
     def close(self) -> None:
         self.store.close()
+
+
+def worker_celery(settings: Settings) -> Celery:
+    """A worker process's Celery app: each process (Celery forks its pool) builds its own runtime on its first
+    task, so nothing (a store client, a model) is shared across a fork, and a store that is not up yet is a
+    retried batch rather than a worker that cannot start."""
+    app = create_celery(settings)
+    register_tasks(app, cache(lambda: Runtime.build(settings).indexing))
+    return app
 
 
 def served_variants(settings: Settings, registry: Registry) -> list[str]:

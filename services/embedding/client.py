@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Sequence
 
 import httpx
@@ -10,6 +11,8 @@ import numpy as np
 from PIL import Image
 
 from services.errors import ServiceUnavailable, from_response
+
+log = logging.getLogger("stylefinder.embedding")
 
 
 class EmbeddingClient:
@@ -28,7 +31,8 @@ class EmbeddingClient:
         try:
             response = self.http.post(path, **request)  # type: ignore[arg-type]
         except httpx.TransportError as error:
-            raise ServiceUnavailable(f"the embedding service at {self.http.base_url} did not answer: {error}") from None
+            log.warning("embedding service at %s did not answer: %r", self.http.base_url, error)
+            raise ServiceUnavailable("the embedding service did not answer; try again shortly") from None
         if response.status_code >= 400:
             raise from_response(response.status_code, _json(response), "the embedding service")
         return np.asarray(response.json()["vectors"], dtype=np.float32)

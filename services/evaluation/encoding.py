@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from services.errors import InvalidInput
 from services.images import decode_image
 from services.models import LoadedModel
 
@@ -33,10 +34,18 @@ def trunk_encoder(model: LoadedModel) -> Encoder | None:
     return encode
 
 
+def read_photo(path: Path) -> bytes:
+    """A dataset's photo file; one that cannot be read is named in the error."""
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise InvalidInput(f"cannot read {path}: {error.strerror}") from None
+
+
 def encode_paths(encoder: Encoder, paths: Sequence[Path], progress: bool, label: str) -> tuple[np.ndarray, float]:
     started = time.perf_counter()
     chunks = []
     for start in tqdm(range(0, len(paths), BATCH), desc=label, disable=not progress, unit="batch"):
-        images = [decode_image(path.read_bytes()) for path in paths[start : start + BATCH]]
+        images = [decode_image(read_photo(path)) for path in paths[start : start + BATCH]]
         chunks.append(encoder(images))
     return np.concatenate(chunks), time.perf_counter() - started

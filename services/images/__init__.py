@@ -4,6 +4,6 @@ Search (query photos) and ingestion (catalogue photos) both use it, so it belong
 
 from services.errors import FetchError, ImageDecodeError, TransientFetchError
 from services.images.decode import decode_image
-from services.images.fetch import Fetcher, shorten
+from services.images.fetch import Fetcher
 
-__all__ = ["FetchError", "Fetcher", "ImageDecodeError", "TransientFetchError", "decode_image", "shorten"]
+__all__ = ["FetchError", "Fetcher", "ImageDecodeError", "TransientFetchError", "decode_image"]

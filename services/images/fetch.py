@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -32,12 +33,15 @@ class Fetcher:
     def from_settings(cls, settings: Settings, media: PhotoReader | None = None) -> Fetcher:
         return cls(settings.max_image_bytes, settings.fetch_timeout_s, list(settings.allowed_image_roots), media)
 
+    def __post_init__(self) -> None:
+        self._roots = {root.resolve() for root in self.allowed_roots}
+
     def __call__(self, reference: str) -> bytes:
         if reference.startswith("media:") and self.media is not None:
-            try:
-                data = self.media.get(reference.removeprefix("media:"))
-            except ValueError:
-                raise FetchError(f"{shorten(reference)}: not a stored photo id") from None
+            key = reference.removeprefix("media:")
+            if not _is_uuid(key):
+                raise FetchError(f"{shorten(reference)}: not a stored photo id")
+            data = self.media.get(key)
             if data is None:
                 raise FetchError(f"{shorten(reference)}: the indexed photo is no longer stored")
             return data
@@ -51,7 +55,7 @@ class Fetcher:
 
     def _read_file(self, path: Path) -> bytes:
         resolved = path.expanduser().resolve()
-        if not any(resolved.is_relative_to(root.resolve()) for root in self.allowed_roots):
+        if self._roots.isdisjoint(resolved.parents):
             raise FetchError(f"local path {shorten(str(path))} is outside the allowed image folders")
         if not resolved.is_file():
             raise FetchError(f"no such file: {shorten(str(path))}")
@@ -93,6 +97,14 @@ class Fetcher:
 
 
 BASE64 = re.compile(r"[A-Za-z0-9+/=\s]+")
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _looks_like_base64(reference: str) -> bool:
