@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import resource
 import socket
 import statistics
 import threading
@@ -35,9 +36,24 @@ def percentiles(samples_ms: list[float]) -> dict[str, float]:
     return {
         "p50_ms": float(np.percentile(ordered, 50)),
         "p95_ms": float(np.percentile(ordered, 95)),
+        "p99_ms": float(np.percentile(ordered, 99)),
         "mean_ms": statistics.fmean(ordered),
         "n": len(ordered),
     }
+
+
+def clustered_unit_vectors(count: int, dim: int, seed: int, centres: int = 200) -> np.ndarray:
+    """Catalogue-like vectors: products of a kind cluster (random vectors would make every neighbour equally
+    far, which no catalogue does). The same seed gives the same centres."""
+    rng = np.random.default_rng(seed)
+    centre = np.random.default_rng(12345).standard_normal((centres, dim)).astype(np.float32)
+    rows = centre[rng.integers(0, centres, count)] + 0.6 * rng.standard_normal((count, dim)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (children not included)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def timed_ms(function, *args) -> tuple[float, Any]:  # type: ignore[no-untyped-def]

@@ -1,95 +1,157 @@
-"""Search latency through the gateway (HTTP, decode, embed, query, shaping) vs the store's own query time.
+"""Search latency: the embedded store (Qdrant Edge, HNSW built in the background) vs qdrant-client's local mode
+(what the embedded default used before), same clustered vectors, same queries, same run; recall@10 of the
+HNSW answers against exact search; and the gateway's time for an image query against embed + store.
 
-Same query photos, same vectors, same run, at each collection size (random unit vectors fill the collection;
-the queries' own products are in it). Figures: medians and the gateway's overhead over embed + store.
-    .venv/bin/python -m bench.search_latency [--sizes 10000,100000] [--queries 30]
+    .venv/bin/python -m bench.search_latency [--sizes 10000,100000] [--queries 30] [--baseline-queries 10]
+    .venv/bin/python -m bench.search_latency --sizes 1000000 --no-baseline     # the 1M run (not CI)
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
 import numpy as np
+from qdrant_client import QdrantClient
 
-from bench.common import MYNTRA, catalogue_items, percentiles, served, timed_ms, write_result
+from bench.common import (
+    MYNTRA,
+    catalogue_items,
+    clustered_unit_vectors,
+    peak_rss_mb,
+    percentiles,
+    served,
+    timed_ms,
+    write_result,
+)
 from services.apps.gateway.app import create_app
 from services.apps.runtime import Runtime
 from services.images import decode_image
 from services.settings import Settings
-from services.store import SearchFilters, point_id
+from services.store import ClientEngine, Engine, Point, SearchFilters, VectorStore, collection_name, point_id
 
 VARIANT = "effl0-minilm"
 CATEGORIES = ["Tshirts", "Shirts", "Jeans", "Dresses", "Caps", "Watches"]
+FILTERS = SearchFilters(category="Tshirts", gender="Men")  # two keyword conditions
 
 
-def fill(rt: Runtime, count: int, dim: int, rng: np.random.Generator, start: int) -> None:
-    for first in range(start, count, 2000):
-        size = min(2000, count - first)
-        vectors = rng.standard_normal((size, dim)).astype(np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        ids = [point_id(f"synthetic-{first + i}", "0") for i in range(size)]
-        payloads = [
+def synthetic_points(first: int, rows: np.ndarray) -> list[Point]:
+    return [
+        Point(
+            point_id(f"synthetic-{first + i}", "0"),
+            {"photo": row},
             {
                 "product_id": f"synthetic-{first + i}",
                 "category": CATEGORIES[(first + i) % 6],
+                "gender": ["Men", "Women"][(first + i) // 6 % 2],
                 "price": float((first + i) % 100),
-            }
-            for i in range(size)
-        ]
-        rt.store.upsert(VARIANT, ids, vectors, payloads)
+            },
+        )
+        for i, row in enumerate(rows)
+    ]
+
+
+def fill(engine: Engine, vectors: np.ndarray, start: int) -> float:
+    """Upsert vectors[start:] into the variant's collection; returns seconds."""
+    name = collection_name(VARIANT)
+    engine.ensure(name, {"photo": vectors.shape[1]})
+    began = time.perf_counter()
+    for first in range(start, len(vectors), 1000):
+        engine.upsert(name, synthetic_points(first, vectors[first : first + 1000]))
+    return time.perf_counter() - began
+
+
+def store_latency(store: VectorStore, queries: np.ndarray) -> dict:
+    plain = [timed_ms(store.search, VARIANT, q, 10)[0] for q in queries]
+    filtered = [timed_ms(store.search, VARIANT, q, 10, FILTERS)[0] for q in queries]
+    return {"query": percentiles(plain), "filtered_query": percentiles(filtered)}
+
+
+def recall_at_10(engine: Engine, queries: np.ndarray, vectors: np.ndarray) -> float:
+    """HNSW top-10 point ids against the exact top-10 by brute force over every stored vector."""
+    name = collection_name(VARIANT)
+    hits = 0
+    for q in queries:
+        exact = np.argsort(-(vectors @ q))[:10]
+        want = {point_id(f"synthetic-{i}", "0") for i in exact}
+        got = {f.id for f in engine.query(name, q, "photo", 10, [])}
+        hits += len(want & got)
+    return hits / (10 * len(queries))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--queries", type=int, default=30)
+    parser.add_argument("--baseline-queries", type=int, default=10, help="local mode is slow: fewer queries")
+    parser.add_argument("--no-baseline", action="store_true", help="skip qdrant-client local mode (1M runs)")
     args = parser.parse_args()
     items = catalogue_items(args.queries)
     photos = [Path(item.images[0]).read_bytes() for item in items]
-    settings = Settings(
-        data_dir=Path(tempfile.mkdtemp(prefix="sf-bench-")), variants=[VARIANT], allowed_image_roots=[MYNTRA]
-    )
+    data = Path(tempfile.mkdtemp(prefix="sf-bench-"))
+    settings = Settings(data_dir=data, variants=[VARIANT], allowed_image_roots=[MYNTRA])
     app = create_app(settings)
-    rng = np.random.default_rng(0)
     results = []
-    with served(app) as url, httpx.Client(base_url=url, timeout=60) as http:
+    with served(app) as url, httpx.Client(base_url=url, timeout=120) as http:
         rt: Runtime = app.state.runtime
-        rt.pipeline.run(items, [VARIANT])
+        rt.pipeline.run(items, [VARIANT])  # the query photos' own products are in the collection
         dim = rt.registry[VARIANT].embedding_dim
-        filled = len(items)
-        for size in [int(s) for s in args.sizes.split(",")]:
-            fill(rt, size, dim, rng, filled)
+        largest = max(int(s) for s in args.sizes.split(","))
+        vectors = clustered_unit_vectors(largest, dim, seed=0)
+        queries = clustered_unit_vectors(args.queries, dim, seed=1)
+        edge, filled = rt.store.engine, 0
+        baseline = None if args.no_baseline else ClientEngine(QdrantClient(path=str(data / "local-mode")))
+        base_filled = 0
+        for size in sorted(int(s) for s in args.sizes.split(",")):
+            row: dict = {"points": size}
+            row["edge_upsert_s"] = fill(edge, vectors[:size], filled)
             filled = size
-            vectors = [rt.embedder.embed_images(VARIANT, [decode_image(p)])[0] for p in photos]
+            began = time.perf_counter()
+            build = edge.build_index(collection_name(VARIANT))
+            if build is not None:
+                build.join()
+            row["edge_hnsw_build_s"] = time.perf_counter() - began
+            row["edge_unindexed_after_build"] = edge.unindexed(collection_name(VARIANT))
+            row["edge"] = store_latency(rt.store, queries)
+            row["edge_recall_at_10"] = recall_at_10(edge, queries[:10], vectors[:size])
+            if baseline is not None:
+                row["local_mode_upsert_s"] = fill(baseline, vectors[:size], base_filled)
+                base_filled = size
+                row["local_mode"] = store_latency(VectorStore(baseline), queries[: args.baseline_queries])
+                row["query_speedup"] = row["local_mode"]["query"]["p50_ms"] / row["edge"]["query"]["p50_ms"]
+                row["filtered_query_speedup"] = (
+                    row["local_mode"]["filtered_query"]["p50_ms"] / row["edge"]["filtered_query"]["p50_ms"]
+                )
             embed = [timed_ms(rt.embedder.embed_images, VARIANT, [decode_image(p)])[0] for p in photos]
-            store = [timed_ms(rt.store.search, VARIANT, v, 10)[0] for v in vectors]
-            store_filtered = [
-                timed_ms(rt.store.search, VARIANT, v, 10, SearchFilters(category="Tshirts"))[0] for v in vectors
-            ]
             gateway = []
             for photo, item in zip(photos, items, strict=True):
                 ms, response = timed_ms(lambda p: http.post("/v1/search", files={"image": ("q.jpg", p)}), photo)
                 assert response.json()["results"][0]["product_id"] == item.id
                 gateway.append(ms)
-            row = {
-                "points": rt.store.count(VARIANT),
-                "gateway": percentiles(gateway),
-                "embed_only": percentiles(embed),
-                "store_only": percentiles(store),
-                "store_only_filtered": percentiles(store_filtered),
-            }
-            row["gateway_over_embed_plus_store"] = row["gateway"]["p50_ms"] / (
-                row["embed_only"]["p50_ms"] + row["store_only"]["p50_ms"]
+            row["embed_only"] = percentiles(embed)
+            row["gateway_image_query"] = percentiles(gateway)
+            row["gateway_over_embed_plus_store"] = row["gateway_image_query"]["p50_ms"] / (
+                row["embed_only"]["p50_ms"] + row["edge"]["query"]["p50_ms"]
             )
+            row["peak_rss_mb"] = peak_rss_mb()
             results.append(row)
-            print(
-                f"{row['points']} points: gateway p50 {row['gateway']['p50_ms']:.1f} ms, "
-                f"embed {row['embed_only']['p50_ms']:.1f} ms, store {row['store_only']['p50_ms']:.1f} ms"
-            )
-    write_result("search_latency", {"variant": VARIANT, "store": "embedded", "sizes": results})
+            print({k: v for k, v in row.items() if not isinstance(v, dict)}, flush=True)
+    write_result(
+        "search_latency",
+        {
+            "variant": VARIANT,
+            "runtime": rt.embedder.model(VARIANT).runtime,
+            "vectors": "clustered unit vectors (200 centres), 1280-d",
+            "filters": "category + gender (two keyword conditions)",
+            "index_threads": settings.store_index_threads,
+            "cpus": os.cpu_count(),
+            "sizes": results,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """One settings object, read from the environment; empty environment = the embedded default."""
 
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -19,12 +20,17 @@ class Settings(BaseSettings):
     variants: Annotated[list[str], NoDecode] = Field(default_factory=list)  # served; empty = all available
     device: str = "auto"
 
+    embed_runtime: Literal["auto", "onnx", "torch"] = "auto"  # auto: ONNX Runtime on a CPU, PyTorch on CUDA
+    embed_threads: int = 0  # intra-op threads of each model runtime; 0 = every core
     embed_max_batch: int | None = None  # None: 32 on a GPU, 2 on a CPU (measured: larger CPU batches are slower)
     embed_max_wait_ms: float = 5.0
 
     max_image_bytes: int = 20 * 1024 * 1024
     fetch_timeout_s: float = 10.0
     allowed_image_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+
+    store_index_after: int = 20_000  # unindexed points (and 20% of a collection) that start a background HNSW build
+    store_index_threads: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2))  # cores it may use
 
     inprocess_worker: bool | None = None  # None: on with an embedded store (it allows one owner), else off
     worker_concurrency: int = 1
@@ -45,11 +51,22 @@ class Settings(BaseSettings):
 
     @property
     def store_path(self) -> Path:
+        """The embedded store (Qdrant Edge shards, one folder per collection)."""
+        return self.data_dir / "store"
+
+    @property
+    def legacy_store_path(self) -> Path:
+        """Where versions before the Edge engine kept qdrant-client's local mode; migrated on first start."""
         return self.data_dir / "qdrant"
 
     @property
     def media_path(self) -> Path:
         return self.data_dir / "media"
+
+    @property
+    def onnx_path(self) -> Path:
+        """ONNX exports of the served towers, one file per variant and weights."""
+        return self.data_dir / "onnx"
 
     @property
     def variants_path(self) -> Path:

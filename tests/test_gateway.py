@@ -51,6 +51,15 @@ def test_uploaded_catalogue_photo_finds_its_product_first(client: TestClient, ca
     assert image.content == (catalogue_dir / "img" / "blue-circle.jpg").read_bytes()
 
 
+def test_search_says_where_its_time_went(client: TestClient, catalogue_dir: Path) -> None:
+    photo_bytes = (catalogue_dir / "img" / "blue-circle.jpg").read_bytes()
+    response = client.post("/v1/search", files={"image": ("q.jpg", photo_bytes, "image/jpeg")})
+    steps = dict(part.split(";dur=") for part in response.headers["server-timing"].split(", "))
+    assert set(steps) == {"read", "decode", "embed", "store"} and all(float(ms) >= 0 for ms in steps.values())
+    text = client.post("/v1/search", json={"text": "blue cap"}).headers["server-timing"]
+    assert "embed;dur=" in text and "decode" not in text
+
+
 def test_filters_restrict_results(client: TestClient, catalogue_dir: Path) -> None:
     body = upload(
         client,

@@ -49,3 +49,11 @@ def test_palette_and_greyscale_become_rgb() -> None:
 def test_unusable_bytes_are_refused_with_a_reason(data: bytes, reason: str) -> None:
     with pytest.raises(ImageDecodeError, match=reason):
         decode_image(data)
+
+
+def test_large_jpegs_decode_at_a_reduced_scale_and_small_ones_in_full() -> None:
+    big = decode_image(encode(photo((200, 30, 30), size=(4000, 3000)), "JPEG"))
+    assert min(big.size) >= 512 and big.size[0] * big.size[1] <= 1024 * 768  # 1/4 scale: 1000 x 750
+    assert big.getpixel((big.width // 2, big.height // 2))[0] > 150  # still the red product
+    small = decode_image(encode(photo((10, 200, 10), size=(300, 400)), "JPEG"))
+    assert small.size == (300, 400)

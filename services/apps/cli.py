@@ -6,7 +6,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,11 +16,12 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from services.catalogue import CatalogueItem, photo_folders, read_catalogue
-from services.errors import InvalidInput, StyleFinderError
+from services.errors import InvalidInput, ServiceUnavailable, StyleFinderError
 from services.settings import Settings
 
 if TYPE_CHECKING:
     from services.apps.runtime import Runtime
+    from services.store import EdgeEngine
 
 COUNTS = ("indexed", "unchanged", "failed")
 
@@ -119,6 +121,90 @@ def reindex(source: str, target: str, server: str | None) -> None:
     _direct_or_via_gateway(
         _settings(), server, direct=direct, via=lambda client: [client.reindex(source, target)], total=None
     )
+
+
+@main.group()
+def store() -> None:
+    """The embedded store: its state, an HNSW build now, and moving it to a Qdrant server and back."""
+
+
+@store.command(name="status")
+def store_status() -> None:
+    """Collections with their points, vectors and points still searched exactly (not yet in an HNSW graph)."""
+    with _embedded_store() as engine:
+        for name in engine.collections():
+            sizes = ", ".join(f"{vector} {size}-d" for vector, size in engine.vector_sizes(name).items())
+            click.echo(f"{name}: {engine.count(name)} points ({sizes}), {engine.unindexed(name)} not in an HNSW graph")
+
+
+@store.command(name="index")
+def store_index() -> None:
+    """Build every collection's HNSW graph now (a child process builds; this waits for it)."""
+    with _embedded_store() as engine:
+        for name in engine.collections():
+            build = engine.build_index(name)
+            if build is not None:
+                click.echo(f"{name}: building ({engine.count(name)} points)...")
+                build.join()
+            click.echo(f"{name}: {engine.unindexed(name)} points not in an HNSW graph")
+
+
+@store.command(name="export")
+@click.argument("url")
+@click.option("--api-key", default=None, help="the server's API key")
+def store_export(url: str, api_key: str | None) -> None:
+    """Copy every collection of the embedded store to the Qdrant server or cluster at URL."""
+    from services.store import ClientEngine, copy_collections
+
+    with _embedded_store() as engine:
+        _report_copy(copy_collections(engine, _server(ClientEngine, url, api_key), _copy_progress))
+
+
+@store.command(name="import")
+@click.argument("url")
+@click.option("--api-key", default=None, help="the server's API key")
+def store_import(url: str, api_key: str | None) -> None:
+    """Copy every StyleFinder collection of the Qdrant server at URL into the embedded store."""
+    from services.store import ClientEngine, copy_collections
+
+    with _embedded_store() as engine:
+        _report_copy(copy_collections(_server(ClientEngine, url, api_key), engine, _copy_progress))
+
+
+@contextmanager
+def _embedded_store() -> Iterator[EdgeEngine]:
+    """This data folder's embedded store (migrated first if an older version left one), owned while in use."""
+    from services.store import VectorStore
+
+    settings = _settings()
+    settings.qdrant_url = None
+    opened = VectorStore.from_settings(settings)
+    try:
+        yield opened.engine  # type: ignore[misc]
+    finally:
+        opened.close()
+
+
+def _server(engine_class: Any, url: str, api_key: str | None) -> Any:
+    """A Qdrant server that answers, or one line saying it did not."""
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    server = engine_class.server(url, api_key)
+    try:
+        server.collections()
+    except (ResponseHandlingException, UnexpectedResponse) as error:  # unreachable, or refusing us
+        raise ServiceUnavailable(f"no Qdrant server answers at {url}: {error}") from None
+    return server
+
+
+def _copy_progress(collection: str, points: int) -> None:
+    click.echo(f"\r{collection}: {points} points", nl=False, err=True)
+
+
+def _report_copy(copied: dict[str, int]) -> None:
+    click.echo("", err=True)
+    for name, points in copied.items():
+        click.echo(f"{name}: {points} points copied")
 
 
 @main.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -18,10 +19,18 @@ GPU_MAX_BATCH = 32
 
 class LocalEmbedder:
     def __init__(
-        self, registry: Registry, device: str = "auto", max_batch: int | None = None, max_wait_ms: float = 5.0
+        self,
+        registry: Registry,
+        device: str = "auto",
+        max_batch: int | None = None,
+        max_wait_ms: float = 5.0,
+        runtime: str = "torch",
+        onnx_cache: Path | None = None,
+        threads: int = 0,
     ) -> None:
         self.registry = registry
         self._device = device
+        self._runtime = (runtime, onnx_cache, threads)
         if max_batch is None:
             max_batch = GPU_MAX_BATCH if resolve_device(device).type == "cuda" else CPU_MAX_BATCH
         self._max_batch = max_batch
@@ -33,7 +42,15 @@ class LocalEmbedder:
 
     @classmethod
     def from_settings(cls, settings: Settings, registry: Registry) -> LocalEmbedder:
-        return cls(registry, settings.device, settings.embed_max_batch, settings.embed_max_wait_ms)
+        return cls(
+            registry,
+            settings.device,
+            settings.embed_max_batch,
+            settings.embed_max_wait_ms,
+            settings.embed_runtime,
+            settings.onnx_path,
+            settings.embed_threads,
+        )
 
     @property
     def max_batch(self) -> int:
@@ -46,7 +63,7 @@ class LocalEmbedder:
             load_lock = self._load_locks.setdefault(variant, threading.Lock())
         with load_lock:
             if variant not in self._models:
-                loaded = load_model(spec, self._device)
+                loaded = load_model(spec, self._device, *self._runtime)
                 with self._lock:
                     self._models[variant] = loaded
             return self._models[variant]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,30 +18,45 @@ import torch
 from open_clip.transform import PreprocessCfg, image_transform_v2
 from PIL import Image
 
-from services.errors import WeightsUnavailable
+from services.errors import InvalidInput, WeightsUnavailable
+from services.models.onnx import Tower, cache_name, onnx_tower
 from services.models.packaged import load_packaged_image_tower
 from services.models.registry import Variant
 
 
 @dataclass
 class LoadedModel:
-    """A warm model with the exact preprocessing and tokenizer it was trained with."""
+    """A warm model with the exact preprocessing and tokenizer it was trained with. Its towers run on ONNX
+    Runtime when `image_tower` / `text_tower` are set (serving on a CPU), else on the PyTorch model."""
 
     variant: Variant
     model: open_clip.CLIP | open_clip.CustomTextCLIP
     preprocess: Callable[[Image.Image], torch.Tensor]
     tokenizer: Callable[[Sequence[str]], torch.Tensor]
     device: torch.device
+    image_tower: Tower | None = None
+    text_tower: Tower | None = None
 
     @torch.inference_mode()
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        batch = torch.stack([self.preprocess(image) for image in images]).to(self.device)
-        return _normalised(self.model.encode_image(batch))
+        batch = torch.stack([self.preprocess(image) for image in images])
+        if self.image_tower is not None:
+            return self.image_tower(batch.numpy())
+        return _normalised(self.model.encode_image(batch.to(self.device)))
 
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        tokens = self.tokenizer(list(texts)).to(self.device)
-        return _normalised(self.model.encode_text(tokens))
+        tokens = self.tokenizer(list(texts))
+        if self.text_tower is not None:
+            return self.text_tower(tokens.numpy())
+        return _normalised(self.model.encode_text(tokens.to(self.device)))
+
+    @property
+    def runtime(self) -> str:
+        """Which runtime runs each tower, for cards, benchmarks and logs."""
+        image = "onnxruntime" if self.image_tower is not None else f"torch-{self.device.type}"
+        text = "onnxruntime" if self.text_tower is not None else f"torch-{self.device.type}"
+        return f"image: {image}, text: {text}"
 
 
 def _normalised(features: torch.Tensor) -> np.ndarray:
@@ -81,7 +97,11 @@ def missing_weights(variant: Variant) -> str | None:
     )
 
 
-def load_model(variant: Variant, device: str = "auto") -> LoadedModel:
+def load_model(
+    variant: Variant, device: str = "auto", runtime: str = "torch", onnx_cache: Path | None = None, threads: int = 0
+) -> LoadedModel:
+    """`runtime`: "torch", "onnx" (CPU only), or "auto" (ONNX Runtime on a CPU, PyTorch on CUDA); the ONNX
+    exports are cached in `onnx_cache`. `threads`: intra-op threads (0 = every core)."""
     problem = missing_weights(variant)
     if problem is not None:
         raise WeightsUnavailable(problem)
@@ -93,7 +113,29 @@ def load_model(variant: Variant, device: str = "auto") -> LoadedModel:
     preprocess_cfg = PreprocessCfg(**model.visual.preprocess_cfg)
     preprocess = image_transform_v2(preprocess_cfg, is_train=False)
     tokenizer = open_clip.get_tokenizer(model_name)
-    return LoadedModel(variant, model, preprocess, tokenizer, target)
+    loaded = LoadedModel(variant, model, preprocess, tokenizer, target)
+    threads = threads or os.cpu_count() or 1
+    if runtime == "onnx" or (runtime == "auto" and target.type == "cpu"):
+        _attach_onnx(loaded, onnx_cache or Path(tempfile.gettempdir()) / "stylefinder-onnx", threads)
+    elif target.type == "cpu":
+        torch.set_num_threads(threads)
+    return loaded
+
+
+def _attach_onnx(loaded: LoadedModel, cache: Path, threads: int) -> None:
+    """Export (once per weights) and parity-check both towers; one that fails keeps running on PyTorch."""
+    if loaded.device.type != "cpu":
+        raise InvalidInput("the onnx runtime runs on a CPU; use runtime torch (or auto) for CUDA")
+    name = cache_name(loaded.model)
+    height, width = _image_size(loaded.model.visual.preprocess_cfg["size"])
+    pixels = torch.rand(2, 3, height, width, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    loaded.image_tower = onnx_tower(f"{name}-image", loaded.model, "encode_image", pixels, cache, threads)
+    tokens = loaded.tokenizer(["a navy blue checked casual shirt for men", "red dress"])
+    loaded.text_tower = onnx_tower(f"{name}-text", loaded.model, "encode_text", tokens, cache, threads)
+
+
+def _image_size(size: int | Sequence[int]) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
 def _create(variant: Variant, model_name: str, preprocess_cfg: dict[str, Any]) -> torch.nn.Module:

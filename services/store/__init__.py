@@ -1,18 +1,31 @@
-"""Vectors and payloads in Qdrant (one collection per variant), product photos on disk."""
+"""Vectors and payloads in Qdrant (a collection per variant: Qdrant Edge embedded, or a server), photos on disk."""
 
 from services.errors import StoreLocked
+from services.store.client_engine import ClientEngine
+from services.store.edge_engine import EdgeEngine
+from services.store.engine import FACET_FIELDS, Engine, Found, Point
 from services.store.filters import SearchFilters
 from services.store.media import MediaStore
+from services.store.migrate import copy_collections, migrate_legacy_store
 from services.store.products import delete_product_photos
-from services.store.vectors import Hit, VectorStore, collection_name, point_id
+from services.store.vectors import PHOTO, Hit, VectorStore, collection_name, point_id
 
 __all__ = [
+    "FACET_FIELDS",
+    "PHOTO",
+    "ClientEngine",
+    "EdgeEngine",
+    "Engine",
+    "Found",
     "Hit",
     "MediaStore",
+    "Point",
     "SearchFilters",
     "StoreLocked",
     "VectorStore",
     "collection_name",
+    "copy_collections",
     "delete_product_photos",
+    "migrate_legacy_store",
     "point_id",
 ]

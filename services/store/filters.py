@@ -1,11 +1,11 @@
-"""Search filters: the catalogue's standard fields with typed semantics, any other payload field by value."""
+"""Search filters: the catalogue's standard fields with typed semantics, any other payload field by value;
+and the engine-neutral conditions they become."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from qdrant_client import models
 
 KEYWORD_FIELDS = ("category", "colour", "gender", "brand")
 Scalar = str | int | float | bool
@@ -37,24 +37,39 @@ class SearchFilters(BaseModel):
                 raise ValueError(f"filter {key!r} must be a string, number, boolean or a non-empty list of them")
         return self
 
-    def to_qdrant(self) -> models.Filter | None:
-        conditions: list[models.Condition] = []
+    def conditions(self) -> list[Condition]:
+        """All must hold; each engine translates them into its own filter."""
+        found: list[Condition] = []
         for key in KEYWORD_FIELDS:
             value = getattr(self, key)
             if value is not None:
-                conditions.append(_match(key, value))
+                found.append(Match.of(key, value))
         if self.price_min is not None or self.price_max is not None:
-            conditions.append(
-                models.FieldCondition(key="price", range=models.Range(gte=self.price_min, lte=self.price_max))
-            )
+            found.append(Range("price", self.price_min, self.price_max))
         if self.in_stock is not None:
-            conditions.append(_match("in_stock", self.in_stock))
+            found.append(Match.of("in_stock", self.in_stock))
         for key, value in (self.model_extra or {}).items():
-            conditions.append(_match(key, value))
-        return models.Filter(must=conditions) if conditions else None
+            found.append(Match.of(key, value))
+        return found
 
 
-def _match(key: str, value: Any) -> models.FieldCondition:
-    if isinstance(value, list):
-        return models.FieldCondition(key=key, match=models.MatchAny(any=value))
-    return models.FieldCondition(key=key, match=models.MatchValue(value=value))
+@dataclass(frozen=True)
+class Match:
+    """The payload field equals the value, or any of the values."""
+
+    key: str
+    values: tuple[Scalar, ...]
+
+    @classmethod
+    def of(cls, key: str, value: Scalar | list[Scalar]) -> Match:
+        return cls(key, tuple(value) if isinstance(value, list) else (value,))
+
+
+@dataclass(frozen=True)
+class Range:
+    key: str
+    gte: float | None
+    lte: float | None
+
+
+Condition = Match | Range

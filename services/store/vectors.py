@@ -1,9 +1,9 @@
-"""Qdrant access: one cosine collection per variant, deterministic point ids, product-level operations."""
+"""The store's one face: a cosine collection per variant with named vectors, deterministic point ids,
+product-level operations; on whichever engine the settings name (embedded Qdrant Edge, or a Qdrant server)."""
 
 from __future__ import annotations
 
 import re
-import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -11,21 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qdrant_client import QdrantClient, models
 
-from services.errors import StoreLocked
 from services.settings import Settings
-from services.store.filters import KEYWORD_FIELDS, SearchFilters
+from services.store.client_engine import ClientEngine
+from services.store.edge_engine import EdgeEngine
+from services.store.engine import COLLECTION_PREFIX, Engine, Found, Point
+from services.store.filters import Match, SearchFilters
+from services.store.migrate import migrate_legacy_store
 
-COLLECTION_PREFIX = "sf_"
+PHOTO = "photo"  # the named vector of a product photo's embedding
 OVERFETCH = 4  # photos fetched per result slot; most products have fewer
 POINT_NAMESPACE = uuid.UUID("6f1c6d1e-3c0b-5d8e-9a57-5f0a2b7c4e21")
-PAYLOAD_INDEXES: dict[str, models.PayloadSchemaType] = {
-    "product_id": models.PayloadSchemaType.KEYWORD,
-    **{field: models.PayloadSchemaType.KEYWORD for field in KEYWORD_FIELDS},
-    "price": models.PayloadSchemaType.FLOAT,
-    "in_stock": models.PayloadSchemaType.BOOL,
-}
 
 
 def point_id(product_id: str, image_key: str) -> str:
@@ -46,171 +42,138 @@ class Hit:
 
 
 class VectorStore:
-    """Thread-safe wrapper; embedded mode serialises calls because the local client is not thread-safe."""
+    """Thread-safe: each engine serialises what must be serialised."""
 
-    def __init__(self, client: QdrantClient) -> None:
-        self.client = client
-        self._lock = threading.RLock()
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
         self._ready: set[str] = set()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> VectorStore:
-        """A Qdrant server when QDRANT_URL is set, else the embedded store under the data folder."""
-        return cls.open(settings.store_path, settings.qdrant_url, settings.qdrant_api_key)
+        """A Qdrant server when QDRANT_URL is set, else the embedded store under the data folder (a store an
+        older version kept in qdrant-client's local mode is migrated into it first, nothing lost)."""
+        if settings.qdrant_url:
+            return cls(ClientEngine.server(settings.qdrant_url, settings.qdrant_api_key))
+        engine = EdgeEngine(settings.store_path, settings.store_index_after, settings.store_index_threads)
+        store = cls(engine)
+        if settings.legacy_store_path.is_dir():
+            migrate_legacy_store(settings.legacy_store_path, engine)
+        return store
 
     @classmethod
     def open(cls, path: Path | None = None, url: str | None = None, api_key: str | None = None) -> VectorStore:
         if url:
-            return cls(QdrantClient(url=url, api_key=api_key))
+            return cls(ClientEngine.server(url, api_key))
         assert path is not None
-        path.mkdir(parents=True, exist_ok=True)
-        try:
-            return cls(QdrantClient(path=str(path), force_disable_check_same_thread=True))
-        except RuntimeError as error:
-            if "already accessed by another instance" in str(error):
-                raise StoreLocked(
-                    f"the embedded store at {path} is open in another process (a running `stylefinder serve`?). "
-                    "Only one process may own it: send work to that process, or use a Qdrant server (QDRANT_URL)."
-                ) from None
-            raise
+        return cls(EdgeEngine(path))
 
     def close(self) -> None:
-        with self._lock:
-            self.client.close()
-
-    def ensure_collection(self, variant: str, dim: int) -> str:
-        name = collection_name(variant)
-        if name in self._ready:
-            return name
-        with self._lock:
-            if not self.client.collection_exists(name):
-                self.client.create_collection(
-                    name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE)
-                )
-                if not self.embedded:
-                    for field, schema in PAYLOAD_INDEXES.items():
-                        self.client.create_payload_index(name, field, field_schema=schema)
-            self._ready.add(name)
-        return name
+        self.engine.close()
 
     @property
     def embedded(self) -> bool:
-        return self.client.init_options.get("path") is not None
+        return self.engine.embedded
+
+    def ensure_collection(self, variant: str, sizes: dict[str, int]) -> str:
+        name = collection_name(variant)
+        if name not in self._ready or not set(sizes) <= set(self.engine.vector_sizes(name)):
+            self.engine.ensure(name, sizes)
+            self._ready.add(name)
+        return name
 
     def collections(self) -> list[str]:
         """Names of our collections that exist (product updates and deletions fan out to all of them)."""
-        with self._lock:
-            names = [c.name for c in self.client.get_collections().collections]
-        return [name for name in names if name.startswith(COLLECTION_PREFIX)]
+        return [name for name in self.engine.collections() if name.startswith(COLLECTION_PREFIX)]
 
-    def upsert(self, variant: str, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]) -> None:
-        name = self.ensure_collection(variant, vectors.shape[1])
+    def upsert(
+        self,
+        variant: str,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        payloads: Sequence[dict[str, Any]],
+        using: str = PHOTO,
+    ) -> None:
+        name = self.ensure_collection(variant, {using: int(vectors.shape[1])})
         points = [
-            models.PointStruct(id=pid, vector=vector.tolist(), payload=payload)
-            for pid, vector, payload in zip(ids, vectors, payloads, strict=True)
+            Point(pid, {using: vector}, payload) for pid, vector, payload in zip(ids, vectors, payloads, strict=True)
         ]
-        with self._lock:
-            self.client.upsert(name, points=points, wait=True)
+        self.engine.upsert(name, points)
 
-    def search(self, variant: str, vector: np.ndarray, top_k: int, filters: SearchFilters | None = None) -> list[Hit]:
+    def set_vectors(self, variant: str, vectors: dict[str, np.ndarray], using: str) -> None:
+        """Add or replace one named vector of points already stored (e.g. a photo's edge map, backfilled)."""
+        if vectors:
+            dim = len(next(iter(vectors.values())))
+            self.engine.set_vectors(self.ensure_collection(variant, {using: dim}), using, vectors)
+
+    def search(
+        self,
+        variant: str,
+        vector: np.ndarray,
+        top_k: int,
+        filters: SearchFilters | None = None,
+        using: str = PHOTO,
+    ) -> list[Hit]:
         """Best image per product, so a product with several photos takes one slot. A plain top-k query,
-        over-fetched and widened while photos of the same products crowd the top (Qdrant's group-by query is
-        ~50x slower in embedded mode, where it groups in Python)."""
+        over-fetched and widened while photos of the same products crowd the top (one engine query, where a
+        group-by query would be one per group)."""
         name = collection_name(variant)
-        query_filter = filters.to_qdrant() if filters else None
+        conditions = filters.conditions() if filters else []
         limit = top_k * OVERFETCH
         while True:
-            with self._lock:
-                if not self.client.collection_exists(name):
-                    return []
-                points = self.client.query_points(
-                    name,
-                    query=vector.tolist(),
-                    query_filter=query_filter,
-                    limit=limit,
-                    with_payload=True,
-                ).points
+            found = self.engine.query(name, vector, using, limit, conditions)
             best: dict[str, Hit] = {}
-            for point in points:
-                payload = point.payload or {}
-                product = str(payload.get("product_id"))
-                best.setdefault(product, Hit(product, str(point.id), float(point.score), payload))
-            if len(best) >= top_k or len(points) < limit:
+            for point in found:
+                product = str(point.payload.get("product_id"))
+                best.setdefault(product, Hit(product, point.id, point.score, point.payload))
+            if len(best) >= top_k or len(found) < limit:
                 return list(best.values())[:top_k]
             limit *= OVERFETCH
 
+    def facets(
+        self, variant: str, key: str, limit: int = 50, filters: SearchFilters | None = None
+    ) -> list[tuple[Any, int]]:
+        """(value, number of photos) of a payload field, most frequent first, from the engine's index."""
+        return self.engine.facet(collection_name(variant), key, limit, filters.conditions() if filters else [])
+
     def stored_payloads(self, variant: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Payloads already stored under these point ids (resumable imports skip what is unchanged)."""
-        name = collection_name(variant)
-        with self._lock:
-            if not self.client.collection_exists(name):
-                return {}
-            records = self.client.retrieve(name, ids=list(ids), with_payload=True)
-        return {str(r.id): r.payload or {} for r in records}
+        return {found.id: found.payload for found in self.engine.retrieve(collection_name(variant), ids)}
 
     def overwrite_payloads(self, variant: str, payloads: dict[str, dict[str, Any]]) -> None:
         """Replace whole payloads of existing points (metadata changed, image did not)."""
-        name = collection_name(variant)
-        operations = [
-            models.OverwritePayloadOperation(overwrite_payload=models.SetPayload(payload=payload, points=[pid]))
-            for pid, payload in payloads.items()
-        ]
-        with self._lock:
-            self.client.batch_update_points(name, update_operations=operations, wait=True)
+        self.engine.overwrite_payloads(collection_name(variant), payloads)
 
-    def product_points(self, product_id: str) -> dict[str, list[models.Record]]:
+    def product_points(self, product_id: str) -> dict[str, list[Found]]:
         """Every stored point of a product, by collection."""
         found = {}
         for name in self.collections():
-            records = list(self._scroll(name, _product_filter(product_id)))
-            if records:
-                found[name] = records
+            points = list(self.engine.scroll(name, [Match.of("product_id", product_id)]))
+            if points:
+                found[name] = points
         return found
 
     def set_product_payload(self, product_id: str, fields: dict[str, Any]) -> int:
         """Change metadata in every collection without re-embedding; returns the number of points touched."""
         touched = 0
-        for name, records in self.product_points(product_id).items():
-            with self._lock:
-                self.client.set_payload(name, payload=fields, points=[r.id for r in records], wait=True)
-            touched += len(records)
+        for name, points in self.product_points(product_id).items():
+            self.engine.set_payload(name, [p.id for p in points], fields)
+            touched += len(points)
         return touched
 
     def delete_product(self, product_id: str, keep: set[str] | None = None) -> list[str]:
         """Remove a product's points (all, or all but `keep`) from every collection; returns the removed ids,
         once per collection (variants share point ids)."""
         removed: list[str] = []
-        for name, records in self.product_points(product_id).items():
-            doomed = [r.id for r in records if keep is None or str(r.id) not in keep]
+        for name, points in self.product_points(product_id).items():
+            doomed = [p.id for p in points if keep is None or p.id not in keep]
             if doomed:
-                with self._lock:
-                    self.client.delete(name, points_selector=models.PointIdsList(points=doomed), wait=True)
-                removed += [str(pid) for pid in doomed]
+                self.engine.delete(name, doomed)
+                removed += doomed
         return removed
 
     def count(self, variant: str) -> int:
-        name = collection_name(variant)
-        with self._lock:
-            if not self.client.collection_exists(name):
-                return 0
-            return self.client.count(name, exact=True).count
+        return self.engine.count(collection_name(variant))
 
-    def iter_points(self, variant: str) -> Iterator[models.Record]:
+    def iter_points(self, variant: str) -> Iterator[Found]:
         """Every point of a variant with its payload (backfill into another variant reads these)."""
-        return self._scroll(collection_name(variant))
-
-    def _scroll(self, name: str, query_filter: models.Filter | None = None) -> Iterator[models.Record]:
-        """Page through a collection (optionally filtered), payloads included, holding the lock per page."""
-        offset = None
-        while True:
-            with self._lock:
-                page, offset = self.client.scroll(
-                    name, scroll_filter=query_filter, limit=256, offset=offset, with_payload=True
-                )
-            yield from page
-            if offset is None:
-                return
-
-
-def _product_filter(product_id: str) -> models.Filter:
-    return models.Filter(must=[models.FieldCondition(key="product_id", match=models.MatchValue(value=product_id))])
+        return self.engine.scroll(collection_name(variant), [])

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from PIL import Image
@@ -18,7 +18,7 @@ from services.apps.gateway.schemas import SearchRequest, SearchResponse, SearchR
 from services.apps.runtime import Runtime
 from services.errors import FetchError, ImageDecodeError, InvalidInput, NotFound, TooLarge, TransientFetchError
 from services.images import decode_image
-from services.store import Hit
+from services.store import FACET_FIELDS, Hit
 
 router = APIRouter(tags=["search"])
 Rt = Annotated[Runtime, Depends(runtime)]
@@ -46,13 +46,16 @@ MULTIPART_SCHEMA = {
         }
     },
 )
-async def search(request: Request, rt: Rt) -> SearchResponse:
-    """Top-K products for an uploaded photo (multipart field `image`), a photo URL or base64, or a text."""
+async def search(request: Request, response: Response, rt: Rt) -> SearchResponse:
+    """Top-K products for an uploaded photo (multipart field `image`), a photo URL or base64, or a text.
+    The `Server-Timing` header says where the time went: read, decode, embed, store (milliseconds)."""
     started = time.perf_counter()
     query, upload = await _read_query(request, rt.settings.max_image_bytes)
     variant = query.variant or rt.default_variant
     rt.check_servable(variant)
-    hits = await run_in_threadpool(_run, rt, query, variant, upload)
+    timings = {"read": (time.perf_counter() - started) * 1000}
+    hits = await run_in_threadpool(_run, rt, query, variant, upload, timings)
+    response.headers["Server-Timing"] = ", ".join(f"{step};dur={ms:.2f}" for step, ms in timings.items())
     results = [
         SearchResult(
             product_id=hit.product_id,
@@ -63,6 +66,20 @@ async def search(request: Request, rt: Rt) -> SearchResponse:
         for hit in hits
     ]
     return SearchResponse(results=results, variant=variant, took_ms=(time.perf_counter() - started) * 1000)
+
+
+@router.get("/v1/facets")
+async def facets(
+    rt: Rt, field: str = "category", variant: str | None = None, limit: int = Query(50, ge=1, le=500)
+) -> dict[str, Any]:
+    """How many catalogue photos carry each value of a filterable field (the page's filter choices), counted
+    by the store's payload index."""
+    if field not in FACET_FIELDS:
+        raise InvalidInput(f"field must be one of {', '.join(FACET_FIELDS)}")
+    name = variant or rt.default_variant
+    rt.check_servable(name)
+    counts = await run_in_threadpool(rt.store.facets, name, field, limit)
+    return {"field": field, "variant": name, "values": [{"value": value, "count": n} for value, n in counts]}
 
 
 @router.get("/v1/images/{point_id}", name="image")
@@ -102,12 +119,25 @@ async def _read_query(request: Request, max_bytes: int) -> tuple[SearchRequest, 
     return SearchRequest.model_validate(body), None
 
 
-def _run(rt: Runtime, query: SearchRequest, variant: str, upload: bytes | None) -> list[Hit]:
+def _run(rt: Runtime, query: SearchRequest, variant: str, upload: bytes | None, timings: dict[str, float]) -> list[Hit]:
+    clock = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[step] = (now - clock) * 1000
+        clock = now
+
     if query.text:
         vector = rt.embedder.embed_texts(variant, [query.text])[0]
     else:
-        vector = rt.embedder.embed_images(variant, [_query_photo(rt, query, upload)])[0]
-    return rt.store.search(variant, vector, query.top_k, query.filters)
+        photo = _query_photo(rt, query, upload)
+        lap("decode")
+        vector = rt.embedder.embed_images(variant, [photo])[0]
+    lap("embed")
+    hits = rt.store.search(variant, vector, query.top_k, query.filters)
+    lap("store")
+    return hits
 
 
 def _query_photo(rt: Runtime, query: SearchRequest, upload: bytes | None) -> Image.Image:

@@ -1,0 +1,409 @@
+"""The embedded store engine: Qdrant's own engine in-process (qdrant-edge), one shard per collection.
+
+Layout under the data folder: `<collection>/collection.json` (named vector sizes), `<collection>/current`
+(the name of the live generation) and `<collection>/gen-<n>/` (an EdgeShard: segments, payload indexes, WAL).
+
+HNSW is built in the background by a child process (`services.store.edge_build`), never here: the binding
+holds the GIL for the whole `optimize()`, which would stop every request of this process. While a child
+builds generation n+1 from a scroll of generation n, the live shard keeps answering (exact plain search
+over its unindexed points) and every write is applied to it and kept in a journal; the journal is then
+replayed onto the new generation, and `current` switches to it in one atomic rename. A crash at any point
+leaves `current` naming a complete shard whose WAL holds every acknowledged write.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import qdrant_edge as qe
+
+from services.errors import StoreLocked
+from services.store.engine import PAGE, PAYLOAD_INDEXES, Found, Point
+from services.store.filters import Condition, Match, Range
+
+log = logging.getLogger("stylefinder.store")
+SCHEMAS = {
+    "keyword": qe.PayloadSchemaType.Keyword,
+    "float": qe.PayloadSchemaType.Float,
+    "bool": qe.PayloadSchemaType.Bool,
+}
+HNSW_M, HNSW_EF_CONSTRUCT, FULL_SCAN_THRESHOLD_KB = 16, 100, 10_000  # Qdrant's defaults
+REPLAY_UNDER_LOCK = 64  # journal entries left when the swap takes the lock
+
+
+def new_shard(path: Path, sizes: Mapping[str, int], index_threads: int) -> qe.EdgeShard:
+    """An empty shard with our named vectors (cosine), HNSW settings and payload indexes."""
+    config = qe.EdgeConfig(
+        vectors={name: qe.EdgeVectorParams(size=size, distance=qe.Distance.Cosine) for name, size in sizes.items()},
+        hnsw_config=qe.HnswIndexConfig(HNSW_M, HNSW_EF_CONSTRUCT, FULL_SCAN_THRESHOLD_KB, index_threads),
+    )
+    shard = qe.EdgeShard.create(str(path), config)
+    for key, kind in PAYLOAD_INDEXES.items():
+        shard.update(qe.UpdateOperation.create_field_index(key, SCHEMAS[kind]))
+    return shard
+
+
+def edge_points(points: Sequence[Point]) -> list[qe.Point]:
+    return [
+        qe.Point(
+            uuid.UUID(p.id),
+            {name: np.asarray(v, dtype=np.float32).tolist() for name, v in p.vectors.items()},
+            p.payload,
+        )
+        for p in points
+    ]
+
+
+@dataclass
+class _Collection:
+    folder: Path
+    sizes: dict[str, int]
+    shard: qe.EdgeShard
+    generation: int
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    journal: list[qe.UpdateOperation] | None = None  # writes made while a build runs
+    build: threading.Thread | None = None
+
+
+class EdgeEngine:
+    embedded = True
+
+    def __init__(self, root: Path, index_after: int = 20_000, index_threads: int = 1) -> None:
+        """`index_after`: unindexed points that start a background HNSW build (also 20% of the collection);
+        `index_threads`: cores the build may use, leaving the rest to queries."""
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.index_after = index_after
+        self.index_threads = index_threads
+        self._owner = _lock_folder(root)
+        self._collections: dict[str, _Collection] = {}
+        self._lock = threading.Lock()  # guards the dictionary only
+        self._closed = threading.Event()
+        self._builders: set[subprocess.Popen] = set()
+
+    # -- collections -----------------------------------------------------------------------------------------
+    def collections(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir() if (p / "current").is_file())
+
+    def vector_sizes(self, collection: str) -> dict[str, int]:
+        found = self._get(collection)
+        return dict(found.sizes) if found else {}
+
+    def ensure(self, collection: str, vectors: Mapping[str, int]) -> None:
+        with self._lock:
+            found = self._collections.get(collection) or self._load(collection)
+            if found is None:
+                folder = self.root / collection
+                folder.mkdir(parents=True, exist_ok=True)
+                shard = new_shard(folder / "gen-0", vectors, self.index_threads)
+                found = _Collection(folder, dict(vectors), shard, 0)
+                _write_json(folder / "collection.json", {"vectors": found.sizes})
+                _point_at(folder, 0)
+                self._collections[collection] = found
+                return
+        missing = {name: size for name, size in vectors.items() if name not in found.sizes}
+        if missing:
+            with found.lock:
+                for name, size in missing.items():
+                    self._apply(found, qe.UpdateOperation.create_dense_vector(name, size, qe.Distance.Cosine))
+                found.sizes.update(missing)
+                _write_json(found.folder / "collection.json", {"vectors": found.sizes})
+
+    # -- writes ----------------------------------------------------------------------------------------------
+    def upsert(self, collection: str, points: Sequence[Point]) -> None:
+        found = self._required(collection)
+        with found.lock:
+            self._apply(found, qe.UpdateOperation.upsert_points(edge_points(points)))
+        self._maybe_build(collection, found)
+
+    def set_vectors(self, collection: str, name: str, vectors: Mapping[str, np.ndarray]) -> None:
+        found = self._required(collection)
+        points = [
+            qe.PointVectors(uuid.UUID(pid), {name: np.asarray(v, dtype=np.float32).tolist()})
+            for pid, v in vectors.items()
+        ]
+        with found.lock:
+            self._apply(found, qe.UpdateOperation.update_vectors(points))
+
+    def overwrite_payloads(self, collection: str, payloads: Mapping[str, dict[str, Any]]) -> None:
+        found = self._required(collection)
+        with found.lock:
+            for pid, payload in payloads.items():
+                self._apply(found, qe.UpdateOperation.overwrite_payload([uuid.UUID(pid)], payload))
+
+    def set_payload(self, collection: str, ids: Sequence[str], fields: dict[str, Any]) -> None:
+        found = self._required(collection)
+        with found.lock:
+            self._apply(found, qe.UpdateOperation.set_payload([uuid.UUID(i) for i in ids], fields))
+
+    def delete(self, collection: str, ids: Sequence[str]) -> None:
+        found = self._required(collection)
+        with found.lock:
+            self._apply(found, qe.UpdateOperation.delete_points([uuid.UUID(i) for i in ids]))
+
+    # -- reads -----------------------------------------------------------------------------------------------
+    def query(
+        self, collection: str, vector: np.ndarray, using: str, limit: int, conditions: Sequence[Condition]
+    ) -> list[Found]:
+        found = self._get(collection)
+        if found is None:
+            return []
+        request = qe.QueryRequest(
+            limit=limit,
+            query=qe.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist(), using=using),
+            filter=_filter(conditions),
+            with_payload=True,
+        )
+        with found.lock:
+            scored = found.shard.query(request)
+        return [Found(str(p.id), p.payload or {}, float(p.score)) for p in scored]
+
+    def retrieve(self, collection: str, ids: Sequence[str]) -> list[Found]:
+        found = self._get(collection)
+        if found is None or not ids:
+            return []
+        with found.lock:
+            records = found.shard.retrieve([uuid.UUID(i) for i in ids], True, False)
+        return [Found(str(r.id), r.payload or {}) for r in records]
+
+    def scroll(self, collection: str, conditions: Sequence[Condition], with_vectors: bool = False) -> Iterator[Found]:
+        found = self._get(collection)
+        if found is not None:
+            yield from _scroll(found, conditions, with_vectors)
+
+    def count(self, collection: str) -> int:
+        found = self._get(collection)
+        if found is None:
+            return 0
+        with found.lock:
+            return found.shard.count(qe.CountRequest(exact=True))
+
+    def facet(self, collection: str, key: str, limit: int, conditions: Sequence[Condition]) -> list[tuple[Any, int]]:
+        found = self._get(collection)
+        if found is None:
+            return []
+        with found.lock:
+            hits = found.shard.facet(qe.FacetRequest(key=key, limit=limit, exact=True, filter=_filter(conditions)))
+        return [(hit.value, hit.count) for hit in hits]
+
+    # -- background HNSW -------------------------------------------------------------------------------------
+    def unindexed(self, collection: str) -> int:
+        """Points whose vectors no HNSW graph covers yet (queries scan them exactly)."""
+        found = self._get(collection)
+        if found is None:
+            return 0
+        with found.lock:
+            info = found.shard.info()
+        return max(0, info.points_count - info.indexed_vectors_count // max(1, len(found.sizes)))
+
+    def build_index(self, collection: str) -> threading.Thread | None:
+        """Start a background build now (None when one already runs or the collection is missing)."""
+        found = self._get(collection)
+        if found is None:
+            return None
+        with found.lock:
+            if found.build is not None:
+                return None
+            found.journal = []
+            found.build = threading.Thread(target=self._build, args=(collection, found), daemon=True)
+            found.build.start()
+            return found.build
+
+    def _maybe_build(self, collection: str, found: _Collection) -> None:
+        if found.build is None and self.unindexed(collection) >= max(self.index_after, self.count(collection) // 5):
+            self.build_index(collection)
+
+    def _build(self, collection: str, found: _Collection) -> None:
+        target = found.folder / f"gen-{found.generation + 1}"
+        shutil.rmtree(target, ignore_errors=True)
+        try:
+            self._run_builder(collection, found, target)
+            built = qe.EdgeShard.load(str(target))
+            replayed = 0
+            while True:
+                with found.lock:
+                    pending = (found.journal or [])[replayed:]
+                    if len(pending) <= REPLAY_UNDER_LOCK:
+                        for operation in pending:
+                            built.update(operation)
+                        old, found.shard, found.journal = found.shard, built, None
+                        found.generation += 1
+                        _point_at(found.folder, found.generation)
+                        old.close()
+                        break
+                for operation in pending:  # the bulk of the journal, without holding up queries
+                    built.update(operation)
+                replayed += len(pending)
+            shutil.rmtree(found.folder / f"gen-{found.generation - 1}", ignore_errors=True)
+            log.info("collection %s: HNSW generation %d is live", collection, found.generation)
+        except Exception:
+            if not self._closed.is_set():
+                log.exception("collection %s: background HNSW build failed; queries stay exact", collection)
+            with found.lock:
+                found.journal = None
+            shutil.rmtree(target, ignore_errors=True)
+        finally:
+            found.build = None
+
+    def _run_builder(self, collection: str, found: _Collection, target: Path) -> None:
+        command = [
+            sys.executable,
+            "-m",
+            "services.store.edge_build",
+            str(target),
+            json.dumps(found.sizes),
+            str(self.index_threads),
+        ]
+        child = subprocess.Popen(command, stdin=subprocess.PIPE)
+        self._builders.add(child)
+        try:
+            assert child.stdin is not None
+            _stream_points(_scroll(found, [], with_vectors=True), child.stdin)
+            child.stdin.close()
+            if child.wait() != 0:
+                raise RuntimeError(f"the index builder exited with {child.returncode}")
+        finally:
+            self._builders.discard(child)
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def close(self) -> None:
+        self._closed.set()
+        for child in list(self._builders):
+            child.kill()
+        with self._lock:
+            collections = list(self._collections.values())
+            self._collections.clear()
+        for found in collections:
+            if found.build is not None:
+                found.build.join(30)
+            with found.lock:
+                found.shard.close()
+        self._owner.close()
+
+    # -- internals -------------------------------------------------------------------------------------------
+    def _apply(self, found: _Collection, operation: qe.UpdateOperation) -> None:
+        """Every write goes through here: to the live shard, and to the journal while a build runs."""
+        found.shard.update(operation)
+        if found.journal is not None:
+            found.journal.append(operation)
+
+    def _get(self, collection: str) -> _Collection | None:
+        with self._lock:
+            return self._collections.get(collection) or self._load(collection)
+
+    def _required(self, collection: str) -> _Collection:
+        found = self._get(collection)
+        if found is None:
+            raise KeyError(f"collection {collection} does not exist: ensure() it first")
+        return found
+
+    def _load(self, collection: str) -> _Collection | None:
+        """Open the generation `current` names; a generation a crash left half-built is removed."""
+        folder = self.root / collection
+        if not (folder / "current").is_file():
+            return None
+        name = (folder / "current").read_text().strip()
+        for stale in folder.glob("gen-*"):
+            if stale.name != name:
+                shutil.rmtree(stale, ignore_errors=True)
+        sizes = json.loads((folder / "collection.json").read_text())["vectors"]
+        found = _Collection(folder, sizes, qe.EdgeShard.load(str(folder / name)), int(name.removeprefix("gen-")))
+        self._collections[collection] = found
+        return found
+
+
+def _scroll(found: _Collection, conditions: Sequence[Condition], with_vectors: bool) -> Iterator[Found]:
+    """Page by page, holding the collection's lock only while a page is read."""
+    offset = None
+    while True:
+        request = qe.ScrollRequest(
+            offset=offset, limit=PAGE, filter=_filter(conditions), with_payload=True, with_vector=with_vectors
+        )
+        with found.lock:
+            page, offset = found.shard.scroll(request)
+        for record in page:
+            vectors = {k: np.asarray(v, dtype=np.float32) for k, v in (record.vector or {}).items()}
+            yield Found(str(record.id), record.payload or {}, vectors=vectors)
+        if offset is None:
+            return
+
+
+def _stream_points(found: Iterator[Found], sink: IO[bytes]) -> None:
+    """Pages of points (id, {vector name: float32 array}, payload; a point may lack a named vector), pickled,
+    for the builder's stdin."""
+    page: list[Point] = []
+    for point in found:
+        page.append(Point(point.id, point.vectors, point.payload))
+        if len(page) >= PAGE * 4:
+            pickle.dump(page, sink, protocol=pickle.HIGHEST_PROTOCOL)
+            page = []
+    if page:
+        pickle.dump(page, sink, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _filter(conditions: Sequence[Condition]) -> qe.Filter | None:
+    if not conditions:
+        return None
+    return qe.Filter(must=[_condition(c) for c in conditions])
+
+
+def _condition(condition: Condition) -> qe.FieldCondition | qe.Filter:
+    if isinstance(condition, Range):
+        return qe.FieldCondition(key=condition.key, range=qe.RangeFloat(gte=condition.gte, lte=condition.lte))
+    assert isinstance(condition, Match)
+    values = [_edge_value(value) for value in condition.values]
+    if len(values) == 1:
+        return qe.FieldCondition(key=condition.key, match=qe.MatchValue(values[0]))
+    if any(isinstance(value, np.bool_) for value in values):  # MatchAny takes strings or integers only
+        return qe.Filter(should=[qe.FieldCondition(key=condition.key, match=qe.MatchValue(v)) for v in values])
+    return qe.FieldCondition(key=condition.key, match=qe.MatchAny(values))
+
+
+def _edge_value(value: object) -> Any:
+    """qdrant-edge-py 0.9 reads a Python bool as the integer 0/1 (bool subclasses int), which then matches no
+    boolean payload; numpy's bool is no int, so it arrives as a bool."""
+    return np.bool_(value) if isinstance(value, bool) else value
+
+
+def _point_at(folder: Path, generation: int) -> None:
+    """Switch `current` atomically: a reader sees the old name or the new one, never half a file."""
+    partial = folder / "current.part"
+    partial.write_text(f"gen-{generation}")
+    os.replace(partial, folder / "current")
+
+
+def _write_json(path: Path, value: object) -> None:
+    partial = path.with_suffix(".part")
+    partial.write_text(json.dumps(value))
+    os.replace(partial, path)
+
+
+def _lock_folder(root: Path) -> IO[str]:
+    """One owner per store folder (like the server's storage): a second process gets StoreLocked."""
+    handle = (root / ".owner.lock").open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise StoreLocked(
+            f"the embedded store at {root} is open in another process (a running `stylefinder serve`?). "
+            "Only one process may own it: send work to that process, or use a Qdrant server (QDRANT_URL)."
+        ) from None
+    return handle

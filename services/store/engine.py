@@ -1,0 +1,89 @@
+"""The one interface both store engines implement: Qdrant Edge in-process, or a Qdrant server via qdrant-client.
+
+Collections are named by the caller; each holds points with named vectors (`photo`, later `edge`), a payload,
+and payload indexes on the filterable fields. Everything above this module speaks these neutral types only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from services.store.filters import KEYWORD_FIELDS, Condition
+
+# Indexed payload fields and their kinds: filters and facets on these are served from the index.
+PAYLOAD_INDEXES: dict[str, str] = {
+    "product_id": "keyword",
+    **dict.fromkeys(KEYWORD_FIELDS, "keyword"),
+    "price": "float",
+    "in_stock": "bool",
+}
+FACET_FIELDS = tuple(key for key, kind in PAYLOAD_INDEXES.items() if key != "product_id")
+PAGE = 256  # points per scroll page
+COLLECTION_PREFIX = "sf_"  # StyleFinder's collections; a shared server may hold others
+
+
+@dataclass
+class Point:
+    id: str
+    vectors: Mapping[str, np.ndarray]
+    payload: dict[str, Any]
+
+
+@dataclass
+class Found:
+    """A stored point as read back: its id, payload, score (queries only) and vectors (when asked for)."""
+
+    id: str
+    payload: dict[str, Any]
+    score: float = 0.0
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    embedded: bool  # True: this process owns the data folder (one owner at a time)
+
+    def collections(self) -> list[str]: ...
+
+    def vector_sizes(self, collection: str) -> dict[str, int]:
+        """Named vectors of an existing collection and their sizes; {} when it does not exist."""
+        ...
+
+    def ensure(self, collection: str, vectors: Mapping[str, int]) -> None:
+        """Create the collection (with the payload indexes) or add missing named vectors to it."""
+        ...
+
+    def upsert(self, collection: str, points: Sequence[Point]) -> None:
+        """Insert or replace whole points (every named vector a point lacks here is gone after)."""
+        ...
+
+    def set_vectors(self, collection: str, name: str, vectors: Mapping[str, np.ndarray]) -> None:
+        """Set one named vector of existing points (by id), keeping their other vectors and payload."""
+        ...
+
+    def query(
+        self, collection: str, vector: np.ndarray, using: str, limit: int, conditions: Sequence[Condition]
+    ) -> list[Found]: ...
+
+    def retrieve(self, collection: str, ids: Sequence[str]) -> list[Found]: ...
+
+    def overwrite_payloads(self, collection: str, payloads: Mapping[str, dict[str, Any]]) -> None: ...
+
+    def set_payload(self, collection: str, ids: Sequence[str], fields: dict[str, Any]) -> None: ...
+
+    def delete(self, collection: str, ids: Sequence[str]) -> None: ...
+
+    def scroll(
+        self, collection: str, conditions: Sequence[Condition], with_vectors: bool = False
+    ) -> Iterator[Found]: ...
+
+    def count(self, collection: str) -> int: ...
+
+    def facet(
+        self, collection: str, key: str, limit: int, conditions: Sequence[Condition]
+    ) -> list[tuple[Any, int]]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,159 @@
+"""The embedded engine's own promises: HNSW built in a child process while this one keeps answering, crash
+safety under kill -9, the migration of an older local-mode store, and the copy to a server and back."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient, models
+
+from services.settings import Settings
+from services.store import ClientEngine, EdgeEngine, VectorStore, collection_name, copy_collections, point_id
+
+DIM = 1280  # the default variant's size: 2,500 such points pass Qdrant's indexing threshold
+
+
+def vectors(count: int, seed: int = 0) -> np.ndarray:
+    rows = np.random.default_rng(seed).standard_normal((count, DIM)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def fill(store: VectorStore, rows: np.ndarray, start: int = 0) -> None:
+    for first in range(0, len(rows), 500):
+        chunk = rows[first : first + 500]
+        ids = [point_id(f"p{start + first + i}", "0") for i in range(len(chunk))]
+        payloads = [
+            {"product_id": f"p{start + first + i}", "category": ["A", "B"][(first + i) % 2]} for i in range(len(chunk))
+        ]
+        store.upsert("v", ids, chunk, payloads)
+
+
+def test_hnsw_builds_in_a_child_while_this_process_answers(tmp_path: Path) -> None:
+    engine = EdgeEngine(tmp_path / "store", index_after=10**9)  # built on demand here, not by the threshold
+    store = VectorStore(engine)
+    rows = vectors(2500)
+    fill(store, rows)
+    name = collection_name("v")
+    assert engine.unindexed(name) == 2500
+    ticks = 0
+    build = engine.build_index(name)
+    assert build is not None and engine.build_index(name) is None  # one build at a time
+    during = vectors(20, seed=1)
+    found_during = []
+    while build.is_alive():
+        ticks += 1
+        if len(found_during) < len(during):  # live appends are searchable at once, exactly
+            i = len(found_during)
+            fill(store, during[i : i + 1], start=10_000 + i)
+            found_during.append(store.search("v", during[i], 1)[0].product_id == f"p{10_000 + i}")
+        time.sleep(0.001)
+    assert ticks > 100, "the build held this process's GIL"
+    assert found_during and all(found_during)
+    added = len(found_during)
+    assert (engine.root / name / "current").read_text() == "gen-1"
+    assert store.count("v") == 2500 + added
+    assert engine.unindexed(name) <= added  # the graph covers what was there; the journal's appends are exact
+    for i in (0, 1234, 2499):
+        [hit] = store.search("v", rows[i], 1)
+        assert hit.product_id == f"p{i}" and hit.payload["category"] == ["A", "B"][i % 2]
+    for i in range(added):
+        assert store.search("v", during[i], 1)[0].product_id == f"p{10_000 + i}"
+    store.close()
+    reopened = VectorStore(EdgeEngine(tmp_path / "store"))
+    assert reopened.count("v") == 2500 + added and not (tmp_path / "store" / name / "gen-0").exists()
+    reopened.close()
+
+
+WRITER = """
+import sys
+import numpy as np
+from pathlib import Path
+from services.store import EdgeEngine, VectorStore, point_id
+store = VectorStore(EdgeEngine(Path(sys.argv[1]), index_after=int(sys.argv[2])))
+rng = np.random.default_rng(0)
+for batch in range(10**6):
+    rows = rng.standard_normal((50, 1280)).astype(np.float32)
+    ids = [point_id(f"p{batch}-{i}", "0") for i in range(50)]
+    store.upsert("v", ids, rows, [{"product_id": f"p{batch}-{i}", "batch": batch} for i in range(50)])
+    print(batch, flush=True)
+"""
+
+
+@pytest.mark.parametrize("index_after", [10**9, 2000], ids=["upserting", "building-hnsw"])
+def test_kill_9_leaves_a_consistent_store_with_every_acknowledged_write(tmp_path: Path, index_after: int) -> None:
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(tmp_path / "store"), str(index_after)], stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout is not None
+    acknowledged = -1
+    for line in writer.stdout:
+        acknowledged = int(line)
+        if acknowledged >= 60:  # past 2,000 points: in the second case a build is running by now
+            break
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(30)
+    store = VectorStore(EdgeEngine(tmp_path / "store", index_after=10**9))
+    try:
+        count = store.count("v")
+        assert count >= 50 * (acknowledged + 1)  # nothing acknowledged is lost...
+        assert count % 50 == 0  # ...and an upsert is all or nothing
+        batches = {f.payload["batch"] for f in store.iter_points("v")}
+        assert batches == set(range(count // 50))
+    finally:
+        store.close()
+    builders = subprocess.run(["pgrep", "-f", "services.store.edge_build"], capture_output=True, text=True)
+    for pid in builders.stdout.split():  # an orphaned builder of the killed writer: its shard was discarded
+        subprocess.run(["kill", "-9", pid], check=False)
+
+
+def test_an_older_local_mode_store_is_migrated_on_first_start(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    legacy = QdrantClient(path=str(settings.legacy_store_path))
+    legacy.create_collection("sf_tiny", vectors_config=models.VectorParams(size=8, distance=models.Distance.COSINE))
+    rows = np.random.default_rng(3).standard_normal((300, 8)).astype(np.float32)
+    points = [
+        models.PointStruct(
+            id=point_id(f"p{i}", "0"), vector=rows[i].tolist(), payload={"product_id": f"p{i}", "price": float(i)}
+        )
+        for i in range(300)
+    ]
+    legacy.upsert("sf_tiny", points=points)
+    legacy.close()
+
+    store = VectorStore.from_settings(settings)
+    try:
+        assert store.count("tiny") == 300
+        assert {f.id: f.payload for f in store.iter_points("tiny")} == {p.id: p.payload for p in points}
+        [hit] = store.search("tiny", rows[42], 1)
+        assert hit.product_id == "p42" and hit.score == pytest.approx(1.0, abs=1e-5)
+        assert not settings.legacy_store_path.exists()
+        assert settings.legacy_store_path.with_name("qdrant.migrated").is_dir()  # kept, never deleted
+    finally:
+        store.close()
+
+
+def test_copy_to_a_server_and_back_keeps_every_point(tmp_path: Path) -> None:
+    edge = VectorStore(EdgeEngine(tmp_path / "store"))
+    rows = vectors(600, seed=5)
+    fill(edge, rows)
+    edge.set_vectors("v", {point_id("p0", "0"): vectors(1, seed=6)[0, :16]}, "edge")
+    server = ClientEngine.in_memory()  # speaks the server's API
+    assert copy_collections(edge.engine, server) == {"sf_v": 600}
+    edge.close()
+    back = VectorStore(EdgeEngine(tmp_path / "again"))
+    try:
+        copy_collections(server, back.engine)
+        assert back.count("v") == 600
+        assert back.engine.vector_sizes("sf_v") == {"photo": DIM, "edge": 16}
+        for i in (0, 599):
+            assert back.search("v", rows[i], 1)[0].product_id == f"p{i}"
+        assert back.search("v", vectors(1, seed=6)[0, :16], 1, using="edge")[0].product_id == "p0"
+    finally:
+        back.close()
+        server.close()
