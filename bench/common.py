@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import os
 import platform
 import resource
 import socket
 import statistics
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 import numpy as np
-import uvicorn
-from fastapi import FastAPI
 
 from services.catalogue import CatalogueItem, read_catalogue
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
 RESULTS = Path(__file__).with_name("results")
-MYNTRA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "myntra"
+# ../shared/data beside the checkout, or where STYLEFINDER_SHARED_DATA points (a machine without shared/)
+SHARED_DATA = Path(
+    os.environ.get("STYLEFINDER_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")
+)
+MYNTRA = SHARED_DATA / "myntra"
 
 
 def catalogue_items(count: int) -> list[CatalogueItem]:
@@ -65,6 +74,8 @@ def timed_ms(function, *args) -> tuple[float, Any]:  # type: ignore[no-untyped-d
 @contextmanager
 def served(app: FastAPI) -> Iterator[str]:
     """The app on a real HTTP server on a free loopback port, for the duration of the block."""
+    import uvicorn  # here: benchmarks without a server (GPU runs) need no web stack
+
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -90,6 +101,27 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
 
 
 def _cpus() -> int:
-    import os
-
     return len(os.sched_getaffinity(0))
+
+
+class LeanClient:
+    """A keep-alive HTTP/1.1 client with next to no overhead of its own (the stdlib's), so a latency measured
+    through it is the gateway's: httpx adds about a millisecond per request on this machine."""
+
+    def __init__(self, url: str) -> None:
+        parsed = urlparse(url)
+        self.connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=120)
+
+    def __enter__(self) -> LeanClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.connection.close()
+
+    def search_photo(self, photo: bytes) -> dict:
+        boundary = uuid.uuid4().hex
+        head = f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="q.jpg"\r\n\r\n'
+        body = head.encode() + photo + f"\r\n--{boundary}--\r\n".encode()
+        kind = f"multipart/form-data; boundary={boundary}"
+        self.connection.request("POST", "/v1/search", body, {"Content-Type": kind})
+        return json.loads(self.connection.getresponse().read())

@@ -1,25 +1,36 @@
-"""Ingestion: end-to-end items/s (submit -> searchable) vs embed-only items/s of the same photos, same run;
-then time-to-searchable p50/p95 for single live appends while a shopper keeps searching.
+"""Ingestion through the gateway, embedded placement (gateway + in-process Celery worker + embedded store), same
+photos, same run, each configuration in a fresh process:
+- today's default (ONNX Runtime, Qdrant Edge) vs the configuration before it (eager PyTorch, qdrant-client local
+  mode, batch cap 2 with a 5 ms wait): submit -> searchable items/s, and embed-only items/s for reference;
+- time until a single live append is searchable (p50/p95) while the store builds its HNSW graph in the
+  background over a pre-filled collection, with a shopper searching meanwhile.
 
-Embedded default placement (one process: gateway + in-process Celery worker + embedded store).
-    .venv/bin/python -m bench.ingest_throughput [--items 256] [--appends 20]
+    .venv/bin/python -m bench.ingest_throughput [--items 256] [--appends 30] [--prefill 40000]
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import multiprocessing
 import tempfile
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import httpx
+from qdrant_client import QdrantClient
 
-from bench.common import MYNTRA, catalogue_items, percentiles, served, write_result
+from bench.common import MYNTRA, catalogue_items, clustered_unit_vectors, percentiles, served, write_result
+from bench.search_latency import fill
 from services.apps.gateway.app import create_app
+from services.apps.runtime import Runtime
+from services.embedding import LocalEmbedder
 from services.images import decode_image
+from services.models import Registry
 from services.settings import Settings
+from services.store import ClientEngine, MediaStore, VectorStore, collection_name
 
 VARIANT = "effl0-minilm"
 
@@ -32,37 +43,54 @@ def wait_done(http: httpx.Client, job_id: str) -> dict:
         time.sleep(0.05)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--items", type=int, default=256)
-    parser.add_argument("--appends", type=int, default=20)
-    args = parser.parse_args()
-    items = catalogue_items(args.items + args.appends)
-    bulk, live = items[: args.items], items[args.items :]
-    settings = Settings(
-        data_dir=Path(tempfile.mkdtemp(prefix="sf-bench-")), variants=[VARIANT], allowed_image_roots=[MYNTRA]
-    )
-    app = create_app(settings)
-    with served(app) as url, httpx.Client(base_url=url, timeout=120) as http:
-        embedder = app.state.runtime.embedder
-        photos = [decode_image(Path(item.images[0]).read_bytes()) for item in bulk]
-        embedder.embed_images(VARIANT, photos[:8])  # load and warm the model before either measurement
-        started = time.perf_counter()
-        for first in range(0, len(photos), settings.index_batch_size):
-            embedder.embed_images(VARIANT, photos[first : first + settings.index_batch_size])
-        embed_only_s = time.perf_counter() - started
+def runtime_for(config: str, data: Path) -> Runtime:
+    settings = Settings(data_dir=data, variants=[VARIANT], allowed_image_roots=[MYNTRA])
+    if config == "default":
+        return Runtime.build(settings)
+    registry = Registry.from_settings(settings)  # before: eager PyTorch, batch cap 2 + 5 ms wait, local mode
+    embedder = LocalEmbedder(registry, "cpu", max_batch=2, max_wait_ms=5, runtime="torch")
+    store = VectorStore(ClientEngine(QdrantClient(path=str(data / "local-mode")), embedded=True, payload_indexes=False))
+    return Runtime(settings, registry, embedder, store, MediaStore(settings.media_path))
 
+
+def bulk_ingest(config: str, count: int) -> dict:
+    """In a fresh process: embed-only items/s, then submit -> every item searchable, same photos."""
+    items = catalogue_items(count)
+    rt = runtime_for(config, Path(tempfile.mkdtemp(prefix="sf-bench-")))
+    with served(create_app(prebuilt=rt)) as url, httpx.Client(base_url=url, timeout=300) as http:
+        photos = [decode_image(Path(item.images[0]).read_bytes()) for item in items]
+        rt.embedder.embed_images(VARIANT, photos[:8])  # load and warm before either measurement
         started = time.perf_counter()
-        body = {"items": [item.model_dump(exclude_none=True) for item in bulk]}
+        for first in range(0, len(photos), rt.settings.index_batch_size):
+            rt.embedder.embed_images(VARIANT, photos[first : first + rt.settings.index_batch_size])
+        embed_only_s = time.perf_counter() - started
+        started = time.perf_counter()
+        body = {"items": [item.model_dump(exclude_none=True) for item in items]}
         report = wait_done(http, http.post("/v1/products", json=body).json()["job_id"])
         end_to_end_s = time.perf_counter() - started
-        assert report["indexed"] == len(bulk), report
+        assert report["indexed"] == len(items), report
+    rt.close()
+    return {
+        "embed_only_items_per_s": len(items) / embed_only_s,
+        "end_to_end_items_per_s": len(items) / end_to_end_s,
+    }
 
+
+def appends_while_building(prefill: int, appends: int) -> dict:
+    """In a fresh process: a collection of `prefill` points, its HNSW build started, then single live appends."""
+    items = catalogue_items(appends + 1)
+    rt = runtime_for("default", Path(tempfile.mkdtemp(prefix="sf-bench-")))
+    engine = rt.store.engine
+    with served(create_app(prebuilt=rt)) as url, httpx.Client(base_url=url, timeout=120) as http:
+        rt.embedder.embed_images(VARIANT, [decode_image(Path(items[0].images[0]).read_bytes())])
+        fill(engine, clustered_unit_vectors(prefill, rt.registry[VARIANT].embedding_dim, seed=0), 0)
+        build = engine.build_index(collection_name(VARIANT))
+        assert build is not None
         stop = threading.Event()
         searches: list[float] = []
 
         def shopper() -> None:
-            query = Path(bulk[0].images[0]).read_bytes()
+            query = Path(items[0].images[0]).read_bytes()
             with httpx.Client(base_url=url, timeout=60) as own:
                 while not stop.is_set():
                     began = time.perf_counter()
@@ -71,8 +99,9 @@ def main() -> None:
 
         thread = threading.Thread(target=shopper, daemon=True)
         thread.start()
-        to_searchable = []
-        for item in live:
+        to_searchable, during = [], []
+        build_started = time.perf_counter()
+        for item in items[1:]:
             photo = Path(item.images[0]).read_bytes()
             began = time.perf_counter()
             inline = {**item.model_dump(exclude_none=True), "images": [base64.b64encode(photo).decode()]}
@@ -82,19 +111,50 @@ def main() -> None:
                 if hits["results"] and hits["results"][0]["product_id"] == item.id:
                     break
             to_searchable.append((time.perf_counter() - began) * 1000)
+            during.append(build.is_alive())
+        build.join()
+        build_s = time.perf_counter() - build_started
         stop.set()
         thread.join(60)
+    rt.close()
+    return {
+        "prefilled_points": prefill,
+        "hnsw_build_s": build_s,
+        "appends_while_building": sum(during),
+        "time_to_searchable_single_append": percentiles(to_searchable),
+        "time_to_searchable_while_building": percentiles([ms for ms, b in zip(to_searchable, during, strict=True) if b])
+        if any(during)
+        else None,
+        "concurrent_search_latency": percentiles(searches),
+    }
+
+
+def in_fresh_process(function, *args):  # type: ignore[no-untyped-def]
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as fresh:
+        return fresh.submit(function, *args).result()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--items", type=int, default=256)
+    parser.add_argument("--appends", type=int, default=30)
+    parser.add_argument("--prefill", type=int, default=40000)
+    args = parser.parse_args()
+    before = in_fresh_process(bulk_ingest, "before", args.items)
+    print("before", before, flush=True)
+    default = in_fresh_process(bulk_ingest, "default", args.items)
+    print("default", default, flush=True)
+    live = in_fresh_process(appends_while_building, args.prefill, args.appends)
     write_result(
         "ingest_throughput",
         {
             "variant": VARIANT,
             "placement": "embedded (gateway + in-process worker, memory broker)",
-            "items": len(bulk),
-            "embed_only_items_per_s": len(bulk) / embed_only_s,
-            "end_to_end_items_per_s": len(bulk) / end_to_end_s,
-            "end_to_end_over_embed_only": embed_only_s / end_to_end_s,
-            "time_to_searchable_single_append": percentiles(to_searchable),
-            "concurrent_search_latency": percentiles(searches),
+            "items": args.items,
+            "before_torch_local_mode": before,
+            "default_onnx_edge": default,
+            "end_to_end_speedup": default["end_to_end_items_per_s"] / before["end_to_end_items_per_s"],
+            "live_appends_during_hnsw_build": live,
         },
     )
 

@@ -22,8 +22,8 @@ class Settings(BaseSettings):
 
     embed_runtime: Literal["auto", "onnx", "torch"] = "auto"  # auto: ONNX Runtime on a CPU, PyTorch on CUDA
     embed_threads: int = 0  # intra-op threads of each model runtime; 0 = every core
-    embed_max_batch: int | None = None  # None: 32 on a GPU, 2 on a CPU (measured: larger CPU batches are slower)
-    embed_max_wait_ms: float = 5.0
+    embed_max_batch: int | None = None  # None: 32 on a GPU, 4 on a CPU (bench/embed_throughput.py)
+    embed_max_wait_ms: float = 0.0  # greedy batching; measured on 2 cores, a 5 ms wait halved a lone query's rate
 
     max_image_bytes: int = 20 * 1024 * 1024
     fetch_timeout_s: float = 10.0

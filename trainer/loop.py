@@ -54,8 +54,8 @@ def train(
     )
     total_steps = config.epochs * len(batches)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, _warmup_cosine(config.warmup_steps, total_steps))
-    use_amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    precision = autocast_dtype(device, config)
+    step = Step(optimiser, torch.amp.GradScaler("cuda", enabled=precision == torch.float16), precision, parameters)
     norms = {id(p): p.detach().norm() for p in projections(model)} if config.normalize_projection else {}
 
     start = _validate(loaded, data, stage)
@@ -69,15 +69,7 @@ def train(
         seen, began = 0, time.perf_counter()
         for batch in bar:
             pixels, labels, prompts = _collate([dataset[i] for i in batch], device)
-            with torch.autocast(device.type, enabled=use_amp):
-                loss = _loss(loaded, pixels, labels, prompts, config, stage, head)
-            optimiser.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if config.grad_clip:
-                scaler.unscale_(optimiser)
-                torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
-            scaler.step(optimiser)
-            scaler.update()
+            loss = train_step(loaded, step, pixels, labels, prompts, config, stage, head)
             schedule.step()
             _keep_norms(model, norms)
             seen += len(batch)
@@ -101,6 +93,47 @@ def train(
     model.load_state_dict(best_state)  # the best epoch, or the starting weights if none beat them
     model.eval()
     return result
+
+
+@dataclass
+class Step:
+    """What one optimisation step uses besides the batch: the optimiser, the loss scaler (float16 only), the
+    autocast dtype (None: full precision) and the parameters to clip."""
+
+    optimiser: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    precision: torch.dtype | None
+    parameters: list[torch.nn.Parameter]
+
+
+def autocast_dtype(device: torch.device, config: TrainConfig) -> torch.dtype | None:
+    """Mixed precision on CUDA: bfloat16 where the GPU has it (no loss scaling needed), else float16."""
+    if device.type != "cuda" or not config.mixed_precision:
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def train_step(
+    loaded: LoadedModel,
+    step: Step,
+    pixels: torch.Tensor,
+    labels: torch.Tensor,
+    prompts: list[str],
+    config: TrainConfig,
+    stage: int,
+    head: IdentityHead | None,
+) -> torch.Tensor:
+    """Forward (autocast when mixed precision is on), backward, clip, optimiser step; returns the loss."""
+    with torch.autocast(pixels.device.type, dtype=step.precision, enabled=step.precision is not None):
+        loss = _loss(loaded, pixels, labels, prompts, config, stage, head)
+    step.optimiser.zero_grad(set_to_none=True)
+    step.scaler.scale(loss).backward()
+    if config.grad_clip:
+        step.scaler.unscale_(step.optimiser)
+        torch.nn.utils.clip_grad_norm_(step.parameters, config.grad_clip)
+    step.scaler.step(step.optimiser)
+    step.scaler.update()
+    return loss.detach()
 
 
 def _parameter_groups(model: torch.nn.Module, head: torch.nn.Module | None, config: TrainConfig) -> list[dict]:

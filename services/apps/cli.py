@@ -142,9 +142,9 @@ def store_index() -> None:
     """Build every collection's HNSW graph now (a child process builds; this waits for it)."""
     with _embedded_store() as engine:
         for name in engine.collections():
-            build = engine.build_index(name)
+            build = engine.build_index(name)  # the one running, or a new one
             if build is not None:
-                click.echo(f"{name}: building ({engine.count(name)} points)...")
+                click.echo(f"{name}: building the HNSW graph of {engine.count(name)} points...")
                 build.join()
             click.echo(f"{name}: {engine.unindexed(name)} points not in an HNSW graph")
 

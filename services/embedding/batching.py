@@ -15,7 +15,8 @@ Item = TypeVar("Item")
 
 class MicroBatcher(Generic[Item]):
     """One worker thread runs `forward` on up to `max_batch` queued items, waiting at most `max_wait_s`
-    after the first one for others to join. Callers block only on their own rows."""
+    after the first one for others to join (0: greedy, take what is queued now: a lone query never waits,
+    and under load the queue fills while the previous forward runs). Callers block only on their own rows."""
 
     def __init__(self, forward: Callable[[list[Item]], np.ndarray], max_batch: int, max_wait_s: float) -> None:
         self._forward = forward

@@ -211,13 +211,13 @@ class EdgeEngine:
         return max(0, info.points_count - info.indexed_vectors_count // max(1, len(found.sizes)))
 
     def build_index(self, collection: str) -> threading.Thread | None:
-        """Start a background build now (None when one already runs or the collection is missing)."""
+        """The background build of this collection: the one running, or one started now (None: no collection)."""
         found = self._get(collection)
         if found is None:
             return None
         with found.lock:
             if found.build is not None:
-                return None
+                return found.build
             found.journal = []
             found.build = threading.Thread(target=self._build, args=(collection, found), daemon=True)
             found.build.start()
