@@ -21,11 +21,13 @@ from urllib.parse import urlparse
 import numpy as np
 
 from services.catalogue import CatalogueItem, read_catalogue
+from services.store import Engine, Point, SearchFilters, collection_name, point_id
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
 RESULTS = Path(__file__).with_name("results")
+VARIANT = "effl0-minilm"
 # ../shared/data beside the checkout, or where STYLEFINDER_SHARED_DATA points (a machine without shared/)
 SHARED_DATA = Path(
     os.environ.get("STYLEFINDER_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")
@@ -125,3 +127,45 @@ class LeanClient:
         kind = f"multipart/form-data; boundary={boundary}"
         self.connection.request("POST", "/v1/search", body, {"Content-Type": kind})
         return json.loads(self.connection.getresponse().read())
+
+
+CATEGORIES = ["Tshirts", "Shirts", "Jeans", "Dresses", "Caps", "Watches"]
+FILTERS = SearchFilters(category="Tshirts", gender="Men")  # two keyword conditions
+
+
+def synthetic_points(first: int, rows: np.ndarray) -> list[Point]:
+    return [
+        Point(
+            point_id(f"synthetic-{first + i}", "0"),
+            {"photo": row},
+            {
+                "product_id": f"synthetic-{first + i}",
+                "category": CATEGORIES[(first + i) % 6],
+                "gender": ["Men", "Women"][(first + i) // 6 % 2],
+                "price": float((first + i) % 100),
+            },
+        )
+        for i, row in enumerate(rows)
+    ]
+
+
+def fill(engine: Engine, vectors: np.ndarray, start: int) -> float:
+    """Upsert vectors[start:] into the variant's collection; returns seconds."""
+    name = collection_name(VARIANT)
+    engine.ensure(name, {"photo": vectors.shape[1]})
+    began = time.perf_counter()
+    for first in range(start, len(vectors), 1000):
+        engine.upsert(name, synthetic_points(first, vectors[first : first + 1000]))
+    return time.perf_counter() - began
+
+
+def recall_at_10(engine: Engine, queries: np.ndarray, vectors: np.ndarray) -> float:
+    """HNSW top-10 point ids against the exact top-10 by brute force over every stored vector."""
+    name = collection_name(VARIANT)
+    hits = 0
+    for q in queries:
+        exact = np.argsort(-(vectors @ q))[:10]
+        want = {point_id(f"synthetic-{i}", "0") for i in exact}
+        got = {f.id for f in engine.query(name, q, "photo", 10, [])}
+        hits += len(want & got)
+    return hits / (10 * len(queries))

@@ -22,8 +22,16 @@ from pathlib import Path
 import httpx
 from qdrant_client import QdrantClient
 
-from bench.common import MYNTRA, catalogue_items, clustered_unit_vectors, percentiles, served, write_result
-from bench.search_latency import fill
+from bench.common import (
+    MYNTRA,
+    VARIANT,
+    catalogue_items,
+    clustered_unit_vectors,
+    fill,
+    percentiles,
+    served,
+    write_result,
+)
 from services.apps.gateway.app import create_app
 from services.apps.runtime import Runtime
 from services.embedding import LocalEmbedder
@@ -31,8 +39,6 @@ from services.images import decode_image
 from services.models import Registry
 from services.settings import Settings
 from services.store import ClientEngine, MediaStore, VectorStore, collection_name
-
-VARIANT = "effl0-minilm"
 
 
 def wait_done(http: httpx.Client, job_id: str) -> dict:

@@ -19,12 +19,16 @@ import numpy as np
 from qdrant_client import QdrantClient
 
 from bench.common import (
+    FILTERS,
     MYNTRA,
+    VARIANT,
     LeanClient,
     catalogue_items,
     clustered_unit_vectors,
+    fill,
     peak_rss_mb,
     percentiles,
+    recall_at_10,
     served,
     timed_ms,
     write_result,
@@ -33,55 +37,13 @@ from services.apps.gateway.app import create_app
 from services.apps.runtime import Runtime
 from services.images import decode_image
 from services.settings import Settings
-from services.store import ClientEngine, Engine, Point, SearchFilters, VectorStore, collection_name, point_id
-
-VARIANT = "effl0-minilm"
-CATEGORIES = ["Tshirts", "Shirts", "Jeans", "Dresses", "Caps", "Watches"]
-FILTERS = SearchFilters(category="Tshirts", gender="Men")  # two keyword conditions
-
-
-def synthetic_points(first: int, rows: np.ndarray) -> list[Point]:
-    return [
-        Point(
-            point_id(f"synthetic-{first + i}", "0"),
-            {"photo": row},
-            {
-                "product_id": f"synthetic-{first + i}",
-                "category": CATEGORIES[(first + i) % 6],
-                "gender": ["Men", "Women"][(first + i) // 6 % 2],
-                "price": float((first + i) % 100),
-            },
-        )
-        for i, row in enumerate(rows)
-    ]
-
-
-def fill(engine: Engine, vectors: np.ndarray, start: int) -> float:
-    """Upsert vectors[start:] into the variant's collection; returns seconds."""
-    name = collection_name(VARIANT)
-    engine.ensure(name, {"photo": vectors.shape[1]})
-    began = time.perf_counter()
-    for first in range(start, len(vectors), 1000):
-        engine.upsert(name, synthetic_points(first, vectors[first : first + 1000]))
-    return time.perf_counter() - began
+from services.store import ClientEngine, VectorStore, collection_name
 
 
 def store_latency(store: VectorStore, queries: np.ndarray) -> dict:
     plain = [timed_ms(store.search, VARIANT, q, 10)[0] for q in queries]
     filtered = [timed_ms(store.search, VARIANT, q, 10, FILTERS)[0] for q in queries]
     return {"query": percentiles(plain), "filtered_query": percentiles(filtered)}
-
-
-def recall_at_10(engine: Engine, queries: np.ndarray, vectors: np.ndarray) -> float:
-    """HNSW top-10 point ids against the exact top-10 by brute force over every stored vector."""
-    name = collection_name(VARIANT)
-    hits = 0
-    for q in queries:
-        exact = np.argsort(-(vectors @ q))[:10]
-        want = {point_id(f"synthetic-{i}", "0") for i in exact}
-        got = {f.id for f in engine.query(name, q, "photo", 10, [])}
-        hits += len(want & got)
-    return hits / (10 * len(queries))
 
 
 def main() -> None:
