@@ -30,7 +30,9 @@ class Settings(BaseSettings):
     allowed_image_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
 
     store_index_after: int = 20_000  # unindexed points (and 20% of a collection) that start a background HNSW build
-    store_index_threads: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2))  # cores it may use
+    store_index_threads: int = Field(
+        default_factory=lambda: max(1, len(os.sched_getaffinity(0)) // 2)
+    )  # cores it may use
 
     inprocess_worker: bool | None = None  # None: on with an embedded store (it allows one owner), else off
     worker_concurrency: int = 1

@@ -60,6 +60,18 @@ def test_search_says_where_its_time_went(client: TestClient, catalogue_dir: Path
     assert "embed;dur=" in text and "decode" not in text
 
 
+def test_facets_count_filter_values_from_the_store(client: TestClient) -> None:
+    body = client.get("/v1/facets", params={"field": "category"}).json()
+    assert body["field"] == "category" and body["variant"] == "tiny"
+    assert sorted((v["value"], v["count"]) for v in body["values"]) == [("Caps", 6), ("Tshirts", 6)]
+    assert {v["value"] for v in client.get("/v1/facets", params={"field": "in_stock"}).json()["values"]} == {
+        True,
+        False,
+    }
+    refused = client.get("/v1/facets", params={"field": "price"})
+    assert refused.status_code == 422 and "category" in refused.json()["detail"]
+
+
 def test_filters_restrict_results(client: TestClient, catalogue_dir: Path) -> None:
     body = upload(
         client,

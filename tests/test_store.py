@@ -128,7 +128,21 @@ def test_facet_counts_come_from_the_engine(store: VectorStore) -> None:
     assert store.facets("v", "category", filters=SearchFilters(gender="Men")) == [("Tshirts", 2)]
 
 
+def test_boolean_filters_alone_and_in_lists(store: VectorStore) -> None:
+    add(store, "new", "0", unit(1, 0, 0), featured=True)
+    add(store, "old", "0", unit(1, 0.1, 0), featured=False)
+    add(store, "plain", "0", unit(1, 0.2, 0))
+
+    def ids(**filters: object) -> list[str]:
+        return [h.product_id for h in store.search("v", unit(1, 0, 0), 10, SearchFilters(**filters))]
+
+    assert ids(featured=True) == ["new"] and ids(featured=False) == ["old"]
+    assert ids(featured=[True, False]) == ["new", "old"]
+
+
 def test_invalid_filters_are_refused() -> None:
+    with pytest.raises(ValueError, match="must be a string, integer, boolean"):
+        SearchFilters(weight=0.5)  # floats never match exactly: ranges exist for them
     with pytest.raises(ValueError, match="price_min is above price_max"):
         SearchFilters(price_min=5, price_max=1)
     with pytest.raises(ValueError, match="must be a string"):

@@ -56,7 +56,7 @@ def test_hnsw_builds_in_a_child_while_this_process_answers(tmp_path: Path) -> No
     assert ticks > 100, "the build held this process's GIL"
     assert found_during and all(found_during)
     added = len(found_during)
-    assert (engine.root / name / "current").read_text() == "gen-1"
+    assert (engine.root / name / "current").read_text().startswith("gen-1-")
     assert store.count("v") == 2500 + added
     assert engine.unindexed(name) <= added  # the graph covers what was there; the journal's appends are exact
     for i in (0, 1234, 2499):
@@ -66,7 +66,7 @@ def test_hnsw_builds_in_a_child_while_this_process_answers(tmp_path: Path) -> No
         assert store.search("v", during[i], 1)[0].product_id == f"p{10_000 + i}"
     store.close()
     reopened = VectorStore(EdgeEngine(tmp_path / "store"))
-    assert reopened.count("v") == 2500 + added and not (tmp_path / "store" / name / "gen-0").exists()
+    assert reopened.count("v") == 2500 + added and not list((tmp_path / "store" / name).glob("gen-0-*"))
     reopened.close()
 
 
@@ -107,9 +107,6 @@ def test_kill_9_leaves_a_consistent_store_with_every_acknowledged_write(tmp_path
         assert batches == set(range(count // 50))
     finally:
         store.close()
-    builders = subprocess.run(["pgrep", "-f", "services.store.edge_build"], capture_output=True, text=True)
-    for pid in builders.stdout.split():  # an orphaned builder of the killed writer: its shard was discarded
-        subprocess.run(["kill", "-9", pid], check=False)
 
 
 def test_an_older_local_mode_store_is_migrated_on_first_start(tmp_path: Path) -> None:

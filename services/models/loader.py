@@ -16,7 +16,7 @@ import numpy as np
 import open_clip
 import torch
 from open_clip.transform import PreprocessCfg, image_transform_v2
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from services.errors import InvalidInput, WeightsUnavailable
 from services.models.onnx import Tower, cache_name, onnx_tower
@@ -114,7 +114,7 @@ def load_model(
     preprocess = image_transform_v2(preprocess_cfg, is_train=False)
     tokenizer = open_clip.get_tokenizer(model_name)
     loaded = LoadedModel(variant, model, preprocess, tokenizer, target)
-    threads = threads or os.cpu_count() or 1
+    threads = threads or len(os.sched_getaffinity(0))  # the cores this process may use (containers limit it)
     if runtime == "onnx" or (runtime == "auto" and target.type == "cpu"):
         _attach_onnx(loaded, onnx_cache or Path(tempfile.gettempdir()) / "stylefinder-onnx", threads)
     elif target.type == "cpu":
@@ -126,16 +126,23 @@ def _attach_onnx(loaded: LoadedModel, cache: Path, threads: int) -> None:
     """Export (once per weights) and parity-check both towers; one that fails keeps running on PyTorch."""
     if loaded.device.type != "cpu":
         raise InvalidInput("the onnx runtime runs on a CPU; use runtime torch (or auto) for CUDA")
-    name = cache_name(loaded.model)
-    height, width = _image_size(loaded.model.visual.preprocess_cfg["size"])
-    pixels = torch.rand(2, 3, height, width, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    name = cache_name(loaded.model, loaded.variant.open_clip_config()["model_cfg"])
+    pixels = torch.stack([loaded.preprocess(picture) for picture in _parity_pictures()])
     loaded.image_tower = onnx_tower(f"{name}-image", loaded.model, "encode_image", pixels, cache, threads)
     tokens = loaded.tokenizer(["a navy blue checked casual shirt for men", "red dress"])
     loaded.text_tower = onnx_tower(f"{name}-text", loaded.model, "encode_text", tokens, cache, threads)
 
 
-def _image_size(size: int | Sequence[int]) -> tuple[int, int]:
-    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+def _parity_pictures() -> list[Image.Image]:
+    """Photo-like inputs for the export's parity check, through the model's own preprocessing: a product on
+    white, a dark one on a textured background, a tall and a wide shot."""
+    rng = np.random.default_rng(0)
+    texture = Image.fromarray(rng.integers(0, 255, (300, 200, 3), dtype=np.uint8))
+    pictures = [Image.new("RGB", (200, 300), "white"), texture, Image.new("RGB", (180, 400), (30, 30, 60))]
+    pictures.append(Image.new("RGB", (400, 160), (230, 210, 190)))
+    for index, picture in enumerate(pictures):
+        ImageDraw.Draw(picture).ellipse((30, 40, 150 + 20 * index, 150), fill=(200 - 40 * index, 40, 90))
+    return pictures
 
 
 def _create(variant: Variant, model_name: str, preprocess_cfg: dict[str, Any]) -> torch.nn.Module:

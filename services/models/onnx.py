@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,38 +66,47 @@ def weights_digest(model: torch.nn.Module) -> str:
 def onnx_tower(
     name: str, model: torch.nn.Module, method: str, example: torch.Tensor, cache: Path, threads: int
 ) -> OnnxTower | None:
-    """The tower's cached ONNX export (made now if missing), or None when it cannot match PyTorch."""
+    """The tower's cached ONNX export (made now if missing), or None when it cannot match PyTorch: a failed
+    export or parity check is remembered (`<name>.parity.json`), so it is not retried at every start."""
     path = cache / f"{name}.onnx"
     report = cache / f"{name}.parity.json"
-    if not path.is_file():
-        cache.mkdir(parents=True, exist_ok=True)
-        partial = cache / f"{name}.{os.getpid()}.part"
-        tower_module = _Normalised(model, method).eval()
+    if path.is_file():
         try:
-            torch.onnx.export(
-                tower_module,
-                (example,),
-                str(partial),
-                input_names=["inputs"],
-                output_names=["embeddings"],
-                dynamic_axes={"inputs": {0: "batch"}, "embeddings": {0: "batch"}},
-                opset_version=OPSET,
-                dynamo=False,
-            )
-        except Exception as error:  # an architecture the exporter cannot trace stays on PyTorch
-            log.warning("%s: ONNX export failed (%s); this tower runs on PyTorch", name, error)
-            partial.unlink(missing_ok=True)
+            return OnnxTower(path, threads)
+        except Exception as error:  # a damaged file (disk, an interrupted copy): export again next time
+            log.warning("%s: cached export unusable (%s); this tower runs on PyTorch", name, error)
+            path.unlink(missing_ok=True)
             return None
+    if report.is_file() and json.loads(report.read_text())["min_cosine"] < PARITY_MIN_COSINE:
+        return None
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = cache / f"{name}.{uuid.uuid4().hex}.part"  # unique: two loads of one weights may export at once
+    tower_module = _Normalised(model, method).eval()
+    try:
+        torch.onnx.export(
+            tower_module,
+            (example,),
+            str(partial),
+            input_names=["inputs"],
+            output_names=["embeddings"],
+            dynamic_axes={"inputs": {0: "batch"}, "embeddings": {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
         tower = OnnxTower(partial, threads)
         worst = _parity(tower_module, tower, example)
-        report.write_text(json.dumps({"min_cosine": worst, "required": PARITY_MIN_COSINE}))
-        if worst < PARITY_MIN_COSINE:
-            log.warning("%s: ONNX Runtime differs from PyTorch (cosine %.6f); this tower runs on PyTorch", name, worst)
-            partial.unlink(missing_ok=True)
-            return None
-        os.replace(partial, path)
-        return tower
-    return OnnxTower(path, threads)
+    except Exception as error:  # an architecture the exporter cannot trace stays on PyTorch
+        log.warning("%s: ONNX export failed (%s); this tower runs on PyTorch", name, error)
+        report.write_text(json.dumps({"min_cosine": -1.0, "required": PARITY_MIN_COSINE, "error": str(error)}))
+        partial.unlink(missing_ok=True)
+        return None
+    report.write_text(json.dumps({"min_cosine": worst, "required": PARITY_MIN_COSINE}))
+    if worst < PARITY_MIN_COSINE:
+        log.warning("%s: ONNX Runtime differs from PyTorch (cosine %.6f); this tower runs on PyTorch", name, worst)
+        partial.unlink(missing_ok=True)
+        return None
+    os.replace(partial, path)
+    return tower
 
 
 @torch.inference_mode()
@@ -107,7 +117,9 @@ def _parity(module: torch.nn.Module, tower: OnnxTower, example: torch.Tensor) ->
     return float(cosine.min())
 
 
-def cache_name(model: torch.nn.Module) -> str:
-    """Exports are keyed by the weights alone: variants sharing a checkpoint share its exports (preprocessing
-    happens before the towers)."""
-    return f"towers-{weights_digest(model)}"
+def cache_name(model: torch.nn.Module, config: dict) -> str:
+    """Exports are keyed by what makes the graph: every weight, the architecture config (flags such as the
+    activation change the computation without changing a weight) and the exporter's and runtime's versions.
+    Variants sharing a checkpoint and config share the exports (preprocessing happens before the towers)."""
+    key = json.dumps([config, torch.__version__, ort.__version__, OPSET], sort_keys=True, default=str)
+    return f"towers-{hashlib.sha256((weights_digest(model) + key).encode()).hexdigest()[:16]}"

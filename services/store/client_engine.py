@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from services.store.engine import PAGE, PAYLOAD_INDEXES, Found, Point
+from services.errors import InvalidInput
+from services.store.engine import PAGE, PAYLOAD_INDEXES, PHOTO, Found, Point
 from services.store.filters import Condition, Match, Range
 
-PHOTO = "photo"
 SCHEMAS = {
     "keyword": models.PayloadSchemaType.KEYWORD,
     "float": models.PayloadSchemaType.FLOAT,
@@ -73,7 +73,7 @@ class ClientEngine:
                 return
         missing = sorted(set(vectors) - set(existing))
         if missing:
-            raise NotImplementedError(
+            raise InvalidInput(
                 f"collection {collection} has no vectors {missing}; a Qdrant server cannot add named vectors to "
                 "an existing collection: re-index into a new variant"
             )
@@ -87,6 +87,8 @@ class ClientEngine:
             self.client.upsert(collection, points=structs, wait=True)
 
     def set_vectors(self, collection: str, name: str, vectors: Mapping[str, np.ndarray]) -> None:
+        if self._is_unnamed(collection):
+            raise InvalidInput(f"collection {collection} keeps one unnamed vector: re-index into a new variant")
         points = [models.PointVectors(id=pid, vector={name: np.asarray(v).tolist()}) for pid, v in vectors.items()]
         with self._lock:
             self.client.update_vectors(collection, points=points, wait=True)
@@ -189,10 +191,13 @@ def _filter(conditions: Sequence[Condition]) -> models.Filter | None:
     return models.Filter(must=[_condition(c) for c in conditions])
 
 
-def _condition(condition: Condition) -> models.FieldCondition:
+def _condition(condition: Condition) -> models.FieldCondition | models.Filter:
     if isinstance(condition, Range):
         return models.FieldCondition(key=condition.key, range=models.Range(gte=condition.gte, lte=condition.lte))
     assert isinstance(condition, Match)
     if len(condition.values) == 1:
         return models.FieldCondition(key=condition.key, match=models.MatchValue(value=condition.values[0]))
+    if any(isinstance(value, bool) for value in condition.values):  # MatchAny takes strings or integers only
+        matches = [models.FieldCondition(key=condition.key, match=models.MatchValue(value=v)) for v in condition.values]
+        return models.Filter(should=matches)
     return models.FieldCondition(key=condition.key, match=models.MatchAny(any=list(condition.values)))

@@ -1,14 +1,16 @@
 """The embedded store engine: Qdrant's own engine in-process (qdrant-edge), one shard per collection.
 
 Layout under the data folder: `<collection>/collection.json` (named vector sizes), `<collection>/current`
-(the name of the live generation) and `<collection>/gen-<n>/` (an EdgeShard: segments, payload indexes, WAL).
+(the name of the live generation) and `<collection>/gen-<n>-<token>/` (an EdgeShard: segments, payload
+indexes, WAL); each build writes a folder of its own, so a builder orphaned by a crash never shares one.
 
 HNSW is built in the background by a child process (`services.store.edge_build`), never here: the binding
 holds the GIL for the whole `optimize()`, which would stop every request of this process. While a child
 builds generation n+1 from a scroll of generation n, the live shard keeps answering (exact plain search
 over its unindexed points) and every write is applied to it and kept in a journal; the journal is then
-replayed onto the new generation, and `current` switches to it in one atomic rename. A crash at any point
-leaves `current` naming a complete shard whose WAL holds every acknowledged write.
+replayed onto the new generation, `current` switches to it in one atomic rename, and only then does the
+engine serve it. A crash at any point leaves `current` naming a complete shard whose WAL holds every
+acknowledged write (a process crash; the WAL is not fsynced for power loss).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +34,7 @@ from typing import IO, Any
 import numpy as np
 import qdrant_edge as qe
 
-from services.errors import StoreLocked
+from services.errors import ServiceUnavailable, StoreLocked
 from services.store.engine import PAGE, PAYLOAD_INDEXES, Found, Point
 from services.store.filters import Condition, Match, Range
 
@@ -43,6 +46,7 @@ SCHEMAS = {
 }
 HNSW_M, HNSW_EF_CONSTRUCT, FULL_SCAN_THRESHOLD_KB = 16, 100, 10_000  # Qdrant's defaults
 REPLAY_UNDER_LOCK = 64  # journal entries left when the swap takes the lock
+RETRY_FAILED_BUILD_S = 600.0  # a failed build is not retried on every write
 
 
 def new_shard(path: Path, sizes: Mapping[str, int], index_threads: int) -> qe.EdgeShard:
@@ -73,10 +77,12 @@ class _Collection:
     folder: Path
     sizes: dict[str, int]
     shard: qe.EdgeShard
-    generation: int
+    generation: str  # the live generation's folder name
+    covered: int  # points the live generation's HNSW build saw (0: none built yet)
     lock: threading.RLock = field(default_factory=threading.RLock)
     journal: list[qe.UpdateOperation] | None = None  # writes made while a build runs
     build: threading.Thread | None = None
+    retry_after: float = 0.0  # monotonic time before which a failed build is not retried
 
 
 class EdgeEngine:
@@ -108,11 +114,14 @@ class EdgeEngine:
             found = self._collections.get(collection) or self._load(collection)
             if found is None:
                 folder = self.root / collection
-                folder.mkdir(parents=True, exist_ok=True)
-                shard = new_shard(folder / "gen-0", vectors, self.index_threads)
-                found = _Collection(folder, dict(vectors), shard, 0)
-                _write_json(folder / "collection.json", {"vectors": found.sizes})
-                _point_at(folder, 0)
+                shutil.rmtree(folder, ignore_errors=True)  # what a crash left before `current` was written
+                folder.mkdir(parents=True)
+                _write_json(folder / "collection.json", {"vectors": dict(vectors)})
+                name = _generation_name(0)
+                found = _Collection(
+                    folder, dict(vectors), new_shard(folder / name, vectors, self.index_threads), name, 0
+                )
+                _point_at(folder, name)
                 self._collections[collection] = found
                 return
         missing = {name: size for name, size in vectors.items() if name not in found.sizes}
@@ -202,13 +211,11 @@ class EdgeEngine:
 
     # -- background HNSW -------------------------------------------------------------------------------------
     def unindexed(self, collection: str) -> int:
-        """Points whose vectors no HNSW graph covers yet (queries scan them exactly)."""
+        """Points written since the last HNSW build saw the collection (queries scan them exactly). Counted by
+        this engine, not by Qdrant: Qdrant indexes only segments above its size threshold, so a small
+        collection would otherwise look unindexed forever and be rebuilt on every write."""
         found = self._get(collection)
-        if found is None:
-            return 0
-        with found.lock:
-            info = found.shard.info()
-        return max(0, info.points_count - info.indexed_vectors_count // max(1, len(found.sizes)))
+        return max(0, self.count(collection) - found.covered) if found else 0
 
     def build_index(self, collection: str) -> threading.Thread | None:
         """The background build of this collection: the one running, or one started now (None: no collection)."""
@@ -224,42 +231,51 @@ class EdgeEngine:
             return found.build
 
     def _maybe_build(self, collection: str, found: _Collection) -> None:
-        if found.build is None and self.unindexed(collection) >= max(self.index_after, self.count(collection) // 5):
+        if found.build is not None or time.monotonic() < found.retry_after:
+            return
+        if self.unindexed(collection) >= max(self.index_after, self.count(collection) // 5):
             self.build_index(collection)
 
     def _build(self, collection: str, found: _Collection) -> None:
-        target = found.folder / f"gen-{found.generation + 1}"
-        shutil.rmtree(target, ignore_errors=True)
+        """Child builds a new generation; replay the journal onto it; switch `current`; then serve it."""
+        name = _generation_name(int(found.generation.split("-")[1]) + 1)
+        target = found.folder / name
+        built = None
         try:
-            self._run_builder(collection, found, target)
+            covered = self._run_builder(found, target)
             built = qe.EdgeShard.load(str(target))
             replayed = 0
             while True:
                 with found.lock:
                     pending = (found.journal or [])[replayed:]
                     if len(pending) <= REPLAY_UNDER_LOCK:
-                        for operation in pending:
-                            built.update(operation)
+                        _replay(built, pending)
+                        if self._closed.is_set():
+                            raise RuntimeError("the store is closing")
+                        _point_at(found.folder, name)  # first on disk: a failure here leaves the old one live
                         old, found.shard, found.journal = found.shard, built, None
-                        found.generation += 1
-                        _point_at(found.folder, found.generation)
-                        old.close()
+                        old_name, found.generation, found.covered = found.generation, name, covered
                         break
-                for operation in pending:  # the bulk of the journal, without holding up queries
-                    built.update(operation)
+                _replay(built, pending)  # the bulk of the journal, without holding up queries
                 replayed += len(pending)
-            shutil.rmtree(found.folder / f"gen-{found.generation - 1}", ignore_errors=True)
-            log.info("collection %s: HNSW generation %d is live", collection, found.generation)
         except Exception:
             if not self._closed.is_set():
                 log.exception("collection %s: background HNSW build failed; queries stay exact", collection)
             with found.lock:
                 found.journal = None
+                found.retry_after = time.monotonic() + RETRY_FAILED_BUILD_S
+            if built is not None:
+                built.close()
             shutil.rmtree(target, ignore_errors=True)
-        finally:
             found.build = None
+            return
+        old.close()
+        shutil.rmtree(found.folder / old_name, ignore_errors=True)
+        found.build = None
+        log.info("collection %s: HNSW generation %s is live", collection, name)
 
-    def _run_builder(self, collection: str, found: _Collection, target: Path) -> None:
+    def _run_builder(self, found: _Collection, target: Path) -> int:
+        """Stream every point to a builder child; returns how many it got."""
         command = [
             sys.executable,
             "-m",
@@ -272,10 +288,11 @@ class EdgeEngine:
         self._builders.add(child)
         try:
             assert child.stdin is not None
-            _stream_points(_scroll(found, [], with_vectors=True), child.stdin)
+            sent = stream_points(_scroll(found, [], with_vectors=True), child.stdin)
             child.stdin.close()
             if child.wait() != 0:
                 raise RuntimeError(f"the index builder exited with {child.returncode}")
+            return sent
         finally:
             self._builders.discard(child)
             if child.poll() is None:
@@ -284,6 +301,7 @@ class EdgeEngine:
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def close(self) -> None:
+        """Stop any build (its generation is discarded), close every shard, release the folder."""
         self._closed.set()
         for child in list(self._builders):
             child.kill()
@@ -291,8 +309,9 @@ class EdgeEngine:
             collections = list(self._collections.values())
             self._collections.clear()
         for found in collections:
-            if found.build is not None:
-                found.build.join(30)
+            build = found.build
+            if build is not None:
+                build.join()  # bounded: the child is gone, and the swap refuses once closing
             with found.lock:
                 found.shard.close()
         self._owner.close()
@@ -305,6 +324,8 @@ class EdgeEngine:
             found.journal.append(operation)
 
     def _get(self, collection: str) -> _Collection | None:
+        if self._closed.is_set():
+            raise ServiceUnavailable("the store is closed")
         with self._lock:
             return self._collections.get(collection) or self._load(collection)
 
@@ -320,11 +341,14 @@ class EdgeEngine:
         if not (folder / "current").is_file():
             return None
         name = (folder / "current").read_text().strip()
+        shard = qe.EdgeShard.load(str(folder / name))  # before anything is removed
         for stale in folder.glob("gen-*"):
             if stale.name != name:
                 shutil.rmtree(stale, ignore_errors=True)
         sizes = json.loads((folder / "collection.json").read_text())["vectors"]
-        found = _Collection(folder, sizes, qe.EdgeShard.load(str(folder / name)), int(name.removeprefix("gen-")))
+        info = shard.info()
+        covered = info.points_count if info.indexed_vectors_count else 0
+        found = _Collection(folder, sizes, shard, name, covered)
         self._collections[collection] = found
         return found
 
@@ -345,17 +369,37 @@ def _scroll(found: _Collection, conditions: Sequence[Condition], with_vectors: b
             return
 
 
-def _stream_points(found: Iterator[Found], sink: IO[bytes]) -> None:
+def stream_points(found: Iterator[Found], sink: IO[bytes]) -> int:
     """Pages of points (id, {vector name: float32 array}, payload; a point may lack a named vector), pickled,
-    for the builder's stdin."""
+    then None: the builder builds only once it has read that end mark (EOF alone means the parent died)."""
     page: list[Point] = []
+    sent = 0
     for point in found:
         page.append(Point(point.id, point.vectors, point.payload))
         if len(page) >= PAGE * 4:
             pickle.dump(page, sink, protocol=pickle.HIGHEST_PROTOCOL)
+            sent += len(page)
             page = []
     if page:
         pickle.dump(page, sink, protocol=pickle.HIGHEST_PROTOCOL)
+        sent += len(page)
+    pickle.dump(None, sink)
+    return sent
+
+
+def _replay(shard: qe.EdgeShard, operations: Sequence[qe.UpdateOperation]) -> None:
+    """Re-apply journaled writes in order. An update of a point the new generation lacks is skipped: the live
+    shard accepted it, so the point existed then and was deleted later (that delete is journaled too)."""
+    for operation in operations:
+        try:
+            shard.update(operation)
+        except Exception as error:  # the binding raises its one error type; the message tells the case
+            if "No point with id" not in str(error):
+                raise
+
+
+def _generation_name(number: int) -> str:
+    return f"gen-{number}-{uuid.uuid4().hex[:8]}"
 
 
 def _filter(conditions: Sequence[Condition]) -> qe.Filter | None:
@@ -382,10 +426,10 @@ def _edge_value(value: object) -> Any:
     return np.bool_(value) if isinstance(value, bool) else value
 
 
-def _point_at(folder: Path, generation: int) -> None:
+def _point_at(folder: Path, generation: str) -> None:
     """Switch `current` atomically: a reader sees the old name or the new one, never half a file."""
     partial = folder / "current.part"
-    partial.write_text(f"gen-{generation}")
+    partial.write_text(generation)
     os.replace(partial, folder / "current")
 
 

@@ -21,9 +21,11 @@ PAYLOAD_INDEXES: dict[str, str] = {
     "price": "float",
     "in_stock": "bool",
 }
-FACET_FIELDS = tuple(key for key, kind in PAYLOAD_INDEXES.items() if key != "product_id")
+# Facets count values of keyword and boolean indexes (Qdrant has no facets of float ranges).
+FACET_FIELDS = tuple(key for key, kind in PAYLOAD_INDEXES.items() if kind != "float" and key != "product_id")
 PAGE = 256  # points per scroll page
 COLLECTION_PREFIX = "sf_"  # StyleFinder's collections; a shared server may hold others
+PHOTO = "photo"  # the named vector of a product photo's embedding
 
 
 @dataclass

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 KEYWORD_FIELDS = ("category", "colour", "gender", "brand")
-Scalar = str | int | float | bool
+Scalar = str | int | bool  # exact matches; a float field is filtered by range (price_min, price_max)
 
 
 class SearchFilters(BaseModel):
@@ -33,8 +33,8 @@ class SearchFilters(BaseModel):
             raise ValueError("price_min is above price_max")
         for key, value in (self.model_extra or {}).items():
             values = value if isinstance(value, list) else [value]
-            if not values or not all(isinstance(item, Scalar) for item in values):
-                raise ValueError(f"filter {key!r} must be a string, number, boolean or a non-empty list of them")
+            if not values or not all(isinstance(item, str | int | bool) for item in values):
+                raise ValueError(f"filter {key!r} must be a string, integer, boolean or a non-empty list of them")
         return self
 
     def conditions(self) -> list[Condition]:

@@ -15,11 +15,10 @@ import numpy as np
 from services.settings import Settings
 from services.store.client_engine import ClientEngine
 from services.store.edge_engine import EdgeEngine
-from services.store.engine import COLLECTION_PREFIX, Engine, Found, Point
+from services.store.engine import COLLECTION_PREFIX, PHOTO, Engine, Found, Point
 from services.store.filters import Match, SearchFilters
 from services.store.migrate import migrate_legacy_store
 
-PHOTO = "photo"  # the named vector of a product photo's embedding
 OVERFETCH = 4  # photos fetched per result slot; most products have fewer
 POINT_NAMESPACE = uuid.UUID("6f1c6d1e-3c0b-5d8e-9a57-5f0a2b7c4e21")
 
@@ -46,7 +45,7 @@ class VectorStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._ready: set[str] = set()
+        self._ready: dict[str, set[str]] = {}  # collection -> named vectors known to exist
 
     @classmethod
     def from_settings(cls, settings: Settings) -> VectorStore:
@@ -76,9 +75,9 @@ class VectorStore:
 
     def ensure_collection(self, variant: str, sizes: dict[str, int]) -> str:
         name = collection_name(variant)
-        if name not in self._ready or not set(sizes) <= set(self.engine.vector_sizes(name)):
+        if not set(sizes) <= self._ready.get(name, set()):
             self.engine.ensure(name, sizes)
-            self._ready.add(name)
+            self._ready[name] = set(self.engine.vector_sizes(name))
         return name
 
     def collections(self) -> list[str]:
@@ -114,8 +113,8 @@ class VectorStore:
         using: str = PHOTO,
     ) -> list[Hit]:
         """Best image per product, so a product with several photos takes one slot. A plain top-k query,
-        over-fetched and widened while photos of the same products crowd the top (one engine query, where a
-        group-by query would be one per group)."""
+        over-fetched and widened while photos of the same products crowd the top: Qdrant Edge has no group-by
+        query (a server's query_points_groups was not measured against this)."""
         name = collection_name(variant)
         conditions = filters.conditions() if filters else []
         limit = top_k * OVERFETCH
