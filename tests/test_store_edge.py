@@ -96,8 +96,14 @@ def test_kill_9_leaves_a_consistent_store_with_every_acknowledged_write(tmp_path
         acknowledged = int(line)
         if acknowledged >= 60:  # past 2,000 points: in the second case a build is running by now
             break
+    builders = subprocess.run(["pgrep", "-P", str(writer.pid)], capture_output=True, text=True).stdout.split()
+    assert bool(builders) == (index_after == 2000)  # the threshold started a builder child
     writer.send_signal(signal.SIGKILL)
     writer.wait(30)
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in builders) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in builders), "a builder outlived its killed parent"
     store = VectorStore(EdgeEngine(tmp_path / "store", index_after=10**9))
     try:
         count = store.count("v")
