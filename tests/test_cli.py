@@ -96,3 +96,15 @@ def test_operator_mistakes_are_one_line_without_a_traceback(
         result = run(env, "index", catalogue)
         assert result.returncode == 1 and message in result.stderr, result.stderr
         assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_store_commands_report_and_refuse_in_one_line(tiny_env: dict[str, str], catalogue_dir: Path) -> None:
+    assert run(tiny_env, "index", str(catalogue_dir)).returncode == 0
+    status = run(tiny_env, "store", "status")
+    assert status.returncode == 0 and "sf_tiny: 12 points (photo 32-d)" in status.stdout
+    built = run(tiny_env, "store", "index")
+    assert built.returncode == 0 and "sf_tiny: 0 points not in an HNSW graph" in built.stdout
+    for command in ("export", "import"):
+        refused = run(tiny_env, "store", command, "http://127.0.0.1:9")
+        assert refused.returncode == 1 and "no Qdrant server answers at http://127.0.0.1:9" in refused.stderr
+        assert "Traceback" not in refused.stderr
