@@ -17,6 +17,7 @@ from services.apps.gateway.app import create_app
 from services.models import Registry, load_model
 from services.settings import Settings
 from tests.helpers import COLOURS, photo
+from trainer.alignment import train_text_alignment
 from trainer.config import TrainConfig, load_preset
 from trainer.data import in_split, load_training_data
 from trainer.evaluate import validation
@@ -210,3 +211,15 @@ def test_image_tower_learns_at_its_own_rate(settings: Settings) -> None:
     visual = {id(p) for p in model.visual.parameters()}
     assert all(id(p) in visual for p in image["params"]) and not any(id(p) in visual for p in other["params"])
     assert any(p is model.logit_scale for p in other["params"])
+
+
+def test_text_alignment_changes_only_the_text_side(settings: Settings, catalogue_dir: Path, tmp_path: Path) -> None:
+    """What `stylefinder align-text` ships: the tensors training changed, none of the image tower's, and a card."""
+    out = tmp_path / "alignment.pt"
+    card = train_text_alignment(
+        settings, "effl0-minilm-zeroshot", [catalogue_dir / "products.csv"], out, steps=50, progress=False
+    )
+    shipped = torch.load(out, weights_only=True)
+    assert list(shipped) == ["text.proj.weight"] and shipped["text.proj.weight"].shape == (1280, 384)
+    assert json.loads(out.with_suffix(".json").read_text())["stage"] == card.stage
+    assert card.validation["val_text_mAP"] >= 0 and card.zero_shot and card.metrics

@@ -21,6 +21,7 @@ class Sample:
     identity: str  # product / item id: views of one identity are positives
     prompt: str | None = None
     category: str | None = None
+    colour: str | None = None
 
 
 @dataclass
@@ -74,6 +75,7 @@ def load_training_data(
                     f"catalogue:{row['id']}",
                     attribute_prompt(row, prompt_fits),
                     row.get("articleType"),
+                    row.get("baseColour"),
                 )
                 (data.text_test if in_split(sample.identity, 0.1, "text-test") else pool).append(sample)
     for sample in pool:

@@ -170,7 +170,9 @@ def _loss(
 ) -> torch.Tensor:
     weights = config.losses
     image = F.normalize(loaded.model.encode_image(pixels), dim=-1)
-    loss = weights.supcon * supcon_loss(image, labels, config.temperature)
+    loss = image.new_zeros(())  # a loss weighted 0 is not computed (SupCon without positives would be NaN)
+    if weights.supcon:
+        loss = loss + weights.supcon * supcon_loss(image, labels, config.temperature)
     if weights.triplet:
         loss = loss + weights.triplet * batch_hard_triplet_loss(image, labels)
     if head is not None:

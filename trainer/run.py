@@ -47,7 +47,7 @@ def run_stage(
     zero_shot = test_metrics(loaded, data)
     result = None
     if stage > 1:
-        result = train(loaded, data, config, stage, settings.data_dir / "training" / _slug(name), progress)
+        result = train(loaded, data, config, stage, settings.data_dir / "training" / slug(name), progress)
     final = test_metrics(loaded, data) if result else zero_shot
     card = ModelCard(
         stage=f"stage {stage}: {STAGES[stage]}",
@@ -71,7 +71,7 @@ def run_stage(
     )
     runs = settings.data_dir / "runs"
     runs.mkdir(parents=True, exist_ok=True)
-    (runs / f"{_slug(name)}.json").write_text(json.dumps({"name": name, "card": card.model_dump()}, indent=2))
+    (runs / f"{slug(name)}.json").write_text(json.dumps({"name": name, "card": card.model_dump()}, indent=2))
     if stage > 1:
         register(settings, base, loaded, name, card)
     return card
@@ -88,7 +88,7 @@ def test_metrics(model: LoadedModel, data: TrainingData) -> dict[str, float]:
 
 
 def register(settings: Settings, base: Variant, loaded: LoadedModel, name: str, card: ModelCard) -> Variant:
-    folder = settings.variants_path / _slug(name)
+    folder = settings.variants_path / slug(name)
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(loaded.model.state_dict(), folder / "model.pt")
     architecture = base.architecture
@@ -100,7 +100,7 @@ def register(settings: Settings, base: Variant, loaded: LoadedModel, name: str, 
     return variant
 
 
-def _slug(name: str) -> str:
+def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 

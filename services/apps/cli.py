@@ -271,6 +271,37 @@ def train(
         click.echo(f"{metric:<22}{_number(before):>12}{_number(after):>12}")
 
 
+@main.command(name="align-text")
+@click.option(
+    "--data",
+    "sources",
+    multiple=True,
+    default=[Path("../shared/data/myntra")],
+    show_default=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="catalogue CSV (or folder holding one) whose attribute prompts the text learns; repeatable",
+)
+@click.option("--base", default="effl0-minilm-zeroshot", show_default=True, help="variant whose text is aligned")
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="alignment file to write (default: the one the default variant ships)",
+)
+def align_text(sources: tuple[Path, ...], base: str, out: Path | None) -> None:
+    """Redo the default variant's text alignment: train its text projection to the frozen image space (image
+    embeddings, so indexed collections, unchanged) and write it, with its card, into the package."""
+    from trainer.alignment import SHIPPED, train_text_alignment
+    from trainer.run import card_summary
+
+    target = out or SHIPPED / "effl0-minilm-text.pt"
+    card = train_text_alignment(_settings(), base, list(sources), target)
+    best = getattr(card, "best_step", None)
+    click.echo(f"wrote {target} and its card; step {best} kept (best on validation), {card.wall_time_s:.0f} s")
+    for metric, before, after in card_summary(card):
+        click.echo(f"{metric:<22}{_number(before):>12}{_number(after):>12}")
+
+
 @main.command()
 @click.option("--out", default=Path("docs/results.md"), type=click.Path(path_type=Path), show_default=True)
 def report(out: Path) -> None:

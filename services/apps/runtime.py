@@ -103,12 +103,13 @@ def worker_celery(settings: Settings) -> Celery:
 
 
 def served_variants(settings: Settings, registry: Registry) -> list[str]:
-    """Variants this deployment serves: those configured, else every registered one with weights here."""
+    """Variants this deployment serves: those configured, else every registered one with weights here that is
+    served by default."""
     if settings.variants:
         for name in settings.variants:
             registry[name]  # unknown names fail at start-up, not at the first request
         return list(settings.variants)
-    return [variant.name for variant in registry if missing_weights(variant) is None]
+    return [v.name for v in registry if v.serve_by_default and missing_weights(v) is None]
 
 
 def target_variants(settings: Settings, registry: Registry, requested: Sequence[str] | None) -> list[str]:

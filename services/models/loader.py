@@ -153,6 +153,8 @@ def _create(variant: Variant, model_name: str, preprocess_cfg: dict[str, Any]) -
             torch.manual_seed(0)
             model = open_clip.create_model(model_name, pretrained=None, pretrained_text=True, **common)
         load_packaged_image_tower(model)
+        if variant.alignment_path is not None:
+            _lay_alignment(variant, model)
         return model
     checkpoint = variant.weights_path
     pretrained = str(checkpoint) if checkpoint is not None else variant.weights
@@ -160,6 +162,20 @@ def _create(variant: Variant, model_name: str, preprocess_cfg: dict[str, Any]) -
         return open_clip.create_model(model_name, pretrained=pretrained, pretrained_text=False, **common)
     except RuntimeError as error:
         raise WeightsUnavailable(f"variant {variant.name!r}: weights {pretrained} do not load: {error}") from None
+
+
+def _lay_alignment(variant: Variant, model: torch.nn.Module) -> None:
+    """Overlay trained tensors (by parameter name) onto the freshly built model; every one must fit."""
+    path = variant.alignment_path
+    assert path is not None
+    if not path.is_file():
+        raise WeightsUnavailable(f"variant {variant.name!r}: alignment file {path} does not exist")
+    tensors = torch.load(path, map_location="cpu", weights_only=True)
+    missing = model.load_state_dict(tensors, strict=False)
+    if missing.unexpected_keys:
+        raise WeightsUnavailable(
+            f"variant {variant.name!r}: alignment tensors fit no parameter: {missing.unexpected_keys}"
+        )
 
 
 @cache

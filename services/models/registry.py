@@ -45,8 +45,16 @@ class Variant(BaseModel):
     name: str
     architecture: str
     weights: str
+    # Trained parameters laid over the weights (e.g. a text projection aligned to the image space); its card,
+    # `<file>.json` beside it, is the variant's card.
+    alignment: str | None = None
+    serve_by_default: bool = True  # False: served only where STYLEFINDER_VARIANTS names it (comparison variants)
     card: ModelCard = Field(default_factory=ModelCard)
     base_dir: Path = Field(default=SHIPPED_REGISTRY.parent, exclude=True)
+
+    @property
+    def alignment_path(self) -> Path | None:
+        return (self.base_dir / self.alignment).resolve() if self.alignment else None
 
     @property
     def config_path(self) -> Path | None:
@@ -124,7 +132,12 @@ class Registry:
 
 def _read_toml(path: Path) -> list[Variant]:
     entries = tomllib.loads(path.read_text()).get("variant", [])
-    return [Variant(**entry, base_dir=path.parent) for entry in entries]
+    variants = [Variant(**entry, base_dir=path.parent) for entry in entries]
+    for variant in variants:
+        card = variant.alignment_path.with_suffix(".json") if variant.alignment_path else None
+        if card is not None and card.is_file():
+            variant.card = ModelCard(**json.loads(card.read_text()))
+    return variants
 
 
 def save_variant(variant: Variant, folder: Path) -> Path:

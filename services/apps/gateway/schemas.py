@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from services.store import SearchFilters
 
@@ -20,6 +20,14 @@ class SearchRequest(BaseModel):
     variant: str | None = Field(None, description="model variant; the deployment's default when omitted")
     top_k: int = Field(10, ge=1, le=100)
     filters: SearchFilters = Field(default_factory=SearchFilters)
+
+    @field_validator("text")
+    @classmethod
+    def _words(cls, text: str | None) -> str | None:
+        """Blank text would embed as noise; longer text than the tower reads is cut by its tokenizer."""
+        if text is not None and not text.strip():
+            raise ValueError("text must contain words")
+        return text
 
     @model_validator(mode="after")
     def _one_query(self, info: ValidationInfo) -> SearchRequest:
