@@ -233,7 +233,9 @@ class EdgeEngine:
     def _maybe_build(self, collection: str, found: _Collection) -> None:
         if found.build is not None or time.monotonic() < found.retry_after:
             return
-        if self.unindexed(collection) >= max(self.index_after, self.count(collection) // 5):
+        with found.lock:
+            count = found.shard.count(qe.CountRequest(exact=True))  # once: this runs after every upsert
+        if count - found.covered >= max(self.index_after, count // 5):
             self.build_index(collection)
 
     def _build(self, collection: str, found: _Collection) -> None:
