@@ -1,11 +1,18 @@
-"""Re-embedding what one variant's collection holds into another variant (e.g. a new trained checkpoint)."""
+"""Work on what is already indexed: re-embedding one variant's collection into another (e.g. a new trained
+checkpoint), and giving photos indexed without an edge map theirs."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
+from PIL import Image
+
+from indexer.pipeline import store_edges
 from services.catalogue import PIPELINE_FIELDS, CatalogueItem
-from services.store import VectorStore
+from services.embedding import Embedder
+from services.errors import ImageDecodeError, InvalidInput
+from services.images import decode_image, edge_map
+from services.store import EDGE, MediaStore, VectorStore
 
 
 def stored_items(store: VectorStore, variant: str) -> Iterator[CatalogueItem]:
@@ -20,3 +27,33 @@ def stored_items(store: VectorStore, variant: str) -> Iterator[CatalogueItem]:
     for product_id, metadata in products.items():
         images = [f"media:{pid}" for _, pid in sorted(photos[product_id].items())]
         yield CatalogueItem(**metadata, id=product_id, images=images)
+
+
+def backfill_edges(
+    store: VectorStore,
+    media: MediaStore,
+    embedder: Embedder,
+    variant: str,
+    batch: int = 32,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> tuple[int, int]:
+    """Edge vectors for the variant's points that lack one, drawn from the photos the media store kept.
+    Returns (filled, without an outline or a readable photo); re-running continues where it stopped."""
+    missing = [point.id for point in store.iter_points(variant, with_vectors=True) if EDGE not in point.vectors]
+    filled = skipped = 0
+    for start in range(0, len(missing), batch):
+        drawn = {pid: _edges_of(media, pid) for pid in missing[start : start + batch]}
+        stored = store_edges(embedder, store, variant, drawn)
+        filled, skipped = filled + stored, skipped + len(drawn) - stored
+        progress(filled + skipped, len(missing))
+    return filled, skipped
+
+
+def _edges_of(media: MediaStore, point_id: str) -> Image.Image | None:
+    data = media.get(point_id)
+    if data is None:
+        return None
+    try:
+        return edge_map(decode_image(data))
+    except (ImageDecodeError, InvalidInput):
+        return None

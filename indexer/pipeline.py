@@ -9,14 +9,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 from PIL import Image
 
 from services.catalogue import CatalogueItem
 from services.embedding import Embedder
-from services.images import FetchError, ImageDecodeError, TransientFetchError, decode_image
-from services.store import MediaStore, VectorStore, delete_product_photos, point_id
+from services.errors import InvalidInput
+from services.images import FetchError, ImageDecodeError, TransientFetchError, decode_image, edge_map
+from services.store import EDGE, MediaStore, VectorStore, delete_product_photos, point_id
 
 Status = Literal["indexed", "unchanged", "failed"]
 
@@ -36,6 +38,14 @@ class _Photo:
     data: bytes
     image: Image.Image
 
+    @cached_property
+    def edges(self) -> Image.Image | None:
+        """The photo's edge map (drawn once, whatever the number of variants); None for a flat picture."""
+        try:
+            return edge_map(self.image)
+        except InvalidInput:
+            return None
+
 
 @dataclass
 class _Prepared:
@@ -45,12 +55,18 @@ class _Prepared:
 
 class IndexPipeline:
     def __init__(
-        self, embedder: Embedder, store: VectorStore, media: MediaStore, fetch: Callable[[str], bytes]
+        self,
+        embedder: Embedder,
+        store: VectorStore,
+        media: MediaStore,
+        fetch: Callable[[str], bytes],
+        edges: bool = True,
     ) -> None:
         self.embedder = embedder
         self.store = store
         self.media = media
         self.fetch = fetch
+        self.edges = edges  # also embed each photo's edge map, for sketch queries
 
     def run(self, items: Sequence[CatalogueItem], variants: Sequence[str]) -> list[Outcome]:
         outcomes: dict[str, Outcome] = {}
@@ -114,4 +130,17 @@ class IndexPipeline:
             for photo in to_embed:
                 self.media.put(photo.point_id, photo.data)
             self.store.upsert(variant, [p.point_id for p in to_embed], vectors, [p.payload for p in to_embed])
+            if self.edges:
+                drawn = {photo.point_id: photo.edges for photo in to_embed}
+                store_edges(self.embedder, self.store, variant, drawn)
         return {item_id for item_id, _ in changed}
+
+
+def store_edges(embedder: Embedder, store: VectorStore, variant: str, drawn: dict[str, Image.Image | None]) -> int:
+    """Embed edge maps and set them as the `edge` vector of their points (a point without a map keeps none);
+    returns how many were stored. New inventory and the backfill of older inventory both come through here."""
+    maps = {pid: picture for pid, picture in drawn.items() if picture is not None}
+    if maps:
+        vectors = embedder.embed_images(variant, list(maps.values()))
+        store.set_vectors(variant, dict(zip(maps, vectors, strict=True)), EDGE)
+    return len(maps)

@@ -34,6 +34,11 @@ class Settings(BaseSettings):
         default_factory=lambda: max(1, len(os.sched_getaffinity(0)) // 2)
     )  # cores it may use
 
+    index_edges: bool = True  # also embed each photo's edge map (the `edge` vector sketch queries search)
+    cluster_k: int = 0  # Cluster-then-Retrieve: clusters per collection and vector; 0 = the square root of its size
+    cluster_probe: int = 0  # clusters searched per query; 0 = a tenth of them, at least 3
+    cluster_blend: float = Field(0.8, ge=0, le=1)  # weight of an item's own score against its cluster's
+    cluster_refresh: float = 0.5  # k-means runs afresh once a collection has grown by this fraction
     inprocess_worker: bool | None = None  # None: on with an embedded store (it allows one owner), else off
     worker_concurrency: int = 1
     worker_prefetch: int = 1

@@ -101,7 +101,12 @@ def test_operator_mistakes_are_one_line_without_a_traceback(
 def test_store_commands_report_and_refuse_in_one_line(tiny_env: dict[str, str], catalogue_dir: Path) -> None:
     assert run(tiny_env, "index", str(catalogue_dir)).returncode == 0
     status = run(tiny_env, "store", "status")
-    assert status.returncode == 0 and "sf_tiny: 12 points (photo 32-d)" in status.stdout
+    assert status.returncode == 0 and "sf_tiny: 12 points (photo 32-d, edge 32-d)" in status.stdout
+    clustered = run(tiny_env, "store", "cluster")
+    assert clustered.returncode == 0 and clustered.stdout.splitlines() == [
+        "tiny photo: 3 clusters",
+        "tiny edge: 3 clusters",
+    ]
     built = run(tiny_env, "store", "index")
     assert built.returncode == 0 and "sf_tiny: 0 points not in an HNSW graph" in built.stdout
     for command in ("export", "import"):

@@ -123,6 +123,31 @@ def reindex(source: str, target: str, server: str | None) -> None:
     )
 
 
+@main.command(name="backfill-edges")
+@click.option("--variant", "variants", multiple=True, help="variant to fill (repeatable; default: every served one)")
+def backfill_edges_command(variants: tuple[str, ...]) -> None:
+    """Give photos indexed without an edge map (older versions, STYLEFINDER_INDEX_EDGES off) their `edge` vector,
+    so sketch queries find them. Works on the store directly: stop a gateway that owns an embedded store first."""
+    from indexer.backfill import backfill_edges
+    from services.apps.runtime import Runtime
+
+    rt = Runtime.build(_settings())
+    try:
+        for variant in rt.index_variants(list(variants) or None):
+            with tqdm(desc=variant, unit="photo") as bar:
+
+                def show(done: int, total: int, bar: tqdm = bar) -> None:
+                    bar.total, bar.n = total, done
+                    bar.refresh()
+
+                filled, skipped = backfill_edges(
+                    rt.store, rt.media, rt.embedder, variant, rt.settings.index_batch_size, show
+                )
+            click.echo(f"{variant}: {filled} edge maps stored, {skipped} photos without an outline or a kept file")
+    finally:
+        rt.close()
+
+
 @main.group()
 def store() -> None:
     """The embedded store: its state, an HNSW build now, and moving it to a Qdrant server and back."""
@@ -147,6 +172,24 @@ def store_index() -> None:
                 click.echo(f"{name}: building the HNSW graph of {engine.count(name)} points...")
                 build.join()
             click.echo(f"{name}: {engine.unindexed(name)} points not in an HNSW graph")
+
+
+@store.command(name="cluster")
+@click.option("--variant", "variants", multiple=True, help="variant to cluster (repeatable; default: every one)")
+@click.option("--vector", "vectors", multiple=True, type=click.Choice(["photo", "edge"]), default=("photo", "edge"))
+def store_cluster(variants: tuple[str, ...], vectors: tuple[str, ...]) -> None:
+    """Run Cluster-then-Retrieve's k-means now (retrieval=cluster otherwise clusters a gallery on its first
+    query, and new inventory joins the nearest cluster as it arrives)."""
+    from services.store import COLLECTION_PREFIX, VectorStore
+
+    opened = VectorStore.from_settings(_settings())
+    try:
+        names = list(variants) or [name.removeprefix(COLLECTION_PREFIX) for name in opened.collections()]
+        for variant in names:
+            for vector in vectors:
+                click.echo(f"{variant} {vector}: {opened.cluster(variant, vector)} clusters")
+    finally:
+        opened.close()
 
 
 @store.command(name="export")
@@ -320,11 +363,29 @@ def _number(value: object) -> str:
 @click.option("--variant", default="effl0-minilm", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print only the JSON report")
 @click.option("--limit", type=int, default=None, help="catalogue evaluation: use the first N products")
-def evaluate(data: Path, variant: str, as_json: bool, limit: int | None) -> None:
-    """Retrieval metrics: In-shop folder/partition file -> R@1/5/10, mAP; catalogue CSV -> P@10, mAP@10."""
+@click.option(
+    "--catalogue",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="sketch evaluation: also search the sketches against this catalogue (CSV or its folder)",
+)
+@click.option(
+    "--relevant", default=None, help="with --catalogue: FIELD=VALUE of the catalogue rows the sketches depict"
+)
+def evaluate(
+    data: Path, variant: str, as_json: bool, limit: int | None, catalogue: Path | None, relevant: str | None
+) -> None:
+    """Retrieval metrics: In-shop folder/partition file -> R@1/5/10, mAP; catalogue CSV -> P@10, mAP@10; sketch
+    pairs (sketch/ and photo_edge/) -> acc@1/@10 direct and through clusters, and with --catalogue and
+    --relevant, mAP@all and P@100 against the catalogue's edge maps and photos."""
     from services.evaluation import evaluate_variant, format_table
 
-    report = evaluate_variant(_settings(), variant, data, limit=limit, progress=not as_json)
+    if (catalogue is None) != (relevant is None) or (relevant is not None and "=" not in relevant):
+        raise InvalidInput("give --catalogue and --relevant FIELD=VALUE together (e.g. masterCategory=Footwear)")
+    wanted = tuple(relevant.split("=", 1)) if relevant else None
+    report = evaluate_variant(
+        _settings(), variant, data, limit=limit, progress=not as_json, catalogue=catalogue, relevant=wanted
+    )
     if not as_json:
         click.echo(format_table(report))
     click.echo(json.dumps(report, indent=2))

@@ -60,7 +60,7 @@ class Runtime:
 
     @cached_property
     def pipeline(self) -> IndexPipeline:
-        return IndexPipeline(self.embedder, self.store, self.media, self.fetcher)
+        return IndexPipeline(self.embedder, self.store, self.media, self.fetcher, self.settings.index_edges)
 
     @cached_property
     def jobs(self) -> JobBoard:

@@ -9,6 +9,7 @@ from pathlib import Path
 from services.errors import InvalidInput
 
 PARTITION_FILE = "list_eval_partition.txt"
+SKETCH, PHOTO_EDGE = "sketch", "photo_edge"  # sketch-pair folders (QMUL-Shoe layout): same file name = same item
 
 
 @dataclass
@@ -61,3 +62,18 @@ def catalogue_csv(source: Path) -> Path:
     if len(found) != 1:
         raise InvalidInput(f"{source}: expected an In-shop folder ({PARTITION_FILE}) or exactly one catalogue CSV")
     return found[0]
+
+
+def is_sketch_pairs(source: Path) -> bool:
+    return (source / SKETCH).is_dir() and (source / PHOTO_EDGE).is_dir()
+
+
+def read_sketch_pairs(source: Path) -> tuple[list[Path], list[Path]]:
+    """(sketches, their photos' edge maps), paired by file name; a split folder or its parent (then `test`)."""
+    folder = source if is_sketch_pairs(source) else source / "test"
+    if not is_sketch_pairs(folder):
+        raise InvalidInput(f"{source}: expected {SKETCH}/ and {PHOTO_EDGE}/ folders of paired drawings")
+    names = sorted(p.name for p in (folder / SKETCH).iterdir() if (folder / PHOTO_EDGE / p.name).is_file())
+    if not names:
+        raise InvalidInput(f"{folder}: no sketch has an edge map of the same name")
+    return [folder / SKETCH / name for name in names], [folder / PHOTO_EDGE / name for name in names]

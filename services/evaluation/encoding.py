@@ -12,7 +12,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from services.errors import InvalidInput
-from services.images import decode_image
+from services.images import decode_image, edge_map, normalise_sketch
 from services.models import LoadedModel
 
 BATCH = 32
@@ -34,6 +34,14 @@ def trunk_encoder(model: LoadedModel) -> Encoder | None:
     return encode
 
 
+def as_drawing(data: bytes) -> Image.Image:
+    return normalise_sketch(decode_image(data, keep_alpha=True))
+
+
+def as_edge_map(data: bytes) -> Image.Image:
+    return edge_map(decode_image(data))
+
+
 def read_photo(path: Path) -> bytes:
     """A dataset's photo file; one that cannot be read is named in the error."""
     try:
@@ -42,10 +50,17 @@ def read_photo(path: Path) -> bytes:
         raise InvalidInput(f"cannot read {path}: {error.strerror}") from None
 
 
-def encode_paths(encoder: Encoder, paths: Sequence[Path], progress: bool, label: str) -> tuple[np.ndarray, float]:
+def encode_paths(
+    encoder: Encoder,
+    paths: Sequence[Path],
+    progress: bool,
+    label: str,
+    prepare: Callable[[bytes], Image.Image] = decode_image,
+) -> tuple[np.ndarray, float]:
+    """Embeddings of image files, each file made into a picture by `prepare`: decoded as a photo, or as serving
+    treats a sketch query (`as_drawing`) or a catalogue photo's `edge` vector (`as_edge_map`)."""
     started = time.perf_counter()
     chunks = []
     for start in tqdm(range(0, len(paths), BATCH), desc=label, disable=not progress, unit="batch"):
-        images = [decode_image(read_photo(path)) for path in paths[start : start + BATCH]]
-        chunks.append(encoder(images))
+        chunks.append(encoder([prepare(read_photo(path)) for path in paths[start : start + BATCH]]))
     return np.concatenate(chunks), time.perf_counter() - started

@@ -39,6 +39,28 @@ def category_retrieval(embeddings: np.ndarray, labels: Sequence[str], k: int = 1
     return {f"P@{k}": float(hits[keep].mean()), f"mAP@{k}": float(ap.mean()), "queries": int(keep.sum())}
 
 
+def paired_accuracy(rankings: Sequence[np.ndarray], ks: Sequence[int] = (1, 10)) -> dict[str, float]:
+    """Fine-grained protocol (a sketch and its own photo or edge map): rankings[i] lists gallery indices for
+    query i, whose one match is gallery item i. acc@k = share of queries with their match in the top k."""
+    positions = [np.flatnonzero(ranking == i) for i, ranking in enumerate(rankings)]
+    found = np.array([position[0] if len(position) else np.inf for position in positions])
+    return {f"acc@{k}": float((found < k).mean()) for k in ks} | {"queries": len(rankings)}
+
+
+def category_precision(
+    queries: np.ndarray, gallery: np.ndarray, relevant: np.ndarray, k: int = 100
+) -> dict[str, float]:
+    """Category-level protocol: every query ranks the whole gallery; `relevant[j]` says gallery item j is of the
+    queries' category. mAP over all relevants (mAP@all) and P@k."""
+    order = np.argsort(-(queries @ gallery.T), axis=1, kind="stable")
+    hits = relevant[order]
+    return {
+        "mAP@all": float(_average_precision(hits, hits.sum(axis=1)).mean()),
+        f"P@{k}": float(hits[:, :k].mean()),
+        "base_rate": float(relevant.mean()),
+    }
+
+
 def _average_precision(hits: np.ndarray, relevant_counts: np.ndarray) -> np.ndarray:
     """Per row: sum of precision at each hit, divided by the number of relevants that could be found."""
     cumulative = np.cumsum(hits, axis=1)

@@ -6,22 +6,45 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from services.evaluation.datasets import catalogue_csv, is_inshop, read_catalogue_rows, read_inshop
+from services.evaluation.datasets import (
+    catalogue_csv,
+    is_inshop,
+    is_sketch_pairs,
+    read_catalogue_rows,
+    read_inshop,
+    read_sketch_pairs,
+)
 from services.evaluation.encoding import Encoder, encode_paths, trunk_encoder
 from services.evaluation.metrics import category_retrieval, instance_retrieval
+from services.evaluation.sketches import sketch_category, sketch_retrieval
 from services.models import LoadedModel, Registry, load_model
 from services.settings import Settings
 
 
 def evaluate_variant(
-    settings: Settings, variant: str, data: Path, limit: int | None = None, progress: bool = True
+    settings: Settings,
+    variant: str,
+    data: Path,
+    limit: int | None = None,
+    progress: bool = True,
+    catalogue: Path | None = None,
+    relevant: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     model = load_model(Registry.from_settings(settings)[variant], settings.device)
-    return evaluate_model(model, data, limit, progress)
+    return evaluate_model(model, data, limit, progress, catalogue, relevant)
 
 
-def evaluate_model(model: LoadedModel, data: Path, limit: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Metrics for the model's own embeddings, and for its image trunk's pooled features when it has one."""
+def evaluate_model(
+    model: LoadedModel,
+    data: Path,
+    limit: int | None = None,
+    progress: bool = True,
+    catalogue: Path | None = None,
+    relevant: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    """Metrics for the model's own embeddings, and for its image trunk's pooled features when it has one.
+    Sketch pairs (`sketch/`, `photo_edge/`): fine-grained acc@1/@10, direct and through clusters; with a
+    `catalogue` CSV and `relevant` (field, value) also category-level mAP@all and P@100 of the sketches."""
     encoders: dict[str, Encoder] = {"model": model.encode_images}
     trunk = trunk_encoder(model)
     if trunk is not None:
@@ -43,6 +66,16 @@ def evaluate_model(model: LoadedModel, data: Path, limit: int | None = None, pro
                 queries, [i.label for i in split.query], gallery, [i.label for i in split.gallery]
             )
             report[name]["ms_per_image"] = 1000 * seconds / len(paths)
+    elif is_sketch_pairs(data):
+        sketches, edges = read_sketch_pairs(data)
+        report.update(kind="sketch", queries=len(sketches), gallery=len(edges))
+        rows = read_catalogue_rows(catalogue_csv(catalogue), limit) if catalogue is not None else []
+        for name, encoder in encoders.items():
+            for way, metrics in sketch_retrieval(encoder, sketches, edges, progress).items():
+                report[f"{name} ({way})"] = metrics
+            if rows and relevant is not None:
+                for vector, metrics in sketch_category(encoder, sketches, rows, relevant, progress).items():
+                    report[f"{name} vs catalogue {vector} ({'='.join(relevant)})"] = metrics
     else:
         rows = read_catalogue_rows(catalogue_csv(data), limit)
         report.update(kind="catalogue", items=len(rows), label="articleType")
@@ -55,11 +88,13 @@ def evaluate_model(model: LoadedModel, data: Path, limit: int | None = None, pro
 
 def format_table(report: dict[str, Any]) -> str:
     rows = [(name, metrics) for name, metrics in report.items() if isinstance(metrics, dict)]
-    columns = [key for key in rows[0][1] if key not in ("queries",)]
-    lines = [
-        f"{report['variant']} on {report['data']} ({report['kind']})",
-        "  ".join([f"{'embedding':<26}", *[f"{c:>12}" for c in columns]]),
-    ]
+    lines = [f"{report['variant']} on {report['data']} ({report['kind']})"]
+    width = max(26, *(len(name) for name, _ in rows))
+    header = None
     for name, metrics in rows:
-        lines.append("  ".join([f"{name:<26}", *[f"{metrics[c]:>12.4f}" for c in columns]]))
+        columns = [key for key in metrics if key != "queries"]
+        if columns != header:  # a new block of metrics (sketch reports hold two kinds)
+            header = columns
+            lines.append("  ".join([f"{'embedding':<{width}}", *[f"{c:>12}" for c in columns]]))
+        lines.append("  ".join([f"{name:<{width}}", *[f"{metrics[c]:>12.4f}" for c in columns]]))
     return "\n".join(lines)

@@ -1,9 +1,20 @@
-"""Untrusted image references and bytes: fetching (URL, allowed local path, base64, stored photo) and decoding.
+"""Untrusted image references and bytes: fetching (URL, allowed local path, base64, stored photo), decoding,
+and drawings (query sketches normalised, photos drawn as edge maps).
 
 Search (query photos) and ingestion (catalogue photos) both use it, so it belongs to neither."""
 
 from services.errors import FetchError, ImageDecodeError, TransientFetchError
 from services.images.decode import decode_image
+from services.images.edges import edge_map
 from services.images.fetch import Fetcher
+from services.images.sketch import normalise_sketch
 
-__all__ = ["FetchError", "Fetcher", "ImageDecodeError", "TransientFetchError", "decode_image"]
+__all__ = [
+    "FetchError",
+    "Fetcher",
+    "ImageDecodeError",
+    "TransientFetchError",
+    "decode_image",
+    "edge_map",
+    "normalise_sketch",
+]

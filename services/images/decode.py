@@ -16,9 +16,9 @@ MAX_PIXELS = 50_000_000
 DECODE_SIDE = 512
 
 
-def decode_image(data: bytes) -> Image.Image:
+def decode_image(data: bytes, keep_alpha: bool = False) -> Image.Image:
     """Decode now (so truncation shows now), with JPEG draft scaling to DECODE_SIDE; apply EXIF orientation and
-    flatten any mode onto white RGB."""
+    flatten any mode onto white RGB (or, `keep_alpha`, onto RGBA: a drawing's strokes may be its opaque part)."""
     if not data:
         raise ImageDecodeError("empty file (0 bytes)")
     try:
@@ -38,7 +38,10 @@ def decode_image(data: bytes) -> Image.Image:
         raise ImageDecodeError("not an image (unrecognised file format)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
         raise ImageDecodeError(f"corrupt or truncated image: {error}") from None
-    return to_rgb(ImageOps.exif_transpose(image))
+    upright = ImageOps.exif_transpose(image)
+    if keep_alpha and (upright.mode in ("RGBA", "LA", "PA") or "transparency" in upright.info):
+        return upright.convert("RGBA")
+    return to_rgb(upright)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -7,7 +7,7 @@ import json
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import open_clip
 from pydantic import BaseModel, ConfigDict, Field
@@ -48,6 +48,9 @@ class Variant(BaseModel):
     # Trained parameters laid over the weights (e.g. a text projection aligned to the image space); its card,
     # `<file>.json` beside it, is the variant's card.
     alignment: str | None = None
+    # The named vector a sketch query searches: `edge` (the photos' edge maps) unless a sketch-trained variant maps
+    # drawings and photos into one space and measured better against `photo`.
+    sketch_vector: Literal["edge", "photo"] = "edge"
     serve_by_default: bool = True  # False: served only where STYLEFINDER_VARIANTS names it (comparison variants)
     card: ModelCard = Field(default_factory=ModelCard)
     base_dir: Path = Field(default=SHIPPED_REGISTRY.parent, exclude=True)

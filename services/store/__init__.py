@@ -2,8 +2,9 @@
 
 from services.errors import StoreLocked
 from services.store.client_engine import ClientEngine
+from services.store.clusters import ClusterIndex
 from services.store.edge_engine import EdgeEngine
-from services.store.engine import FACET_FIELDS, PHOTO, Engine, Found, Point
+from services.store.engine import COLLECTION_PREFIX, EDGE, FACET_FIELDS, PHOTO, Engine, Found, Point
 from services.store.filters import SearchFilters
 from services.store.media import MediaStore
 from services.store.migrate import copy_collections, migrate_legacy_store
@@ -11,9 +12,12 @@ from services.store.products import delete_product_photos
 from services.store.vectors import Hit, VectorStore, collection_name, point_id
 
 __all__ = [
+    "COLLECTION_PREFIX",
+    "EDGE",
     "FACET_FIELDS",
     "PHOTO",
     "ClientEngine",
+    "ClusterIndex",
     "EdgeEngine",
     "Engine",
     "Found",

@@ -21,6 +21,7 @@ from services.store.filters import Condition, Match, Range
 SCHEMAS = {
     "keyword": models.PayloadSchemaType.KEYWORD,
     "float": models.PayloadSchemaType.FLOAT,
+    "integer": models.PayloadSchemaType.INTEGER,
     "bool": models.PayloadSchemaType.BOOL,
 }
 

@@ -42,6 +42,7 @@ log = logging.getLogger("stylefinder.store")
 SCHEMAS = {
     "keyword": qe.PayloadSchemaType.Keyword,
     "float": qe.PayloadSchemaType.Float,
+    "integer": qe.PayloadSchemaType.Integer,
     "bool": qe.PayloadSchemaType.Bool,
 }
 HNSW_M, HNSW_EF_CONSTRUCT, FULL_SCAN_THRESHOLD_KB = 16, 100, 10_000  # Qdrant's defaults

@@ -1,6 +1,6 @@
 """The one interface both store engines implement: Qdrant Edge in-process, or a Qdrant server via qdrant-client.
 
-Collections are named by the caller; each holds points with named vectors (`photo`, later `edge`), a payload,
+Collections are named by the caller; each holds points with named vectors (`photo`, `edge`), a payload,
 and payload indexes on the filterable fields. Everything above this module speaks these neutral types only.
 """
 
@@ -20,12 +20,18 @@ PAYLOAD_INDEXES: dict[str, str] = {
     **dict.fromkeys(KEYWORD_FIELDS, "keyword"),
     "price": "float",
     "in_stock": "bool",
+    "cluster_photo": "integer",  # Cluster-then-Retrieve: the member search filters on these (clusters.py)
+    "cluster_edge": "integer",
 }
 # Facets count values of keyword and boolean indexes (Qdrant has no facets of float ranges).
-FACET_FIELDS = tuple(key for key, kind in PAYLOAD_INDEXES.items() if kind != "float" and key != "product_id")
+FACET_FIELDS = tuple(
+    key for key, kind in PAYLOAD_INDEXES.items() if kind in ("keyword", "bool") and key != "product_id"
+)
 PAGE = 256  # points per scroll page
 COLLECTION_PREFIX = "sf_"  # StyleFinder's collections; a shared server may hold others
 PHOTO = "photo"  # the named vector of a product photo's embedding
+EDGE = "edge"  # the named vector of the photo's edge map (what a sketch query is compared with)
+CENTROID = "centroid"  # the named vector of a cluster's centroid (Cluster-then-Retrieve)
 
 
 @dataclass

@@ -4,22 +4,29 @@ product-level operations; on whichever engine the settings name (embedded Qdrant
 from __future__ import annotations
 
 import re
+import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from services.settings import Settings
 from services.store.client_engine import ClientEngine
+from services.store.clusters import ClusterIndex, by_label, cluster_field, labelled
 from services.store.edge_engine import EdgeEngine
 from services.store.engine import COLLECTION_PREFIX, PHOTO, Engine, Found, Point
 from services.store.filters import Match, SearchFilters
 from services.store.migrate import migrate_legacy_store
 
 OVERFETCH = 4  # photos fetched per result slot; most products have fewer
+STORE_FIELD = "cluster_"  # payload fields the store itself keeps (cluster labels), not catalogue metadata
+Retrieval = Literal["direct", "cluster"]
+VOCABULARY_TTL_S = 60.0  # how stale the values text queries are matched against may be
+VOCABULARY_SIZE = 1000  # values read per field
 POINT_NAMESPACE = uuid.UUID("6f1c6d1e-3c0b-5d8e-9a57-5f0a2b7c4e21")
 
 
@@ -43,18 +50,28 @@ class Hit:
 class VectorStore:
     """Thread-safe: each engine serialises what must be serialised."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, clusters: ClusterIndex | None = None) -> None:
         self.engine = engine
+        self.clusters = clusters or ClusterIndex(engine)
         self._ready: dict[str, set[str]] = {}  # collection -> named vectors known to exist
+        self._vocabulary: dict[tuple[str, tuple[str, ...]], tuple[float, dict[str, list[str]]]] = {}
+        self._vocabulary_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> VectorStore:
         """A Qdrant server when QDRANT_URL is set, else the embedded store under the data folder (a store an
         older version kept in qdrant-client's local mode is migrated into it first, nothing lost)."""
+        engine: Engine
         if settings.qdrant_url:
-            return cls(ClientEngine.server(settings.qdrant_url, settings.qdrant_api_key))
-        engine = EdgeEngine(settings.store_path, settings.store_index_after, settings.store_index_threads)
-        store = cls(engine)
+            engine = ClientEngine.server(settings.qdrant_url, settings.qdrant_api_key)
+        else:
+            engine = EdgeEngine(settings.store_path, settings.store_index_after, settings.store_index_threads)
+        clusters = ClusterIndex(
+            engine, settings.cluster_k, settings.cluster_probe, settings.cluster_blend, settings.cluster_refresh
+        )
+        store = cls(engine, clusters)
+        if settings.qdrant_url:
+            return store
         if settings.legacy_store_path.is_dir():
             migrate_legacy_store(settings.legacy_store_path, engine)
         return store
@@ -92,17 +109,33 @@ class VectorStore:
         payloads: Sequence[dict[str, Any]],
         using: str = PHOTO,
     ) -> None:
+        """Whole points with one named vector each; each joins its nearest cluster where that vector has any."""
         name = self.ensure_collection(variant, {using: int(vectors.shape[1])})
+        labelled_payloads = labelled(payloads, self.clusters.assign(name, using, vectors), using)
         points = [
-            Point(pid, {using: vector}, payload) for pid, vector, payload in zip(ids, vectors, payloads, strict=True)
+            Point(pid, {using: vector}, payload)
+            for pid, vector, payload in zip(ids, vectors, labelled_payloads, strict=True)
         ]
         self.engine.upsert(name, points)
+        self.clusters.refresh_if_grown(name, using)
 
     def set_vectors(self, variant: str, vectors: dict[str, np.ndarray], using: str) -> None:
         """Add or replace one named vector of points already stored (e.g. a photo's edge map, backfilled)."""
-        if vectors:
-            dim = len(next(iter(vectors.values())))
-            self.engine.set_vectors(self.ensure_collection(variant, {using: dim}), using, vectors)
+        if not vectors:
+            return
+        dim = len(next(iter(vectors.values())))
+        name = self.ensure_collection(variant, {using: dim})
+        labels = self.clusters.assign(name, using, np.stack(list(vectors.values())))
+        self.engine.set_vectors(name, using, vectors)
+        if labels is not None:
+            for label, ids in by_label(vectors, labels).items():
+                self.engine.set_payload(name, ids, {cluster_field(using): label})
+            self.clusters.refresh_if_grown(name, using)
+
+    def cluster(self, variant: str, using: str = PHOTO) -> int:
+        """(Re)build the clusters of one named vector now; returns how many there are (0: no such vectors)."""
+        built = self.clusters.build(collection_name(variant), using)
+        return 0 if built is None else len(built.counts)
 
     def search(
         self,
@@ -111,15 +144,18 @@ class VectorStore:
         top_k: int,
         filters: SearchFilters | None = None,
         using: str = PHOTO,
+        retrieval: Retrieval = "direct",
     ) -> list[Hit]:
-        """Best image per product, so a product with several photos takes one slot. A plain top-k query,
-        over-fetched and widened while photos of the same products crowd the top: Qdrant Edge has no group-by
-        query (a server's query_points_groups was not measured against this)."""
+        """Best image per product, so a product with several photos takes one slot. A plain top-k query
+        (`direct`) or one through the best clusters (`cluster`), over-fetched and widened while photos of the
+        same products crowd the top: Qdrant Edge has no group-by query (a server's query_points_groups was not
+        measured against this)."""
         name = collection_name(variant)
         conditions = filters.conditions() if filters else []
+        query = self.clusters.query if retrieval == "cluster" else self.engine.query
         limit = top_k * OVERFETCH
         while True:
-            found = self.engine.query(name, vector, using, limit, conditions)
+            found = query(name, vector, using, limit, conditions)
             best: dict[str, Hit] = {}
             for point in found:
                 product = str(point.payload.get("product_id"))
@@ -134,13 +170,37 @@ class VectorStore:
         """(value, number of photos) of a payload field, most frequent first, from the engine's index."""
         return self.engine.facet(collection_name(variant), key, limit, filters.conditions() if filters else [])
 
+    def vocabulary(self, variant: str, fields: Sequence[str]) -> dict[str, list[str]]:
+        """The values each field has in the variant's collection (e.g. every colour in the catalogue), read from
+        the payload indexes and kept for VOCABULARY_TTL_S, so they follow the catalogue at little cost."""
+        key = (variant, tuple(fields))
+        with self._vocabulary_lock:
+            cached = self._vocabulary.get(key)
+            if cached is not None and time.monotonic() - cached[0] < VOCABULARY_TTL_S:
+                return cached[1]
+        values = {
+            field: [str(value) for value, _ in self.facets(variant, field, VOCABULARY_SIZE) if value != ""]
+            for field in fields
+        }
+        with self._vocabulary_lock:
+            self._vocabulary[key] = (time.monotonic(), values)
+        return values
+
     def stored_payloads(self, variant: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Payloads already stored under these point ids (resumable imports skip what is unchanged)."""
-        return {found.id: found.payload for found in self.engine.retrieve(collection_name(variant), ids)}
+        """Catalogue payloads already stored under these point ids (resumable imports skip what is unchanged);
+        the store's own fields left out."""
+        found = self.engine.retrieve(collection_name(variant), ids)
+        return {point.id: {k: v for k, v in point.payload.items() if not k.startswith(STORE_FIELD)} for point in found}
 
     def overwrite_payloads(self, variant: str, payloads: dict[str, dict[str, Any]]) -> None:
-        """Replace whole payloads of existing points (metadata changed, image did not)."""
-        self.engine.overwrite_payloads(collection_name(variant), payloads)
+        """Replace the catalogue payloads of existing points (metadata changed, image did not); the store's own
+        fields (cluster labels) stay."""
+        name = collection_name(variant)
+        kept = {
+            point.id: {k: v for k, v in point.payload.items() if k.startswith(STORE_FIELD)}
+            for point in self.engine.retrieve(name, list(payloads))
+        }
+        self.engine.overwrite_payloads(name, {pid: payload | kept.get(pid, {}) for pid, payload in payloads.items()})
 
     def product_points(self, product_id: str) -> dict[str, list[Found]]:
         """Every stored point of a product, by collection."""
@@ -173,6 +233,6 @@ class VectorStore:
     def count(self, variant: str) -> int:
         return self.engine.count(collection_name(variant))
 
-    def iter_points(self, variant: str) -> Iterator[Found]:
-        """Every point of a variant with its payload (backfill into another variant reads these)."""
-        return self.engine.scroll(collection_name(variant), [])
+    def iter_points(self, variant: str, with_vectors: bool = False) -> Iterator[Found]:
+        """Every point of a variant with its payload, and its vectors when asked (backfills read these)."""
+        return self.engine.scroll(collection_name(variant), [], with_vectors)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -10,7 +10,8 @@ from services.store import SearchFilters
 
 
 class SearchRequest(BaseModel):
-    """JSON form of a search. Exactly one query: an image (URL or base64) or a text."""
+    """JSON form of a search. Exactly one query: an image (URL or base64) or a text. An image is a photo, or a
+    drawing with `mode: "sketch"`."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -18,6 +19,13 @@ class SearchRequest(BaseModel):
     image_base64: str | None = Field(None, description="the query photo, base64 or a data: URI")
     text: str | None = Field(None, min_length=1, max_length=500, description="a text query")
     variant: str | None = Field(None, description="model variant; the deployment's default when omitted")
+    mode: Literal["photo", "sketch"] = Field("photo", description="what the image is: a photo or a drawing")
+    retrieval: Literal["direct", "cluster"] = Field(
+        "direct", description="direct: nearest items; cluster: nearest clusters first (Cluster-then-Retrieve)"
+    )
+    interpret: bool = Field(
+        True, description="text: match words to the catalogue's colours, categories, genders and brands (soft filters)"
+    )
     top_k: int = Field(10, ge=1, le=100)
     filters: SearchFilters = Field(default_factory=SearchFilters)
 
@@ -32,10 +40,12 @@ class SearchRequest(BaseModel):
     @model_validator(mode="after")
     def _one_query(self, info: ValidationInfo) -> SearchRequest:
         given = [name for name in ("image_url", "image_base64", "text") if getattr(self, name)]
-        if info.context and info.context.get("upload"):
-            given.append("image")
+        if info.context:
+            given += info.context.get("uploads", [])
         if len(given) != 1:
-            raise ValueError("give exactly one of image (file upload), image_url, image_base64 or text")
+            raise ValueError("give exactly one of image or sketch (file upload), image_url, image_base64 or text")
+        if self.mode == "sketch" and self.text:
+            raise ValueError("mode sketch needs a drawing (sketch upload, image_url or image_base64), not text")
         return self
 
 
@@ -50,6 +60,9 @@ class SearchResponse(BaseModel):
     results: list[SearchResult]
     variant: str
     took_ms: float
+    interpreted: dict[str, str | list[str]] | None = Field(
+        None, description="text queries: the catalogue attributes the words were understood as"
+    )
 
 
 class VariantInfo(BaseModel):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import UUID
 
+import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
@@ -16,17 +18,23 @@ from starlette.datastructures import UploadFile
 from services.apps.gateway.deps import runtime
 from services.apps.gateway.schemas import SearchRequest, SearchResponse, SearchResult
 from services.apps.runtime import Runtime
+from services.attributes import FIELDS, Interpreted, interpret, rerank, shown
 from services.errors import FetchError, ImageDecodeError, InvalidInput, NotFound, TooLarge, TransientFetchError
-from services.images import decode_image
-from services.store import FACET_FIELDS, Hit
+from services.images import decode_image, normalise_sketch
+from services.store import FACET_FIELDS, PHOTO, Hit
 
 router = APIRouter(tags=["search"])
 Rt = Annotated[Runtime, Depends(runtime)]
+UPLOADS = ("image", "sketch")  # multipart file fields; `sketch` is an image searched as a drawing
 MULTIPART_SCHEMA = {
     "type": "object",
     "properties": {
         "image": {"type": "string", "format": "binary"},
+        "sketch": {"type": "string", "format": "binary", "description": "a drawing (same as image with mode=sketch)"},
         "text": {"type": "string"},
+        "mode": {"type": "string", "enum": ["photo", "sketch"], "default": "photo"},
+        "retrieval": {"type": "string", "enum": ["direct", "cluster"], "default": "direct"},
+        "interpret": {"type": "boolean", "default": True},
         "variant": {"type": "string"},
         "top_k": {"type": "integer", "default": 10},
         "filters": {"type": "string", "description": 'JSON object, e.g. {"gender": "Men", "price_max": 40}'},
@@ -47,20 +55,22 @@ MULTIPART_SCHEMA = {
     },
 )
 async def search(request: Request, rt: Rt) -> Response:
-    """Top-K products for an uploaded photo (multipart field `image`), a photo URL or base64, or a text.
-    The `Server-Timing` header says where the time went: read, decode, embed, store (milliseconds)."""
+    """Top-K products for an uploaded photo (multipart field `image`), a drawing (field `sketch`, or an image
+    with `mode=sketch`), a photo URL or base64, or a text. The `Server-Timing` header says where the time
+    went: read, decode, embed, store (milliseconds)."""
     started = time.perf_counter()
     query, upload = await _read_query(request, rt.settings.max_image_bytes)
     variant = query.variant or rt.default_variant
     rt.check_servable(variant)
     timings = {"read": (time.perf_counter() - started) * 1000}
-    hits = await run_in_threadpool(_run, rt, query, variant, upload, timings)
+    found = await run_in_threadpool(_run, rt, query, variant, upload, timings)
     images = str(request.url_for("image", point_id="-")).removesuffix("-")  # once: url_for walks every route
     results = [
         SearchResult(product_id=hit.product_id, score=hit.score, payload=hit.payload, image_url=images + hit.point_id)
-        for hit in hits
+        for hit in found.hits
     ]
-    body = SearchResponse(results=results, variant=variant, took_ms=(time.perf_counter() - started) * 1000)
+    took_ms = (time.perf_counter() - started) * 1000
+    body = SearchResponse(results=results, variant=variant, took_ms=took_ms, interpreted=found.interpreted)
     timing = ", ".join(f"{step};dur={ms:.2f}" for step, ms in timings.items())
     # Serialised once, here: returned as a model, FastAPI would validate it against response_model again.
     return Response(body.model_dump_json(), media_type="application/json", headers={"Server-Timing": timing})
@@ -93,21 +103,22 @@ async def _read_query(request: Request, max_bytes: int) -> tuple[SearchRequest, 
     kind = request.headers.get("content-type", "")
     if kind.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         form = await request.form()
-        upload = form.get("image")
+        uploads = {key: value for key, value in form.items() if key in UPLOADS and isinstance(value, UploadFile)}
         data = None
-        if isinstance(upload, UploadFile):
+        for key, upload in uploads.items():
             data = await upload.read(max_bytes + 1)
             if len(data) > max_bytes:
-                raise TooLarge(f"image larger than {max_bytes} bytes")
-        fields: dict = {
-            key: value for key, value in form.items() if key != "image" and isinstance(value, str) and value
-        }
+                raise TooLarge(f"{key} larger than {max_bytes} bytes")
+        fields: dict = {key: value for key, value in form.items() if key not in UPLOADS and isinstance(value, str)}
+        fields = {key: value for key, value in fields.items() if value}
+        if "sketch" in uploads:
+            fields.setdefault("mode", "sketch")
         if "filters" in fields:
             try:
                 fields["filters"] = json.loads(fields["filters"])
             except json.JSONDecodeError as error:
                 raise InvalidInput(f"filters must be a JSON object: {error}") from None
-        return SearchRequest.model_validate(fields, context={"upload": data is not None}), data
+        return SearchRequest.model_validate(fields, context={"uploads": list(uploads)}), data
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -117,7 +128,13 @@ async def _read_query(request: Request, max_bytes: int) -> tuple[SearchRequest, 
     return SearchRequest.model_validate(body), None
 
 
-def _run(rt: Runtime, query: SearchRequest, variant: str, upload: bytes | None, timings: dict[str, float]) -> list[Hit]:
+@dataclass
+class _Found:
+    hits: list[Hit]
+    interpreted: dict[str, str | list[str]] | None = None
+
+
+def _run(rt: Runtime, query: SearchRequest, variant: str, upload: bytes | None, timings: dict[str, float]) -> _Found:
     clock = time.perf_counter()
 
     def lap(step: str) -> None:
@@ -126,23 +143,49 @@ def _run(rt: Runtime, query: SearchRequest, variant: str, upload: bytes | None, 
         timings[step] = (now - clock) * 1000
         clock = now
 
+    using = PHOTO
     if query.text:
         vector = rt.embedder.embed_texts(variant, [query.text])[0]
     else:
-        photo = _query_photo(rt, query, upload)
+        picture = _query_photo(rt, query, upload)
+        if query.mode == "sketch":
+            picture, using = normalise_sketch(picture), rt.registry[variant].sketch_vector
         lap("decode")
-        vector = rt.embedder.embed_images(variant, [photo])[0]
+        vector = rt.embedder.embed_images(variant, [picture])[0]
     lap("embed")
-    hits = rt.store.search(variant, vector, query.top_k, query.filters)
+    if query.text and query.interpret:
+        understood = interpret(query.text, rt.store.vocabulary(variant, list(FIELDS)))
+        found = _Found(_understood_hits(rt, query, variant, vector, understood), shown(understood))
+    else:
+        found = _Found(rt.store.search(variant, vector, query.top_k, query.filters, using, query.retrieval))
     lap("store")
-    return hits
+    return found
+
+
+def _understood_hits(
+    rt: Runtime, query: SearchRequest, variant: str, vector: np.ndarray, understood: Interpreted
+) -> list[Hit]:
+    """The nearest products; the nearest with all understood attributes; the nearest with each one. Ranked
+    together with the attributes as soft filters: a product with more of them rises, the rest stay."""
+    hits = rt.store.search(variant, vector, query.top_k, query.filters, retrieval=query.retrieval)
+    unset = {field: values for field, values in understood.items() if getattr(query.filters, field) is None}
+    narrowings = [unset, *({field: values} for field, values in unset.items())] if len(unset) > 1 else [unset]
+    for narrowing in narrowings if unset else []:
+        narrowed = query.filters.model_copy(update=narrowing)  # the shopper's own filters stand
+        hits += rt.store.search(variant, vector, query.top_k, narrowed, retrieval=query.retrieval)
+    unique = list({hit.product_id: hit for hit in hits}.values())
+    scores = rerank([(hit.score, hit.payload) for hit in unique], understood)
+    for hit, score in zip(unique, scores, strict=True):
+        hit.score = score
+    return sorted(unique, key=lambda hit: -hit.score)[: query.top_k]
 
 
 def _query_photo(rt: Runtime, query: SearchRequest, upload: bytes | None) -> Image.Image:
-    """The shopper's photo, from the upload, a URL or base64; a problem with it names the photo as the cause."""
+    """The shopper's photo or drawing, from the upload, a URL or base64; a problem with it names the image as the
+    cause. A drawing keeps its transparency: strokes on a transparent canvas are its opaque pixels."""
     try:
         data = upload if upload is not None else rt.fetcher(query.image_url or query.image_base64 or "")
-        return decode_image(data)
+        return decode_image(data, keep_alpha=query.mode == "sketch")
     except (FetchError, TransientFetchError, ImageDecodeError) as error:
         raise type(error)(f"unusable image: {error}") from None
 

@@ -1,0 +1,72 @@
+"""Attribute-aware text search: the words of a query matched against the catalogue's own facet values (its
+colours, article types, genders and brands, as the store counts them), so "navy checked shirt" is understood
+as colour Navy Blue and category Shirts. Image-text towers are weak at colour; the catalogue's metadata is not.
+
+Matches become soft filters: an item gains `weight` for each understood attribute it has, on top of its vector
+score, so matching items rise without the rest disappearing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+# Fields a shopper names in words, and whether a value may match on part of its words ("navy" -> "Navy Blue",
+# "shoes" -> every kind of shoes); a brand must be named whole.
+FIELDS: dict[str, bool] = {"colour": True, "category": True, "gender": False, "brand": False}
+WEIGHT = 0.1  # score added per understood attribute an item has (cosine scores of one query differ by less)
+
+Interpreted = dict[str, list[str]]
+
+
+def words(text: str) -> list[str]:
+    """Lower-case word stems with plurals folded; a hyphenated word counts both ways ("t-shirt" holds "tshirt",
+    the stem of "Tshirts"; "off-white" holds "off" and "white")."""
+    lowered = text.lower()
+    joined = [compound.replace("-", "") for compound in re.findall(r"[a-z0-9]+(?:-[a-z0-9]+)+", lowered)]
+    return [_singular(token) for token in re.findall(r"[a-z0-9]+", lowered) + joined]
+
+
+def _singular(token: str) -> str:
+    if token.endswith(("sses", "shes", "ches", "xes")):
+        return token[:-2]
+    if token.endswith("s") and not token.endswith("ss") and len(token) > 3:
+        return token[:-1]
+    return token
+
+
+def interpret(text: str, vocabulary: Mapping[str, Iterable[str]]) -> Interpreted:
+    """For each field, the catalogue values the query names: those whose words all occur in it (the most specific
+    such: most words, then most letters, so "navy blue" is Navy Blue, not Blue, and "t-shirt" Tshirts, not
+    Shirts), else, where a field allows it, those sharing a word with it. Fields it does not name are absent."""
+    query = set(words(text))
+    understood: Interpreted = {}
+    for field, partial in FIELDS.items():
+        values = [(value, set(words(value))) for value in vocabulary.get(field, ()) if words(value)]
+        whole = [(value, (len(tokens), sum(map(len, tokens)))) for value, tokens in values if tokens <= query]
+        if whole:
+            specific = max(size for _, size in whole)
+            understood[field] = sorted(value for value, size in whole if size == specific)
+        elif partial:
+            shared = sorted(value for value, tokens in values if tokens & query)
+            if shared:
+                understood[field] = shared
+    return understood
+
+
+def agreement(payload: Mapping[str, Any], understood: Interpreted) -> int:
+    """How many understood attributes the item has."""
+    return sum(payload.get(field) in values for field, values in understood.items())
+
+
+def rerank(
+    scored: Sequence[tuple[float, Mapping[str, Any]]], understood: Interpreted, weight: float = WEIGHT
+) -> list[float]:
+    """Vector scores with the soft filters added, in the given order."""
+    return [score + weight * agreement(payload, understood) for score, payload in scored]
+
+
+def shown(understood: Interpreted) -> dict[str, str | list[str]]:
+    """What the response says was understood: one value as itself, several as a list."""
+    return {field: values[0] if len(values) == 1 else values for field, values in understood.items()}

@@ -1,0 +1,90 @@
+"""Drawings to the one form the towers see: dark strokes of one width on white, cropped to the strokes and
+centred on a square. Query sketches and the gallery's edge maps both pass through here, so the two sides of a
+sketch search are drawn alike whatever the canvas, scanner or edge detector made them."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from services.errors import InvalidInput
+
+SIDE = 256  # the normalised drawing's side (the sketch datasets' own size)
+MARGIN = 0.06  # of the side, left white around the strokes
+STROKE = 3  # stroke width in pixels at SIDE (odd: a centre line grown evenly on both sides)
+INK = 0.3  # a pixel this much darker than the background (0..1) is a stroke
+MIN_INK = 0.0015  # fewer stroke pixels than this fraction of the picture: a blank or near-blank drawing
+MIN_EXTENT = 12  # strokes spanning fewer pixels than this (at SIDE) are a dot, not a drawing
+
+
+def ink_map(image: Image.Image) -> np.ndarray:
+    """How much ink each pixel holds, 0..1, whatever the polarity: a transparent canvas counts its opaque pixels
+    (white or black strokes alike); an opaque one counts the distance from its background (the commonest tone,
+    so white on black and grey scanner paper work as black on white)."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        alpha = np.asarray(image.convert("RGBA").getchannel("A"), dtype=np.float32) / 255
+        if alpha.min() < 0.5:
+            return alpha
+    grey = np.asarray(image.convert("L"), dtype=np.float32) / 255
+    background = float(np.median(grey))
+    distance = np.abs(grey - background)
+    contrast = float(np.percentile(distance, 99.9))
+    if contrast < 0.15:  # nothing stands out from the background
+        return np.zeros_like(grey)
+    return np.clip(distance / contrast, 0, 1)
+
+
+def normalise_sketch(image: Image.Image) -> Image.Image:
+    """A drawing from a canvas, a scan or an edge detector -> SIDE x SIDE RGB, black strokes of width STROKE on
+    white. Raises InvalidInput for a blank or near-blank drawing (nothing to search by)."""
+    ink = ink_map(image)
+    mask = ink > INK
+    if mask.sum() < MIN_INK * mask.size:
+        raise InvalidInput("the drawing is blank: draw the product's outline with dark strokes on a light background")
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    scale = SIDE * (1 - 2 * MARGIN) / max(bottom - top, right - left)
+    if max(bottom - top, right - left) * min(scale, SIDE / max(mask.shape)) < MIN_EXTENT:
+        raise InvalidInput("the drawing is only a dot: draw the product's outline")
+    size = (max(1, round((right - left) * scale)), max(1, round((bottom - top) * scale)))
+    crop = Image.fromarray((ink[top:bottom, left:right] * 255).astype(np.uint8))
+    strokes = np.asarray(crop.resize(size, Image.Resampling.BILINEAR)) >= 255 * INK / 2  # faint after shrinking
+    lines = Image.fromarray(np.where(skeleton(strokes), 255, 0).astype(np.uint8))
+    for _ in range(round((STROKE - 1) / 2)):  # each 3x3 pass adds a pixel on both sides of a line
+        lines = lines.filter(ImageFilter.MaxFilter(3))
+    canvas = Image.new("L", (SIDE, SIDE), 0)
+    canvas.paste(lines, ((SIDE - size[0]) // 2, (SIDE - size[1]) // 2))
+    return Image.eval(canvas, lambda value: 255 - value).convert("RGB")
+
+
+def skeleton(mask: np.ndarray) -> np.ndarray:
+    """One-pixel centre lines of a binary drawing (Zhang-Suen thinning): a 1 px pen line and a 20 px marker line
+    both become the same line, redrawn afterwards at one width."""
+    lines = mask.copy()
+    while True:
+        changed = False
+        for step in (0, 1):
+            p = np.pad(lines, 1)
+            ring = [
+                p[:-2, 1:-1],
+                p[:-2, 2:],
+                p[1:-1, 2:],
+                p[2:, 2:],
+                p[2:, 1:-1],
+                p[2:, :-2],
+                p[1:-1, :-2],
+                p[:-2, :-2],
+            ]
+            north, east, south, west = ring[0], ring[2], ring[4], ring[6]
+            filled = sum(n.astype(np.uint8) for n in ring)
+            rises = sum((~a & b).astype(np.uint8) for a, b in zip(ring, [*ring[1:], ring[0]], strict=True))
+            if step == 0:
+                free = ~(north & east & south) & ~(east & south & west)
+            else:
+                free = ~(north & east & west) & ~(north & south & west)
+            remove = lines & (filled >= 2) & (filled <= 6) & (rises == 1) & free
+            if remove.any():
+                lines &= ~remove
+                changed = True
+        if not changed:
+            return lines

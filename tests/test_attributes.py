@@ -1,0 +1,76 @@
+"""Attribute-aware text search: words matched to the catalogue's own values, as soft filters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from services.apps.gateway.app import create_app
+from services.attributes import agreement, interpret, rerank, words
+from services.catalogue import read_catalogue
+from tests.helpers import make_settings, write_catalogue
+
+VOCABULARY = {
+    "colour": ["Blue", "Navy Blue", "Off White", "White", "Red", "Black"],
+    "category": ["Jeans", "Shirts", "Tshirts", "Casual Shoes", "Sports Shoes", "Dresses", "Track Pants"],
+    "gender": ["Men", "Women", "Unisex"],
+    "brand": ["Nike", "United Colors of Benetton"],
+}
+
+
+def test_words_fold_case_plurals_and_hyphens() -> None:
+    assert words("T-Shirts") == ["t", "shirt", "tshirt"] and words("Tshirts") == ["tshirt"]
+    assert words("Dresses for WOMEN") == ["dress", "for", "women"]
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("blue jeans", {"colour": ["Blue"], "category": ["Jeans"]}),
+        ("navy checked shirt", {"colour": ["Navy Blue"], "category": ["Shirts"]}),  # part of a colour's name
+        ("off-white t-shirt for men", {"colour": ["Off White"], "category": ["Tshirts"], "gender": ["Men"]}),
+        ("red dress women", {"colour": ["Red"], "category": ["Dresses"], "gender": ["Women"]}),
+        ("shoes", {"category": ["Casual Shoes", "Sports Shoes"]}),  # every kind of shoes
+        ("nike sports shoes", {"category": ["Sports Shoes"], "brand": ["Nike"]}),
+        ("colors of summer", {}),  # a brand's words in passing are not the brand
+        ("something nice", {}),
+    ],
+)
+def test_queries_are_understood_in_the_catalogues_own_values(text: str, expected: dict) -> None:
+    assert interpret(text, VOCABULARY) == expected
+
+
+def test_soft_filters_lift_matching_items_without_dropping_the_rest() -> None:
+    understood = {"colour": ["Blue"], "category": ["Jeans"]}
+    items = [(0.50, {"colour": "Black", "category": "Jeans"}), (0.45, {"colour": "Blue", "category": "Jeans"})]
+    assert [agreement(payload, understood) for _, payload in items] == [1, 2]
+    assert rerank(items, understood) == pytest.approx([0.60, 0.65])
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory, tiny_registry: Path) -> Iterator[TestClient]:
+    catalogue = write_catalogue(tmp_path_factory.mktemp("catalogue"))
+    settings = make_settings(tmp_path_factory.mktemp("data"), tiny_registry)
+    settings.allowed_image_roots = [catalogue]
+    with TestClient(create_app(settings)) as test_client:
+        outcomes = test_client.app.state.runtime.pipeline.run(list(read_catalogue(catalogue)), ["tiny"])
+        assert {outcome.status for outcome in outcomes} == {"indexed"}
+        yield test_client
+
+
+def test_the_api_says_what_it_understood_and_ranks_by_it(client: TestClient) -> None:
+    """The tiny test model's text tower is random: what ranks the right products first is the catalogue."""
+    body = client.post("/v1/search", json={"text": "Purple caps for men", "top_k": 3}).json()
+    assert body["interpreted"] == {"colour": "purple", "category": "Caps", "gender": "Men"}
+    assert body["results"][0]["product_id"] == "purple-circle"
+    understood = {"colour": ["purple"], "category": ["Caps"], "gender": ["Men"]}
+    assert all(agreement(hit["payload"], understood) == 2 for hit in body["results"][1:])  # the next best have two
+    blue = client.post("/v1/search", json={"text": "blue t-shirt", "top_k": 12}).json()
+    assert blue["results"][0]["product_id"] == "blue-square" and len(blue["results"]) == 12  # nothing dropped
+    plain = client.post("/v1/search", json={"text": "Purple caps for men", "top_k": 3, "interpret": False}).json()
+    assert plain["interpreted"] is None
+    own = client.post("/v1/search", json={"text": "purple caps", "filters": {"category": "Tshirts"}}).json()
+    assert {hit["payload"]["category"] for hit in own["results"]} == {"Tshirts"}  # the shopper's filter stands

@@ -1,0 +1,113 @@
+"""Sketch queries through the API: drawings meet the photos' edge maps; edges filled live and by backfill."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image, ImageDraw
+
+from services.apps.gateway.app import create_app
+from services.catalogue import read_catalogue
+from tests.helpers import encode, make_settings, write_catalogue
+
+
+def drawing(shape: str, mode: str = "L") -> bytes:
+    """A shopper's marker drawing of a product outline (the catalogue's shapes), larger than the photos."""
+    canvas = Image.new("RGBA", (400, 500), (0, 0, 0, 0)) if mode == "RGBA" else Image.new("L", (400, 500), 255)
+    ink = (255, 255, 255, 255) if mode == "RGBA" else 0  # white strokes on a transparent canvas, or black on white
+    box = (60, 60, 340, 440)
+    draw = ImageDraw.Draw(canvas)
+    (draw.ellipse if shape == "circle" else draw.rectangle)(box, outline=ink, width=9)
+    return encode(canvas, "PNG")
+
+
+@pytest.fixture(scope="module")
+def catalogue_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_catalogue(tmp_path_factory.mktemp("catalogue"))
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory, tiny_registry: Path, catalogue_dir: Path) -> Iterator[TestClient]:
+    settings = make_settings(tmp_path_factory.mktemp("data"), tiny_registry)
+    settings.allowed_image_roots = [catalogue_dir]
+    with TestClient(create_app(settings)) as test_client:
+        test_client.app.state.runtime.pipeline.run(list(read_catalogue(catalogue_dir)), ["tiny"])
+        yield test_client
+
+
+def categories(response: object) -> list[str]:
+    assert response.status_code == 200, response.text  # type: ignore[attr-defined]
+    return [hit["payload"]["category"] for hit in response.json()["results"]]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("shape,category", [("square", "Tshirts"), ("circle", "Caps")])
+def test_a_drawing_finds_products_of_its_shape_however_it_is_sent(
+    client: TestClient, shape: str, category: str
+) -> None:
+    """Six products of each shape in six colours: their edge maps are alike, so all six come first."""
+    sent = [
+        client.post("/v1/search", files={"sketch": ("s.png", drawing(shape), "image/png")}, data={"top_k": "6"}),
+        client.post(
+            "/v1/search",
+            files={"image": ("s.png", drawing(shape, "RGBA"), "image/png")},
+            data={"mode": "sketch", "top_k": "6"},
+        ),
+        client.post(
+            "/v1/search",
+            json={"image_base64": base64.b64encode(drawing(shape)).decode(), "mode": "sketch", "top_k": 6},
+        ),
+    ]
+    for response in sent:
+        assert categories(response) == [category] * 6
+    as_photo = client.post("/v1/search", files={"image": ("s.png", drawing(shape), "image/png")}).json()
+    assert as_photo["results"][0]["score"] < sent[0].json()["results"][0]["score"]  # the edge vector was searched
+
+
+def test_cluster_retrieval_answers_sketches_and_photos(client: TestClient, catalogue_dir: Path) -> None:
+    files = {"sketch": ("s.png", drawing("circle"), "image/png")}
+    assert (
+        categories(client.post("/v1/search", files=files, data={"retrieval": "cluster", "top_k": "3"})) == ["Caps"] * 3
+    )
+    photo = (catalogue_dir / "img" / "red-square.jpg").read_bytes()
+    found = client.post("/v1/search", files={"image": ("p.jpg", photo, "image/jpeg")}, data={"retrieval": "cluster"})
+    assert found.status_code == 200 and found.json()["results"][0]["product_id"] == "red-square"
+    wrong = client.post("/v1/search", json={"text": "red cap", "retrieval": "nearest"})
+    assert wrong.status_code == 422 and "retrieval" in wrong.text
+
+
+def test_blank_drawings_and_sketch_mode_text_are_refused(client: TestClient) -> None:
+    blank = encode(Image.new("RGB", (300, 300), "white"), "PNG")
+    for response in (
+        client.post("/v1/search", files={"sketch": ("s.png", blank, "image/png")}),
+        client.post("/v1/search", json={"image_base64": base64.b64encode(blank).decode(), "mode": "sketch"}),
+    ):
+        assert response.status_code == 422 and "blank" in response.json()["detail"]
+    text = client.post("/v1/search", json={"text": "red cap", "mode": "sketch"})
+    assert text.status_code == 422 and "mode sketch needs a drawing" in text.text
+    both = client.post(
+        "/v1/search",
+        files={"sketch": ("s.png", drawing("circle"), "image/png"), "image": ("p.png", blank, "image/png")},
+    )
+    assert both.status_code == 422
+
+
+def test_photos_indexed_without_edges_get_them_by_backfill(
+    tiny_env: dict[str, str], catalogue_dir: Path, tmp_path: Path
+) -> None:
+    env = {**tiny_env, "STYLEFINDER_INDEX_EDGES": "false"}
+    cli = [sys.executable, "-m", "services.apps.cli"]
+    subprocess.run([*cli, "index", str(catalogue_dir)], env=env, check=True, capture_output=True, timeout=300)
+    filled = subprocess.run([*cli, "backfill-edges"], env=tiny_env, capture_output=True, text=True, timeout=300)
+    assert filled.returncode == 0 and "tiny: 12 edge maps stored" in filled.stdout, filled.stderr
+    again = subprocess.run([*cli, "backfill-edges"], env=tiny_env, capture_output=True, text=True, timeout=300)
+    assert "tiny: 0 edge maps stored" in again.stdout  # nothing left to fill
+    settings = make_settings(Path(tiny_env["STYLEFINDER_DATA_DIR"]), Path(tiny_env["STYLEFINDER_REGISTRY_FILE"]))
+    with TestClient(create_app(settings)) as client:
+        files = {"sketch": ("s.png", drawing("square"), "image/png")}
+        assert categories(client.post("/v1/search", files=files, data={"top_k": "6"})) == ["Tshirts"] * 6

@@ -1,0 +1,308 @@
+"""The sketch stage: the image tower's last block, its head convolution and its projection module learn to put
+a drawing next to its item's edge map, without forgetting what the frozen tower knew.
+
+Losses (each its own module in trainer/losses): InfoNCE between sketches and their edge maps (QMUL-Shoe train
+pairs, mirrored copies added); semantic-consistency regularisation (each input's tuned feature stays near its
+frozen feature: sketches, edge maps, Quick, Draw! doodles, catalogue photos and their edge maps, so categories the
+pairs never show and photo search survive); distribution alignment (sketch-side and edge-side features matched
+to one Gaussian). The frozen front of the tower runs once per input (an activation cache), so an epoch on a CPU
+takes seconds. The epoch kept is the best on validation pairs among those that keep the unseen-category check
+(trainer/unseen.py) at or above the frozen tower's. Only the tensors that learn travel
+(`services/models/alignments/`), laid over the packaged weights like the text alignment.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps
+from tqdm import tqdm
+
+from services.evaluation import (
+    as_drawing,
+    as_edge_map,
+    catalogue_csv,
+    paired_accuracy,
+    read_catalogue_rows,
+    read_photo,
+    read_sketch_pairs,
+    sketch_category,
+    sketch_retrieval,
+)
+from services.images import decode_image, normalise_sketch
+from services.models import LoadedModel, ModelCard, Registry, load_model
+from services.settings import Settings
+from trainer.data import in_split
+from trainer.losses import clip_loss, consistency_loss, distribution_alignment_loss
+from trainer.unseen import SKETCHED, is_proxy_row, unseen_category_pairs
+
+SHIPPED = Path(__file__).resolve().parents[1] / "services" / "models" / "alignments" / "effl0-minilm-sketch.pt"
+CUT = 6  # the tower's blocks from this one on (with its head) learn; the ones before stay ImageNet's
+
+
+@dataclass
+class SketchConfig:
+    epochs: int = 30
+    batch_size: int = 48
+    lr: float = 1e-4  # the tower's last block and head convolution
+    projection_lr: float = 1e-3  # the projection module (visual.head)
+    weight_decay: float = 1e-4
+    temperature: float = 0.07
+    consistency: float = 1.0
+    distribution: float = 100.0  # covariances of unit vectors are small: this brings the term to the others' scale
+    doodles: int = 500
+    photos: int = 500
+    unseen: int = 150  # proxy pairs per split (validation guard, test metric)
+    val_fraction: float = 0.1
+    seed: int = 0
+
+
+class SketchTower:
+    """The image tower split at CUT: a frozen front and the tail that learns; tail(front(x)) is encode_image."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+        self.visual = loaded.model.visual
+        trunk = self.visual.trunk
+        self.body = [*list(trunk.blocks)[CUT:], trunk.conv_head, trunk.bn2]
+        self.head = self.visual.head  # the projection module
+
+    @torch.no_grad()
+    def front(self, pictures: Sequence[Image.Image]) -> torch.Tensor:
+        trunk = self.visual.trunk
+        batch = torch.stack([self.loaded.preprocess(picture) for picture in pictures]).to(self.loaded.device)
+        return trunk.blocks[:CUT](trunk.bn1(trunk.conv_stem(batch)))
+
+    def tail(self, activations: torch.Tensor) -> torch.Tensor:
+        trunk = self.visual.trunk
+        features = trunk.forward_head(trunk.bn2(trunk.conv_head(trunk.blocks[CUT:](activations))))
+        return F.normalize(self.head(features).float(), dim=-1)
+
+    def encode(self, pictures: Sequence[Image.Image], batch: int = 64) -> np.ndarray:
+        with torch.no_grad():
+            chunks = [self.tail(self.front(pictures[i : i + batch])) for i in range(0, len(pictures), batch)]
+        return torch.cat(chunks).cpu().numpy()
+
+    def parameter_groups(self, config: SketchConfig) -> list[dict]:
+        """The body's weights at `lr`, the projection module at `projection_lr` (batch-norm statistics stay)."""
+        body = [parameter for module in self.body for parameter in module.parameters()]
+        return [{"params": body, "lr": config.lr}, {"params": list(self.head.parameters()), "lr": config.projection_lr}]
+
+    def trained_tensors(self) -> dict[str, torch.Tensor]:
+        """The tail's tensors by their names in the model, as they are now (half precision: they ship)."""
+        names = {id(module): name for name, module in self.loaded.model.named_modules()}
+        return {
+            f"{names[id(module)]}.{key}": value.detach().cpu().clone().half()
+            if value.is_floating_point()
+            else value.detach().cpu().clone()
+            for module in [*self.body, self.head]
+            for key, value in module.state_dict().items()
+        }
+
+
+@dataclass
+class _Cached:
+    front: torch.Tensor  # what the tail reads
+    frozen: torch.Tensor  # the untrained tower's output: the consistency target
+
+    @classmethod
+    def of(cls, tower: SketchTower, pictures: Sequence[Image.Image], label: str, progress: bool) -> _Cached:
+        fronts = [
+            tower.front(pictures[i : i + 64])
+            for i in tqdm(range(0, len(pictures), 64), desc=f"caching {label}", disable=not progress)
+        ]
+        front = torch.cat(fronts)
+        with torch.no_grad():
+            frozen = torch.cat([tower.tail(front[i : i + 256]) for i in range(0, len(front), 256)])
+        return cls(front, frozen)
+
+    def sample(self, rng: np.random.Generator, size: int) -> torch.Tensor:
+        return torch.from_numpy(rng.permutation(len(self.front))[:size])
+
+
+def train_sketch(
+    settings: Settings,
+    base: str,
+    pairs: Path,
+    doodles: Path | None,
+    catalogue: Path,
+    out: Path,
+    config: SketchConfig | None = None,
+    progress: bool = True,
+) -> ModelCard:
+    """Train on `pairs` (a folder with train/ and test/ sketch-pair splits), `doodles` (a Quick, Draw! .npy) and
+    `catalogue` photos (CSV or its folder); write the learnt tensors to `out` and the card beside it (.json)."""
+    config = config or SketchConfig()
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    loaded = load_model(Registry.from_settings(settings)[base], settings.device, runtime="torch")
+    tower = SketchTower(loaded)
+    tower.visual.eval()  # batch-norm statistics stay the pretrained ones; only weights learn
+    rows = read_catalogue_rows(catalogue_csv(catalogue))
+
+    sketch_paths, edge_paths = read_sketch_pairs(pairs / "train")
+    held = [in_split(path.name, config.val_fraction, "sketch-val") for path in sketch_paths]
+    sketches = [as_drawing(read_photo(path)) for path in sketch_paths]
+    edges = [as_drawing(read_photo(path)) for path in edge_paths]
+    train = [(s, e) for s, e, h in zip(sketches, edges, held, strict=True) if not h]
+    train += [(ImageOps.mirror(s), ImageOps.mirror(e)) for s, e in train]  # mirrored, still a pair
+    val_sketches = [s for s, h in zip(sketches, held, strict=True) if h]
+    val_gallery = [e for e, h in zip(edges, held, strict=True) if h] + [
+        e for e, h in zip(edges, held, strict=True) if not h
+    ]
+    kept = [r for r in rows if not is_proxy_row(r) and not in_split(f"catalogue:{r['id']}", 0.1, "text-test")]
+    kept = [kept[i] for i in rng.permutation(len(kept))[: config.photos]]
+    guard = unseen_category_pairs(rows, "val", config.unseen, config.seed)
+    inputs = {
+        "sketches": [s for s, _ in train],
+        "edges": [e for _, e in train],
+        "doodles": _doodles(doodles, config.doodles),
+        "photos": [decode_image(read_photo(Path(r["image"]))) for r in kept],
+        "photo_edges": [as_edge_map(read_photo(Path(r["image"]))) for r in kept],
+    }
+    cache = {name: _Cached.of(tower, pictures, name, progress) for name, pictures in inputs.items() if pictures}
+
+    checks = {
+        "val_": (val_sketches, val_gallery),  # validation sketches among every train edge map
+        "unseen_val_": ([q for q, _ in guard], [g for _, g in guard]),  # the unseen-category guard
+    }
+    checked = {
+        prefix: [_Cached.of(tower, side, prefix, progress) for side in sides] for prefix, sides in checks.items()
+    }
+
+    def validate() -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        for prefix, (queries, gallery) in checked.items():
+            with torch.no_grad():
+                metrics |= _accuracy(tower.tail(queries.front).numpy(), tower.tail(gallery.front).numpy(), prefix)
+        return metrics
+
+    zero_shot_val = validate()
+    before = _test_metrics(tower, pairs, rows, config, progress)
+    optimiser = torch.optim.AdamW(tower.parameter_groups(config), weight_decay=config.weight_decay)
+    best, best_epoch, best_tensors, history = zero_shot_val, 0, tower.trained_tensors(), []
+    steps = max(1, len(train) // config.batch_size)
+    for epoch in tqdm(range(1, config.epochs + 1), desc="sketch epochs", disable=not progress):
+        parts = np.mean([_step(tower, cache, optimiser, config, rng) for _ in range(steps)], axis=0)
+        metrics = validate()
+        history.append(
+            {
+                "epoch": epoch,
+                **dict(zip(("loss", "infonce", "consistency", "distribution"), parts, strict=True)),
+                **metrics,
+            }
+        )
+        keeps_unseen = metrics["unseen_val_acc@1"] >= zero_shot_val["unseen_val_acc@1"]
+        if keeps_unseen and (metrics["val_acc@1"], metrics["val_acc@10"]) > (best["val_acc@1"], best["val_acc@10"]):
+            best, best_epoch, best_tensors = metrics, epoch, tower.trained_tensors()
+    loaded.model.load_state_dict(
+        {k: v.float() if v.is_floating_point() else v for k, v in best_tensors.items()}, strict=False
+    )
+    after = _test_metrics(tower, pairs, rows, config, progress)
+    card = ModelCard(
+        stage="sketch (image tower tail + projection module, semantic consistency, distribution alignment)",
+        description=(
+            f"{base} with the last block, head convolution and projection module of its image tower trained to "
+            "match drawings to their items' edge maps; its text projection is the base variant's. Sketch queries "
+            "search the photos' edge vectors"
+        ),
+        epochs=config.epochs,
+        optimiser="AdamW",
+        lr=config.lr,
+        loss=(
+            f"InfoNCE (t={config.temperature}) + {config.consistency} x semantic consistency + "
+            f"{config.distribution} x distribution alignment"
+        ),
+        batch_size=config.batch_size,
+        train_data=(
+            f"{pairs}/train: {len(train) // 2} sketch pairs (+ mirrored), {len(val_sketches)} for validation; "
+            f"{len(inputs['doodles'])} doodles from {doodles}; {len(kept)} catalogue photos and their edge maps"
+        ),
+        metrics=after,
+        wall_time_s=time.perf_counter() - started,
+        hardware=f"{platform.machine()} {loaded.device.type} x{torch.get_num_threads()} threads",
+        base_variant=base,
+        zero_shot=before,
+        best_epoch=best_epoch,
+        validation=best,
+        zero_shot_validation=zero_shot_val,
+        history=history,
+        config=asdict(config),
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = loaded.variant.alignment_path
+    carried = torch.load(text, map_location="cpu", weights_only=True) if text is not None else {}
+    torch.save(carried | best_tensors, out)
+    out.with_suffix(".json").write_text(json.dumps(card.model_dump(), indent=2) + "\n")
+    return card
+
+
+def _step(
+    tower: SketchTower,
+    cache: dict[str, _Cached],
+    optimiser: torch.optim.Optimizer,
+    config: SketchConfig,
+    rng: np.random.Generator,
+) -> list[float]:
+    """One batch: pairs for InfoNCE; pairs, doodles, photos and photo edge maps for the two regularisers."""
+    batch = cache["sketches"].sample(rng, config.batch_size)
+    sketches, edges = tower.tail(cache["sketches"].front[batch]), tower.tail(cache["edges"].front[batch])
+    infonce = clip_loss(sketches, edges, 1 / config.temperature)
+    tuned = {"sketches": sketches, "edges": edges}
+    picks = {"sketches": batch, "edges": batch}
+    for name in ("doodles", "photos", "photo_edges"):
+        if name in cache:
+            picks[name] = cache[name].sample(rng, config.batch_size)
+            tuned[name] = tower.tail(cache[name].front[picks[name]])
+    consistency = consistency_loss(
+        torch.cat(list(tuned.values())), torch.cat([cache[name].frozen[picks[name]] for name in tuned])
+    )
+    drawn = torch.cat([tuned[name] for name in ("sketches", "doodles") if name in tuned])
+    lines = torch.cat([tuned[name] for name in ("edges", "photo_edges") if name in tuned])
+    distribution = distribution_alignment_loss(drawn, lines)
+    loss = infonce + config.consistency * consistency + config.distribution * distribution
+    optimiser.zero_grad()
+    loss.backward()
+    optimiser.step()
+    return [loss.item(), infonce.item(), consistency.item(), distribution.item()]
+
+
+def _accuracy(queries: np.ndarray, gallery: np.ndarray, prefix: str) -> dict[str, float]:
+    """acc@1/@10 where query i's match is gallery item i."""
+    found = paired_accuracy([np.argsort(-(gallery @ query), kind="stable") for query in queries])
+    return {f"{prefix}{key}": value for key, value in found.items() if key != "queries"}
+
+
+def _test_metrics(
+    tower: SketchTower, pairs: Path, rows: Sequence[dict[str, str]], config: SketchConfig, progress: bool
+) -> dict[str, float]:
+    """The card's numbers, on data that never trains or selects: the test sketch pairs (direct and through
+    clusters), the test sketches against the catalogue (footwear relevant), and the unseen-category test pairs."""
+    sketches, edges = read_sketch_pairs(pairs / "test")
+    metrics: dict[str, float] = {}
+    for way, found in sketch_retrieval(tower.encode, sketches, edges, progress).items():
+        metrics |= {f"sketch_{key}_{way}": value for key, value in found.items() if key != "queries"}
+    test_rows = [r for r in rows if in_split(f"catalogue:{r['id']}", 0.1, "text-test")]
+    for vector, found in sketch_category(tower.encode, sketches, test_rows, SKETCHED, progress).items():
+        metrics |= {f"footwear_{key}_{vector}": value for key, value in found.items()}
+    unseen = unseen_category_pairs(rows, "test", config.unseen, config.seed)
+    return metrics | _accuracy(
+        tower.encode([q for q, _ in unseen]), tower.encode([g for _, g in unseen]), "unseen_test_"
+    )
+
+
+def _doodles(source: Path | None, count: int) -> list[Image.Image]:
+    """Quick, Draw! doodles (N x 784 uint8, ink = 255) as normalised drawings."""
+    if source is None or count == 0:
+        return []
+    strokes = np.load(source, mmap_mode="r")[:count].reshape(-1, 28, 28)
+    return [normalise_sketch(Image.fromarray(255 - np.asarray(doodle))) for doodle in strokes]
