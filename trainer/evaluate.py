@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from services.evaluation import category_retrieval, encode_paths, instance_retrieval
+from services.evaluation import category_retrieval, encode_paths, instance_retrieval, text_queries
 from services.models import LoadedModel
 from trainer.data import Sample
 
@@ -33,27 +33,10 @@ def text_to_image(model: LoadedModel, samples: Sequence[Sample]) -> dict[str, fl
 
 
 def attribute_queries(model: LoadedModel, samples: Sequence[Sample], min_products: int = 5) -> dict[str, float]:
-    """Short queries as shoppers type them, against the held-out products' photos: "<article type>" (P@10 of
-    that type) and "<colour> <article type>" (P@10 of that type, and of that colour and type together), over
-    every type (colour+type pair) with at least `min_products` products, so every query can fill its ten."""
+    """Shoppers' short text queries against the held-out products' photos (services/evaluation/text.py)."""
     images, _ = encode_paths(model.encode_images, [s.path for s in samples], False, "images")
-    kinds = np.asarray([(s.category or "").lower() for s in samples])
-    colours = np.asarray([(s.colour or "").lower() for s in samples])
-
-    def precision(query: str, relevant: np.ndarray) -> float:
-        top = np.argsort(-(images @ model.encode_texts([query])[0]))[:10]
-        return float(relevant[top].mean())
-
-    types = [k for k in sorted(set(kinds)) if k and (kinds == k).sum() >= min_products]
-    pairs = sorted({(c, k) for c, k in zip(colours, kinds, strict=True) if c and k})
-    pairs = [(c, k) for c, k in pairs if ((colours == c) & (kinds == k)).sum() >= min_products]
-    metrics = {"query_type_P@10": float(np.mean([precision(k, kinds == k) for k in types])) if types else 0.0}
-    if pairs:
-        metrics["query_colour_type_P@10"] = float(
-            np.mean([precision(f"{c} {k}", (colours == c) & (kinds == k)) for c, k in pairs])
-        )
-        metrics["query_colour_type_type_P@10"] = float(np.mean([precision(f"{c} {k}", kinds == k) for c, k in pairs]))
-    return metrics
+    categories, colours = [s.category or "" for s in samples], [s.colour or "" for s in samples]
+    return text_queries(model.encode_texts, images, categories, colours, min_products)
 
 
 def validation(model: LoadedModel, val: Sequence[Sample], with_text: bool) -> dict[str, float]:

@@ -1,13 +1,13 @@
-"""The sketch stage: the image tower's last block, its head convolution and its projection module learn to put
-a drawing next to its item's edge map, without forgetting what the frozen tower knew.
+"""The sketch stage: the image tower's last block, its head convolution and its projection module learn to put a drawing
+next to its item's edge map, without forgetting what the frozen tower knew.
 
-Losses (each its own module in trainer/losses): InfoNCE between sketches and their edge maps (QMUL-Shoe train
-pairs, mirrored copies added); semantic-consistency regularisation (each input's tuned feature stays near its
-frozen feature: sketches, edge maps, Quick, Draw! doodles, catalogue photos and their edge maps, so categories the
-pairs never show and photo search survive); distribution alignment (sketch-side and edge-side features matched
-to one Gaussian). The frozen front of the tower runs once per input (an activation cache), so an epoch on a CPU
-takes seconds. The epoch kept is the best on validation pairs among those that keep the unseen-category check
-(trainer/unseen.py) at or above the frozen tower's. Only the tensors that learn travel
+Losses (each its own module in trainer/losses): InfoNCE between sketches and their edge maps (QMUL-Shoe train pairs,
+mirrored copies added); semantic-consistency regularisation (each input's tuned feature stays near its frozen
+feature: sketches, edge maps, Quick, Draw! doodles, catalogue photos and their edge maps, so categories the pairs
+never show and photo search survive); distribution alignment (sketch-side and edge-side features matched to one
+Gaussian). The frozen front of the tower runs once per input (an activation cache), so an epoch on a CPU takes
+seconds. The epoch kept is the best on validation pairs (the later of equals) among those that keep the unseen-
+category check (trainer/unseen.py) at or above the frozen tower's. Only the tensors that learn travel
 (`services/models/alignments/`), laid over the packaged weights like the text alignment.
 """
 
@@ -176,7 +176,9 @@ def train_sketch(
         "unseen_val_": ([q for q, _ in guard], [g for _, g in guard]),  # the unseen-category guard
     }
     checked = {
-        prefix: [_Cached.of(tower, side, prefix, progress) for side in sides] for prefix, sides in checks.items()
+        prefix: [_Cached.of(tower, side, prefix, progress) for side in sides]
+        for prefix, sides in checks.items()
+        if sides[0]
     }
 
     def validate() -> dict[str, float]:
@@ -201,8 +203,8 @@ def train_sketch(
                 **metrics,
             }
         )
-        keeps_unseen = metrics["unseen_val_acc@1"] >= zero_shot_val["unseen_val_acc@1"]
-        if keeps_unseen and (metrics["val_acc@1"], metrics["val_acc@10"]) > (best["val_acc@1"], best["val_acc@10"]):
+        keeps_unseen = metrics.get("unseen_val_acc@1", 1.0) >= zero_shot_val.get("unseen_val_acc@1", 0.0)
+        if keeps_unseen and _rank(metrics) >= _rank(best):  # ties: the later epoch
             best, best_epoch, best_tensors = metrics, epoch, tower.trained_tensors()
     loaded.model.load_state_dict(
         {k: v.float() if v.is_floating_point() else v for k, v in best_tensors.items()}, strict=False
@@ -276,6 +278,10 @@ def _step(
     return [loss.item(), infonce.item(), consistency.item(), distribution.item()]
 
 
+def _rank(metrics: dict[str, float]) -> tuple[float, float]:
+    return metrics.get("val_acc@1", 0.0), metrics.get("val_acc@10", 0.0)
+
+
 def _accuracy(queries: np.ndarray, gallery: np.ndarray, prefix: str) -> dict[str, float]:
     """acc@1/@10 where query i's match is gallery item i."""
     found = paired_accuracy([np.argsort(-(gallery @ query), kind="stable") for query in queries])
@@ -292,12 +298,14 @@ def _test_metrics(
     for way, found in sketch_retrieval(tower.encode, sketches, edges, progress).items():
         metrics |= {f"sketch_{key}_{way}": value for key, value in found.items() if key != "queries"}
     test_rows = [r for r in rows if in_split(f"catalogue:{r['id']}", 0.1, "text-test")]
-    for vector, found in sketch_category(tower.encode, sketches, test_rows, SKETCHED, progress).items():
+    for vector, found in (
+        sketch_category(tower.encode, sketches, test_rows, SKETCHED, progress) if test_rows else {}
+    ).items():
         metrics |= {f"footwear_{key}_{vector}": value for key, value in found.items()}
     unseen = unseen_category_pairs(rows, "test", config.unseen, config.seed)
-    return metrics | _accuracy(
-        tower.encode([q for q, _ in unseen]), tower.encode([g for _, g in unseen]), "unseen_test_"
-    )
+    if unseen:
+        metrics |= _accuracy(tower.encode([q for q, _ in unseen]), tower.encode([g for _, g in unseen]), "unseen_test_")
+    return metrics
 
 
 def _doodles(source: Path | None, count: int) -> list[Image.Image]:

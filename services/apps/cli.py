@@ -345,6 +345,33 @@ def align_text(sources: tuple[Path, ...], base: str, out: Path | None) -> None:
         click.echo(f"{metric:<22}{_number(before):>12}{_number(after):>12}")
 
 
+@main.command(name="train-sketch")
+@click.option(
+    "--pairs", type=click.Path(exists=True, path_type=Path), required=True, help="sketch pairs: train/ and test/"
+)
+@click.option("--doodles", type=click.Path(exists=True, path_type=Path), default=None, help="Quick, Draw! .npy")
+@click.option("--catalogue", type=click.Path(exists=True, path_type=Path), required=True, help="catalogue CSV/folder")
+@click.option("--base", default="effl0-minilm", show_default=True, help="variant to start from")
+@click.option("--epochs", type=int, default=None, help="override the stage's 30 epochs")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="default: the packaged sketch alignment")
+def train_sketch_command(
+    pairs: Path, doodles: Path | None, catalogue: Path, base: str, epochs: int | None, out: Path | None
+) -> None:
+    """Train the sketch stage (trainer/sketch.py); write the tensors it changed and their card (by default
+    where the shipped variant effl0-minilm-sketch loads them from)."""
+    from dataclasses import replace
+
+    from trainer.sketch import SHIPPED, SketchConfig, train_sketch
+
+    config = SketchConfig() if epochs is None else replace(SketchConfig(), epochs=epochs)
+    target = out or SHIPPED
+    card = train_sketch(_settings(), base, pairs, doodles, catalogue, target, config)
+    extra = card.model_extra or {}
+    click.echo(f"wrote {target} and its card; best epoch {extra.get('best_epoch')}")
+    for key, value in card.metrics.items():
+        click.echo(f"  {key:<32} {_number(value):>8}   (zero-shot {_number(extra.get('zero_shot', {}).get(key))})")
+
+
 @main.command()
 @click.option("--out", default=Path("docs/results.md"), type=click.Path(path_type=Path), show_default=True)
 def report(out: Path) -> None:

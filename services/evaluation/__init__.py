@@ -12,6 +12,7 @@ from services.evaluation.encoding import as_drawing, as_edge_map, encode_paths, 
 from services.evaluation.metrics import category_precision, category_retrieval, instance_retrieval, paired_accuracy
 from services.evaluation.report import evaluate_variant, format_table
 from services.evaluation.sketches import sketch_category, sketch_retrieval
+from services.evaluation.text import text_queries
 
 __all__ = [
     "as_drawing",
@@ -32,4 +33,5 @@ __all__ = [
     "read_sketch_pairs",
     "sketch_category",
     "sketch_retrieval",
+    "text_queries",
 ]

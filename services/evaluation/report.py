@@ -17,6 +17,7 @@ from services.evaluation.datasets import (
 from services.evaluation.encoding import Encoder, encode_paths, trunk_encoder
 from services.evaluation.metrics import category_retrieval, instance_retrieval
 from services.evaluation.sketches import sketch_category, sketch_retrieval
+from services.evaluation.text import text_queries
 from services.models import LoadedModel, Registry, load_model
 from services.settings import Settings
 
@@ -83,6 +84,9 @@ def evaluate_model(
             vectors, seconds = encode_paths(encoder, [Path(r["image"]) for r in rows], progress, name)
             report[name] = category_retrieval(vectors, [r["articleType"] for r in rows])
             report[name]["ms_per_image"] = 1000 * seconds / len(rows)
+            if name == "model":
+                kinds, colours = [r["articleType"] for r in rows], [r.get("baseColour", "") for r in rows]
+                report["text queries (P@10)"] = text_queries(model.encode_texts, vectors, kinds, colours)
     return report
 
 
