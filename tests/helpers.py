@@ -1,4 +1,5 @@
-"""Helpers the tests share: a tiny real open_clip config, product-like photos, a catalogue, job polling."""
+"""Helpers the tests share: a tiny real open_clip config, product-like photos, a catalogue, an indexed gateway,
+job polling."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
+from services.apps.gateway.app import create_app
+from services.catalogue import read_catalogue
 from services.settings import Settings
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -142,3 +146,14 @@ def photo_server(photos: dict[str, bytes], flaky_failures: int = 1) -> Iterator[
     finally:
         server.shutdown()
         thread.join(5)
+
+
+@contextmanager
+def indexed_gateway(data_dir: Path, registry: Path, catalogue: Path) -> Iterator[TestClient]:
+    """The gateway over the tiny variant with every product of `catalogue` indexed (photos and edge maps)."""
+    settings = make_settings(data_dir, registry)
+    settings.allowed_image_roots = [catalogue]
+    with TestClient(create_app(settings)) as client:
+        outcomes = client.app.state.runtime.pipeline.run(list(read_catalogue(catalogue)), ["tiny"])
+        assert {outcome.status for outcome in outcomes} == {"indexed"}
+        yield client

@@ -8,10 +8,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from services.apps.gateway.app import create_app
 from services.attributes import agreement, interpret, rerank, words
-from services.catalogue import read_catalogue
-from tests.helpers import make_settings, write_catalogue
+from tests.helpers import indexed_gateway, write_catalogue
 
 VOCABULARY = {
     "colour": ["Blue", "Navy Blue", "Off White", "White", "Red", "Black"],
@@ -53,11 +51,7 @@ def test_soft_filters_lift_matching_items_without_dropping_the_rest() -> None:
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory, tiny_registry: Path) -> Iterator[TestClient]:
     catalogue = write_catalogue(tmp_path_factory.mktemp("catalogue"))
-    settings = make_settings(tmp_path_factory.mktemp("data"), tiny_registry)
-    settings.allowed_image_roots = [catalogue]
-    with TestClient(create_app(settings)) as test_client:
-        outcomes = test_client.app.state.runtime.pipeline.run(list(read_catalogue(catalogue)), ["tiny"])
-        assert {outcome.status for outcome in outcomes} == {"indexed"}
+    with indexed_gateway(tmp_path_factory.mktemp("data"), tiny_registry, catalogue) as test_client:
         yield test_client
 
 

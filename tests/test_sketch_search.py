@@ -13,8 +13,7 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
 from services.apps.gateway.app import create_app
-from services.catalogue import read_catalogue
-from tests.helpers import encode, make_settings, write_catalogue
+from tests.helpers import encode, indexed_gateway, make_settings, write_catalogue
 
 
 def drawing(shape: str, mode: str = "L") -> bytes:
@@ -34,10 +33,7 @@ def catalogue_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory, tiny_registry: Path, catalogue_dir: Path) -> Iterator[TestClient]:
-    settings = make_settings(tmp_path_factory.mktemp("data"), tiny_registry)
-    settings.allowed_image_roots = [catalogue_dir]
-    with TestClient(create_app(settings)) as test_client:
-        test_client.app.state.runtime.pipeline.run(list(read_catalogue(catalogue_dir)), ["tiny"])
+    with indexed_gateway(tmp_path_factory.mktemp("data"), tiny_registry, catalogue_dir) as test_client:
         yield test_client
 
 

@@ -94,10 +94,15 @@ def train_text_alignment(
         validation={"val_text_mAP": best},
         history=history,
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({PROJECTION: best_weight}, out)
-    out.with_suffix(".json").write_text(json.dumps(card.model_dump(), indent=2) + "\n")
+    write_alignment(out, {PROJECTION: best_weight}, card)
     return card
+
+
+def write_alignment(out: Path, tensors: dict[str, torch.Tensor], card: ModelCard) -> None:
+    """The tensors a variant lays over its packaged weights, and their card beside them (`<out>.json`)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(tensors, out)
+    out.with_suffix(".json").write_text(json.dumps(card.model_dump(), indent=2) + "\n")
 
 
 def _features(loaded: LoadedModel, samples: Sequence[Sample], progress: bool) -> dict[str, torch.Tensor]:

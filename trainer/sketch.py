@@ -13,7 +13,6 @@ category check (trainer/unseen.py) at or above the frozen tower's. Only the tens
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from collections.abc import Sequence
@@ -40,6 +39,7 @@ from services.evaluation import (
 from services.images import decode_image, normalise_sketch
 from services.models import LoadedModel, ModelCard, Registry, load_model
 from services.settings import Settings
+from trainer.alignment import write_alignment
 from trainer.data import in_split
 from trainer.losses import clip_loss, consistency_loss, distribution_alignment_loss
 from trainer.unseen import SKETCHED, is_proxy_row, unseen_category_pairs
@@ -240,11 +240,9 @@ def train_sketch(
         history=history,
         config=asdict(config),
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    text = loaded.variant.alignment_path
+    text = loaded.variant.alignment_path  # the base variant's text alignment comes along: words keep working
     carried = torch.load(text, map_location="cpu", weights_only=True) if text is not None else {}
-    torch.save(carried | best_tensors, out)
-    out.with_suffix(".json").write_text(json.dumps(card.model_dump(), indent=2) + "\n")
+    write_alignment(out, carried | best_tensors, card)
     return card
 
 
