@@ -79,6 +79,11 @@ def test_missing_checkpoint_file_is_reported(tmp_path: Path) -> None:
     (tmp_path / "tiny.json").write_text(json.dumps(TINY_CONFIG))
     variant = Variant(name="gone", architecture="tiny.json", weights="gone.pt", base_dir=tmp_path)
     assert "does not exist" in (missing_weights(variant) or "")
+    shipped = Registry.load()["effl0-minilm"]
+    untrained = shipped.model_copy(update={"name": "untrained", "alignment": str(tmp_path / "never-trained.pt")})
+    assert "alignment file" in (missing_weights(untrained) or "")  # known before anything loads
+    with pytest.raises(WeightsUnavailable, match=r"never-trained\.pt does not exist"):
+        load_model(untrained, "cpu")
 
 
 def test_trained_variants_register_from_the_data_folder(tiny_registry: Path, tmp_path: Path) -> None:

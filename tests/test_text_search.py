@@ -1,5 +1,6 @@
 """Words out of the box: the default variant ships a text alignment that finds products by kind, without
-touching the image space (so no catalogue has to be re-indexed)."""
+touching the image space (so no catalogue has to be re-indexed). Drawings too: the same fresh install answers
+shoe sketches with shoes."""
 
 from __future__ import annotations
 
@@ -46,4 +47,11 @@ def test_words_find_products_of_that_kind_on_a_fresh_install(tmp_path: Path) -> 
             found = client.post("/v1/search", json={"text": kind.lower(), "top_k": 10}).json()["results"]
             precision[kind] = np.mean([r["payload"]["articleType"] == kind for r in found])
         assert client.post("/v1/search", json={"text": "   "}).status_code == 422
+        sketches = sorted(shared_data("qmul_sbir", "shoes", "test", "sketch").iterdir())[:8]
+        shoes = []
+        for path in sketches:  # shoe drawings against the photos' edge maps: shoes come first
+            files = {"sketch": (path.name, path.read_bytes(), "image/png")}
+            found = client.post("/v1/search", files=files, data={"top_k": "10"}).json()["results"]
+            shoes.append(np.mean([r["payload"]["articleType"] == "Casual Shoes" for r in found]))
     assert np.mean(list(precision.values())) >= 0.7, precision  # chance is about 0.25
+    assert np.mean(shoes) >= 0.5, shoes  # a quarter of the catalogue is shoes

@@ -5,10 +5,11 @@ Losses (each its own module in trainer/losses): InfoNCE between sketches and the
 mirrored copies added); semantic-consistency regularisation (each input's tuned feature stays near its frozen
 feature: sketches, edge maps, Quick, Draw! doodles, catalogue photos and their edge maps, so categories the pairs
 never show and photo search survive); distribution alignment (sketch-side and edge-side features matched to one
-Gaussian). The frozen front of the tower runs once per input (an activation cache), so an epoch on a CPU takes
-seconds. The epoch kept is the best on validation pairs (the later of equals) among those that keep the unseen-
-category check (trainer/unseen.py) at or above the frozen tower's. Only the tensors that learn travel
-(`services/models/alignments/`), laid over the packaged weights like the text alignment.
+Gaussian); a supervised contrast of sketches with the catalogue's edge maps by category (a shoe sketch belongs with
+footwear edge maps, not with those of shirts). The frozen front of the tower runs once per input (an activation
+cache), so an epoch on a CPU takes seconds. The epoch kept is the best on validation pairs (the later of equals)
+among those that keep the unseen- category check (trainer/unseen.py) at or above the frozen tower's. Only the tensors
+that learn travel (`services/models/alignments/`), laid over the packaged weights like the text alignment.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from services.evaluation import (
     as_drawing,
     as_edge_map,
     catalogue_csv,
+    category_precision,
     paired_accuracy,
     read_catalogue_rows,
     read_photo,
@@ -41,7 +43,7 @@ from services.models import LoadedModel, ModelCard, Registry, load_model
 from services.settings import Settings
 from trainer.alignment import write_alignment
 from trainer.data import in_split
-from trainer.losses import clip_loss, consistency_loss, distribution_alignment_loss
+from trainer.losses import clip_loss, consistency_loss, distribution_alignment_loss, supcon_loss
 from trainer.unseen import SKETCHED, is_proxy_row, unseen_category_pairs
 
 SHIPPED = Path(__file__).resolve().parents[1] / "services" / "models" / "alignments" / "effl0-minilm-sketch.pt"
@@ -58,9 +60,11 @@ class SketchConfig:
     temperature: float = 0.07
     consistency: float = 1.0
     distribution: float = 100.0  # covariances of unit vectors are small: this brings the term to the others' scale
+    category: float = 1.0  # sketches nearer the catalogue's edge maps of their category than of the others
     doodles: int = 500
     photos: int = 500
     unseen: int = 150  # proxy pairs per split (validation guard, test metric)
+    category_val: int = 400  # catalogue products whose edge maps the category guard searches
     val_fraction: float = 0.1
     seed: int = 0
 
@@ -112,9 +116,17 @@ class SketchTower:
 class _Cached:
     front: torch.Tensor  # what the tail reads
     frozen: torch.Tensor  # the untrained tower's output: the consistency target
+    labels: torch.Tensor | None = None  # category ids, where the inputs have them
 
     @classmethod
-    def of(cls, tower: SketchTower, pictures: Sequence[Image.Image], label: str, progress: bool) -> _Cached:
+    def of(
+        cls,
+        tower: SketchTower,
+        pictures: Sequence[Image.Image],
+        label: str,
+        progress: bool,
+        labels: torch.Tensor | None = None,
+    ) -> _Cached:
         fronts = [
             tower.front(pictures[i : i + 64])
             for i in tqdm(range(0, len(pictures), 64), desc=f"caching {label}", disable=not progress)
@@ -122,7 +134,7 @@ class _Cached:
         front = torch.cat(fronts)
         with torch.no_grad():
             frozen = torch.cat([tower.tail(front[i : i + 256]) for i in range(0, len(front), 256)])
-        return cls(front, frozen)
+        return cls(front, frozen, labels)
 
     def sample(self, rng: np.random.Generator, size: int) -> torch.Tensor:
         return torch.from_numpy(rng.permutation(len(self.front))[:size])
@@ -159,8 +171,11 @@ def train_sketch(
     val_gallery = [e for e, h in zip(edges, held, strict=True) if h] + [
         e for e, h in zip(edges, held, strict=True) if not h
     ]
-    kept = [r for r in rows if not is_proxy_row(r) and not in_split(f"catalogue:{r['id']}", 0.1, "text-test")]
-    kept = [kept[i] for i in rng.permutation(len(kept))[: config.photos]]
+    pool = [r for r in rows if not is_proxy_row(r) and not in_split(f"catalogue:{r['id']}", 0.1, "text-test")]
+    pool = [pool[i] for i in rng.permutation(len(pool))]
+    kept, shelf = pool[: config.photos], pool[config.photos : config.photos + config.category_val]
+    field, sketched = SKETCHED
+    kinds = {kind: index for index, kind in enumerate(sorted({r.get(field, "") for r in rows} | {sketched}))}
     guard = unseen_category_pairs(rows, "val", config.unseen, config.seed)
     inputs = {
         "sketches": [s for s, _ in train],
@@ -169,7 +184,18 @@ def train_sketch(
         "photos": [decode_image(read_photo(Path(r["image"]))) for r in kept],
         "photo_edges": [as_edge_map(read_photo(Path(r["image"]))) for r in kept],
     }
-    cache = {name: _Cached.of(tower, pictures, name, progress) for name, pictures in inputs.items() if pictures}
+    labels = {
+        "sketches": torch.full((len(train),), kinds[sketched]),
+        "photo_edges": torch.tensor([kinds[r.get(field, "")] for r in kept], dtype=torch.long),
+    }
+    cache = {
+        name: _Cached.of(tower, pictures, name, progress, labels.get(name))
+        for name, pictures in inputs.items()
+        if pictures
+    }
+    shelf_maps = [as_edge_map(read_photo(Path(r["image"]))) for r in shelf]
+    shelf_edges = _Cached.of(tower, shelf_maps, "shelf", progress) if shelf else None
+    shelf_truth = np.array([r.get(field) == sketched for r in shelf])
 
     checks = {
         "val_": (val_sketches, val_gallery),  # validation sketches among every train edge map
@@ -186,6 +212,10 @@ def train_sketch(
         for prefix, (queries, gallery) in checked.items():
             with torch.no_grad():
                 metrics |= _accuracy(tower.tail(queries.front).numpy(), tower.tail(gallery.front).numpy(), prefix)
+        if shelf_edges is not None and "val_" in checked:  # category guard: validation sketches, catalogue edges
+            with torch.no_grad():
+                found = tower.tail(checked["val_"][0].front).numpy(), tower.tail(shelf_edges.front).numpy()
+            metrics["val_footwear_P@100"] = category_precision(*found, shelf_truth)["P@100"]
         return metrics
 
     zero_shot_val = validate()
@@ -199,12 +229,13 @@ def train_sketch(
         history.append(
             {
                 "epoch": epoch,
-                **dict(zip(("loss", "infonce", "consistency", "distribution"), parts, strict=True)),
+                **dict(zip(("loss", "infonce", "consistency", "distribution", "category"), parts, strict=True)),
                 **metrics,
             }
         )
-        keeps_unseen = metrics.get("unseen_val_acc@1", 1.0) >= zero_shot_val.get("unseen_val_acc@1", 0.0)
-        if keeps_unseen and _rank(metrics) >= _rank(best):  # ties: the later epoch
+        guarded = ("unseen_val_acc@1", "val_footwear_P@100")
+        keeps = all(metrics.get(key, 1.0) >= zero_shot_val.get(key, 0.0) for key in guarded)
+        if keeps and _rank(metrics) >= _rank(best):  # ties: the later epoch
             best, best_epoch, best_tensors = metrics, epoch, tower.trained_tensors()
     loaded.model.load_state_dict(
         {k: v.float() if v.is_floating_point() else v for k, v in best_tensors.items()}, strict=False
@@ -222,7 +253,8 @@ def train_sketch(
         lr=config.lr,
         loss=(
             f"InfoNCE (t={config.temperature}) + {config.consistency} x semantic consistency + "
-            f"{config.distribution} x distribution alignment"
+            f"{config.distribution} x distribution alignment + {config.category} x SupCon of sketches with the "
+            "catalogue's edge maps by category"
         ),
         batch_size=config.batch_size,
         train_data=(
@@ -269,11 +301,16 @@ def _step(
     drawn = torch.cat([tuned[name] for name in ("sketches", "doodles") if name in tuned])
     lines = torch.cat([tuned[name] for name in ("edges", "photo_edges") if name in tuned])
     distribution = distribution_alignment_loss(drawn, lines)
-    loss = infonce + config.consistency * consistency + config.distribution * distribution
+    category = torch.zeros(())
+    if "photo_edges" in tuned:  # supervised contrast across the domains: a shoe sketch with shoes' edge maps
+        features = torch.cat([sketches, tuned["photo_edges"]])
+        kinds = torch.cat([cache["sketches"].labels[batch], cache["photo_edges"].labels[picks["photo_edges"]]])
+        category = supcon_loss(features, kinds)
+    loss = infonce + config.consistency * consistency + config.distribution * distribution + config.category * category
     optimiser.zero_grad()
     loss.backward()
     optimiser.step()
-    return [loss.item(), infonce.item(), consistency.item(), distribution.item()]
+    return [loss.item(), infonce.item(), consistency.item(), distribution.item(), category.item()]
 
 
 def _rank(metrics: dict[str, float]) -> tuple[float, float]:

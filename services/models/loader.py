@@ -72,6 +72,9 @@ def resolve_device(device: str) -> torch.device:
 def missing_weights(variant: Variant) -> str | None:
     """Why the variant cannot load on this machine (None when its weights are here), without loading it."""
     if variant.weights == "packaged":
+        alignment = variant.alignment_path
+        if alignment is not None and not alignment.is_file():
+            return f"variant {variant.name!r}: alignment file {alignment} does not exist (its training writes it)"
         return None
     checkpoint = variant.weights_path
     if checkpoint is not None:
@@ -168,9 +171,7 @@ def _lay_alignment(variant: Variant, model: torch.nn.Module) -> None:
     """Overlay trained tensors (by parameter name) onto the freshly built model; every one must fit."""
     path = variant.alignment_path
     assert path is not None
-    if not path.is_file():
-        raise WeightsUnavailable(f"variant {variant.name!r}: alignment file {path} does not exist")
-    tensors = torch.load(path, map_location="cpu", weights_only=True)
+    tensors = torch.load(path, map_location="cpu", weights_only=True)  # missing_weights checked the file is there
     missing = model.load_state_dict(tensors, strict=False)
     if missing.unexpected_keys:
         raise WeightsUnavailable(
