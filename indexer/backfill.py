@@ -12,7 +12,7 @@ from services.catalogue import PIPELINE_FIELDS, CatalogueItem
 from services.embedding import Embedder
 from services.errors import ImageDecodeError, InvalidInput
 from services.images import decode_image, edge_map
-from services.store import EDGE, MediaStore, VectorStore
+from services.store import EDGE, MediaStore, VectorStore, catalogue_payload
 
 
 def stored_items(store: VectorStore, variant: str) -> Iterator[CatalogueItem]:
@@ -22,7 +22,8 @@ def stored_items(store: VectorStore, variant: str) -> Iterator[CatalogueItem]:
     for record in store.iter_points(variant):
         payload = record.payload or {}
         product_id = str(payload["product_id"])
-        products.setdefault(product_id, {k: v for k, v in payload.items() if k not in PIPELINE_FIELDS})
+        metadata = catalogue_payload(payload)
+        products.setdefault(product_id, {k: v for k, v in metadata.items() if k not in PIPELINE_FIELDS})
         photos.setdefault(product_id, {})[int(payload.get("image_key", 0))] = str(record.id)
     for product_id, metadata in products.items():
         images = [f"media:{pid}" for _, pid in sorted(photos[product_id].items())]

@@ -18,7 +18,7 @@ from services.catalogue import CatalogueItem
 from services.embedding import Embedder
 from services.errors import InvalidInput
 from services.images import FetchError, ImageDecodeError, TransientFetchError, decode_image, edge_map
-from services.store import EDGE, MediaStore, VectorStore, delete_product_photos, point_id
+from services.store import EDGE, PHOTO, MediaStore, VectorStore, delete_product_photos, point_id
 
 Status = Literal["indexed", "unchanged", "failed"]
 
@@ -127,6 +127,8 @@ class IndexPipeline:
             self.store.overwrite_payloads(variant, same_image)
         if to_embed:
             vectors = self.embedder.embed_images(variant, [photo.image for photo in to_embed])
+            if self.edges:  # both named vectors from the start: a Qdrant server cannot add one to a collection later
+                self.store.ensure_collection(variant, {PHOTO: vectors.shape[1], EDGE: vectors.shape[1]})
             for photo in to_embed:
                 self.media.put(photo.point_id, photo.data)
             self.store.upsert(variant, [p.point_id for p in to_embed], vectors, [p.payload for p in to_embed])

@@ -31,9 +31,10 @@ class Clusters:
     def nearest(self, vectors: np.ndarray) -> np.ndarray:
         return np.argmax(np.asarray(vectors, dtype=np.float32) @ self.centroids().T, axis=1)
 
-    def add(self, vectors: np.ndarray) -> np.ndarray:
-        """Assign new members to their nearest centroids and move those centroids; returns the labels."""
-        labels = self.nearest(vectors)
+    def add(self, vectors: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        """New members join their clusters (by default their nearest) and move those centroids; returns the
+        labels."""
+        labels = self.nearest(vectors) if labels is None else labels
         np.add.at(self.sums, labels, np.asarray(vectors, dtype=np.float64))
         np.add.at(self.counts, labels, 1)
         return labels
@@ -41,7 +42,8 @@ class Clusters:
 
 def kmeans(vectors: np.ndarray, k: int, iterations: int = 25, seed: int = 0) -> tuple[Clusters, np.ndarray]:
     """Spherical k-means (cosine): seeded from k distinct points, an emptied cluster re-seeded from the worst
-    served point. The result's centroids are exactly the means of the returned labels' members."""
+    served point. The returned sums and counts are exactly those of the returned labels' members (a cluster can
+    stay empty only when the gallery holds duplicates)."""
     data = np.asarray(vectors, dtype=np.float32)
     k = max(1, min(k, len(data)))
     rng = np.random.default_rng(seed)
@@ -62,10 +64,11 @@ def kmeans(vectors: np.ndarray, k: int, iterations: int = 25, seed: int = 0) -> 
 
 
 def _sums(data: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Per-cluster sums of member vectors (rows of empty clusters stay zero)."""
     order = np.argsort(labels, kind="stable")
-    starts = np.searchsorted(labels[order], np.arange(k))
-    sums = np.add.reduceat(data[order].astype(np.float64), np.minimum(starts, len(data) - 1), axis=0)
-    sums[np.bincount(labels, minlength=k) == 0] = 0  # reduceat gives a row for an empty range; it has no members
+    present, starts = np.unique(labels[order], return_index=True)
+    sums = np.zeros((k, data.shape[1]))
+    sums[present] = np.add.reduceat(data[order].astype(np.float64), starts, axis=0)
     return sums
 
 

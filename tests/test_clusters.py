@@ -125,3 +125,9 @@ def test_in_memory_cluster_ranking_searches_only_the_probed_clusters() -> None:
     assert set(labels[order]) <= set(np.argsort(-(clusters.centroids() @ query))[:2])
     everything = cluster_ranking(*kmeans(gallery, 120), gallery, query, probe=1)
     assert list(everything) == [7]  # one item per cluster, one cluster probed: the exact nearest
+
+
+def test_sums_are_exact_even_when_the_last_clusters_are_empty() -> None:
+    clusters, _ = kmeans(np.array([[1.0, 0.0]] * 3, dtype=np.float32), 2)  # identical points: one cluster is empty
+    assert clusters.counts.sum() == 3
+    np.testing.assert_allclose(clusters.sums.sum(axis=0), [3.0, 0.0])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from services.errors import InvalidInput
 from services.images import edge_map, normalise_sketch
@@ -50,6 +50,15 @@ def test_polarity_and_transparency_do_not_change_the_drawing(sketch: Image.Image
     assert (black_on_white != transparent).mean() < 0.002
     grey_paper = Image.fromarray((np.asarray(sketch.convert("L")) * 0.55 + 90).astype(np.uint8))  # a dull scan
     assert (black_on_white != strokes(normalise_sketch(grey_paper))).mean() < 0.01
+
+
+def test_a_hairline_on_a_huge_canvas_and_a_canvas_with_clear_margins_are_drawings(sketch: Image.Image) -> None:
+    huge = Image.new("L", (3000, 3000), 255)
+    ImageDraw.Draw(huge).rectangle((900, 700, 2100, 2300), outline=0, width=3)  # a thin outline, 0.1% of the area
+    assert 0.02 < strokes(normalise_sketch(huge)).mean() < 0.2
+    margin = Image.new("RGBA", (500, 500), (0, 0, 0, 0))  # a white drawing area inside a transparent margin
+    margin.paste(sketch.convert("RGBA").resize((400, 400)), (50, 50))
+    assert (strokes(normalise_sketch(margin)) != strokes(normalise_sketch(sketch))).mean() < 0.02
 
 
 def test_pen_and_marker_strokes_come_out_one_width(sketch: Image.Image) -> None:

@@ -73,6 +73,8 @@ def test_cluster_retrieval_answers_sketches_and_photos(client: TestClient, catal
     photo = (catalogue_dir / "img" / "red-square.jpg").read_bytes()
     found = client.post("/v1/search", files={"image": ("p.jpg", photo, "image/jpeg")}, data={"retrieval": "cluster"})
     assert found.status_code == 200 and found.json()["results"][0]["product_id"] == "red-square"
+    payload = found.json()["results"][0]["payload"]
+    assert payload["title"] == "red square" and not any(key.startswith("cluster_") for key in payload)
     wrong = client.post("/v1/search", json={"text": "red cap", "retrieval": "nearest"})
     assert wrong.status_code == 422 and "retrieval" in wrong.text
 
@@ -91,6 +93,10 @@ def test_blank_drawings_and_sketch_mode_text_are_refused(client: TestClient) -> 
         files={"sketch": ("s.png", drawing("circle"), "image/png"), "image": ("p.png", blank, "image/png")},
     )
     assert both.status_code == 422
+    as_photo = client.post(
+        "/v1/search", files={"sketch": ("s.png", drawing("circle"), "image/png")}, data={"mode": "photo"}
+    )
+    assert as_photo.status_code == 422 and "drawing" in as_photo.json()["detail"]
 
 
 def test_photos_indexed_without_edges_get_them_by_backfill(
@@ -99,11 +105,14 @@ def test_photos_indexed_without_edges_get_them_by_backfill(
     env = {**tiny_env, "STYLEFINDER_INDEX_EDGES": "false"}
     cli = [sys.executable, "-m", "services.apps.cli"]
     subprocess.run([*cli, "index", str(catalogue_dir)], env=env, check=True, capture_output=True, timeout=300)
+    settings = make_settings(Path(tiny_env["STYLEFINDER_DATA_DIR"]), Path(tiny_env["STYLEFINDER_REGISTRY_FILE"]))
+    files = {"sketch": ("s.png", drawing("square"), "image/png")}
+    with TestClient(create_app(settings)) as client:
+        early = client.post("/v1/search", files=files)
+        assert early.status_code == 404 and "backfill-edges" in early.json()["detail"]  # says what to run
     filled = subprocess.run([*cli, "backfill-edges"], env=tiny_env, capture_output=True, text=True, timeout=300)
     assert filled.returncode == 0 and "tiny: 12 edge maps stored" in filled.stdout, filled.stderr
     again = subprocess.run([*cli, "backfill-edges"], env=tiny_env, capture_output=True, text=True, timeout=300)
     assert "tiny: 0 edge maps stored" in again.stdout  # nothing left to fill
-    settings = make_settings(Path(tiny_env["STYLEFINDER_DATA_DIR"]), Path(tiny_env["STYLEFINDER_REGISTRY_FILE"]))
     with TestClient(create_app(settings)) as client:
-        files = {"sketch": ("s.png", drawing("square"), "image/png")}
         assert categories(client.post("/v1/search", files=files, data={"top_k": "6"})) == ["Tshirts"] * 6

@@ -13,18 +13,26 @@ SIDE = 256  # the normalised drawing's side (the sketch datasets' own size)
 MARGIN = 0.06  # of the side, left white around the strokes
 STROKE = 3  # stroke width in pixels at SIDE (odd: a centre line grown evenly on both sides)
 INK = 0.3  # a pixel this much darker than the background (0..1) is a stroke
-MIN_INK = 0.0015  # fewer stroke pixels than this fraction of the picture: a blank or near-blank drawing
+WORK_SIDE = 4 * SIDE  # larger drawings are shrunk to this first: a 50-megapixel scan costs what a small one does
+MIN_LINE = 48  # pixels of centre line at SIDE: less is a blank or near-blank drawing (specks, a smudge)
 MIN_EXTENT = 12  # strokes spanning fewer pixels than this (at SIDE) are a dot, not a drawing
 
 
 def ink_map(image: Image.Image) -> np.ndarray:
-    """How much ink each pixel holds, 0..1, whatever the polarity: a transparent canvas counts its opaque pixels
-    (white or black strokes alike); an opaque one counts the distance from its background (the commonest tone,
-    so white on black and grey scanner paper work as black on white)."""
+    """How much ink each pixel holds, 0..1, whatever the polarity. The picture is laid on white and ink is the
+    distance from its background (the commonest tone, so white on black and grey scanner paper work as black on
+    white); where that shows nothing and the picture is transparent, its opaque pixels are the strokes (white
+    strokes on a clear canvas)."""
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        alpha = np.asarray(image.convert("RGBA").getchannel("A"), dtype=np.float32) / 255
-        if alpha.min() < 0.5:
-            return alpha
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, (255, 255, 255))
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        ink = _distance_from_background(flat)
+        return ink if ink.any() else np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255
+    return _distance_from_background(image)
+
+
+def _distance_from_background(image: Image.Image) -> np.ndarray:
     grey = np.asarray(image.convert("L"), dtype=np.float32) / 255
     background = float(np.median(grey))
     distance = np.abs(grey - background)
@@ -34,13 +42,19 @@ def ink_map(image: Image.Image) -> np.ndarray:
     return np.clip(distance / contrast, 0, 1)
 
 
+BLANK = "the drawing is blank: draw the product's outline with dark strokes on a light background"
+
+
 def normalise_sketch(image: Image.Image) -> Image.Image:
     """A drawing from a canvas, a scan or an edge detector -> SIDE x SIDE RGB, black strokes of width STROKE on
     white. Raises InvalidInput for a blank or near-blank drawing (nothing to search by)."""
+    if max(image.size) > WORK_SIDE:
+        image = image.copy()
+        image.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.BOX)  # thin lines fade, the ink map rescales them
     ink = ink_map(image)
     mask = ink > INK
-    if mask.sum() < MIN_INK * mask.size:
-        raise InvalidInput("the drawing is blank: draw the product's outline with dark strokes on a light background")
+    if not mask.any():
+        raise InvalidInput(BLANK)
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     scale = SIDE * (1 - 2 * MARGIN) / max(bottom - top, right - left)
@@ -49,7 +63,10 @@ def normalise_sketch(image: Image.Image) -> Image.Image:
     size = (max(1, round((right - left) * scale)), max(1, round((bottom - top) * scale)))
     crop = Image.fromarray((ink[top:bottom, left:right] * 255).astype(np.uint8))
     strokes = np.asarray(crop.resize(size, Image.Resampling.BILINEAR)) >= 255 * INK / 2  # faint after shrinking
-    lines = Image.fromarray(np.where(skeleton(strokes), 255, 0).astype(np.uint8))
+    centre = skeleton(strokes)
+    if centre.sum() < MIN_LINE:
+        raise InvalidInput(BLANK)
+    lines = Image.fromarray(np.where(centre, 255, 0).astype(np.uint8))
     for _ in range(round((STROKE - 1) / 2)):  # each 3x3 pass adds a pixel on both sides of a line
         lines = lines.filter(ImageFilter.MaxFilter(3))
     canvas = Image.new("L", (SIDE, SIDE), 0)

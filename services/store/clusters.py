@@ -1,14 +1,16 @@
-"""Cluster-then-Retrieve in the store (the method itself: services/clustering.py). Each point carries its cluster in the
-payload (`cluster_<vector>`, indexed), so the member search is a filtered query. Centroids live in a sibling
-collection (`sfc_<collection>__<vector>`): they persist and move with the store. New points join their nearest
-centroid at once (its running mean moves); a full k-means runs again once the gallery has grown by `refresh` since
-the last build."""
+"""Cluster-then-Retrieve in the store (the method itself: services/clustering.py). Each point carries its cluster
+in the payload (`cluster_<vector>`, indexed in collections created by this version), so the member search is a
+filtered query. Centroids live in a sibling collection (`sfc_<collection>__<vector>`) and persist with the store;
+export and import copy the catalogue's collections, not these, so a copy is clustered afresh on its first cluster
+query. New points join their nearest centroid at once (its running mean moves); a full k-means runs again once the
+collection has grown by `refresh` since the last one. Overwritten and deleted points are not taken out of the sums
+until then."""
 
 from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -62,21 +64,21 @@ class ClusterIndex:
             self._known[collection, using] = clusters
             return clusters
 
-    def assign(self, collection: str, using: str, vectors: np.ndarray) -> np.ndarray | None:
-        """Labels for points about to be written (None while the vector has no clusters); the centroids they
-        join move now, and a gallery grown by `refresh` since its last build is clustered afresh afterwards."""
+    def write(
+        self, collection: str, using: str, vectors: np.ndarray, write: Callable[[np.ndarray | None], None]
+    ) -> None:
+        """`write` the points with their labels (None while the vector has no clusters); only once it succeeded
+        do the centroids they join move. Under the lock, so no k-means renumbers the clusters in between. A
+        collection grown by `refresh` since its last k-means is clustered afresh afterwards."""
         with self._lock:
             clusters = self.get(collection, using)
-            if clusters is None:
-                return None
-            labels = clusters.add(vectors)
+            labels = None if clusters is None else clusters.nearest(vectors)
+            write(labels)
+            if clusters is None or labels is None:
+                return
+            clusters.add(vectors, labels)
             self._save(collection, using, clusters, np.unique(labels))
-            return labels
-
-    def refresh_if_grown(self, collection: str, using: str) -> None:
-        with self._lock:
-            clusters = self.get(collection, using)
-            if clusters is not None and clusters.counts.sum() > clusters.built_from * (1 + self.refresh):
+            if self.engine.count(collection) > clusters.built_from * (1 + self.refresh):
                 self.build(collection, using)
 
     def query(

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from services.errors import NotFound
 from services.settings import Settings
 from services.store.client_engine import ClientEngine
 from services.store.clusters import ClusterIndex, by_label, cluster_field, labelled
@@ -33,6 +34,11 @@ POINT_NAMESPACE = uuid.UUID("6f1c6d1e-3c0b-5d8e-9a57-5f0a2b7c4e21")
 def point_id(product_id: str, image_key: str) -> str:
     """Same product image -> same id, so re-indexing or a redelivered task overwrites instead of duplicating."""
     return str(uuid.uuid5(POINT_NAMESPACE, f"{product_id}\x1f{image_key}"))
+
+
+def catalogue_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """A stored payload without the store's own fields (cluster labels): what the catalogue said."""
+    return {key: value for key, value in payload.items() if not key.startswith(STORE_FIELD)}
 
 
 def collection_name(variant: str) -> str:
@@ -111,13 +117,12 @@ class VectorStore:
     ) -> None:
         """Whole points with one named vector each; each joins its nearest cluster where that vector has any."""
         name = self.ensure_collection(variant, {using: int(vectors.shape[1])})
-        labelled_payloads = labelled(payloads, self.clusters.assign(name, using, vectors), using)
-        points = [
-            Point(pid, {using: vector}, payload)
-            for pid, vector, payload in zip(ids, vectors, labelled_payloads, strict=True)
-        ]
-        self.engine.upsert(name, points)
-        self.clusters.refresh_if_grown(name, using)
+
+        def write(labels: np.ndarray | None) -> None:
+            rows = zip(ids, vectors, labelled(payloads, labels, using), strict=True)
+            self.engine.upsert(name, [Point(pid, {using: vector}, payload) for pid, vector, payload in rows])
+
+        self.clusters.write(name, using, vectors, write)
 
     def set_vectors(self, variant: str, vectors: dict[str, np.ndarray], using: str) -> None:
         """Add or replace one named vector of points already stored (e.g. a photo's edge map, backfilled)."""
@@ -125,12 +130,13 @@ class VectorStore:
             return
         dim = len(next(iter(vectors.values())))
         name = self.ensure_collection(variant, {using: dim})
-        labels = self.clusters.assign(name, using, np.stack(list(vectors.values())))
-        self.engine.set_vectors(name, using, vectors)
-        if labels is not None:
-            for label, ids in by_label(vectors, labels).items():
+
+        def write(labels: np.ndarray | None) -> None:
+            self.engine.set_vectors(name, using, vectors)
+            for label, ids in by_label(vectors, labels).items() if labels is not None else ():
                 self.engine.set_payload(name, ids, {cluster_field(using): label})
-            self.clusters.refresh_if_grown(name, using)
+
+        self.clusters.write(name, using, np.stack(list(vectors.values())), write)
 
     def cluster(self, variant: str, using: str = PHOTO) -> int:
         """(Re)build the clusters of one named vector now; returns how many there are (0: no such vectors)."""
@@ -151,6 +157,7 @@ class VectorStore:
         same products crowd the top: Qdrant Edge has no group-by query (a server's query_points_groups was not
         measured against this)."""
         name = collection_name(variant)
+        self._require_vector(name, using)
         conditions = filters.conditions() if filters else []
         query = self.clusters.query if retrieval == "cluster" else self.engine.query
         limit = top_k * OVERFETCH
@@ -159,10 +166,22 @@ class VectorStore:
             best: dict[str, Hit] = {}
             for point in found:
                 product = str(point.payload.get("product_id"))
-                best.setdefault(product, Hit(product, point.id, point.score, point.payload))
+                best.setdefault(product, Hit(product, point.id, point.score, catalogue_payload(point.payload)))
             if len(best) >= top_k or len(found) < limit:
                 return list(best.values())[:top_k]
             limit *= OVERFETCH
+
+    def _require_vector(self, name: str, using: str) -> None:
+        """A collection that exists without the named vector (edges not filled yet) cannot answer that query."""
+        if using in self._ready.get(name, set()):
+            return
+        sizes = self.engine.vector_sizes(name)
+        if sizes and using not in sizes:
+            raise NotFound(
+                f"{name} has no {using!r} vectors yet: run `stylefinder backfill-edges` (or re-index) to fill them"
+            )
+        if sizes:
+            self._ready[name] = set(sizes)
 
     def facets(
         self, variant: str, key: str, limit: int = 50, filters: SearchFilters | None = None
@@ -190,7 +209,7 @@ class VectorStore:
         """Catalogue payloads already stored under these point ids (resumable imports skip what is unchanged);
         the store's own fields left out."""
         found = self.engine.retrieve(collection_name(variant), ids)
-        return {point.id: {k: v for k, v in point.payload.items() if not k.startswith(STORE_FIELD)} for point in found}
+        return {point.id: catalogue_payload(point.payload) for point in found}
 
     def overwrite_payloads(self, variant: str, payloads: dict[str, dict[str, Any]]) -> None:
         """Replace the catalogue payloads of existing points (metadata changed, image did not); the store's own

@@ -111,8 +111,8 @@ async def _read_query(request: Request, max_bytes: int) -> tuple[SearchRequest, 
                 raise TooLarge(f"{key} larger than {max_bytes} bytes")
         fields: dict = {key: value for key, value in form.items() if key not in UPLOADS and isinstance(value, str)}
         fields = {key: value for key, value in fields.items() if value}
-        if "sketch" in uploads:
-            fields.setdefault("mode", "sketch")
+        if "sketch" in uploads and fields.setdefault("mode", "sketch") != "sketch":
+            raise InvalidInput("a `sketch` upload is searched as a drawing: leave out mode, or send it as `image`")
         if "filters" in fields:
             try:
                 fields["filters"] = json.loads(fields["filters"])
