@@ -9,7 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from services.evaluation import category_retrieval, instance_retrieval, read_inshop
+from services.evaluation import category_precision, category_retrieval, instance_retrieval, paired_accuracy, read_inshop
+from services.evaluation.report import evaluate_model
+from services.models import Registry, load_model
 from tests.helpers import shared_data
 
 
@@ -59,3 +61,33 @@ def test_eval_default_variant_on_inshop_is_at_least_the_imagenet_baseline() -> N
     assert report["variant"] == "effl0-minilm" and report["queries"] == 146
     assert model["R@1"] >= baseline["R@1"] and model["mAP"] >= baseline["mAP"] - 1e-6
     assert model["R@10"] > 0.5  # far above chance (10/147)
+
+
+def test_paired_accuracy_category_precision_and_ranked_category_retrieval_by_hand() -> None:
+    rankings = [np.array([0, 1, 2]), np.array([2, 1, 0]), np.array([0, 1])]  # query 2's match never ranks
+    assert paired_accuracy(rankings, ks=(1, 2)) == {
+        "acc@1": pytest.approx(1 / 3),
+        "acc@2": pytest.approx(2 / 3),
+        "queries": 3,
+    }
+    queries = np.array([[1.0, 0.0]], dtype=np.float32)
+    gallery = np.array([[1.0, 0.0], [0.0, 1.0], [0.8, 0.6]], dtype=np.float32)  # order 0, 2, 1
+    metrics = category_precision(queries, gallery, np.array([True, False, True]), k=2)
+    assert metrics == {"mAP@all": 1.0, "P@2": 1.0, "base_rate": pytest.approx(2 / 3)}
+    vectors = np.eye(4, dtype=np.float32)
+    ranked = category_retrieval(
+        vectors, ["a", "a", "b", "b"], k=2, rankings=[np.array([0, 1]), np.array([2]), *[np.array([3, 2])] * 2]
+    )
+    # item 0 finds its twin first; item 1 finds only a "b"; items 2 and 3: [3, 2] minus themselves -> the twin
+    assert ranked["P@2"] == pytest.approx((1 + 0 + 1 + 1) / 8) and ranked["mAP@2"] == pytest.approx(3 / 4)
+
+
+def test_eval_on_sketch_pairs_reports_direct_and_cluster_retrieval() -> None:
+    report = evaluate_model(
+        load_model(Registry.load()["effl0-minilm"], "cpu"), shared_data("qmul_sbir", "shoes", "test"), progress=False
+    )
+    assert report["kind"] == "sketch" and report["queries"] == 115
+    direct, through = report["model (direct)"], report["model (cluster)"]
+    assert direct["acc@10"] > 3 * 10 / 115  # well above chance
+    assert through["acc@10"] > 2 * 10 / 115  # through the probed clusters only, still well above chance
+    assert "baseline_trunk_features (direct)" in report

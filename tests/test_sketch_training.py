@@ -14,10 +14,12 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from services.evaluation import paired_accuracy, read_catalogue_rows, read_sketch_pairs, sketch_retrieval
 from services.models import Registry, load_model
-from tests.helpers import photo
+from tests.helpers import photo, shared_data
 from trainer.losses import consistency_loss, distribution_alignment_loss
 from trainer.sketch import SketchTower
+from trainer.unseen import unseen_category_pairs
 
 
 def test_consistency_loss_matches_a_hand_computation() -> None:
@@ -113,3 +115,20 @@ def test_a_short_run_through_the_cli_writes_a_servable_alignment(tmp_path: Path,
     assert served.variant.card.stage.startswith("sketch")
     weight = served.model.visual.head.proj.weight.detach()
     np.testing.assert_allclose(weight.numpy(), tensors["visual.head.proj.weight"].float().numpy(), atol=1e-6)
+
+
+def test_the_shipped_sketch_variant_beats_the_default_and_keeps_other_kinds_of_drawing() -> None:
+    """Held-out QMUL-Shoe test pairs, and the unseen-category check's test pairs (no footwear), both variants."""
+    registry = Registry.load()
+    sketches, edges = read_sketch_pairs(shared_data("qmul_sbir", "shoes", "test"))
+    rows = read_catalogue_rows(shared_data("myntra") / "metadata.csv")
+    unseen = unseen_category_pairs(rows, "test", 60)
+    fine, other = {}, {}
+    for name in ("effl0-minilm", "effl0-minilm-sketch"):
+        model = load_model(registry[name], "cpu")
+        fine[name] = sketch_retrieval(model.encode_images, sketches, edges)["direct"]
+        queries, gallery = model.encode_images([q for q, _ in unseen]), model.encode_images([g for _, g in unseen])
+        other[name] = paired_accuracy([np.argsort(-(gallery @ query)) for query in queries])["acc@1"]
+    trained, default = fine["effl0-minilm-sketch"], fine["effl0-minilm"]
+    assert trained["acc@10"] >= default["acc@10"] + 0.15 and trained["acc@1"] > default["acc@1"], fine
+    assert other["effl0-minilm-sketch"] >= other["effl0-minilm"], other

@@ -26,13 +26,23 @@ def instance_retrieval(
     return metrics
 
 
-def category_retrieval(embeddings: np.ndarray, labels: Sequence[str], k: int = 10) -> dict[str, float]:
-    """Catalogue protocol: every item queries all the others; same label = relevant. P@k and mAP@k."""
+def category_retrieval(
+    embeddings: np.ndarray, labels: Sequence[str], k: int = 10, rankings: Sequence[np.ndarray] | None = None
+) -> dict[str, float]:
+    """Catalogue protocol: every item queries all the others; same label = relevant. P@k and mAP@k. `rankings`
+    (item i's ranked gallery indices, e.g. through clusters) replace the exact nearest-first order; a ranking
+    shorter than k counts its missing places as misses."""
     labels_array = np.asarray(labels)
-    similarity = embeddings @ embeddings.T
-    np.fill_diagonal(similarity, -np.inf)
-    top = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
-    hits = labels_array[top] == labels_array[:, None]
+    if rankings is None:
+        similarity = embeddings @ embeddings.T
+        np.fill_diagonal(similarity, -np.inf)
+        top = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+        hits = labels_array[top] == labels_array[:, None]
+    else:
+        hits = np.zeros((len(labels_array), k), dtype=bool)
+        for i, ranking in enumerate(rankings):
+            others = ranking[ranking != i][:k]
+            hits[i, : len(others)] = labels_array[others] == labels_array[i]
     others = (labels_array[:, None] == labels_array[None, :]).sum(axis=1) - 1
     keep = others > 0
     ap = _average_precision(hits[keep], np.minimum(others[keep], k))

@@ -6,6 +6,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from services.clustering import auto_k, cluster_ranking, kmeans
 from services.evaluation.datasets import (
     catalogue_csv,
     is_inshop,
@@ -85,6 +86,11 @@ def evaluate_model(
             report[name] = category_retrieval(vectors, [r["articleType"] for r in rows])
             report[name]["ms_per_image"] = 1000 * seconds / len(rows)
             if name == "model":
+                clusters, labels = kmeans(vectors, auto_k(len(vectors)))
+                rankings = [cluster_ranking(clusters, labels, vectors, vector) for vector in vectors]
+                report["model (cluster)"] = category_retrieval(
+                    vectors, [r["articleType"] for r in rows], rankings=rankings
+                )
                 kinds, colours = [r["articleType"] for r in rows], [r.get("baseColour", "") for r in rows]
                 report["text queries (P@10)"] = text_queries(model.encode_texts, vectors, kinds, colours)
     return report
