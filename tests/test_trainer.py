@@ -21,12 +21,11 @@ from trainer.alignment import train_text_alignment
 from trainer.config import TrainConfig, load_preset
 from trainer.data import in_split, load_training_data
 from trainer.evaluate import validation
-from trainer.loop import _parameter_groups, train
+from trainer.loop import train
 from trainer.losses import IdentityHead, batch_hard_triplet_loss, clip_loss, supcon_loss
 from trainer.prompts import attribute_prompt
 from trainer.run import run_stage
 from trainer.sampler import PKSampler
-from trainer.stages import set_trainable
 
 
 def test_supcon_matches_a_hand_computation() -> None:
@@ -201,16 +200,26 @@ def test_run_never_ends_below_its_start(settings: Settings, training_sources: li
         ).item() == pytest.approx(1.0)
 
 
-def test_image_tower_learns_at_its_own_rate(settings: Settings) -> None:
-    model = load_model(Registry.load(settings.registry_file)["tiny"], "cpu").model
-    config = tiny_config(lr=1e-3, image_lr_scale=0.1)
-    set_trainable(model, 3, config)
-    groups = _parameter_groups(model, IdentityHead(32, 3), config)
-    image, other = groups
-    assert image["lr"] == pytest.approx(1e-4) and other["lr"] == pytest.approx(1e-3)
-    visual = {id(p) for p in model.visual.parameters()}
-    assert all(id(p) in visual for p in image["params"]) and not any(id(p) in visual for p in other["params"])
-    assert any(p is model.logit_scale for p in other["params"])
+def test_train_builds_groups_with_the_image_lr_scale_and_no_decay_on_1d_parameters(
+    settings: Settings, training_sources: list[Path], tmp_path: Path
+) -> None:
+    loaded = load_model(Registry.load(settings.registry_file)["tiny"], "cpu")
+    data = load_training_data(training_sources[:1], lambda _: True, val_fraction=0.0)
+    config = tiny_config(lr=1e-3, image_lr_scale=0.1, weight_decay=0.05, epochs=1)
+    result = train(loaded, data, config, stage=3, out_dir=tmp_path / "run", progress=False)
+    groups = {group["name"]: group for group in result.groups}
+    assert "image" in groups and "other" in groups and groups["other no-decay"]["weight_decay"] == 0
+    for name, group in groups.items():
+        assert group["lr"] == pytest.approx(1e-4 if name.startswith("image") else 1e-3), name
+    parameters = dict(loaded.model.named_parameters())
+    for group in result.groups:
+        names = [name for name in group["param_names"] if not name.startswith("head.")]  # the identity head's
+        assert all(name.startswith("visual.") == group["name"].startswith("image") for name in names)
+        decays = [parameters[name].ndim >= 2 and name != "logit_scale" for name in names]
+        assert all(decays) if group["weight_decay"] else not any(decays), group["name"]
+    assert "logit_scale" in groups["other no-decay"]["param_names"]
+    trained = {name for group in result.groups for name in group["param_names"] if not name.startswith("head.")}
+    assert trained == {name for name, p in loaded.model.named_parameters() if p.requires_grad}
 
 
 def test_text_alignment_changes_only_the_text_side(settings: Settings, catalogue_dir: Path, tmp_path: Path) -> None:

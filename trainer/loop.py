@@ -30,6 +30,7 @@ class TrainResult:
     best_epoch: int  # 0 = the starting weights were never beaten and were kept
     epochs_run: int
     history: list[dict[str, float]] = field(default_factory=list)
+    groups: list[dict] = field(default_factory=list)  # the optimiser's parameter groups as built (cards record them)
 
 
 def train(
@@ -49,9 +50,8 @@ def train(
             dim, len(dataset.identities), config.arcface, config.arcface_margin, config.arcface_scale, config.bnneck
         ).to(device)
         parameters += list(head.parameters())
-    optimiser = torch.optim.AdamW(
-        [p for p in parameters if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
-    )
+    groups = parameter_groups(model, head, config)
+    optimiser = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     total_steps = config.epochs * len(batches)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, _warmup_cosine(config.warmup_steps, total_steps))
     precision = autocast_dtype(device, config)
@@ -59,7 +59,7 @@ def train(
     norms = {id(p): p.detach().norm() for p in projections(model)} if config.normalize_projection else {}
 
     start = _validate(loaded, data, stage)
-    result = TrainResult(start=start, best=start, best_epoch=0, epochs_run=0)
+    result = TrainResult(start=start, best=start, best_epoch=0, epochs_run=0, groups=_described(groups))
     best_state = copy.deepcopy(model.state_dict())
     (out_dir / "epochs").mkdir(parents=True, exist_ok=True)
     stale = 0
@@ -136,13 +136,40 @@ def train_step(
     return loss.detach()
 
 
-def _parameter_groups(model: torch.nn.Module, head: torch.nn.Module | None, config: TrainConfig) -> list[dict]:
-    """Image-tower parameters learn at lr x image_lr_scale; text tower, logit scale and identity head at lr."""
-    image = [p for name, p in model.named_parameters() if p.requires_grad and name.startswith("visual.")]
-    other = [p for name, p in model.named_parameters() if p.requires_grad and not name.startswith("visual.")]
-    other += list(head.parameters()) if head is not None else []
-    groups = [{"params": image, "lr": config.lr * config.image_lr_scale}, {"params": other, "lr": config.lr}]
-    return [group for group in groups if group["params"]]
+def parameter_groups(model: torch.nn.Module, head: torch.nn.Module | None, config: TrainConfig) -> list[dict]:
+    """AdamW groups as open_clip's create_optimizer makes them: image-tower parameters at lr x image_lr_scale,
+    the rest (text tower, logit scale, identity head) at lr; weight decay only on matrices and kernels, never on
+    biases, norm layers, other 1-D parameters or the logit scale."""
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    named += [(f"head.{name}", p) for name, p in head.named_parameters()] if head is not None else []
+    groups = []
+    for tower, lr in (("image", config.lr * config.image_lr_scale), ("other", config.lr)):
+        for decays in (True, False):
+            chosen = [
+                (name, p)
+                for name, p in named
+                if name.startswith("visual.") == (tower == "image") and _decays(name, p) == decays
+            ]
+            if chosen:
+                groups.append(
+                    {
+                        "name": f"{tower}{'' if decays else ' no-decay'}",
+                        "params": [p for _, p in chosen],
+                        "param_names": [name for name, _ in chosen],
+                        "lr": lr,
+                        "weight_decay": config.weight_decay if decays else 0.0,
+                    }
+                )
+    return groups
+
+
+def _decays(name: str, parameter: torch.nn.Parameter) -> bool:
+    return parameter.ndim >= 2 and "logit_scale" not in name
+
+
+def _described(groups: list[dict]) -> list[dict]:
+    keys = ("name", "lr", "weight_decay", "param_names")
+    return [{key: group[key] for key in keys} for group in groups]
 
 
 def _batches(labels: list[int], config: TrainConfig) -> list[list[int]]:

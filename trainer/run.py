@@ -68,6 +68,11 @@ def run_stage(
         validation=result.best if result else None,
         validation_start=result.start if result else None,
         history=result.history if result else [],
+        optimiser_groups=[
+            {key: value for key, value in group.items() if key != "param_names"}
+            | {"tensors": len(group["param_names"])}
+            for group in (result.groups if result else [])
+        ],
     )
     runs = settings.data_dir / "runs"
     runs.mkdir(parents=True, exist_ok=True)
