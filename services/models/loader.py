@@ -155,7 +155,7 @@ def _create(variant: Variant, model_name: str, preprocess_cfg: dict[str, Any]) -
         with torch.random.fork_rng():
             torch.manual_seed(0)
             model = open_clip.create_model(model_name, pretrained=None, pretrained_text=True, **common)
-        load_packaged_image_tower(model)
+        load_packaged_image_tower(model, variant.open_clip_config()["model_cfg"]["vision_cfg"]["timm_model_name"])
         if variant.alignment_path is not None:
             _lay_alignment(variant, model)
         return model
