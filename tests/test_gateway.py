@@ -138,6 +138,7 @@ def test_models_health_and_docs(client: TestClient) -> None:
     models = {m["name"]: m for m in client.get("/v1/models").json()}
     assert models["tiny"]["served"] and models["tiny"]["available"] and models["tiny"]["indexed_points"] == 12
     assert models["tiny"]["card"]["stage"] == "test" and models["tiny"]["embedding_dim"] == 32
+    assert models["effl2-minilm"]["backbone"] == "efficientnet_lite2" and models["RN50/openai"]["backbone"] == "RN50"
     assert not models["ViT-B-16/openai"]["available"] and "weights" in models["ViT-B-16/openai"]["problem"]
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json() == {"status": "ready", "variants": ["tiny"]}

@@ -76,6 +76,12 @@ class Variant(BaseModel):
         return _resolve_packages(json.loads(self.config_path.read_text()))
 
     @property
+    def backbone(self) -> str:
+        """The image tower's trunk (timm name) where the config names one, else the open_clip architecture."""
+        vision = self.open_clip_config()["model_cfg"].get("vision_cfg", {})
+        return str(vision.get("timm_model_name") or self.architecture)
+
+    @property
     def embedding_dim(self) -> int:
         return int(self.open_clip_config()["model_cfg"]["embed_dim"])
 

@@ -88,6 +88,7 @@ def _variant_infos(rt: Runtime) -> list[VariantInfo]:
             VariantInfo(
                 name=variant.name,
                 architecture=variant.architecture,
+                backbone=variant.backbone,
                 weights=variant.weights,
                 embedding_dim=variant.embedding_dim,
                 served=variant.name in rt.served,

@@ -68,6 +68,7 @@ class SearchResponse(BaseModel):
 class VariantInfo(BaseModel):
     name: str
     architecture: str
+    backbone: str
     weights: str
     embedding_dim: int
     served: bool
