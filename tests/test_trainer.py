@@ -171,6 +171,10 @@ def test_stage3_run_registers_a_servable_variant_with_its_card(
     assert card.stage == "stage 3: joint image+text" and card.epochs >= 1 and card.optimiser == "AdamW"
     assert "SupCon" in card.loss and "InfoNCE" in card.loss and card.batch_size == 4
     assert card.wall_time_s > 0 and "identities" in card.train_data
+    extra = card.model_extra or {}
+    assert extra["config"]["seed"] == 0 and extra["config"]["preset"] == card.preset  # every setting recorded
+    assert extra["kept_start"] == (extra["best_epoch"] == 0)
+    assert {group["name"] for group in extra["optimiser_groups"]} >= {"image", "other", "other no-decay"}
     folder = settings.variants_path / "tiny-joint"
     assert (folder / "model.pt").is_file()
     assert json.loads((settings.data_dir / "runs" / "tiny-joint.json").read_text())["card"]["stage"] == card.stage

@@ -68,6 +68,8 @@ def run_stage(
         validation=result.best if result else None,
         validation_start=result.start if result else None,
         history=result.history if result else [],
+        config=config.model_dump(mode="json"),  # every setting, the seed among them
+        kept_start=result.best_epoch == 0 if result else None,  # True: no epoch beat the starting weights
         optimiser_groups=[
             {key: value for key, value in group.items() if key != "param_names"}
             | {"tensors": len(group["param_names"])}
