@@ -179,8 +179,9 @@ def store_index() -> None:
 @click.option("--vector", "vectors", multiple=True, type=click.Choice(["photo", "edge"]), default=("photo", "edge"))
 def store_cluster(variants: tuple[str, ...], vectors: tuple[str, ...]) -> None:
     """Run Cluster-then-Retrieve's k-means now (retrieval=cluster otherwise clusters a gallery on its first
-    query, and new inventory joins the nearest cluster as it arrives)."""
-    from services.store import COLLECTION_PREFIX, VectorStore
+    query, and new inventory joins the nearest cluster as it arrives). Labelling every point moves it out of the
+    embedded store's HNSW graph, so the graph is rebuilt afterwards (in a child process; this waits)."""
+    from services.store import COLLECTION_PREFIX, VectorStore, collection_name
 
     opened = VectorStore.from_settings(_settings())
     try:
@@ -188,6 +189,10 @@ def store_cluster(variants: tuple[str, ...], vectors: tuple[str, ...]) -> None:
         for variant in names:
             for vector in vectors:
                 click.echo(f"{variant} {vector}: {opened.cluster(variant, vector)} clusters")
+            rebuild = getattr(opened.engine, "build_index", None)  # the embedded engine builds its own graphs
+            build = rebuild(collection_name(variant)) if rebuild is not None else None
+            if build is not None:
+                build.join()
     finally:
         opened.close()
 
