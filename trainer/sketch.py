@@ -31,14 +31,14 @@ from services.evaluation import (
     as_edge_map,
     catalogue_csv,
     category_precision,
-    paired_accuracy,
+    direct_accuracy,
     read_catalogue_rows,
     read_photo,
     read_sketch_pairs,
     sketch_category,
     sketch_retrieval,
 )
-from services.images import decode_image, normalise_sketch
+from services.images import decode_image, edge_map, normalise_sketch
 from services.models import LoadedModel, ModelCard, Registry, load_model
 from services.settings import Settings
 from trainer.alignment import write_alignment
@@ -182,8 +182,8 @@ def train_sketch(
         "edges": [e for _, e in train],
         "doodles": _doodles(doodles, config.doodles),
         "photos": [decode_image(read_photo(Path(r["image"]))) for r in kept],
-        "photo_edges": [as_edge_map(read_photo(Path(r["image"]))) for r in kept],
     }
+    inputs["photo_edges"] = [edge_map(photo) for photo in inputs["photos"]]  # each file read and decoded once
     labels = {
         "sketches": torch.full((len(train),), kinds[sketched]),
         "photo_edges": torch.tensor([kinds[r.get(field, "")] for r in kept], dtype=torch.long),
@@ -208,14 +208,14 @@ def train_sketch(
     }
 
     def validate() -> dict[str, float]:
+        with torch.no_grad():
+            tails = {prefix: [tower.tail(side.front).numpy() for side in sides] for prefix, sides in checked.items()}
+            shelf = tower.tail(shelf_edges.front).numpy() if shelf_edges is not None else None
         metrics: dict[str, float] = {}
-        for prefix, (queries, gallery) in checked.items():
-            with torch.no_grad():
-                metrics |= _accuracy(tower.tail(queries.front).numpy(), tower.tail(gallery.front).numpy(), prefix)
-        if shelf_edges is not None and "val_" in checked:  # category guard: validation sketches, catalogue edges
-            with torch.no_grad():
-                found = tower.tail(checked["val_"][0].front).numpy(), tower.tail(shelf_edges.front).numpy()
-            metrics["val_footwear_P@100"] = category_precision(*found, shelf_truth)["P@100"]
+        for prefix, (queries, gallery) in tails.items():
+            metrics |= _accuracy(queries, gallery, prefix)
+        if shelf is not None and "val_" in tails:  # category guard: validation sketches, catalogue edges
+            metrics["val_footwear_P@100"] = category_precision(tails["val_"][0], shelf, shelf_truth)["P@100"]
         return metrics
 
     zero_shot_val = validate()
@@ -318,9 +318,8 @@ def _rank(metrics: dict[str, float]) -> tuple[float, float]:
 
 
 def _accuracy(queries: np.ndarray, gallery: np.ndarray, prefix: str) -> dict[str, float]:
-    """acc@1/@10 where query i's match is gallery item i."""
-    found = paired_accuracy([np.argsort(-(gallery @ query), kind="stable") for query in queries])
-    return {f"{prefix}{key}": value for key, value in found.items() if key != "queries"}
+    """acc@1/@10 where query i's match is gallery item i, named with `prefix`."""
+    return {f"{prefix}{key}": value for key, value in direct_accuracy(queries, gallery).items() if key != "queries"}
 
 
 def _test_metrics(

@@ -11,7 +11,7 @@ from services.evaluation.datasets import (
 from services.evaluation.encoding import as_drawing, as_edge_map, encode_paths, read_photo
 from services.evaluation.metrics import category_precision, category_retrieval, instance_retrieval, paired_accuracy
 from services.evaluation.report import evaluate_variant, format_table
-from services.evaluation.sketches import sketch_category, sketch_retrieval
+from services.evaluation.sketches import direct_accuracy, sketch_category, sketch_retrieval
 from services.evaluation.text import text_queries
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "catalogue_csv",
     "category_precision",
     "category_retrieval",
+    "direct_accuracy",
     "encode_paths",
     "evaluate_variant",
     "format_table",

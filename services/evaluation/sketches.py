@@ -24,9 +24,14 @@ def sketch_retrieval(
     gallery, _ = encode_paths(encoder, edges, progress, "edge maps", as_drawing)
     clusters, labels = kmeans(gallery, auto_k(len(gallery)))
     return {
-        "direct": paired_accuracy([np.argsort(-(gallery @ query), kind="stable") for query in queries]),
+        "direct": direct_accuracy(queries, gallery),
         "cluster": paired_accuracy([cluster_ranking(clusters, labels, gallery, query, probe) for query in queries]),
     }
+
+
+def direct_accuracy(queries: np.ndarray, gallery: np.ndarray) -> dict[str, float]:
+    """acc@1/@10 of query i against the whole gallery, nearest first, where gallery item i is its match."""
+    return paired_accuracy([np.argsort(-(gallery @ query), kind="stable") for query in queries])
 
 
 def sketch_category(

@@ -109,8 +109,9 @@ async def _read_query(request: Request, max_bytes: int) -> tuple[SearchRequest, 
             data = await upload.read(max_bytes + 1)
             if len(data) > max_bytes:
                 raise TooLarge(f"{key} larger than {max_bytes} bytes")
-        fields: dict = {key: value for key, value in form.items() if key not in UPLOADS and isinstance(value, str)}
-        fields = {key: value for key, value in fields.items() if value}
+        fields: dict = {
+            key: value for key, value in form.items() if key not in UPLOADS and isinstance(value, str) and value
+        }
         if "sketch" in uploads and fields.setdefault("mode", "sketch") != "sketch":
             raise InvalidInput("a `sketch` upload is searched as a drawing: leave out mode, or send it as `image`")
         if "filters" in fields:
@@ -169,8 +170,10 @@ def _understood_hits(
     together with the attributes as soft filters: a product with more of them rises, the rest stay."""
     hits = rt.store.search(variant, vector, query.top_k, query.filters, retrieval=query.retrieval)
     unset = {field: values for field, values in understood.items() if getattr(query.filters, field) is None}
-    narrowings = [unset, *({field: values} for field, values in unset.items())] if len(unset) > 1 else [unset]
-    for narrowing in narrowings if unset else []:
+    narrowings = [unset] if unset else []
+    if len(unset) > 1:
+        narrowings += [{field: values} for field, values in unset.items()]
+    for narrowing in narrowings:
         narrowed = query.filters.model_copy(update=narrowing)  # the shopper's own filters stand
         hits += rt.store.search(variant, vector, query.top_k, narrowed, retrieval=query.retrieval)
     unique = list({hit.product_id: hit for hit in hits}.values())
