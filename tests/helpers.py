@@ -31,6 +31,22 @@ TINY_CONFIG = {
     },
     "preprocess_cfg": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
 }
+# The packaged variants' kind of image tower (a timm EfficientNet-Lite trunk, the tower the trainer splits and caches),
+# untrained, at 64 px, with the tiny text tower.
+TINY_EFFNET_CONFIG = {
+    "model_cfg": {
+        "embed_dim": 32,
+        "vision_cfg": {
+            "timm_model_name": "efficientnet_lite0",
+            "timm_model_pretrained": False,
+            "timm_pool": "avg",
+            "timm_proj": "linear",
+            "image_size": 64,
+        },
+        "text_cfg": TINY_CONFIG["model_cfg"]["text_cfg"],
+    },
+    "preprocess_cfg": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "resize_mode": "longest"},
+}
 
 
 def shared_data(*parts: str) -> Path:

@@ -50,7 +50,19 @@ class TrainConfig(BaseModel):
     normalize_projection: bool = False  # keep each projection's norm at its start value (no drift, no collapse)
     image_unlocked_groups: int = 0  # open_clip lock_image_tower: trunk groups left trainable (the head always is)
     text_unlocked_layers: int = 0  # open_clip lock_text_tower: transformer layers left trainable (+ projection)
+    # The frozen front of the image tower (everything before its first unlocked layer) runs once on this many views
+    # of each photo (as served, mirrored, then augmented) and the tail trains on the cache: a CPU's way to train
+    # the trunk. 0: fresh augmented views through the whole tower every step (a GPU's way).
+    cached_views: int = Field(0, ge=0)
+    # "probe": fit the linear probe (trainer/probe.py) on the training photos and fold it into the image projection
+    # before training (linear probing, then fine-tuning); validation then starts from the probe.
+    warm_start: Literal["none", "probe"] = "none"
+    batches_per_epoch: int | None = Field(None, ge=1)  # None: one pass over the identities (len / P batches)
     patience: int = 2  # epochs without a better validation score before stopping
+    val_fraction: float = Field(0.15, ge=0.0, lt=1.0)  # training identities held out for validation
+    # In-shop data without `train` rows: the share of its items held out for the test metrics. 0 trains on every
+    # item (a shipped variant, once its settings were chosen on a split); then a run has no test metrics.
+    inshop_test_fraction: float = Field(0.5, ge=0.0, lt=1.0)
     catalogue_limit: int | None = 1500  # catalogue rows read (CPU budget); None = all
     augment_scale: tuple[float, float] = (0.5, 1.0)
     seed: int = 0
@@ -73,7 +85,9 @@ class TrainConfig(BaseModel):
 
 
 def load_preset(name: str) -> TrainConfig:
-    path = PRESETS / f"{name}.json"
+    """A preset by name (trainer/presets/<name>.json) or a preset file of one's own."""
+    path = Path(name) if name.endswith(".json") else PRESETS / f"{name}.json"
+    name = path.stem
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in PRESETS.glob("*.json")))
         raise InvalidInput(f"unknown preset {name!r}; known: {known}")

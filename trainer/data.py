@@ -107,7 +107,11 @@ class ViewDataset(torch.utils.data.Dataset):
         return len(self.samples)
 
     def __getitem__(self, position: int) -> tuple[torch.Tensor, int, str]:
-        sample = self.samples[position]
-        if sample.path not in self._images:
-            self._images[sample.path] = decode_image(read_photo(sample.path))
-        return self.transform(self._images[sample.path]), self.labels[position], sample.prompt or ""
+        return self.transform(self.photo(position)), self.labels[position], self.samples[position].prompt or ""
+
+    def photo(self, position: int) -> Image.Image:
+        """The sample's photo, decoded once."""
+        path = self.samples[position].path
+        if path not in self._images:
+            self._images[path] = decode_image(read_photo(path))
+        return self._images[path]

@@ -6,12 +6,15 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from open_clip.transform import PreprocessCfg, image_transform_v2
+from torchvision import transforms
 from tqdm import tqdm
 
 from services.models import LoadedModel
@@ -19,8 +22,11 @@ from trainer.config import TrainConfig
 from trainer.data import TrainingData, ViewDataset
 from trainer.evaluate import validation
 from trainer.losses import IdentityHead, batch_hard_triplet_loss, clip_loss, supcon_loss
+from trainer.probe import fit_probe, fold_into_projection, probe_features
 from trainer.sampler import PKSampler
 from trainer.stages import projections, set_trainable, train_mode
+from trainer.tower import SplitTower
+from trainer.views import CachedViews, LiveViews, Views
 
 
 @dataclass
@@ -39,10 +45,18 @@ def train(
     model, device = loaded.model, loaded.device
     torch.manual_seed(config.seed)
     parameters = set_trainable(model, stage, config)
+    if config.warm_start == "probe":  # validation identities stay out of the fit: they judge what follows
+        fold_into_projection(model, fit_probe(*probe_features(loaded, data.train), config.seed))
     preprocess = PreprocessCfg(**model.visual.preprocess_cfg)
     augment = image_transform_v2(preprocess, is_train=True, aug_cfg={"scale": config.augment_scale})
-    dataset = ViewDataset(data.train, augment)
-    batches = _batches(dataset.labels, config)
+    dataset = ViewDataset(data.train, transforms.Compose([transforms.RandomHorizontalFlip(), augment]))
+    tower = SplitTower(model)
+    model.eval()  # the front's normalisation layers are locked: their statistics stay the pretrained ones
+    views: Views = (
+        CachedViews(tower, dataset, loaded.preprocess, config.cached_views, device, config.seed, progress)
+        if config.cached_views
+        else LiveViews(tower, dataset, device)
+    )
     head = None
     if config.losses.identity:
         dim = loaded.variant.embedding_dim
@@ -52,7 +66,7 @@ def train(
         parameters += list(head.parameters())
     groups = parameter_groups(model, head, config)
     optimiser = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
-    total_steps = config.epochs * len(batches)
+    total_steps = config.epochs * len(_batches(dataset.labels, config, 0))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, _warmup_cosine(config.warmup_steps, total_steps))
     precision = autocast_dtype(device, config)
     step = Step(optimiser, torch.amp.GradScaler("cuda", enabled=precision == torch.float16), precision, parameters)
@@ -65,11 +79,13 @@ def train(
     stale = 0
     for epoch in range(1, config.epochs + 1):
         train_mode(model)
+        batches = _batches(dataset.labels, config, epoch)
         bar = tqdm(batches, desc=f"stage {stage} epoch {epoch}/{config.epochs}", disable=not progress, unit="batch")
         seen, began = 0, time.perf_counter()
         for batch in bar:
-            pixels, labels, prompts = _collate([dataset[i] for i in batch], device)
-            loss = train_step(loaded, step, pixels, labels, prompts, config, stage, head)
+            labels = torch.tensor([dataset.labels[i] for i in batch], device=device)
+            prompts = [dataset.samples[i].prompt or "" for i in batch]
+            loss = train_step(loaded, tower, step, partial(views, batch), labels, prompts, config, stage, head)
             schedule.step()
             _keep_norms(model, norms)
             seen += len(batch)
@@ -79,11 +95,13 @@ def train(
                 img_s=f"{seen / (time.perf_counter() - began):.1f}",
             )
         scores = _validate(loaded, data, stage)
+        if progress:
+            tqdm.write(f"epoch {epoch}: " + ", ".join(f"{key} {value:.4f}" for key, value in scores.items()))
         result.history.append({"epoch": epoch, "loss": float(loss.item()), **scores})
         result.epochs_run = epoch
         trainable = {name: p.detach().cpu() for name, p in model.named_parameters() if p.requires_grad}
         torch.save(trainable, out_dir / "epochs" / f"epoch_{epoch}.pt")
-        if scores["score"] > result.best["score"]:
+        if scores["score"] > result.best["score"] or not data.val:  # no validation set: the last epoch stands
             result.best, result.best_epoch, stale = scores, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
         else:
@@ -115,17 +133,19 @@ def autocast_dtype(device: torch.device, config: TrainConfig) -> torch.dtype | N
 
 def train_step(
     loaded: LoadedModel,
+    tower: SplitTower,
     step: Step,
-    pixels: torch.Tensor,
+    inputs: Callable[[], torch.Tensor],
     labels: torch.Tensor,
     prompts: list[str],
     config: TrainConfig,
     stage: int,
     head: IdentityHead | None,
 ) -> torch.Tensor:
-    """Forward (autocast when mixed precision is on), backward, clip, optimiser step; returns the loss."""
-    with torch.autocast(pixels.device.type, dtype=step.precision, enabled=step.precision is not None):
-        loss = _loss(loaded, pixels, labels, prompts, config, stage, head)
+    """Forward (autocast when mixed precision is on: the front's views and the tail), backward, clip, optimiser
+    step; returns the loss. `inputs` gives the tail's inputs: the frozen front's outputs, live or cached."""
+    with torch.autocast(labels.device.type, dtype=step.precision, enabled=step.precision is not None):
+        loss = _loss(loaded, tower.tail(inputs()), labels, prompts, config, stage, head)
     step.optimiser.zero_grad(set_to_none=True)
     step.scaler.scale(loss).backward()
     if config.grad_clip:
@@ -172,31 +192,33 @@ def _described(groups: list[dict]) -> list[dict]:
     return [{key: group[key] for key in keys} for group in groups]
 
 
-def _batches(labels: list[int], config: TrainConfig) -> list[list[int]]:
-    if config.sampler == "pk":
-        return list(PKSampler(labels, config.p, config.k, config.seed))
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(config.seed)).tolist()
-    size = config.batch_size
-    return [order[i : i + size] for i in range(0, len(order) - size + 1, size)]
-
-
-def _collate(items: list[tuple[torch.Tensor, int, str]], device: torch.device) -> tuple:
-    pixels = torch.stack([pixels for pixels, _, _ in items]).to(device)
-    labels = torch.tensor([label for _, label, _ in items], device=device)
-    return pixels, labels, [prompt for _, _, prompt in items]
+def _batches(labels: list[int], config: TrainConfig, epoch: int) -> list[list[int]]:
+    """One epoch's batches, shuffled afresh each epoch: a pass over the data, or passes until `batches_per_epoch`."""
+    batches: list[list[int]] = []
+    passes = 0
+    while not batches or len(batches) < (config.batches_per_epoch or 0):
+        seed = config.seed + 1000 * epoch + passes
+        if config.sampler == "pk":
+            batches += list(PKSampler(labels, config.p, config.k, seed))
+        else:
+            order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed)).tolist()
+            size = config.batch_size
+            batches += [order[i : i + size] for i in range(0, len(order) - size + 1, size)]
+        passes += 1
+    return batches[: config.batches_per_epoch] if config.batches_per_epoch else batches
 
 
 def _loss(
     loaded: LoadedModel,
-    pixels: torch.Tensor,
+    image: torch.Tensor,
     labels: torch.Tensor,
     prompts: list[str],
     config: TrainConfig,
     stage: int,
     head: IdentityHead | None,
 ) -> torch.Tensor:
+    """The preset's weighted losses on a batch's (normalised) image embeddings and, in stage 3, its prompts."""
     weights = config.losses
-    image = F.normalize(loaded.model.encode_image(pixels), dim=-1)
     loss = image.new_zeros(())  # a loss weighted 0 is not computed (SupCon without positives would be NaN)
     if weights.supcon:
         loss = loss + weights.supcon * supcon_loss(image, labels, config.temperature)
@@ -205,7 +227,7 @@ def _loss(
     if head is not None:
         loss = loss + weights.identity * head(image, labels)
     if stage == 3 and weights.infonce and all(prompts):
-        text = F.normalize(loaded.model.encode_text(loaded.tokenizer(prompts).to(pixels.device)), dim=-1)
+        text = F.normalize(loaded.model.encode_text(loaded.tokenizer(prompts).to(image.device)), dim=-1)
         loss = loss + weights.infonce * clip_loss(image, text, loaded.model.logit_scale.exp(), labels)
     return loss
 

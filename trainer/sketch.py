@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
@@ -44,6 +43,7 @@ from services.settings import Settings
 from trainer.alignment import write_alignment
 from trainer.data import in_split
 from trainer.losses import clip_loss, consistency_loss, distribution_alignment_loss, supcon_loss
+from trainer.tower import SplitTower
 from trainer.unseen import SKETCHED, is_proxy_row, unseen_category_pairs
 
 SHIPPED = Path(__file__).resolve().parents[1] / "services" / "models" / "alignments" / "effl0-minilm-sketch.pt"
@@ -69,47 +69,30 @@ class SketchConfig:
     seed: int = 0
 
 
-class SketchTower:
-    """The image tower split at CUT: a frozen front and the tail that learns; tail(front(x)) is encode_image."""
+class SketchTower(SplitTower):
+    """The image tower split before its stage CUT: a frozen front and the tail that learns."""
 
     def __init__(self, loaded: LoadedModel) -> None:
+        stages = loaded.model.visual.trunk.blocks
+        loaded.model.requires_grad_(False)  # the front, and everything outside the image tower, stays
+        super().__init__(loaded.model, cut=2 + sum(len(stage) for stage in stages[:CUT]))  # after stem + norm
         self.loaded = loaded
-        self.visual = loaded.model.visual
-        trunk = self.visual.trunk
-        self.body = [*list(trunk.blocks)[CUT:], trunk.conv_head, trunk.bn2]
         self.head = self.visual.head  # the projection module
+        for module in [*self.body(), self.head]:
+            module.requires_grad_(True)
 
-    @torch.no_grad()
-    def front(self, pictures: Sequence[Image.Image]) -> torch.Tensor:
-        trunk = self.visual.trunk
-        batch = torch.stack([self.loaded.preprocess(picture) for picture in pictures]).to(self.loaded.device)
-        return trunk.blocks[:CUT](trunk.bn1(trunk.conv_stem(batch)))
-
-    def tail(self, activations: torch.Tensor) -> torch.Tensor:
-        trunk = self.visual.trunk
-        features = trunk.forward_head(trunk.bn2(trunk.conv_head(trunk.blocks[CUT:](activations))))
-        return F.normalize(self.head(features).float(), dim=-1)
+    def front_of(self, pictures: Sequence[Image.Image]) -> torch.Tensor:
+        return self.front(torch.stack([self.loaded.preprocess(p) for p in pictures]).to(self.loaded.device))
 
     def encode(self, pictures: Sequence[Image.Image], batch: int = 64) -> np.ndarray:
         with torch.no_grad():
-            chunks = [self.tail(self.front(pictures[i : i + batch])) for i in range(0, len(pictures), batch)]
+            chunks = [self.tail(self.front_of(pictures[i : i + batch])) for i in range(0, len(pictures), batch)]
         return torch.cat(chunks).cpu().numpy()
 
     def parameter_groups(self, config: SketchConfig) -> list[dict]:
         """The body's weights at `lr`, the projection module at `projection_lr` (batch-norm statistics stay)."""
-        body = [parameter for module in self.body for parameter in module.parameters()]
+        body = [parameter for module in self.body() for parameter in module.parameters()]
         return [{"params": body, "lr": config.lr}, {"params": list(self.head.parameters()), "lr": config.projection_lr}]
-
-    def trained_tensors(self) -> dict[str, torch.Tensor]:
-        """The tail's tensors by their names in the model, as they are now (half precision: they ship)."""
-        names = {id(module): name for name, module in self.loaded.model.named_modules()}
-        return {
-            f"{names[id(module)]}.{key}": value.detach().cpu().clone().half()
-            if value.is_floating_point()
-            else value.detach().cpu().clone()
-            for module in [*self.body, self.head]
-            for key, value in module.state_dict().items()
-        }
 
 
 @dataclass
@@ -128,7 +111,7 @@ class _Cached:
         labels: torch.Tensor | None = None,
     ) -> _Cached:
         fronts = [
-            tower.front(pictures[i : i + 64])
+            tower.front_of(pictures[i : i + 64])
             for i in tqdm(range(0, len(pictures), 64), desc=f"caching {label}", disable=not progress)
         ]
         front = torch.cat(fronts)
