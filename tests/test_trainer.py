@@ -115,11 +115,12 @@ def test_splits_never_share_an_identity(tmp_path: Path) -> None:
 
 
 def test_preset_files_load_and_differ_as_documented() -> None:
-    v1, v2, v3, v4 = (load_preset(name) for name in ("v1", "v2", "v3", "v4"))
+    v1, v2, v3, v4, v5 = (load_preset(name) for name in ("v1", "v2", "v3", "v4", "v5"))
     assert (v1.sampler, v2.sampler) == ("random", "pk")
     assert v3.grad_clip and not v2.grad_clip
     assert v4.arcface and v4.bnneck and v4.normalize_projection and not v3.arcface
-    with pytest.raises(ValueError, match="known: v1, v2, v3, v4"):
+    assert v5.image_unlocked_groups and v5.cached_views and v5.warm_start == "probe" and not v4.image_unlocked_groups
+    with pytest.raises(ValueError, match="known: v1, v2, v3, v4, v5"):
         load_preset("v9")
 
 

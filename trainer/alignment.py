@@ -23,10 +23,9 @@ from services.evaluation import encode_paths, instance_retrieval
 from services.models import LoadedModel, ModelCard, Registry, load_model
 from services.settings import Settings
 from trainer.data import Sample, load_training_data
-from trainer.evaluate import attribute_queries
+from trainer.evaluate import attribute_queries, test_metrics
 from trainer.losses import clip_loss
 from trainer.prompts import token_limit_check
-from trainer.run import test_metrics
 
 SHIPPED = Path(__file__).resolve().parents[1] / "services" / "models" / "alignments"
 PROJECTION = "text.proj.weight"
@@ -75,8 +74,8 @@ def train_text_alignment(
     card = ModelCard(
         stage="text alignment (text projection fitted to the frozen image space)",
         description=(
-            "effl0-minilm with its text projection fitted by image-text InfoNCE on catalogue attribute prompts; "
-            "the image tower is untouched, so image search and indexed collections are exactly as zero-shot"
+            f"{base} with its text projection fitted by image-text InfoNCE on catalogue attribute prompts; "
+            f"the image tower is {base}'s, untouched, so image search and indexed collections are exactly {base}'s"
         ),
         epochs=None,  # steps on random batches, not epochs: best_step says which was kept
         optimiser="AdamW",
@@ -93,8 +92,13 @@ def train_text_alignment(
         best_step=best_step,
         validation={"val_text_mAP": best},
         history=history,
+        # the card of the image training this alignment sits on, where the base variant ships one
+        base_card=loaded.variant.card.model_dump() if loaded.variant.alignment_path is not None else None,
     )
-    write_alignment(out, {PROJECTION: best_weight}, card)
+    # the base variant's own shipped tensors (a trained image tower's) travel on, the new projection over them
+    carried = loaded.variant.alignment_path
+    tensors = torch.load(carried, map_location="cpu", weights_only=True) if carried is not None else {}
+    write_alignment(out, tensors | {PROJECTION: best_weight}, card)
     return card
 
 

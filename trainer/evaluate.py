@@ -8,7 +8,7 @@ import numpy as np
 
 from services.evaluation import category_retrieval, encode_paths, instance_retrieval, text_queries
 from services.models import LoadedModel
-from trainer.data import Sample
+from trainer.data import Sample, TrainingData
 
 
 def image_retrieval(model: LoadedModel, query: Sequence[Sample], gallery: Sequence[Sample]) -> dict[str, float]:
@@ -60,4 +60,14 @@ def validation(model: LoadedModel, val: Sequence[Sample], with_text: bool) -> di
         if with_text:
             metrics["val_text_mAP"] = text_to_image(model, catalogue)["text_mAP"]
     metrics["score"] = float(np.mean(list(metrics.values()))) if metrics else 0.0
+    return metrics
+
+
+def test_metrics(model: LoadedModel, data: TrainingData) -> dict[str, float]:
+    """In-shop retrieval on items never trained on, and text->image on catalogue products never trained on."""
+    metrics: dict[str, float] = {}
+    if data.test_query:
+        metrics.update(image_retrieval(model, data.test_query, data.test_gallery))
+    if data.text_test:
+        metrics.update(text_to_image(model, data.text_test))
     return metrics

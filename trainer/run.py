@@ -18,12 +18,15 @@ import torch
 
 from services.models import LoadedModel, ModelCard, Registry, Variant, load_model, save_variant
 from services.settings import Settings
+from trainer.alignment import write_alignment
 from trainer.config import TrainConfig
 from trainer.data import TrainingData, load_training_data
-from trainer.evaluate import image_retrieval, text_to_image
+from trainer.evaluate import test_metrics
 from trainer.loop import train
+from trainer.probe import linear_probe
 from trainer.prompts import token_limit_check
 from trainer.stages import STAGES
+from trainer.tower import SplitTower
 
 
 def run_stage(
@@ -34,17 +37,26 @@ def run_stage(
     sources: Sequence[Path],
     name: str | None = None,
     progress: bool = True,
+    ship: Path | None = None,
 ) -> ModelCard:
+    """Train (or, stage 1, only evaluate) and register; with `ship`, also write the tensors training changed and the
+    card there, to be laid over the base variant's weights as a shipped variant (`services/models/alignments/`)."""
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     base = Registry.from_settings(settings)[base_name]
     loaded = load_model(base, settings.device)
     context = int(base.open_clip_config()["model_cfg"]["text_cfg"].get("context_length", 77))
     data = load_training_data(
-        sources, token_limit_check(loaded.tokenizer, context), catalogue_limit=config.catalogue_limit
+        sources,
+        token_limit_check(loaded.tokenizer, context),
+        val_fraction=config.val_fraction,
+        catalogue_limit=config.catalogue_limit,
+        inshop_test_fraction=config.inshop_test_fraction,
     )
     name = name or f"{base_name}-stage{stage}-{config.preset}"
     zero_shot = test_metrics(loaded, data)
+    # the baseline this run must beat, fitted on the data it trains on (validation identities included)
+    baseline = linear_probe(loaded, [*data.train, *data.val], data.test_query, data.test_gallery, config.seed)
     result = None
     if stage > 1:
         result = train(loaded, data, config, stage, settings.data_dir / "training" / slug(name), progress)
@@ -63,7 +75,9 @@ def run_stage(
         wall_time_s=time.perf_counter() - started,
         hardware=_hardware(loaded),
         base_variant=base_name,
+        backbone=base.backbone,
         zero_shot=zero_shot,
+        baseline=baseline,
         best_epoch=result.best_epoch if result else None,
         validation=result.best if result else None,
         validation_start=result.start if result else None,
@@ -81,17 +95,22 @@ def run_stage(
     (runs / f"{slug(name)}.json").write_text(json.dumps({"name": name, "card": card.model_dump()}, indent=2))
     if stage > 1:
         register(settings, base, loaded, name, card)
+    if ship is not None and stage > 1:
+        write_alignment(ship, trained_tensors(loaded, base), card)
     return card
 
 
-def test_metrics(model: LoadedModel, data: TrainingData) -> dict[str, float]:
-    """In-shop retrieval on items never trained on, and text->image on catalogue products never trained on."""
-    metrics: dict[str, float] = {}
-    if data.test_query:
-        metrics.update(image_retrieval(model, data.test_query, data.test_gallery))
-    if data.text_test:
-        metrics.update(text_to_image(model, data.text_test))
-    return metrics
+def trained_tensors(loaded: LoadedModel, base: Variant) -> dict[str, torch.Tensor]:
+    """What a run changed, in half precision: the image tower's tail from its first unlocked layer on, and any
+    trainable tensor beyond it (text side, logit scale), over the base variant's own shipped tensors, if any."""
+    carried = torch.load(base.alignment_path, map_location="cpu") if base.alignment_path is not None else {}
+    image = SplitTower(loaded.model).trained_tensors()
+    others = {
+        name: p.detach().cpu().half()
+        for name, p in loaded.model.named_parameters()
+        if p.requires_grad and not name.startswith("visual.")
+    }
+    return carried | image | others
 
 
 def register(settings: Settings, base: Variant, loaded: LoadedModel, name: str, card: ModelCard) -> Variant:
@@ -126,7 +145,8 @@ def _hardware(loaded: LoadedModel) -> str:
     return f"{platform.machine()} CPU x{torch.get_num_threads()} threads"
 
 
-def card_summary(card: ModelCard) -> list[tuple[str, Any, Any]]:
-    """(metric, zero-shot, this run) rows for the results table."""
+def card_summary(card: ModelCard) -> list[tuple[str, Any, Any, Any]]:
+    """(metric, zero-shot, linear-probe baseline, this run) rows for `stylefinder train`'s summary."""
     zero_shot = getattr(card, "zero_shot", {}) or {}
-    return [(key, zero_shot.get(key), value) for key, value in card.metrics.items()]
+    baseline = getattr(card, "baseline", {}) or {}
+    return [(key, zero_shot.get(key), baseline.get(f"probe_{key}"), value) for key, value in card.metrics.items()]

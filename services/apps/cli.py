@@ -21,6 +21,7 @@ from services.settings import Settings
 
 if TYPE_CHECKING:
     from services.apps.runtime import Runtime
+    from services.models import ModelCard
     from services.store import EdgeEngine
 
 COUNTS = ("indexed", "unchanged", "failed")
@@ -294,6 +295,18 @@ def embedder(host: str, port: int) -> None:
 @click.option("--name", default=None, help="name of the new variant (default: <variant>-stage<N>-<preset>)")
 @click.option("--epochs", type=int, default=None, help="override the preset's epochs")
 @click.option("--catalogue-limit", type=int, default=None, help="override the preset's catalogue rows (0 = all)")
+@click.option(
+    "--every-item",
+    is_flag=True,
+    help="train on every In-shop item, none held out for test or validation (for a variant to ship, once the "
+    "preset was chosen on a split run); the last epoch stands",
+)
+@click.option(
+    "--ship",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="also write the tensors the run changed and its card here (services/models/alignments/<name>.pt)",
+)
 def train(
     stage: int,
     preset: str,
@@ -302,21 +315,36 @@ def train(
     name: str | None,
     epochs: int | None,
     catalogue_limit: int | None,
+    every_item: bool,
+    ship: Path | None,
 ) -> None:
     """Fine-tune a variant (stages 2-3) or evaluate it zero-shot (stage 1); registers the result as a variant."""
     from trainer.config import load_preset
-    from trainer.run import card_summary, run_stage
+    from trainer.report import read_cards, results_table
+    from trainer.run import run_stage
 
     config = load_preset(preset)
     if epochs is not None:
         config.epochs = epochs
     if catalogue_limit is not None:
         config.catalogue_limit = catalogue_limit or None
-    card = run_stage(_settings(), variant, stage, config, list(sources), name)
+    if every_item:
+        config.inshop_test_fraction = config.val_fraction = 0.0
+    settings = _settings()
+    card = run_stage(settings, variant, stage, config, list(sources), name, ship=ship)
     click.echo(f"\n{card.stage}, preset {card.preset}, {card.epochs} epochs, {card.wall_time_s:.0f} s")
-    click.echo(f"{'metric':<22}{'zero-shot':>12}{'this run':>12}")
-    for metric, before, after in card_summary(card):
-        click.echo(f"{metric:<22}{_number(before):>12}{_number(after):>12}")
+    _echo_summary(card)
+    click.echo(f"\nEvery run so far ({settings.data_dir / 'runs'}; `stylefinder report` writes docs/results.md):")
+    click.echo(results_table(read_cards(settings.data_dir / "runs")))
+
+
+def _echo_summary(card: ModelCard) -> None:
+    """A run's metrics: zero-shot, the linear-probe baseline (where the run fitted one) and the run itself."""
+    from trainer.run import card_summary
+
+    click.echo(f"{'metric':<22}{'zero-shot':>12}{'linear probe':>14}{'this run':>12}")
+    for metric, before, baseline, after in card_summary(card):
+        click.echo(f"{metric:<22}{_number(before):>12}{_number(baseline):>14}{_number(after):>12}")
 
 
 @main.command(name="align-text")
@@ -340,14 +368,12 @@ def align_text(sources: tuple[Path, ...], base: str, out: Path | None) -> None:
     """Redo the default variant's text alignment: train its text projection to the frozen image space (image
     embeddings, so indexed collections, unchanged) and write it, with its card, into the package."""
     from trainer.alignment import SHIPPED, train_text_alignment
-    from trainer.run import card_summary
 
     target = out or SHIPPED / "effl0-minilm-text.pt"
     card = train_text_alignment(_settings(), base, list(sources), target)
     best = getattr(card, "best_step", None)
     click.echo(f"wrote {target} and its card; step {best} kept (best on validation), {card.wall_time_s:.0f} s")
-    for metric, before, after in card_summary(card):
-        click.echo(f"{metric:<22}{_number(before):>12}{_number(after):>12}")
+    _echo_summary(card)
 
 
 @main.command(name="train-sketch")
@@ -380,10 +406,12 @@ def train_sketch_command(
 @main.command()
 @click.option("--out", default=Path("docs/results.md"), type=click.Path(path_type=Path), show_default=True)
 def report(out: Path) -> None:
-    """Regenerate the results table from the saved run cards."""
-    from trainer.report import write_report
+    """Regenerate the results table from the saved run cards, write it to OUT and print it."""
+    from trainer.report import read_cards, results_table, write_report
 
-    click.echo(f"wrote {write_report(_settings().data_dir / 'runs', out)}")
+    runs = _settings().data_dir / "runs"
+    click.echo(results_table(read_cards(runs)))
+    click.echo(f"wrote {write_report(runs, out)}")
 
 
 def _number(value: object) -> str:

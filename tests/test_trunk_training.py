@@ -1,0 +1,157 @@
+"""Training the top of the image trunk: the split tower is the served tower, the activation cache gives the loss and
+the update the uncached path gives, a run through `stylefinder train` moves the unlocked blocks and nothing in front
+of them, and the linear-probe baseline is fitted and reported beside the run."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import pytest
+import torch
+
+from services.models import Registry, load_model
+from services.settings import Settings
+from tests.helpers import COLOURS, TINY_EFFNET_CONFIG, make_settings, photo
+from trainer.config import TrainConfig
+from trainer.data import ViewDataset, load_training_data
+from trainer.loop import Step, parameter_groups, train_step
+from trainer.stages import set_trainable
+from trainer.tower import SplitTower
+from trainer.views import CachedViews, LiveViews
+
+
+@pytest.fixture(scope="module")
+def effnet_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny-effnet")
+    (folder / "tiny-effnet.json").write_text(json.dumps(TINY_EFFNET_CONFIG))
+    torch.manual_seed(0)
+    torch.save(open_clip.CLIP(**TINY_EFFNET_CONFIG["model_cfg"]).state_dict(), folder / "tiny-effnet.pt")
+    registry = folder / "registry.toml"
+    registry.write_text(
+        '[[variant]]\nname = "tiny-effnet"\narchitecture = "tiny-effnet.json"\nweights = "tiny-effnet.pt"\n'
+        '[variant.card]\nstage = "test"\n'
+    )
+    return registry
+
+
+@pytest.fixture
+def effnet_settings(tmp_path: Path, effnet_registry: Path) -> Settings:
+    settings = make_settings(tmp_path / "data", effnet_registry)
+    settings.variants = ["tiny-effnet"]
+    return settings
+
+
+@pytest.fixture
+def inshop(tmp_path: Path) -> Path:
+    """An In-shop partition of made-up items, two views each (no train rows: half the items are held out)."""
+    folder = tmp_path / "inshop"
+    lines = []
+    for index, (name, rgb) in enumerate(COLOURS.items()):
+        for view in range(2):
+            relative = Path("img") / name / f"{view}.png"
+            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+            shape = "circle" if (index + view) % 2 else "square"
+            photo(rgb, shape, size=(48 + 8 * view, 64)).save(folder / relative)
+            lines.append(f"{relative} {name} {'query' if view == 0 else 'gallery'}")
+    (folder / "list_eval_partition.txt").write_text(f"{len(lines)}\nimage_name item_id evaluation_status\n")
+    with (folder / "list_eval_partition.txt").open("a") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return folder
+
+
+def config(**overrides: object) -> TrainConfig:
+    settings = {"p": 2, "k": 2, "lr": 1e-2, "image_unlocked_groups": 2, "epochs": 1, "augment_scale": (1.0, 1.0)}
+    return TrainConfig(**{**settings, **overrides})
+
+
+def test_the_split_tower_is_the_served_tower_and_its_cut_follows_the_unlocked_groups(
+    effnet_settings: Settings,
+) -> None:
+    loaded = load_model(Registry.from_settings(effnet_settings)["tiny-effnet"], "cpu", runtime="torch")
+    set_trainable(loaded.model, 2, config(image_unlocked_groups=2))  # the last blocks and the head convolution
+    tower = SplitTower(loaded.model)
+    blocks = [block for stage in loaded.model.visual.trunk.blocks for block in stage]
+    first = next(index for index, block in enumerate(blocks) if any(p.requires_grad for p in block.parameters()))
+    assert tower.split and tower.layers[tower.cut] is blocks[first] and first > 0
+    pictures = [photo((200, 30, 30)), photo((30, 30, 200), "circle", size=(40, 64))]
+    loaded.model.eval()
+    with torch.no_grad():
+        split = tower.tail(tower.front(torch.stack([loaded.preprocess(p) for p in pictures])))
+    np.testing.assert_allclose(split.numpy(), loaded.encode_images(pictures), atol=1e-5)
+    set_trainable(loaded.model, 2, config(image_unlocked_groups=0))  # projection only: the front is the whole trunk
+    assert SplitTower(loaded.model).cut == len(tower.layers)
+
+
+def test_cached_views_give_the_loss_and_the_update_of_the_uncached_path(
+    effnet_settings: Settings, inshop: Path
+) -> None:
+    loaded = load_model(Registry.from_settings(effnet_settings)["tiny-effnet"], "cpu", runtime="torch")
+    settings = config(losses={"supcon": 1.0, "infonce": 0.0, "triplet": 1.0, "identity": 0.0})
+    data = load_training_data([inshop], lambda _: True, val_fraction=0.0, inshop_test_fraction=0.0)
+    dataset = ViewDataset(data.train, loaded.preprocess)  # live views as served: what cached view 0 holds
+    batch = list(range(len(dataset)))
+    labels = torch.tensor([dataset.labels[i] for i in batch])
+    results = []
+    for cached in (True, False):
+        copied = copy.deepcopy(loaded)
+        parameters = set_trainable(copied.model, 2, settings)
+        copied.model.eval()
+        tower = SplitTower(copied.model)
+        views = (
+            CachedViews(tower, dataset, copied.preprocess, 1, torch.device("cpu"))
+            if cached
+            else LiveViews(tower, dataset, torch.device("cpu"))
+        )
+        optimiser = torch.optim.AdamW(parameter_groups(copied.model, None, settings), lr=settings.lr)
+        step = Step(optimiser, torch.amp.GradScaler("cuda", enabled=False), None, parameters)
+        loss = train_step(copied, tower, step, partial(views, batch), labels, [""] * len(batch), settings, 2, None)
+        results.append((loss.item(), copied.model.visual.trunk.blocks[-1][-1].conv_pwl.weight.detach().clone()))
+    (cached_loss, cached_weight), (live_loss, live_weight) = results
+    assert cached_loss == pytest.approx(live_loss, rel=1e-5)
+    torch.testing.assert_close(cached_weight, live_weight)
+    assert not torch.equal(cached_weight, loaded.model.visual.trunk.blocks[-1][-1].conv_pwl.weight)  # it learnt
+
+
+def test_a_cached_trunk_run_through_the_cli_moves_the_unlocked_blocks_only_and_reports_the_baseline(
+    effnet_settings: Settings, inshop: Path, tmp_path: Path
+) -> None:
+    preset = tmp_path / "trunk.json"
+    preset.write_text(
+        json.dumps(
+            {"p": 2, "k": 2, "lr": 1e-2, "image_unlocked_groups": 2, "cached_views": 3, "epochs": 2, "patience": 5}
+        )
+    )
+    env = {
+        "STYLEFINDER_DATA_DIR": str(effnet_settings.data_dir),
+        "STYLEFINDER_REGISTRY_FILE": str(effnet_settings.registry_file),
+        "STYLEFINDER_VARIANTS": "tiny-effnet",
+        "STYLEFINDER_DEVICE": "cpu",
+        "PATH": str(Path(sys.executable).parent),
+    }
+    command = [sys.executable, "-m", "services.apps.cli", "train", "--stage", "2", "--preset", str(preset)]
+    command += ["--variant", "tiny-effnet", "--data", str(inshop), "--name", "trunk"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "linear probe" in done.stdout and "R@1" in done.stdout
+    card = json.loads((effnet_settings.data_dir / "runs" / "trunk.json").read_text())["card"]
+    assert set(card["baseline"]) >= {"probe_R@1", "probe_mAP"} and card["config"]["cached_views"] == 3
+    trained = torch.load(effnet_settings.variants_path / "trunk" / "model.pt")
+    start = open_clip.CLIP(**TINY_EFFNET_CONFIG["model_cfg"])
+    start.load_state_dict(torch.load(effnet_settings.registry_file.parent / "tiny-effnet.pt"))
+    if card["best_epoch"] == 0:
+        pytest.fail("the trunk run kept its start: this test's learning rate should move it")
+    start.requires_grad_(True)
+    start.lock_image_tower(unlocked_groups=2)
+    tower = SplitTower(start)
+    names = {id(module): name for name, module in start.named_modules()}
+    tail = (*(f"{names[id(module)]}." for module in tower.body()), "visual.head.")
+    moved = {name for name, before in start.state_dict().items() if not torch.equal(before, trained[name])}
+    assert not {name for name in moved if name.startswith("visual.") and not name.startswith(tail)}  # the front
+    assert any(name.startswith("visual.trunk.blocks.") for name in moved)  # trunk blocks learnt
