@@ -22,7 +22,7 @@ from tests.helpers import COLOURS, TINY_EFFNET_CONFIG, make_settings, photo
 from trainer.config import TrainConfig
 from trainer.data import ViewDataset, load_training_data
 from trainer.loop import Step, parameter_groups, train_step
-from trainer.stages import set_trainable
+from trainer.stages import set_trainable, train_mode
 from trainer.tower import SplitTower
 from trainer.views import CachedViews, LiveViews
 
@@ -155,3 +155,14 @@ def test_a_cached_trunk_run_through_the_cli_moves_the_unlocked_blocks_only_and_r
     moved = {name for name, before in start.state_dict().items() if not torch.equal(before, trained[name])}
     assert not {name for name in moved if name.startswith("visual.") and not name.startswith(tail)}  # the front
     assert any(name.startswith("visual.trunk.blocks.") for name in moved)  # trunk blocks learnt
+
+
+def test_frozen_statistics_keep_every_batch_norm_in_eval_mode(effnet_settings: Settings) -> None:
+    loaded = load_model(Registry.from_settings(effnet_settings)["tiny-effnet"], "cpu", runtime="torch")
+    set_trainable(loaded.model, 2, config(image_unlocked_groups=2))
+    norms = [m for m in loaded.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    unlocked = [m for m in norms if any(p.requires_grad for p in m.parameters())]
+    train_mode(loaded.model)
+    assert unlocked and all(m.training for m in unlocked) and not any(m.training for m in norms if m not in unlocked)
+    train_mode(loaded.model, frozen_statistics=True)
+    assert not any(m.training for m in norms) and loaded.model.visual.head.training

@@ -48,6 +48,9 @@ class TrainConfig(BaseModel):
     arcface_scale: float = 16.0  # also the scale of the plain cosine head
     bnneck: bool = False
     normalize_projection: bool = False  # keep each projection's norm at its start value (no drift, no collapse)
+    # Unlocked batch-norm layers: "batch" normalises with each batch's statistics and updates the running ones;
+    # "frozen" keeps the pretrained statistics (weights still learn), for small P x K batches of cached views.
+    bn_statistics: Literal["batch", "frozen"] = "batch"
     image_unlocked_groups: int = 0  # open_clip lock_image_tower: trunk groups left trainable (the head always is)
     text_unlocked_layers: int = 0  # open_clip lock_text_tower: transformer layers left trainable (+ projection)
     # The frozen front of the image tower (everything before its first unlocked layer) runs once on this many views

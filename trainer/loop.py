@@ -78,7 +78,7 @@ def train(
     (out_dir / "epochs").mkdir(parents=True, exist_ok=True)
     stale = 0
     for epoch in range(1, config.epochs + 1):
-        train_mode(model)
+        train_mode(model, config.bn_statistics == "frozen")
         batches = _batches(dataset.labels, config, epoch)
         bar = tqdm(batches, desc=f"stage {stage} epoch {epoch}/{config.epochs}", disable=not progress, unit="batch")
         seen, began = 0, time.perf_counter()

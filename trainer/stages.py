@@ -34,11 +34,12 @@ def projections(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     return [p for name, p in model.named_parameters() if p.ndim == 2 and p.requires_grad and "proj" in name]
 
 
-def train_mode(model: torch.nn.Module) -> None:
-    """Training mode, except normalisation layers whose parameters are locked: they keep their statistics."""
+def train_mode(model: torch.nn.Module, frozen_statistics: bool = False) -> None:
+    """Training mode, except normalisation layers whose parameters are locked (or, with `frozen_statistics`, every
+    normalisation layer): they keep their statistics and normalise as they did in pretraining."""
     model.train()
     for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and not any(
-            parameter.requires_grad for parameter in module.parameters()
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and (
+            frozen_statistics or not any(parameter.requires_grad for parameter in module.parameters())
         ):
             module.eval()

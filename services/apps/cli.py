@@ -333,6 +333,8 @@ def train(
     settings = _settings()
     card = run_stage(settings, variant, stage, config, list(sources), name, ship=ship)
     click.echo(f"\n{card.stage}, preset {card.preset}, {card.epochs} epochs, {card.wall_time_s:.0f} s")
+    if (card.model_extra or {}).get("kept_start"):
+        click.echo("no epoch beat the starting weights on validation: the run kept its start")
     _echo_summary(card)
     click.echo(f"\nEvery run so far ({settings.data_dir / 'runs'}; `stylefinder report` writes docs/results.md):")
     click.echo(results_table(read_cards(settings.data_dir / "runs")))
