@@ -136,7 +136,8 @@ def test_a_cached_trunk_run_through_the_cli_moves_the_unlocked_blocks_only_and_r
         "PATH": str(Path(sys.executable).parent),
     }
     command = [sys.executable, "-m", "services.apps.cli", "train", "--stage", "2", "--preset", str(preset)]
-    command += ["--variant", "tiny-effnet", "--data", str(inshop), "--name", "trunk"]
+    shipped = tmp_path / "alignments" / "trunk.pt"
+    command += ["--variant", "tiny-effnet", "--data", str(inshop), "--name", "trunk", "--ship", str(shipped)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "linear probe" in done.stdout and "R@1" in done.stdout
@@ -155,6 +156,19 @@ def test_a_cached_trunk_run_through_the_cli_moves_the_unlocked_blocks_only_and_r
     moved = {name for name, before in start.state_dict().items() if not torch.equal(before, trained[name])}
     assert not {name for name in moved if name.startswith("visual.") and not name.startswith(tail)}  # the front
     assert any(name.startswith("visual.trunk.blocks.") for name in moved)  # trunk blocks learnt
+
+    # --ship: only the tail's tensors, which laid over the base weights serve what the run registered
+    assert all(name.startswith(tail) for name in torch.load(shipped)) and shipped.with_suffix(".json").is_file()
+    registry = tmp_path / "shipped.toml"
+    folder = effnet_settings.registry_file.parent
+    registry.write_text(
+        f'[[variant]]\nname = "trunk-shipped"\narchitecture = "{folder / "tiny-effnet.json"}"\n'
+        f'weights = "{folder / "tiny-effnet.pt"}"\nalignment = "{shipped}"\n'
+    )
+    pictures = [photo((200, 30, 30)), photo((30, 120, 200), "circle", size=(40, 64))]
+    served = load_model(Registry.load(registry)["trunk-shipped"], "cpu").encode_images(pictures)
+    registered = load_model(Registry.from_settings(effnet_settings)["trunk"], "cpu").encode_images(pictures)
+    assert (served * registered).sum(axis=1).min() > 0.999  # the same model, up to half-precision tensors
 
 
 def test_frozen_statistics_keep_every_batch_norm_in_eval_mode(effnet_settings: Settings) -> None:

@@ -149,6 +149,14 @@ def _parity_pictures() -> list[Image.Image]:
 
 
 def _create(variant: Variant, model_name: str, preprocess_cfg: dict[str, Any]) -> torch.nn.Module:
+    """The variant's model: its weights, then its alignment's trained tensors laid over them."""
+    model = _weighted(variant, model_name, preprocess_cfg)
+    if variant.alignment_path is not None:
+        _lay_alignment(variant, model)
+    return model
+
+
+def _weighted(variant: Variant, model_name: str, preprocess_cfg: dict[str, Any]) -> torch.nn.Module:
     common: dict[str, Any] = {"force_preprocess_cfg": preprocess_cfg, "pretrained_image": False}
     if variant.weights == "packaged":
         # Projections start from a fixed seed so every process (gateway, workers) builds the same model.
@@ -156,8 +164,6 @@ def _create(variant: Variant, model_name: str, preprocess_cfg: dict[str, Any]) -
             torch.manual_seed(0)
             model = open_clip.create_model(model_name, pretrained=None, pretrained_text=True, **common)
         load_packaged_image_tower(model, variant.open_clip_config()["model_cfg"]["vision_cfg"]["timm_model_name"])
-        if variant.alignment_path is not None:
-            _lay_alignment(variant, model)
         return model
     checkpoint = variant.weights_path
     pretrained = str(checkpoint) if checkpoint is not None else variant.weights
