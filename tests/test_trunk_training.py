@@ -125,7 +125,18 @@ def test_a_cached_trunk_run_through_the_cli_moves_the_unlocked_blocks_only_and_r
     preset = tmp_path / "trunk.json"
     preset.write_text(
         json.dumps(
-            {"p": 2, "k": 2, "lr": 1e-2, "image_unlocked_groups": 2, "cached_views": 3, "epochs": 2, "patience": 5}
+            {
+                "p": 2,
+                "k": 2,
+                "lr": 1e-2,
+                "image_unlocked_groups": 2,
+                "cached_views": 3,
+                "epochs": 2,
+                "patience": 5,
+                "val_fraction": 0.3,
+                "inshop_test_fraction": 0.3,
+                "refit": True,
+            }
         )
     )
     env = {
@@ -143,6 +154,11 @@ def test_a_cached_trunk_run_through_the_cli_moves_the_unlocked_blocks_only_and_r
     assert "linear probe" in done.stdout and "R@1" in done.stdout
     card = json.loads((effnet_settings.data_dir / "runs" / "trunk.json").read_text())["card"]
     assert set(card["baseline"]) >= {"probe_R@1", "probe_mAP"} and card["config"]["cached_views"] == 3
+    # validation chose the epochs; the registered model is the refit on every training photo, validation's included
+    split = load_training_data([inshop], lambda _: True, val_fraction=0.3, inshop_test_fraction=0.3)
+    assert split.val and split.train and split.test_query
+    every = [*split.train, *split.val]
+    assert card["refit"] == {"epochs": card["best_epoch"], "photos": len(every), "identities": len(every) // 2}
     trained = torch.load(effnet_settings.variants_path / "trunk" / "model.pt")
     start = open_clip.CLIP(**TINY_EFFNET_CONFIG["model_cfg"])
     start.load_state_dict(torch.load(effnet_settings.registry_file.parent / "tiny-effnet.pt"))

@@ -63,6 +63,9 @@ class TrainConfig(BaseModel):
     batches_per_epoch: int | None = Field(None, ge=1)  # None: one pass over the identities (len / P batches)
     patience: int = 2  # epochs without a better validation score before stopping
     val_fraction: float = Field(0.15, ge=0.0, lt=1.0)  # training identities held out for validation
+    # After the run: train again from the start on the training and validation photos together, for the epochs
+    # validation chose (none: the start), so the result learns from the same photos as the linear-probe baseline.
+    refit: bool = False
     # In-shop data without `train` rows: the share of its items held out for the test metrics. 0 trains on every
     # item (a shipped variant, once its settings were chosen on a split); then a run has no test metrics.
     inshop_test_fraction: float = Field(0.5, ge=0.0, lt=1.0)

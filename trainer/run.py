@@ -23,7 +23,7 @@ from trainer.config import TrainConfig
 from trainer.data import TrainingData, load_training_data
 from trainer.evaluate import test_metrics
 from trainer.loop import train
-from trainer.probe import linear_probe
+from trainer.probe import fit_probe, fold_into_projection, linear_probe, probe_features
 from trainer.prompts import token_limit_check
 from trainer.stages import STAGES
 from trainer.tower import SplitTower
@@ -57,9 +57,16 @@ def run_stage(
     zero_shot = test_metrics(loaded, data)
     # the baseline this run must beat, fitted on the data it trains on (validation identities included)
     baseline = linear_probe(loaded, [*data.train, *data.val], data.test_query, data.test_gallery, config.seed)
-    result = None
+    result = refitted = None
     if stage > 1:
         result = train(loaded, data, config, stage, settings.data_dir / "training" / slug(name), progress)
+        if config.refit and data.val:
+            # what validation chose (its epoch count, or the start), again from the start on every training photo
+            loaded = load_model(base, settings.device)
+            every = TrainingData([*data.train, *data.val], [], data.test_query, data.test_gallery, data.text_test)
+            again = config.model_copy(update={"epochs": max(result.best_epoch, 1)})
+            folder = settings.data_dir / "training" / f"{slug(name)}-refit"
+            refitted = _refit(loaded, every, again, stage, folder, progress, result.best_epoch)
     final = test_metrics(loaded, data) if result else zero_shot
     card = ModelCard(
         stage=f"stage {stage}: {STAGES[stage]}",
@@ -84,6 +91,7 @@ def run_stage(
         history=result.history if result else [],
         config=config.model_dump(mode="json"),  # every setting, the seed among them
         kept_start=result.best_epoch == 0 if result else None,  # True: no epoch beat the starting weights
+        refit=refitted,
         optimiser_groups=[
             {key: value for key, value in group.items() if key != "param_names"}
             | {"tensors": len(group["param_names"])}
@@ -98,6 +106,18 @@ def run_stage(
     if ship is not None and stage > 1:
         write_alignment(ship, trained_tensors(loaded, base), card)
     return card
+
+
+def _refit(
+    loaded: LoadedModel, every: TrainingData, config: TrainConfig, stage: int, folder: Path, progress: bool, epochs: int
+) -> dict[str, Any]:
+    """Train `epochs` epochs on `every` photo (no validation: the last epoch stands); 0 epochs keeps the start,
+    which with a probe warm start is the probe fitted on every photo."""
+    if epochs:
+        train(loaded, every, config, stage, folder, progress)
+    elif config.warm_start == "probe":
+        fold_into_projection(loaded.model, fit_probe(*probe_features(loaded, every.train), config.seed))
+    return {"epochs": epochs, "photos": len(every.train), "identities": len({s.identity for s in every.train})}
 
 
 def trained_tensors(loaded: LoadedModel, base: Variant) -> dict[str, torch.Tensor]:
