@@ -96,7 +96,8 @@ def train(
             )
         scores = _validate(loaded, data, stage)
         if progress:
-            tqdm.write(f"epoch {epoch}: " + ", ".join(f"{key} {value:.4f}" for key, value in scores.items()))
+            shown = ", ".join(f"{key} {value:.4f}" for key, value in scores.items()) if data.val else "no validation"
+            tqdm.write(f"epoch {epoch}: {shown}")
         result.history.append({"epoch": epoch, "loss": float(loss.item()), **scores})
         result.epochs_run = epoch
         trainable = {name: p.detach().cpu() for name, p in model.named_parameters() if p.requires_grad}
