@@ -180,3 +180,17 @@ def test_onnx_exports_are_cached_by_weights(tiny_registry: Path, tmp_path: Path)
     )
     load_model(changed, "cpu", runtime="onnx", onnx_cache=tmp_path)
     assert len(list(tmp_path.glob("*.onnx"))) == 4  # new weights, new exports
+
+
+def test_the_tuned_lite2_variant_changes_only_the_tail_of_its_image_tower() -> None:
+    """effl2-minilm-tuned is effl2-minilm with the tensors preset v5 trained laid over it: the trunk in front of
+    its last block is ImageNet's, the last block, head convolution and projection are the trained ones."""
+    registry = Registry.load()
+    tuned = load_model(registry["effl2-minilm-tuned"], "cpu").model.state_dict()
+    start = load_model(registry["effl2-minilm"], "cpu").model.state_dict()
+    changed = {name for name, tensor in tuned.items() if not torch.equal(tensor, start[name])}
+    assert "visual.head.proj.weight" in changed and "visual.trunk.conv_head.weight" in changed
+    assert any(name.startswith("visual.trunk.blocks.6.") for name in changed)
+    assert not any(name.startswith(("visual.trunk.blocks.5.", "visual.trunk.conv_stem", "text.")) for name in changed)
+    card = registry["effl2-minilm-tuned"].card
+    assert card.preset == "v5" and card.model_extra and card.model_extra["config"]["inshop_test_fraction"] == 0

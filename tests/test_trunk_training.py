@@ -159,6 +159,16 @@ def test_a_cached_trunk_run_through_the_cli_moves_the_unlocked_blocks_only_and_r
     assert split.val and split.train and split.test_query
     every = [*split.train, *split.val]
     assert card["refit"] == {"epochs": card["best_epoch"], "photos": len(every), "identities": len(every) // 2}
+    # the run ends with the results table: its row, beside its zero-shot start and its probe
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| trunk |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[1] == "efficientnet_lite0" and cells[4] == f"{card['epochs']} (refit: {card['best_epoch']})"
+    assert cells[5] == f"{card['metrics']['R@1']:.3f}" and cells[10] == f"{card['baseline']['probe_R@1']:.3f}"
+    report = tmp_path / "results.md"
+    written = subprocess.run(
+        [sys.executable, "-m", "services.apps.cli", "report", "--out", str(report)], env=env, capture_output=True
+    )
+    assert written.returncode == 0 and row in report.read_text() and "+0.0064" in report.read_text()
     trained = torch.load(effnet_settings.variants_path / "trunk" / "model.pt")
     start = open_clip.CLIP(**TINY_EFFNET_CONFIG["model_cfg"])
     start.load_state_dict(torch.load(effnet_settings.registry_file.parent / "tiny-effnet.pt"))

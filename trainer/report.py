@@ -49,7 +49,7 @@ def results_table(entries: Sequence[Mapping[str, Any]]) -> str:
             card.get("backbone", "-"),
             card["stage"],
             card.get("preset") or "-",
-            str(card.get("epochs") or 0),
+            _epochs(card),
             *(_cell(metrics.get(key)) for key in IMAGE),
             _cell(zero_shot.get("R@1")),
             _cell(baseline.get("probe_R@1")),
@@ -78,6 +78,12 @@ def write_report(runs_dir: Path, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text("\n".join(lines) + "\n")
     return target
+
+
+def _epochs(card: Mapping[str, Any]) -> str:
+    """Epochs run; with a refit, also the epochs validation chose and the refit ran on every training photo."""
+    refit = card.get("refit")
+    return f"{card.get('epochs') or 0}" + (f" (refit: {refit['epochs']})" if refit else "")
 
 
 def _cell(value: float | None) -> str:
