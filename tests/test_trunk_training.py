@@ -22,6 +22,7 @@ from tests.helpers import COLOURS, TINY_EFFNET_CONFIG, make_settings, photo
 from trainer.config import TrainConfig
 from trainer.data import ViewDataset, load_training_data
 from trainer.loop import Step, parameter_groups, train_step
+from trainer.run import run_stage
 from trainer.stages import set_trainable, train_mode
 from trainer.tower import SplitTower
 from trainer.views import CachedViews, LiveViews
@@ -206,3 +207,26 @@ def test_frozen_statistics_keep_every_batch_norm_in_eval_mode(effnet_settings: S
     assert unlocked and all(m.training for m in unlocked) and not any(m.training for m in norms if m not in unlocked)
     train_mode(loaded.model, frozen_statistics=True)
     assert not any(m.training for m in norms) and loaded.model.visual.head.training
+
+
+def test_a_refit_that_keeps_its_start_ships_only_what_could_learn(
+    effnet_settings: Settings, inshop: Path, tmp_path: Path
+) -> None:
+    """lr 0: no epoch can beat the start, the refit keeps it, and --ship still writes only the unlocked tail."""
+    settings = config(lr=0.0, cached_views=1, epochs=1, val_fraction=0.3, inshop_test_fraction=0.3, refit=True)
+    shipped = tmp_path / "kept.pt"
+    card = run_stage(effnet_settings, "tiny-effnet", 2, settings, [inshop], "kept", progress=False, ship=shipped)
+    assert card.model_extra["kept_start"] and card.model_extra["refit"]["epochs"] == 0
+    names = set(torch.load(shipped))
+    assert names and all(
+        name.startswith(
+            (
+                "visual.trunk.blocks.6.",
+                "visual.trunk.blocks.5.3.",
+                "visual.trunk.conv_head",
+                "visual.trunk.bn2",
+                "visual.head.",
+            )
+        )
+        for name in names
+    ), sorted(names)[:5]

@@ -38,7 +38,7 @@ class TrainConfig(BaseModel):
     grad_clip: float | None = None
     # On CUDA: bfloat16 autocast where supported (else float16 with loss scaling). Measured on an H100
     # (bench/train_steps.py, stage 3 v4, 2 trunk groups): 0.79x the float32 images/s at batch 64, 1.08x at 256,
-    # 1.22x at 512, with about half the memory; the presets' batches are 32, so it is off unless asked for.
+    # 1.22x at 512, with about half the memory; v1-v4's batches are 32, so it is off unless asked for.
     mixed_precision: bool = False
     temperature: float = 0.1  # SupCon
     learn_logit_scale: bool = True
@@ -63,8 +63,9 @@ class TrainConfig(BaseModel):
     batches_per_epoch: int | None = Field(None, ge=1)  # None: one pass over the identities (len / P batches)
     patience: int = 2  # epochs without a better validation score before stopping
     val_fraction: float = Field(0.15, ge=0.0, lt=1.0)  # training identities held out for validation
-    # After the run: train again from the start on the training and validation photos together, for the epochs
-    # validation chose (none: the start), so the result learns from the same photos as the linear-probe baseline.
+    # After the run: train again from the start on the training and validation photos together, for as many epochs
+    # as validation chose (none: the start; the refit's cosine schedule spans those epochs), so the result learns
+    # from the same photos as the linear-probe baseline. The refit itself has no validation.
     refit: bool = False
     # In-shop data without `train` rows: the share of its items held out for the test metrics. 0 trains on every
     # item (a shipped variant, once its settings were chosen on a split); then a run has no test metrics.

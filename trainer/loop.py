@@ -17,6 +17,7 @@ from open_clip.transform import PreprocessCfg, image_transform_v2
 from torchvision import transforms
 from tqdm import tqdm
 
+from services.errors import InvalidInput
 from services.models import LoadedModel
 from trainer.config import TrainConfig
 from trainer.data import TrainingData, ViewDataset
@@ -66,6 +67,7 @@ def train(
         parameters += list(head.parameters())
     groups = parameter_groups(model, head, config)
     optimiser = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    described = _described(groups)  # before the schedule scales the learning rates in place
     total_steps = config.epochs * len(_batches(dataset.labels, config, 0))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, _warmup_cosine(config.warmup_steps, total_steps))
     precision = autocast_dtype(device, config)
@@ -73,7 +75,7 @@ def train(
     norms = {id(p): p.detach().norm() for p in projections(model)} if config.normalize_projection else {}
 
     start = _validate(loaded, data, stage)
-    result = TrainResult(start=start, best=start, best_epoch=0, epochs_run=0, groups=_described(groups))
+    result = TrainResult(start=start, best=start, best_epoch=0, epochs_run=0, groups=described)
     best_state = copy.deepcopy(model.state_dict())
     (out_dir / "epochs").mkdir(parents=True, exist_ok=True)
     stale = 0
@@ -206,6 +208,8 @@ def _batches(labels: list[int], config: TrainConfig, epoch: int) -> list[list[in
             size = config.batch_size
             batches += [order[i : i + size] for i in range(0, len(order) - size + 1, size)]
         passes += 1
+        if not batches:
+            raise InvalidInput(f"too few training photos for one batch of {config.batch_size}")
     return batches[: config.batches_per_epoch] if config.batches_per_epoch else batches
 
 

@@ -25,7 +25,7 @@ from trainer.evaluate import test_metrics
 from trainer.loop import train
 from trainer.probe import fit_probe, fold_into_projection, linear_probe, probe_features
 from trainer.prompts import token_limit_check
-from trainer.stages import STAGES
+from trainer.stages import STAGES, set_trainable
 from trainer.tower import SplitTower
 
 
@@ -55,7 +55,8 @@ def run_stage(
     )
     name = name or f"{base_name}-stage{stage}-{config.preset}"
     zero_shot = test_metrics(loaded, data)
-    # the baseline this run must beat, fitted on the data it trains on (validation identities included)
+    # the baseline this run must beat, fitted on its training photos, validation identities included (a refit trains
+    # on the same photos; without a refit the run itself leaves the validation identities out)
     baseline = linear_probe(loaded, [*data.train, *data.val], data.test_query, data.test_gallery, config.seed)
     result = refitted = None
     if stage > 1:
@@ -63,6 +64,7 @@ def run_stage(
         if config.refit and data.val:
             # what validation chose (its epoch count, or the start), again from the start on every training photo
             loaded = load_model(base, settings.device)
+            set_trainable(loaded.model, stage, config)  # also when the start is kept: what ships is what may learn
             every = TrainingData([*data.train, *data.val], [], data.test_query, data.test_gallery, data.text_test)
             again = config.model_copy(update={"epochs": max(result.best_epoch, 1)})
             folder = settings.data_dir / "training" / f"{slug(name)}-refit"
@@ -121,16 +123,20 @@ def _refit(
 
 
 def trained_tensors(loaded: LoadedModel, base: Variant) -> dict[str, torch.Tensor]:
-    """What a run changed, in half precision: the image tower's tail from its first unlocked layer on, and any
-    trainable tensor beyond it (text side, logit scale), over the base variant's own shipped tensors, if any."""
-    carried = torch.load(base.alignment_path, map_location="cpu") if base.alignment_path is not None else {}
-    image = SplitTower(loaded.model).trained_tensors()
-    others = {
-        name: p.detach().cpu().half()
-        for name, p in loaded.model.named_parameters()
-        if p.requires_grad and not name.startswith("visual.")
+    """What a run may change, in half precision where floating: every trainable parameter and the buffers (batch-norm
+    statistics) of the image tower's tail, over the base variant's own shipped tensors, if any."""
+    carried = torch.load(base.alignment_path, map_location="cpu", weights_only=True) if base.alignment_path else {}
+    names = {id(module): name for name, module in loaded.model.named_modules()}
+    buffers = {
+        f"{names[id(module)]}.{key}": value
+        for module in SplitTower(loaded.model).body()
+        for key, value in module.named_buffers()
     }
-    return carried | image | others
+    parameters = {name: p for name, p in loaded.model.named_parameters() if p.requires_grad}
+    return carried | {
+        name: value.detach().cpu().clone().half() if value.is_floating_point() else value.detach().cpu().clone()
+        for name, value in (buffers | parameters).items()
+    }
 
 
 def register(settings: Settings, base: Variant, loaded: LoadedModel, name: str, card: ModelCard) -> Variant:

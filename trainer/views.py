@@ -29,7 +29,8 @@ class LiveViews:
 
 class CachedViews:
     """The front's outputs for `count` views of every sample: the photo as served, its mirror image, then random
-    augmented views; each batch takes one of them per sample at random (a sample twice in a batch: two views)."""
+    augmented views; each batch takes one of them per sample at random (a sample twice in a batch draws twice, so
+    with few views the two may be the same one)."""
 
     def __init__(
         self,

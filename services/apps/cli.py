@@ -298,8 +298,8 @@ def embedder(host: str, port: int) -> None:
 @click.option(
     "--every-item",
     is_flag=True,
-    help="train on every In-shop item, none held out for test or validation (for a variant to ship, once the "
-    "preset was chosen on a split run); the last epoch stands",
+    help="hold no In-shop items out (unless the data has its own train split) and none for validation, for a "
+    "variant to ship once the preset was chosen on a split run; the last epoch stands",
 )
 @click.option(
     "--ship",
@@ -344,9 +344,12 @@ def _echo_summary(card: ModelCard) -> None:
     """A run's metrics: zero-shot, the linear-probe baseline (where the run fitted one) and the run itself."""
     from trainer.run import card_summary
 
-    click.echo(f"{'metric':<22}{'zero-shot':>12}{'linear probe':>14}{'this run':>12}")
-    for metric, before, baseline, after in card_summary(card):
-        click.echo(f"{metric:<22}{_number(before):>12}{_number(baseline):>14}{_number(after):>12}")
+    rows = card_summary(card)
+    probe = any(baseline is not None for _, _, baseline, _ in rows)
+    click.echo(f"{'metric':<22}{'zero-shot':>12}{'linear probe' if probe else '':>14}{'this run':>12}")
+    for metric, before, baseline, after in rows:
+        shown = _number(baseline) if probe else ""
+        click.echo(f"{metric:<22}{_number(before):>12}{shown:>14}{_number(after):>12}")
 
 
 @main.command(name="align-text")
