@@ -80,7 +80,7 @@ def test_the_split_tower_is_the_served_tower_and_its_cut_follows_the_unlocked_gr
     tower = SplitTower(loaded.model)
     blocks = [block for stage in loaded.model.visual.trunk.blocks for block in stage]
     first = next(index for index, block in enumerate(blocks) if any(p.requires_grad for p in block.parameters()))
-    assert tower.split and tower.layers[tower.cut] is blocks[first] and first > 0
+    assert tower.cut > 0 and tower.layers[tower.cut] is blocks[first] and first > 0
     pictures = [photo((200, 30, 30)), photo((30, 30, 200), "circle", size=(40, 64))]
     loaded.model.eval()
     with torch.no_grad():

@@ -23,7 +23,7 @@ from trainer.config import TrainConfig
 from trainer.data import TrainingData, ViewDataset
 from trainer.evaluate import validation
 from trainer.losses import IdentityHead, batch_hard_triplet_loss, clip_loss, supcon_loss
-from trainer.probe import fit_probe, fold_into_projection, probe_features
+from trainer.probe import start_from_probe
 from trainer.sampler import PKSampler
 from trainer.stages import projections, set_trainable, train_mode
 from trainer.tower import SplitTower
@@ -47,7 +47,7 @@ def train(
     torch.manual_seed(config.seed)
     parameters = set_trainable(model, stage, config)
     if config.warm_start == "probe":  # validation identities stay out of the fit: they judge what follows
-        fold_into_projection(model, fit_probe(*probe_features(loaded, data.train), config.seed))
+        start_from_probe(loaded, data.train, config.seed)
     preprocess = PreprocessCfg(**model.visual.preprocess_cfg)
     augment = image_transform_v2(preprocess, is_train=True, aug_cfg={"scale": config.augment_scale})
     dataset = ViewDataset(data.train, transforms.Compose([transforms.RandomHorizontalFlip(), augment]))

@@ -58,6 +58,11 @@ def linear_probe(
     return {f"probe_{key}": value for key, value in found.items() if key != "queries"}
 
 
+def start_from_probe(loaded: LoadedModel, samples: Sequence[Sample], seed: int = 0) -> None:
+    """The warm start: fit the probe on `samples` and fold it into the image projection."""
+    fold_into_projection(loaded.model, fit_probe(*probe_features(loaded, samples), seed))
+
+
 @torch.no_grad()
 def fold_into_projection(model: torch.nn.Module, weight: torch.Tensor) -> None:
     """Make the image tower's output the probe's: its projection becomes weight o projection. A timm tower's

@@ -23,7 +23,7 @@ from trainer.config import TrainConfig
 from trainer.data import TrainingData, load_training_data
 from trainer.evaluate import test_metrics
 from trainer.loop import train
-from trainer.probe import fit_probe, fold_into_projection, linear_probe, probe_features
+from trainer.probe import linear_probe, start_from_probe
 from trainer.prompts import token_limit_check
 from trainer.stages import STAGES, set_trainable
 from trainer.tower import SplitTower
@@ -118,25 +118,14 @@ def _refit(
     if epochs:
         train(loaded, every, config, stage, folder, progress)
     elif config.warm_start == "probe":
-        fold_into_projection(loaded.model, fit_probe(*probe_features(loaded, every.train), config.seed))
+        start_from_probe(loaded, every.train, config.seed)
     return {"epochs": epochs, "photos": len(every.train), "identities": len({s.identity for s in every.train})}
 
 
 def trained_tensors(loaded: LoadedModel, base: Variant) -> dict[str, torch.Tensor]:
-    """What a run may change, in half precision where floating: every trainable parameter and the buffers (batch-norm
-    statistics) of the image tower's tail, over the base variant's own shipped tensors, if any."""
+    """What the run may change (the split tower's trained tensors) over the base variant's own shipped ones, if any."""
     carried = torch.load(base.alignment_path, map_location="cpu", weights_only=True) if base.alignment_path else {}
-    names = {id(module): name for name, module in loaded.model.named_modules()}
-    buffers = {
-        f"{names[id(module)]}.{key}": value
-        for module in SplitTower(loaded.model).body()
-        for key, value in module.named_buffers()
-    }
-    parameters = {name: p for name, p in loaded.model.named_parameters() if p.requires_grad}
-    return carried | {
-        name: value.detach().cpu().clone().half() if value.is_floating_point() else value.detach().cpu().clone()
-        for name, value in (buffers | parameters).items()
-    }
+    return carried | SplitTower(loaded.model).trained_tensors()
 
 
 def register(settings: Settings, base: Variant, loaded: LoadedModel, name: str, card: ModelCard) -> Variant:

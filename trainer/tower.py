@@ -27,11 +27,6 @@ class SplitTower:
         if any(p.requires_grad for p in frozen):
             raise ValueError("the front of a split tower must be frozen: its outputs are computed once and cached")
 
-    @property
-    def split(self) -> bool:
-        """Whether the front does any work (False: pixels in, the whole tower in the tail)."""
-        return self.cut > 0
-
     @torch.no_grad()
     def front(self, pixels: torch.Tensor) -> torch.Tensor:
         return _chain(self.layers[: self.cut], pixels)
@@ -46,15 +41,16 @@ class SplitTower:
         return [layer for layer in self.layers[self.cut :] if isinstance(layer, torch.nn.Module)]
 
     def trained_tensors(self) -> dict[str, torch.Tensor]:
-        """The tail's tensors (projection module included) by their names in the model, as they are now, in half
-        precision where floating: what a shipped variant lays over its packaged weights."""
+        """What training may change, as it is now, in half precision where floating: every trainable parameter of
+        the model and the buffers (batch-norm statistics) of the tail: what a shipped variant lays over its weights."""
         names = {id(module): name for name, module in self.model.named_modules()}
+        buffers = {
+            f"{names[id(module)]}.{key}": value for module in self.body() for key, value in module.named_buffers()
+        }
+        parameters = {name: p for name, p in self.model.named_parameters() if p.requires_grad}
         return {
-            f"{names[id(module)]}.{key}": value.detach().cpu().clone().half()
-            if value.is_floating_point()
-            else value.detach().cpu().clone()
-            for module in [*self.body(), self.visual.head]
-            for key, value in module.state_dict().items()
+            name: value.detach().cpu().clone().half() if value.is_floating_point() else value.detach().cpu().clone()
+            for name, value in (buffers | parameters).items()
         }
 
 
