@@ -21,7 +21,7 @@ from services.settings import Settings
 from tests.helpers import COLOURS, TINY_EFFNET_CONFIG, make_settings, photo
 from trainer.config import TrainConfig
 from trainer.data import ViewDataset, load_training_data
-from trainer.loop import Step, parameter_groups, train_step
+from trainer.loop import Step, autocast_dtype, parameter_groups, train_step
 from trainer.run import run_stage
 from trainer.stages import set_trainable, train_mode
 from trainer.tower import SplitTower
@@ -65,6 +65,19 @@ def inshop(tmp_path: Path) -> Path:
     with (folder / "list_eval_partition.txt").open("a") as handle:
         handle.write("\n".join(lines) + "\n")
     return folder
+
+
+def moved_by_run(settings: Settings, name: str, unlocked_groups: int) -> tuple[set[str], tuple[str, ...]]:
+    """The tensors the registered run `name` changed from the tiny model's start, and the name prefixes of the
+    tail its unlocked groups begin."""
+    trained = torch.load(settings.variants_path / name / "model.pt", map_location="cpu")
+    start = open_clip.CLIP(**TINY_EFFNET_CONFIG["model_cfg"])
+    start.load_state_dict(torch.load(settings.registry_file.parent / "tiny-effnet.pt"))
+    start.requires_grad_(True)
+    start.lock_image_tower(unlocked_groups=unlocked_groups)
+    names = {id(module): name for name, module in start.named_modules()}
+    tail = (*(f"{names[id(module)]}." for module in SplitTower(start).body()), "visual.head.")
+    return {key for key, before in start.state_dict().items() if not torch.equal(before, trained[key])}, tail
 
 
 def config(**overrides: object) -> TrainConfig:
@@ -170,17 +183,9 @@ def test_a_cached_trunk_run_through_the_cli_moves_the_unlocked_blocks_only_and_r
         [sys.executable, "-m", "services.apps.cli", "report", "--out", str(report)], env=env, capture_output=True
     )
     assert written.returncode == 0 and row in report.read_text() and "+0.0064" in report.read_text()
-    trained = torch.load(effnet_settings.variants_path / "trunk" / "model.pt")
-    start = open_clip.CLIP(**TINY_EFFNET_CONFIG["model_cfg"])
-    start.load_state_dict(torch.load(effnet_settings.registry_file.parent / "tiny-effnet.pt"))
     if card["best_epoch"] == 0:
         pytest.fail("the trunk run kept its start: this test's learning rate should move it")
-    start.requires_grad_(True)
-    start.lock_image_tower(unlocked_groups=2)
-    tower = SplitTower(start)
-    names = {id(module): name for name, module in start.named_modules()}
-    tail = (*(f"{names[id(module)]}." for module in tower.body()), "visual.head.")
-    moved = {name for name, before in start.state_dict().items() if not torch.equal(before, trained[name])}
+    moved, tail = moved_by_run(effnet_settings, "trunk", unlocked_groups=2)
     assert not {name for name in moved if name.startswith("visual.") and not name.startswith(tail)}  # the front
     assert any(name.startswith("visual.trunk.blocks.") for name in moved)  # trunk blocks learnt
 
@@ -230,3 +235,38 @@ def test_a_refit_that_keeps_its_start_ships_only_what_could_learn(
         )
         for name in names
     ), sorted(names)[:5]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_fresh_views_under_mixed_precision_train_the_unlocked_trunk(
+    effnet_settings: Settings, inshop: Path
+) -> None:
+    """The GPU path: no cache, every step's views through the whole tower, under autocast. A step's loss is full
+    precision's within autocast's rounding, and a run moves the unlocked blocks and nothing in front of them."""
+    loaded = load_model(Registry.from_settings(effnet_settings)["tiny-effnet"], "cuda", runtime="torch")
+    data = load_training_data([inshop], lambda _: True, val_fraction=0.0, inshop_test_fraction=0.0)
+    dataset = ViewDataset(data.train, loaded.preprocess)  # views as served: the same pixels for both precisions
+    batch = list(range(len(dataset)))
+    labels = torch.tensor([dataset.labels[i] for i in batch], device=loaded.device)
+    losses = {}
+    for mixed in (False, True):
+        settings = config(mixed_precision=mixed)
+        copied = copy.deepcopy(loaded)
+        parameters = set_trainable(copied.model, 2, settings)
+        copied.model.eval()
+        tower = SplitTower(copied.model)
+        precision = autocast_dtype(copied.device, settings)
+        assert (precision is not None) == mixed
+        optimiser = torch.optim.AdamW(parameter_groups(copied.model, None, settings), lr=settings.lr)
+        step = Step(optimiser, torch.amp.GradScaler("cuda", enabled=precision == torch.float16), precision, parameters)
+        views = partial(LiveViews(tower, dataset, copied.device), batch)
+        losses[mixed] = train_step(copied, tower, step, views, labels, [""] * len(batch), settings, 2, None).item()
+    assert losses[True] == pytest.approx(losses[False], rel=0.05)
+
+    effnet_settings.device = "cuda"
+    settings = config(mixed_precision=True, cached_views=0, epochs=2, val_fraction=0.0, inshop_test_fraction=0.3)
+    card = run_stage(effnet_settings, "tiny-effnet", 2, settings, [inshop], "gpu", progress=False)
+    assert card.hardware == torch.cuda.get_device_name() and "R@1" in card.metrics
+    moved, tail = moved_by_run(effnet_settings, "gpu", unlocked_groups=2)
+    assert not {name for name in moved if name.startswith("visual.") and not name.startswith(tail)}  # the front
+    assert any(name.startswith("visual.trunk.blocks.") for name in moved)  # trunk blocks learnt

@@ -296,6 +296,12 @@ def embedder(host: str, port: int) -> None:
 @click.option("--epochs", type=int, default=None, help="override the preset's epochs")
 @click.option("--catalogue-limit", type=int, default=None, help="override the preset's catalogue rows (0 = all)")
 @click.option(
+    "--cached-views",
+    type=click.IntRange(min=0),
+    default=None,
+    help="override the preset's cached views per photo (0 = fresh augmented views every step, for a GPU)",
+)
+@click.option(
     "--every-item",
     is_flag=True,
     help="hold no In-shop items out (unless the data has its own train split) and none for validation, for a "
@@ -315,6 +321,7 @@ def train(
     name: str | None,
     epochs: int | None,
     catalogue_limit: int | None,
+    cached_views: int | None,
     every_item: bool,
     ship: Path | None,
 ) -> None:
@@ -328,6 +335,8 @@ def train(
         config.epochs = epochs
     if catalogue_limit is not None:
         config.catalogue_limit = catalogue_limit or None
+    if cached_views is not None:
+        config.cached_views = cached_views
     if every_item:
         config.inshop_test_fraction = config.val_fraction = 0.0
     settings = _settings()
