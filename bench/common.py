@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 RESULTS = Path(__file__).with_name("results")
-VARIANT = "effl0-minilm"
+VARIANT = "effl0-minilm"  # the variant docs/benchmarks.md measured (the default then)
 # ../shared/data beside the checkout, or where STYLEFINDER_SHARED_DATA points (a machine without shared/)
 SHARED_DATA = Path(
     os.environ.get("STYLEFINDER_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")

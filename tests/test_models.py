@@ -27,11 +27,12 @@ from tests.helpers import SHARED_DATA, TINY_CONFIG, photo
 
 def test_shipped_registry_lists_default_and_openai_variants() -> None:
     registry = Registry.load()
-    assert registry.names()[:3] == ["effl0-minilm", "ViT-B-16/openai", "RN50/openai"]
-    assert registry["effl0-minilm"].embedding_dim == 1280
+    assert registry.names()[:4] == ["effl2-minilm-tuned", "effl0-minilm", "ViT-B-16/openai", "RN50/openai"]
+    assert next(v.name for v in registry if v.serve_by_default) == "effl2-minilm-tuned"  # the default
+    assert registry["effl2-minilm-tuned"].embedding_dim == registry["effl0-minilm"].embedding_dim == 1280
     assert registry["ViT-B-16/openai"].embedding_dim == 512
     assert registry["RN50/openai"].embedding_dim == 1024
-    with pytest.raises(UnknownVariant, match="known: effl0-minilm"):
+    with pytest.raises(UnknownVariant, match="known: effl2-minilm-tuned, effl0-minilm"):
         registry["nope"]
 
 
@@ -184,13 +185,17 @@ def test_onnx_exports_are_cached_by_weights(tiny_registry: Path, tmp_path: Path)
 
 def test_the_tuned_lite2_variant_changes_only_the_tail_of_its_image_tower() -> None:
     """effl2-minilm-tuned is effl2-minilm with the tensors preset v5 trained laid over it: the trunk in front of
-    its last block is ImageNet's, the last block, head convolution and projection are the trained ones."""
+    its last block is ImageNet's, the last block, head convolution and projection are the trained ones; of the
+    text tower only the projection, which the text alignment fitted to that image space."""
     registry = Registry.load()
     tuned = load_model(registry["effl2-minilm-tuned"], "cpu").model.state_dict()
     start = load_model(registry["effl2-minilm"], "cpu").model.state_dict()
     changed = {name for name, tensor in tuned.items() if not torch.equal(tensor, start[name])}
     assert "visual.head.proj.weight" in changed and "visual.trunk.conv_head.weight" in changed
     assert any(name.startswith("visual.trunk.blocks.6.") for name in changed)
-    assert not any(name.startswith(("visual.trunk.blocks.5.", "visual.trunk.conv_stem", "text.")) for name in changed)
+    assert not any(name.startswith(("visual.trunk.blocks.5.", "visual.trunk.conv_stem")) for name in changed)
+    assert {name for name in changed if name.startswith("text.")} == {"text.proj.weight"}
     card = registry["effl2-minilm-tuned"].card
-    assert card.preset == "v5" and card.model_extra and card.model_extra["config"]["inshop_test_fraction"] == 0
+    trunk_run = (card.model_extra or {})["base_card"]
+    assert trunk_run["preset"] == "v5" and trunk_run["config"]["inshop_test_fraction"] == 0
+    assert card.metrics["text_category_P@10"] > 10 * card.metrics["text_chance_R@10"]  # words work on it

@@ -237,3 +237,18 @@ def test_text_alignment_changes_only_the_text_side(settings: Settings, catalogue
     assert list(shipped) == ["text.proj.weight"] and shipped["text.proj.weight"].shape == (1280, 384)
     assert json.loads(out.with_suffix(".json").read_text())["stage"] == card.stage
     assert card.validation["val_text_mAP"] >= 0 and card.zero_shot and card.metrics
+
+
+def test_text_alignment_over_a_trained_image_tower_carries_its_tensors_and_card(
+    settings: Settings, catalogue_dir: Path, tmp_path: Path
+) -> None:
+    """The default variant's way: its trained image tail stays as shipped, the new text projection joins it."""
+    base = Registry.from_settings(settings)["effl2-minilm-tuned"]
+    image_tail = torch.load(base.alignment_path, weights_only=True)
+    out = tmp_path / "tuned.pt"
+    card = train_text_alignment(settings, base.name, [catalogue_dir / "products.csv"], out, steps=25, progress=False)
+    shipped = torch.load(out, weights_only=True)
+    assert set(shipped) == set(image_tail) | {"text.proj.weight"}
+    assert all(torch.equal(shipped[name], tensor) for name, tensor in image_tail.items() if name.startswith("visual."))
+    assert card.stage.startswith(base.card.stage.split(", then")[0]) and card.stage.count("text alignment") == 1
+    assert card.model_extra["base_card"]["stage"] == base.card.stage

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import subprocess
 import sys
 from functools import partial
@@ -174,13 +175,20 @@ def test_a_cached_trunk_run_through_the_cli_moves_the_unlocked_blocks_only_and_r
     every = [*split.train, *split.val]
     assert card["refit"] == {"epochs": card["best_epoch"], "photos": len(every), "identities": len(every) // 2}
     # the run ends with the results table: its row, beside its zero-shot start and its probe
+    header = next(line for line in done.stdout.splitlines() if line.startswith("| run |"))
     row = next(line for line in done.stdout.splitlines() if line.startswith("| trunk |"))
-    cells = [cell.strip() for cell in row.strip("|").split("|")]
-    assert cells[1] == "efficientnet_lite0" and cells[4] == f"{card['epochs']} (refit: {card['best_epoch']})"
-    assert cells[5] == f"{card['metrics']['R@1']:.3f}" and cells[10] == f"{card['baseline']['probe_R@1']:.3f}"
-    report = tmp_path / "results.md"
+    cells = dict(zip(*([cell.strip() for cell in line.strip("|").split("|")] for line in (header, row)), strict=True))
+    assert cells["backbone"] == "efficientnet_lite0" and cells["views"] == "3 cached"
+    assert cells["epochs"] == f"{card['epochs']} (refit: {card['best_epoch']})"
+    assert (
+        cells["R@1"] == f"{card['metrics']['R@1']:.3f}" and cells["probe R@1"] == f"{card['baseline']['probe_R@1']:.3f}"
+    )
+    report, runs = tmp_path / "results.md", tmp_path / "cards"  # cards kept elsewhere, e.g. beside the docs
+    shutil.copytree(effnet_settings.data_dir / "runs", runs)
     written = subprocess.run(
-        [sys.executable, "-m", "services.apps.cli", "report", "--out", str(report)], env=env, capture_output=True
+        [sys.executable, "-m", "services.apps.cli", "report", "--out", str(report), "--runs", str(runs)],
+        env=env,
+        capture_output=True,
     )
     assert written.returncode == 0 and row in report.read_text() and "+0.0064" in report.read_text()
     if card["best_epoch"] == 0:

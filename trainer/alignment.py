@@ -71,8 +71,12 @@ def train_text_alignment(
     with torch.no_grad():
         loaded.model.text.proj.weight.copy_(best_weight)
     after = test_metrics(loaded, data) | attribute_queries(loaded, data.text_test)
+    base_card = loaded.variant.card if loaded.variant.alignment_path is not None else None
+    stage = "text alignment (text projection fitted to the frozen image space)"
+    if base_card is not None:  # the image training it sits on comes first, once
+        stage = base_card.stage if base_card.stage.endswith(stage) else f"{base_card.stage}, then {stage}"
     card = ModelCard(
-        stage="text alignment (text projection fitted to the frozen image space)",
+        stage=stage,
         description=(
             f"{base} with its text projection fitted by image-text InfoNCE on catalogue attribute prompts; "
             f"the image tower is {base}'s, untouched, so image search and indexed collections are exactly {base}'s"
@@ -93,7 +97,7 @@ def train_text_alignment(
         validation={"val_text_mAP": best},
         history=history,
         # the card of the image training this alignment sits on, where the base variant ships one
-        base_card=loaded.variant.card.model_dump() if loaded.variant.alignment_path is not None else None,
+        base_card=base_card.model_dump() if base_card is not None else None,
     )
     # the base variant's own shipped tensors (a trained image tower's) travel on, the new projection over them
     carried = loaded.variant.alignment_path

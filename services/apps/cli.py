@@ -376,11 +376,12 @@ def _echo_summary(card: ModelCard) -> None:
     "--out",
     default=None,
     type=click.Path(path_type=Path),
-    help="alignment file to write (default: the one the default variant ships)",
+    help="alignment file to write (default: the one effl0-minilm ships)",
 )
 def align_text(sources: tuple[Path, ...], base: str, out: Path | None) -> None:
-    """Redo the default variant's text alignment: train its text projection to the frozen image space (image
-    embeddings, so indexed collections, unchanged) and write it, with its card, into the package."""
+    """Fit a variant's text projection to its frozen image space (image embeddings, so indexed collections,
+    unchanged) and write it, with its card and any tensors the base already carried, into the package. By
+    default this redoes effl0-minilm's alignment; the README shows the default variant's."""
     from trainer.alignment import SHIPPED, train_text_alignment
 
     target = out or SHIPPED / "effl0-minilm-text.pt"
@@ -419,11 +420,17 @@ def train_sketch_command(
 
 @main.command()
 @click.option("--out", default=Path("docs/results.md"), type=click.Path(path_type=Path), show_default=True)
-def report(out: Path) -> None:
+@click.option(
+    "--runs",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="folder of run cards (default: $STYLEFINDER_DATA_DIR/runs, where stylefinder train writes them)",
+)
+def report(out: Path, runs: Path | None) -> None:
     """Regenerate the results table from the saved run cards, write it to OUT and print it."""
     from trainer.report import read_cards, results_table, write_report
 
-    runs = _settings().data_dir / "runs"
+    runs = runs or _settings().data_dir / "runs"
     click.echo(results_table(read_cards(runs)))
     click.echo(f"wrote {write_report(runs, out)}")
 
@@ -434,7 +441,7 @@ def _number(value: object) -> str:
 
 @main.command(name="eval")
 @click.argument("data", type=click.Path(exists=True, path_type=Path))
-@click.option("--variant", default="effl0-minilm", show_default=True)
+@click.option("--variant", default=None, help="variant to evaluate (default: the default variant, first served)")
 @click.option("--json", "as_json", is_flag=True, help="print only the JSON report")
 @click.option("--limit", type=int, default=None, help="catalogue evaluation: use the first N products")
 @click.option(
@@ -447,7 +454,7 @@ def _number(value: object) -> str:
     "--relevant", default=None, help="with --catalogue: FIELD=VALUE of the catalogue rows the sketches depict"
 )
 def evaluate(
-    data: Path, variant: str, as_json: bool, limit: int | None, catalogue: Path | None, relevant: str | None
+    data: Path, variant: str | None, as_json: bool, limit: int | None, catalogue: Path | None, relevant: str | None
 ) -> None:
     """Retrieval metrics: In-shop folder/partition file -> R@1/5/10, mAP; catalogue CSV -> P@10, mAP@10; sketch
     pairs (sketch/ and photo_edge/) -> acc@1/@10 direct and through clusters, and with --catalogue and
@@ -457,8 +464,14 @@ def evaluate(
     if (catalogue is None) != (relevant is None) or (relevant is not None and "=" not in relevant):
         raise InvalidInput("give --catalogue and --relevant FIELD=VALUE together (e.g. masterCategory=Footwear)")
     wanted = tuple(relevant.split("=", 1)) if relevant else None
+    settings = _settings()
+    if variant is None:
+        from services.apps.runtime import served_variants
+        from services.models import Registry
+
+        variant = served_variants(settings, Registry.from_settings(settings))[0]
     report = evaluate_variant(
-        _settings(), variant, data, limit=limit, progress=not as_json, catalogue=catalogue, relevant=wanted
+        settings, variant, data, limit=limit, progress=not as_json, catalogue=catalogue, relevant=wanted
     )
     if not as_json:
         click.echo(format_table(report))
