@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     max_image_bytes: int = 20 * 1024 * 1024
     fetch_timeout_s: float = 10.0
     allowed_image_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    # Image URLs reach public addresses only; these host names and networks (CIDR) may be private (your own CDN).
+    fetch_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     store_index_after: int = 20_000  # unindexed points (and 20% of a collection) that start a background HNSW build
     store_index_threads: int = Field(
@@ -48,7 +50,7 @@ class Settings(BaseSettings):
     broker_visibility_timeout_s: int = 300
     gateway_url: str = "http://127.0.0.1:8000"
 
-    @field_validator("variants", "allowed_image_roots", mode="before")
+    @field_validator("variants", "allowed_image_roots", "fetch_allowed_hosts", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         """Lists come from the environment as comma-separated text."""

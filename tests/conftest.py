@@ -44,6 +44,7 @@ def tiny_env(settings: Settings) -> dict[str, str]:
         "STYLEFINDER_REGISTRY_FILE": str(settings.registry_file),
         "STYLEFINDER_VARIANTS": "tiny",
         "STYLEFINDER_DEVICE": "cpu",
+        "STYLEFINDER_FETCH_ALLOWED_HOSTS": ",".join(settings.fetch_allowed_hosts),
     }
 
 

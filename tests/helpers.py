@@ -69,7 +69,8 @@ def wait_for_job(client: object, job_id: str, timeout_s: float = 60.0) -> dict:
 
 
 def make_settings(data_dir: Path, registry: Path) -> Settings:
-    """Embedded everything, the tiny variant only, fast retries."""
+    """Embedded everything, the tiny variant only, fast retries; image URLs may reach the tests' photo servers,
+    which run on loopback (127.0.0.1 only: other private addresses stay refused)."""
     return Settings(
         data_dir=data_dir,
         registry_file=registry,
@@ -82,6 +83,7 @@ def make_settings(data_dir: Path, registry: Path) -> Settings:
         index_max_attempts=2,
         index_retry_base_s=0.05,
         fetch_timeout_s=2.0,
+        fetch_allowed_hosts=["127.0.0.1"],
     )
 
 

@@ -82,7 +82,7 @@ def test_bad_items_are_reported_while_good_ones_are_indexed(
     assert (report["indexed"], report["failed"]) == (2, 5)
     assert "not an image" in reasons["text"]
     assert "truncated" in reasons["truncated"]
-    assert "ConnectError" in reasons["unreachable"] and "after 2 tries" in reasons["unreachable"]
+    assert "could not download" in reasons["unreachable"] and "after 2 tries" in reasons["unreachable"]
     assert "empty file" in reasons["zero-bytes"]
     assert "outside the allowed image folders" in reasons["outside"]
     assert {"good-1", "good-2"} <= set(search_ids(client, photo((30, 180, 60)).tobytes() and Path(good).read_bytes()))

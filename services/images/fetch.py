@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-import httpx
-
-from services.errors import FetchError, TransientFetchError
+from services.errors import FetchError
+from services.images.outbound import AllowList, Downloader, shorten
 from services.settings import Settings
 
 
@@ -28,15 +27,25 @@ class Fetcher:
     timeout_s: float = 10.0
     allowed_roots: list[Path] = field(default_factory=list)  # local paths are readable only below these
     media: PhotoReader | None = None  # "media:<point id>" reads a photo already indexed (backfills)
+    allowed_hosts: list[str] = field(default_factory=list)  # private hosts/networks URLs may reach (outbound.py)
 
     @classmethod
     def from_settings(cls, settings: Settings, media: PhotoReader | None = None) -> Fetcher:
-        return cls(settings.max_image_bytes, settings.fetch_timeout_s, list(settings.allowed_image_roots), media)
+        return cls(
+            settings.max_image_bytes,
+            settings.fetch_timeout_s,
+            list(settings.allowed_image_roots),
+            media,
+            list(settings.fetch_allowed_hosts),
+        )
 
     def __post_init__(self) -> None:
         self._roots = {root.resolve() for root in self.allowed_roots}
+        self.download = Downloader(self.max_bytes, self.timeout_s, AllowList.parse(self.allowed_hosts))
 
     def __call__(self, reference: str) -> bytes:
+        """A catalogue item's photo: an http(s) URL, a local path under the allowed roots, base64 (or a data:
+        URI), or "media:<point id>"."""
         if reference.startswith("media:") and self.media is not None:
             key = reference.removeprefix("media:")
             if not _is_uuid(key):
@@ -45,15 +54,29 @@ class Fetcher:
             if data is None:
                 raise FetchError(f"{shorten(reference)}: the indexed photo is no longer stored")
             return data
-        if reference.startswith(("http://", "https://")):
-            return self._download(reference)
-        if reference.startswith("data:"):
-            return self._decode_base64(reference.partition(",")[2])
-        if _looks_like_base64(reference):
-            return self._decode_base64(reference)
-        return self._read_file(Path(reference))
+        if "://" in reference[:16]:
+            return self.download(reference)  # http(s) only: any other scheme is refused there
+        if reference.startswith("data:") or _looks_like_base64(reference):
+            return self.decode_base64(reference)
+        return self._read_file(reference)
 
-    def _read_file(self, path: Path) -> bytes:
+    def decode_base64(self, text: str) -> bytes:
+        """Inline image data: base64 or a base64 data: URI, nothing else (never a URL or a path)."""
+        if text.startswith("data:"):
+            header, _, text = text.partition(",")
+            if not header.endswith(";base64"):
+                raise FetchError("a data: URI image must be base64 (data:image/...;base64,...)")
+        if len(text) > self.max_bytes * 4 // 3 + 4:
+            raise FetchError(f"base64 image larger than {self.max_bytes} bytes")
+        try:
+            return base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise FetchError("invalid base64 image data") from None
+
+    def _read_file(self, reference: str) -> bytes:
+        if "\x00" in reference:
+            raise FetchError(f"local path {shorten(reference)} contains a NUL byte")
+        path = Path(reference)
         resolved = path.expanduser().resolve()
         if self._roots.isdisjoint(resolved.parents):
             raise FetchError(f"local path {shorten(str(path))} is outside the allowed image folders")
@@ -62,38 +85,6 @@ class Fetcher:
         if resolved.stat().st_size > self.max_bytes:
             raise FetchError(f"file larger than {self.max_bytes} bytes: {shorten(str(path))}")
         return resolved.read_bytes()
-
-    def _decode_base64(self, text: str) -> bytes:
-        if len(text) > self.max_bytes * 4 // 3 + 4:
-            raise FetchError(f"base64 image larger than {self.max_bytes} bytes")
-        try:
-            return base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            raise FetchError("invalid base64 image data") from None
-
-    def _download(self, url: str) -> bytes:
-        try:
-            with httpx.stream("GET", url, timeout=self.timeout_s, follow_redirects=True) as response:
-                if response.status_code == 429 or response.status_code >= 500:
-                    raise TransientFetchError(f"{url}: HTTP {response.status_code}")
-                if response.status_code >= 400:
-                    raise FetchError(f"{url}: HTTP {response.status_code}")
-                kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
-                if kind and not kind.startswith("image/") and kind != "application/octet-stream":
-                    raise FetchError(f"{url}: content-type {kind} is not an image")
-                if int(response.headers.get("content-length") or 0) > self.max_bytes:
-                    raise FetchError(f"{url}: larger than {self.max_bytes} bytes")
-                chunks, size = [], 0
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-                    if size > self.max_bytes:
-                        raise FetchError(f"{url}: larger than {self.max_bytes} bytes")
-                    chunks.append(chunk)
-                return b"".join(chunks)
-        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as error:
-            raise TransientFetchError(f"{url}: {type(error).__name__}: {error}") from None
-        except httpx.InvalidURL as error:
-            raise FetchError(f"{url}: invalid URL: {error}") from None
 
 
 BASE64 = re.compile(r"[A-Za-z0-9+/=\s]+")
@@ -110,8 +101,3 @@ def _is_uuid(text: str) -> bool:
 def _looks_like_base64(reference: str) -> bool:
     """Bare base64 (JPEG's starts with "/9j/", so a leading slash proves nothing): long and base64 alphabet only."""
     return len(reference) > 512 and BASE64.fullmatch(reference) is not None
-
-
-def shorten(reference: str, limit: int = 120) -> str:
-    """References go into error messages; inline images must not."""
-    return reference if len(reference) <= limit else reference[:limit] + f"... ({len(reference)} characters)"

@@ -15,7 +15,7 @@ class SearchRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    image_url: str | None = Field(None, description="http(s) URL of the query photo")
+    image_url: str | None = Field(None, description="http(s) URL of the query photo, on a public host")
     image_base64: str | None = Field(None, description="the query photo, base64 or a data: URI")
     text: str | None = Field(None, min_length=1, max_length=500, description="a text query")
     variant: str | None = Field(None, description="model variant; the deployment's default when omitted")

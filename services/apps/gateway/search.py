@@ -187,7 +187,12 @@ def _query_photo(rt: Runtime, query: SearchRequest, upload: bytes | None) -> Ima
     """The shopper's photo or drawing, from the upload, a URL or base64; a problem with it names the image as the
     cause. A drawing keeps its transparency: strokes on a transparent canvas are its opaque pixels."""
     try:
-        data = upload if upload is not None else rt.fetcher(query.image_url or query.image_base64 or "")
+        if upload is not None:
+            data = upload
+        elif query.image_url is not None:
+            data = rt.fetcher.download(query.image_url)  # http(s) to public hosts only: never a path
+        else:
+            data = rt.fetcher.decode_base64(query.image_base64 or "")
         return decode_image(data, keep_alpha=query.mode == "sketch")
     except (FetchError, TransientFetchError, ImageDecodeError) as error:
         raise type(error)(f"unusable image: {error}") from None

@@ -1,0 +1,171 @@
+"""Downloads from URLs that strangers give us, safe by construction against server-side request forgery.
+
+Every address a host name resolves to must be public (not loopback, private, link-local, multicast, reserved
+or unspecified, also when written as decimal, octal or hex, or carried inside IPv6), unless the operator's
+allow-list names the host or its network. The connection then goes to the address that was checked (the URL's
+host travels as the Host header and TLS server name), so a second DNS answer cannot swap in another machine.
+Redirects are followed by hand, each one checked again, at most `MAX_REDIRECTS`; the whole download has one
+deadline and one byte cap. Error messages say what to fix, never what is listening where.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import httpx
+
+from services.errors import FetchError, TransientFetchError
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], list[str]]
+MAX_REDIRECTS = 5
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """Every address the system resolver gives for host (which also reads numeric forms like 2130706433)."""
+    try:
+        answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise FetchError(f"cannot resolve host {host!r}") from None
+    return list(dict.fromkeys(str(answer[4][0]) for answer in answers))
+
+
+def is_public(address: Address) -> bool:
+    """Globally routable unicast, looking through IPv4 carried inside IPv6 (mapped, 6to4, Teredo, NAT64)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        inner = address.ipv4_mapped or address.sixtofour or (address.teredo[1] if address.teredo else None)
+        if inner is None and address in NAT64:
+            inner = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if inner is not None:
+            return is_public(inner)
+    return address.is_global and not (address.is_multicast or address.is_reserved or address.is_unspecified)
+
+
+@dataclass
+class AllowList:
+    """Private hosts an operator vouches for (a retailer's own CDN): exact host names and networks (CIDR)."""
+
+    hosts: frozenset[str] = frozenset()
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    @classmethod
+    def parse(cls, entries: Sequence[str]) -> AllowList:
+        hosts, networks = set(), []
+        for entry in entries:
+            try:
+                networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+            except ValueError:
+                hosts.add(entry.strip().lower().rstrip("."))
+        return cls(frozenset(hosts), tuple(networks))
+
+    def admits(self, host: str, address: Address) -> bool:
+        if address.is_unspecified:
+            return False
+        return host.lower().rstrip(".") in self.hosts or any(address in network for network in self.networks)
+
+
+@dataclass
+class Downloader:
+    """GET one URL's body, at most `max_bytes`, within `timeout_s` in all (redirects, connects and reads)."""
+
+    max_bytes: int
+    timeout_s: float
+    allow: AllowList = field(default_factory=AllowList)
+    resolver: Resolver = resolve
+
+    def __call__(self, url: str) -> bytes:
+        deadline = time.monotonic() + self.timeout_s
+        current = _parse(url)
+        with httpx.Client(follow_redirects=False, trust_env=False) as client:
+            for _ in range(MAX_REDIRECTS + 1):
+                response = self._open(client, current, self._checked_address(current), deadline)
+                try:
+                    if not response.is_redirect:
+                        return self._body(response, url, deadline)
+                    current = _parse(str(current.join(response.headers["location"])), redirected=True)
+                finally:
+                    response.close()
+        raise FetchError(f"{shorten(url)}: more than {MAX_REDIRECTS} redirects")
+
+    def _checked_address(self, url: httpx.URL) -> str:
+        """The first resolved address, after every resolved address passed (an attacker picks the order)."""
+        host = url.host
+        addresses = self.resolver(host, url.port or (443 if url.scheme == "https" else 80))
+        for text in addresses:
+            address = ipaddress.ip_address(text.split("%")[0])
+            if not (is_public(address) or self.allow.admits(host, address)):
+                raise FetchError(
+                    f"{shorten(str(url))}: the host is not on the public internet; an operator can allow a private "
+                    "image host with STYLEFINDER_FETCH_ALLOWED_HOSTS"
+                )
+        if not addresses:
+            raise FetchError(f"cannot resolve host {host!r}")
+        return addresses[0]
+
+    def _open(self, client: httpx.Client, url: httpx.URL, address: str, deadline: float) -> httpx.Response:
+        """A streamed GET sent to `address`, the URL's own host name in the Host header and the TLS handshake."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TransientFetchError(f"{shorten(str(url))}: no image within {self.timeout_s:g} s")
+        request = client.build_request(
+            "GET",
+            url.copy_with(host=address),
+            headers={"Host": url.netloc.decode("ascii")},
+            extensions={"sni_hostname": url.host},
+            timeout=httpx.Timeout(remaining),
+        )
+        try:
+            return client.send(request, stream=True)
+        except httpx.TimeoutException:
+            raise TransientFetchError(f"{shorten(str(url))}: no image within {self.timeout_s:g} s") from None
+        except (httpx.NetworkError, httpx.RemoteProtocolError):
+            # one message for refused, reset and unreachable alike: the answer must not map ports
+            raise TransientFetchError(f"{shorten(str(url))}: could not download from this host") from None
+
+    def _body(self, response: httpx.Response, url: str, deadline: float) -> bytes:
+        if response.status_code == 429 or response.status_code >= 500:
+            raise TransientFetchError(f"{shorten(url)}: HTTP {response.status_code}")
+        if response.status_code >= 400:
+            raise FetchError(f"{shorten(url)}: HTTP {response.status_code}")
+        kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind and not kind.startswith("image/") and kind != "application/octet-stream":
+            raise FetchError(f"{shorten(url)}: content-type {kind} is not an image")
+        if int(response.headers.get("content-length") or 0) > self.max_bytes:
+            raise FetchError(f"{shorten(url)}: larger than {self.max_bytes} bytes")
+        chunks, size = [], 0
+        try:
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise FetchError(f"{shorten(url)}: larger than {self.max_bytes} bytes")
+                if time.monotonic() > deadline:  # a slow drip: each read is quick, the whole is not
+                    raise TransientFetchError(f"{shorten(url)}: no image within {self.timeout_s:g} s")
+                chunks.append(chunk)
+        except httpx.TimeoutException:
+            raise TransientFetchError(f"{shorten(url)}: no image within {self.timeout_s:g} s") from None
+        except (httpx.NetworkError, httpx.RemoteProtocolError):
+            raise TransientFetchError(f"{shorten(url)}: the download broke off") from None
+        return b"".join(chunks)
+
+
+def _parse(url: str, redirected: bool = False) -> httpx.URL:
+    where = "a redirect to " if redirected else ""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        raise FetchError(f"{where}{shorten(url)}: not a valid URL") from None
+    if parsed.scheme not in ("http", "https"):
+        raise FetchError(f"{where}{shorten(url)}: only http and https image URLs are fetched")
+    if not parsed.host:
+        raise FetchError(f"{where}{shorten(url)}: the URL has no host")
+    return parsed
+
+
+def shorten(reference: str, limit: int = 120) -> str:
+    """References go into error messages; inline images and endless URLs must not."""
+    return reference if len(reference) <= limit else reference[:limit] + f"... ({len(reference)} characters)"
