@@ -7,20 +7,25 @@ metadata), or failed with a reason. Transient failures are marked so the caller 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
+import numpy as np
 from PIL import Image
 
 from services.catalogue import CatalogueItem
 from services.embedding import Embedder
-from services.errors import InvalidInput
+from services.errors import InvalidInput, StyleFinderError
 from services.images import FetchError, ImageDecodeError, TransientFetchError, decode_image, edge_map
 from services.store import EDGE, PHOTO, MediaStore, VectorStore, delete_product_photos, point_id
 
 Status = Literal["indexed", "unchanged", "failed"]
+log = logging.getLogger("stylefinder.indexer")
+REFUSED = "the model could not embed this photo (an internal error, logged)"
+UNREADABLE = "its photo could not be read (an internal error, logged)"
 
 
 @dataclass
@@ -78,9 +83,18 @@ class IndexPipeline:
                 outcomes[item.id] = Outcome(item.id, "failed", str(error), transient=True)
             except (FetchError, ImageDecodeError) as error:
                 outcomes[item.id] = Outcome(item.id, "failed", str(error))
+            except Exception:  # a bug met by this item's data: the item fails, its batch goes on
+                log.exception("item %r could not be prepared", item.id)
+                outcomes[item.id] = Outcome(
+                    item.id, "failed", "its photo could not be read (an internal error, logged)"
+                )
         changed: set[str] = set()
         for variant in variants:
-            changed |= self._index_variant(prepared, variant)
+            changed_here, refused = self._index_variant(prepared, variant)
+            changed |= changed_here
+            for item_id, reason in refused.items():
+                outcomes[item_id] = Outcome(item_id, "failed", reason)
+            prepared = [entry for entry in prepared if entry.item.id not in refused]
         changed |= self._drop_removed_photos(prepared, variants)
         for entry in prepared:
             outcomes[entry.item.id] = Outcome(entry.item.id, "indexed" if entry.item.id in changed else "unchanged")
@@ -109,12 +123,12 @@ class IndexPipeline:
             entry.photos.append(_Photo(point_id(item.id, str(key)), payload, data, image))
         return entry
 
-    def _index_variant(self, prepared: list[_Prepared], variant: str) -> set[str]:
+    def _index_variant(self, prepared: list[_Prepared], variant: str) -> tuple[set[str], dict[str, str]]:
         """Embed photos whose bytes are new; only rewrite the payload where just the metadata changed.
-        Returns the ids of items that changed in this variant."""
+        Returns the ids of items that changed in this variant, and the items the model refused, with why."""
         photos = [(entry.item.id, photo) for entry in prepared for photo in entry.photos]
         if not photos:
-            return set()
+            return set(), {}
         stored = self.store.stored_payloads(variant, [photo.point_id for _, photo in photos])
         changed = [(item_id, photo) for item_id, photo in photos if stored.get(photo.point_id) != photo.payload]
         same_image = {
@@ -125,8 +139,10 @@ class IndexPipeline:
         to_embed = [photo for _, photo in changed if photo.point_id not in same_image]
         if same_image:
             self.store.overwrite_payloads(variant, same_image)
+        owner = {photo.point_id: item_id for item_id, photo in changed}
+        to_embed, vectors, refused = self._embed(variant, to_embed)
+        refused_items = {owner[point]: reason for point, reason in refused.items()}
         if to_embed:
-            vectors = self.embedder.embed_images(variant, [photo.image for photo in to_embed])
             if self.edges:  # both named vectors from the start: a Qdrant server cannot add one to a collection later
                 self.store.ensure_collection(variant, {PHOTO: vectors.shape[1], EDGE: vectors.shape[1]})
             for photo in to_embed:
@@ -135,7 +151,29 @@ class IndexPipeline:
             if self.edges:
                 drawn = {photo.point_id: photo.edges for photo in to_embed}
                 store_edges(self.embedder, self.store, variant, drawn)
-        return {item_id for item_id, _ in changed}
+        return {item_id for item_id, _ in changed} - set(refused_items), refused_items
+
+    def _embed(self, variant: str, photos: list[_Photo]) -> tuple[list[_Photo], np.ndarray, dict[str, str]]:
+        """All photos in one call; if the model refuses that (not the embedder being down), one by one, so a
+        photo it cannot take fails only its own item. Returns the embedded photos, their vectors and the
+        refused ones' point ids with the reason."""
+        if not photos:
+            return [], np.empty((0, 0), dtype=np.float32), {}
+        try:
+            return photos, self.embedder.embed_images(variant, [photo.image for photo in photos]), {}
+        except StyleFinderError:  # the embedder down, a variant without weights: the whole batch waits or fails
+            raise
+        except Exception:
+            if len(photos) == 1:
+                log.exception("the model refused photo %s", photos[0].point_id)
+                return [], np.empty((0, 0), dtype=np.float32), {photos[0].point_id: REFUSED}
+        kept, rows, refused = [], [], {}
+        for photo in photos:
+            embedded, vectors, problem = self._embed(variant, [photo])
+            kept += embedded
+            rows += list(vectors)
+            refused |= problem
+        return kept, np.stack(rows) if rows else np.empty((0, 0), dtype=np.float32), refused
 
 
 def store_edges(embedder: Embedder, store: VectorStore, variant: str, drawn: dict[str, Image.Image | None]) -> int:

@@ -1,4 +1,5 @@
-"""The micro-batcher merges concurrent calls, keeps each caller's rows, and hands errors to every caller."""
+"""The micro-batcher merges concurrent calls, keeps each caller's rows, and hands an error only to the callers
+whose items caused it."""
 
 from __future__ import annotations
 
@@ -52,3 +53,26 @@ def test_a_failing_forward_pass_raises_in_the_caller() -> None:
         batcher([1, 2])
     with pytest.raises(RuntimeError, match="model exploded"):  # the worker thread survives
         batcher([3])
+
+
+def test_a_hostile_item_fails_only_its_own_caller_not_those_batched_with_it() -> None:
+    sizes: list[int] = []
+    gate = threading.Event()
+
+    def forward(items: list[int]) -> np.ndarray:
+        gate.wait(5)
+        sizes.append(len(items))
+        if -1 in items:
+            raise ValueError("picture the model cannot take")
+        return np.array([[item] for item in items], dtype=np.float32)
+
+    batcher = MicroBatcher(forward, max_batch=8, max_wait_s=0.05)
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(batcher, [i if i != 3 else -1]) for i in range(8)]
+        gate.set()
+        outcomes = [future.exception() or future.result() for future in futures]
+    assert isinstance(outcomes[3], ValueError)
+    for i, outcome in enumerate(outcomes):
+        if i != 3:
+            np.testing.assert_array_equal(outcome, [[i]])
+    assert max(sizes) > 1  # the hostile item did share a forward pass with others

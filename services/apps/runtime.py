@@ -17,7 +17,7 @@ from indexer.queue import IngestQueue
 from indexer.tasks import register_tasks
 from indexer.worker import InProcessWorker
 from services.embedding import Embedder, EmbeddingClient, LocalEmbedder
-from services.images import Fetcher
+from services.images import Fetcher, return_freed_pixels_to_the_os
 from services.models import Registry, WeightsUnavailable, missing_weights
 from services.settings import Settings
 from services.store import MediaStore, VectorStore
@@ -33,6 +33,7 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings, embedder: Embedder | None = None) -> Runtime:
+        return_freed_pixels_to_the_os()  # this process decodes strangers' pictures, several at a time
         registry = Registry.from_settings(settings)
         if embedder is None:
             embedder = make_embedder(settings, registry)

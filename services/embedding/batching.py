@@ -43,9 +43,24 @@ class MicroBatcher(Generic[Item]):
                 pass
             try:
                 rows = self._forward([item for item, _ in batch])
-            except BaseException as error:
+            except Exception as error:
+                if len(batch) == 1:
+                    batch[0][1].set_exception(error)
+                else:
+                    self._one_by_one(batch)
+                continue
+            except BaseException as error:  # interpreter shutdown: answer everyone waiting, then stop
                 for _, future in batch:
                     future.set_exception(error)
-                continue
+                raise
             for (_, future), row in zip(batch, rows, strict=True):
                 future.set_result(row)
+
+    def _one_by_one(self, batch: list[tuple[Item, Future[np.ndarray]]]) -> None:
+        """A failed batch again, item by item: whatever made it fail (a hostile picture) fails only its own
+        caller, never the requests that happened to share its forward pass."""
+        for item, future in batch:
+            try:
+                future.set_result(self._forward([item])[0])
+            except Exception as error:
+                future.set_exception(error)

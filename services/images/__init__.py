@@ -4,7 +4,7 @@ and drawings (query sketches normalised, photos drawn as edge maps).
 Search (query photos) and ingestion (catalogue photos) both use it, so it belongs to neither."""
 
 from services.errors import FetchError, ImageDecodeError, TransientFetchError
-from services.images.decode import decode_image
+from services.images.decode import decode_image, return_freed_pixels_to_the_os
 from services.images.edges import edge_map
 from services.images.fetch import Fetcher
 from services.images.sketch import normalise_sketch
@@ -17,4 +17,5 @@ __all__ = [
     "decode_image",
     "edge_map",
     "normalise_sketch",
+    "return_freed_pixels_to_the_os",
 ]
