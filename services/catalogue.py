@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ SYNONYMS = {
 }
 # Payload fields the indexing pipeline writes beside the catalogue's own: never taken from a client.
 PIPELINE_FIELDS = ("product_id", "image_key", "image", "image_sha256")
+STORE_PREFIX = "cluster_"  # the store's own payload fields (services/store keeps its cluster labels there)
+FIELD_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\- ]{0,63}")
 TRUE_WORDS = {"1", "true", "yes", "y", "t"}
 FALSE_WORDS = {"0", "false", "no", "n", "f"}
 
@@ -64,6 +67,26 @@ class CatalogueItem(BaseModel):
     @classmethod
     def _id_text(cls, value: Any) -> Any:
         return str(value).strip() if isinstance(value, int | str) else value
+
+    @field_validator("id")
+    @classmethod
+    def _id_in_a_path(cls, value: str) -> str:
+        """An id names its product in URLs (/v1/products/{id}): no slash, no control characters."""
+        if "/" in value or any(ord(char) < 32 or ord(char) == 127 for char in value):
+            raise ValueError("id may not contain '/' or control characters")
+        return value
+
+    @model_validator(mode="after")
+    def _own_fields_only(self) -> CatalogueItem:
+        """Extra fields become payload fields: none may pose as a field StyleFinder writes itself (a product id
+        taken from another product, an image hash, a cluster label), and each must be usable as a filter name."""
+        for key in self.model_extra or {}:
+            if key in PIPELINE_FIELDS or key.startswith(STORE_PREFIX):
+                hint = " (give a product's photos as `images`)" if key == "image" else ""
+                raise ValueError(f"field {key!r} is set by StyleFinder, not by the catalogue{hint}")
+            if not FIELD_NAME.fullmatch(key):
+                raise ValueError(f"field name {key!r} is not usable: letters, digits, '_', '-' and spaces only")
+        return self
 
     def payload(self) -> dict[str, Any]:
         """What search results carry: standard fields that are set, then every extra field."""
@@ -134,7 +157,9 @@ def _catalogue_file_in(folder: Path) -> Path | None:
 def _read_image_folder(folder: Path) -> Iterator[CatalogueItem]:
     for path in sorted(folder.rglob("*")):
         if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
-            yield CatalogueItem(id=str(path.relative_to(folder).with_suffix("")), images=[str(path.resolve())])
+            # sub-folders join the id with ":" (an id names its product in URLs: no "/")
+            product = ":".join(path.relative_to(folder).with_suffix("").parts)
+            yield CatalogueItem(id=product, images=[str(path.resolve())])
 
 
 def is_local_path(image: str) -> bool:

@@ -4,6 +4,7 @@ job polling."""
 from __future__ import annotations
 
 import io
+import socket
 import threading
 import time
 from collections import Counter
@@ -13,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
@@ -164,6 +166,26 @@ def photo_server(photos: dict[str, bytes], flaky_failures: int = 1) -> Iterator[
     finally:
         server.shutdown()
         thread.join(5)
+
+
+@contextmanager
+def served(app: object) -> Iterator[str]:
+    """An ASGI app on a real uvicorn server on loopback, in a thread (lifespan included): yields its base URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))  # type: ignore[arg-type]
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 @contextmanager

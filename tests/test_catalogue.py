@@ -50,7 +50,7 @@ def test_folder_of_photos_uses_file_names_as_ids(tmp_path: Path) -> None:
     photo((1, 2, 3)).save(tmp_path / "shoes" / "boot.png")
     photo((1, 2, 3)).save(tmp_path / "hat.jpg")
     (tmp_path / "notes.txt").write_text("not a photo")
-    assert sorted(item.id for item in read_catalogue(tmp_path)) == ["hat", "shoes/boot"]
+    assert sorted(item.id for item in read_catalogue(tmp_path)) == ["hat", "shoes:boot"]
 
 
 def test_bad_rows_are_refused_with_the_field_named(tmp_path: Path) -> None:

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 
 from services.apps.embedding_service import create_app
 from services.embedding import EmbeddingClient, LocalEmbedder
@@ -18,26 +14,13 @@ from services.errors import from_response
 from services.images import ImageDecodeError
 from services.models import Registry, UnknownVariant, WeightsUnavailable
 from services.settings import Settings
-from tests.helpers import photo
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.helpers import photo, served
 
 
 @pytest.fixture
 def service_url(settings: Settings) -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with served(create_app(settings)) as url:
+        yield url
 
 
 def test_client_returns_what_the_local_embedder_returns(service_url: str, settings: Settings) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from services.apps.gateway.app import create_app
 from services.settings import Settings
@@ -116,6 +117,38 @@ def test_json_body_with_base64_image_and_text_query(client: TestClient, catalogu
             422,
             "exactly one of",
         ),
+        ({"content": b"[" * 10000 + b"]" * 10000, "headers": {"content-type": "application/json"}}, 422, "deeply"),
+        ({"json": {"text": "x", "filters": {"": "a"}}}, 422, "is not a field name"),
+        ({"json": {"text": "x", "filters": {"a.b[]": "a"}}}, 422, "is not a field name"),
+        ({"json": {"text": "x", "filters": {"articleType": {"$ne": 1}}}}, 422, "must be a string, integer"),
+        ({"json": {"text": "x", "filters": {"colour": []}}}, 422, "non-empty list"),
+        ({"json": {"text": "x", "filters": {"price_max": -1}}}, 422, "greater than or equal to 0"),
+        ({"json": {"text": "x", "filters": {"in_stock": "perhaps"}}}, 422, "valid boolean"),
+        ({"json": {"text": "   "}}, 422, "must contain words"),
+        ({"json": {"text": "x" * 501}}, 422, "at most 500 characters"),
+        ({"json": {"text": "x", "unknown": 1}}, 422, "Extra inputs are not permitted"),
+        ({"json": {"text": "x", "retrieval": "fast"}}, 422, "'direct' or 'cluster'"),
+        ({"json": {"text": "x", "mode": "sketch"}}, 422, "needs a drawing"),
+        ({"json": {"text": "x", "image_url": "https://example.com/a.jpg"}}, 422, "exactly one of"),
+        ({"json": {"image_url": "file:///etc/passwd"}}, 422, "only http and https"),
+        ({"json": {"image_url": "gopher://127.0.0.1:6379/_INFO"}}, 422, "only http and https"),
+        ({"json": {"image_url": "http://169.254.169.254/latest/meta-data/"}}, 422, "not on the public internet"),
+        ({"json": {"image_url": "http://10.0.0.7/p.jpg"}}, 422, "not on the public internet"),
+        ({"json": {"image_url": "http://[::ffff:10.0.0.7]/p.jpg"}}, 422, "not on the public internet"),
+        ({"json": {"image_url": "http:///nohost.jpg"}}, 422, "unusable image"),
+        ({"json": {"image_url": "not a url"}}, 422, "only http and https"),
+        ({"json": {"image_base64": "/etc/passwd"}}, 422, "invalid base64"),
+        ({"json": {"image_base64": "https://example.com/a.jpg"}}, 422, "invalid base64"),
+        ({"json": {"image_base64": "data:image/png,rawbytes"}}, 422, "must be base64"),
+        ({"files": {"image": ("a.png", b"", "image/png")}}, 422, "empty file"),
+        ({"files": {"image": ("s.png", encode(Image.new("L", (40000, 1)), "PNG"), "image/png")}}, 422, "too extreme"),
+        ({"files": {"image": ("t.jpg", encode(photo((1, 1, 1)))[:300], "image/jpeg")}}, 422, "truncated"),
+        ({"files": {"sketch": ("s.png", encode(Image.new("L", (64, 64), 255)), "image/png")}}, 422, "blank"),
+        (
+            {"files": {"sketch": ("s.png", encode(photo((1, 1, 1))), "image/png")}, "data": {"mode": "photo"}},
+            422,
+            "searched as a drawing",
+        ),
     ],
 )
 def test_bad_input_gets_a_4xx_with_a_message(
@@ -123,6 +156,37 @@ def test_bad_input_gets_a_4xx_with_a_message(
 ) -> None:
     response = client.post("/v1/search", **request_kwargs)
     assert response.status_code == status
+    assert message in json.dumps(response.json()["detail"])
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "message"),
+    [
+        ("post", "/v1/products", {"items": [{"id": "a/b", "images": ["x.jpg"]}]}, 422, "may not contain '/'"),
+        ("post", "/v1/products", {"items": [{"id": "a\nb", "images": ["x.jpg"]}]}, 422, "control characters"),
+        ("post", "/v1/products", {"items": [{"id": "", "images": ["x.jpg"]}]}, 422, "Field required"),
+        ("post", "/v1/products", {"items": [{"id": "a", "images": []}]}, 422, "at least 1 item"),
+        ("post", "/v1/products", {"items": [{"id": "a", "images": ["x.jpg"] * 33}]}, 422, "at most 32 items"),
+        ("post", "/v1/products", {"items": [{"id": "a", "images": ["x.jpg"], "price": -1}]}, 422, "greater than"),
+        ("post", "/v1/products", {"items": [{"id": "a", "images": ["x"], "product_id": "9"}]}, 422, "set by"),
+        ("post", "/v1/products", {"items": [{"id": "a", "images": ["x"], "image_sha256": "0"}]}, 422, "set by"),
+        ("post", "/v1/products", {"items": [{"id": "a", "images": ["x"], "cluster_photo": 3}]}, 422, "set by"),
+        ("post", "/v1/products", {"items": [{"id": "a", "images": ["x"], "a.b": 1}]}, 422, "is not usable"),
+        ("post", "/v1/products", {"items": []}, 422, "items"),
+        ("post", "/v1/products", {"items": [{"id": "a", "images": ["x"]}], "variants": ["nope"]}, 404, "unknown"),
+        ("patch", "/v1/products/a", {"images": ["x.jpg"]}, 422, "images"),
+        ("patch", "/v1/products/nope", {"price": 1}, 404, "nope"),
+        ("post", "/v1/reindex", {"from": "tiny", "to": "tiny"}, 422, "the same variant"),
+        ("post", "/v1/reindex", {"from": "nope", "to": "tiny"}, 404, "unknown variant"),
+        ("get", "/v1/jobs/no-such-job", None, 404, "no-such-job"),
+        ("delete", "/v1/products/no-such-product", None, 404, "no-such-product"),
+    ],
+)
+def test_bad_catalogue_requests_get_a_4xx_with_a_message(
+    client: TestClient, method: str, path: str, body: dict | None, status: int, message: str
+) -> None:
+    response = client.request(method.upper(), path, json=body)
+    assert response.status_code == status, response.text
     assert message in json.dumps(response.json()["detail"])
 
 

@@ -1,7 +1,7 @@
 """How both HTTP apps (gateway, embedding service) answer failures: one mapping, in one place.
 
-`StyleFinderError` -> its status with `{"detail": message, "error": kind}`; request validation -> 422 with the
-fields at fault; anything else is a bug: logged with its traceback, answered 500 without details."""
+`StyleFinderError` -> its status with `{"detail": message, "error": kind}`; request validation and bodies nested
+too deeply to parse -> 422; anything else is a bug: logged with its traceback, answered 500 without details."""
 
 from __future__ import annotations
 
@@ -27,6 +27,11 @@ def add_error_handlers(app: FastAPI) -> None:
     async def invalid(_: Request, error: ValidationError | RequestValidationError) -> JSONResponse:
         fields = [{"loc": list(e.get("loc", [])), "msg": e["msg"]} for e in error.errors()]
         return JSONResponse({"detail": fields, "error": "invalid"}, status_code=422)
+
+    @app.exception_handler(RecursionError)
+    async def too_deep(_: Request, error: RecursionError) -> JSONResponse:
+        """JSON nested thousands of levels deep exhausts the parser's recursion: the sender's mistake."""
+        return JSONResponse({"detail": "the request body is nested too deeply", "error": "invalid"}, status_code=422)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:

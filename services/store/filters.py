@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from services.catalogue import FIELD_NAME
+
 KEYWORD_FIELDS = ("category", "colour", "gender", "brand")
 Scalar = str | int | bool  # exact matches; a float field is filtered by range (price_min, price_max)
 
@@ -31,7 +33,12 @@ class SearchFilters(BaseModel):
     def _check(self) -> SearchFilters:
         if self.price_min is not None and self.price_max is not None and self.price_min > self.price_max:
             raise ValueError("price_min is above price_max")
+        for key in KEYWORD_FIELDS:
+            if getattr(self, key) == []:
+                raise ValueError(f"filter {key!r} needs a value or a non-empty list of values")
         for key, value in (self.model_extra or {}).items():
+            if not FIELD_NAME.fullmatch(key):
+                raise ValueError(f"filter {key!r} is not a field name: letters, digits, '_', '-' and spaces only")
             values = value if isinstance(value, list) else [value]
             if not values or not all(isinstance(item, str | int | bool) for item in values):
                 raise ValueError(f"filter {key!r} must be a string, integer, boolean or a non-empty list of them")

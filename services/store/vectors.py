@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from services.catalogue import STORE_PREFIX  # payload fields the store itself keeps (cluster labels)
 from services.errors import NotFound
 from services.settings import Settings
 from services.store.client_engine import ClientEngine
@@ -24,7 +25,7 @@ from services.store.filters import Match, SearchFilters
 from services.store.migrate import migrate_legacy_store
 
 OVERFETCH = 4  # photos fetched per result slot; most products have fewer
-STORE_FIELD = "cluster_"  # payload fields the store itself keeps (cluster labels), not catalogue metadata
+
 Retrieval = Literal["direct", "cluster"]
 VOCABULARY_TTL_S = 60.0  # how stale the values text queries are matched against may be
 VOCABULARY_SIZE = 1000  # values read per field
@@ -38,7 +39,7 @@ def point_id(product_id: str, image_key: str) -> str:
 
 def catalogue_payload(payload: dict[str, Any]) -> dict[str, Any]:
     """A stored payload without the store's own fields (cluster labels): what the catalogue said."""
-    return {key: value for key, value in payload.items() if not key.startswith(STORE_FIELD)}
+    return {key: value for key, value in payload.items() if not key.startswith(STORE_PREFIX)}
 
 
 def collection_name(variant: str) -> str:
@@ -216,7 +217,7 @@ class VectorStore:
         fields (cluster labels) stay."""
         name = collection_name(variant)
         kept = {
-            point.id: {k: v for k, v in point.payload.items() if k.startswith(STORE_FIELD)}
+            point.id: {k: v for k, v in point.payload.items() if k.startswith(STORE_PREFIX)}
             for point in self.engine.retrieve(name, list(payloads))
         }
         self.engine.overwrite_payloads(name, {pid: payload | kept.get(pid, {}) for pid, payload in payloads.items()})

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from indexer.backfill import stored_items
 from indexer.jobs import JobStatus
@@ -49,6 +49,12 @@ class JobReport(JobStatus):
 class ReindexRequest(BaseModel):
     source: str = Field(alias="from")
     target: str = Field(alias="to")
+
+    @model_validator(mode="after")
+    def _two_variants(self) -> ReindexRequest:
+        if self.source == self.target:
+            raise ValueError("from and to name the same variant: reindex copies one variant's catalogue into another")
+        return self
 
 
 def _accepted(request: Request, job_id: str, items: int, variants: list[str]) -> JobAccepted:

@@ -42,13 +42,31 @@ MULTIPART_SCHEMA = {
 }
 
 
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """A model's JSON schema with its `$defs` references replaced by the definitions, so that it is valid where
+    FastAPI places it inside the OpenAPI document (its own `$defs` would not resolve there)."""
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            reference = node.get("$ref", "")
+            if reference.startswith("#/$defs/"):
+                return resolve(definitions[reference.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(value) for value in node]
+        return node
+
+    return resolve(schema)
+
+
 @router.post(
     "/v1/search",
     response_model=SearchResponse,
     openapi_extra={
         "requestBody": {
             "content": {
-                "application/json": {"schema": SearchRequest.model_json_schema()},
+                "application/json": {"schema": _inlined(SearchRequest.model_json_schema())},
                 "multipart/form-data": {"schema": MULTIPART_SCHEMA},
             }
         }
