@@ -11,6 +11,7 @@ from __future__ import annotations
 class StyleFinderError(Exception):
     status = 422
     kind = "error"
+    retry_after_s: int | None = None  # answered as a Retry-After header where set
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
@@ -66,6 +67,31 @@ class TransientFetchError(StyleFinderError):
     """A problem that may go away (timeout, connection refused, 5xx, 429): retry later."""
 
     kind = "image_unreachable"
+
+
+class Unauthorised(StyleFinderError):
+    """No API key, or one this deployment does not know."""
+
+    status = 401
+    kind = "unauthorised"
+
+
+class Forbidden(StyleFinderError):
+    """An API key without the scope the request needs."""
+
+    status = 403
+    kind = "forbidden"
+
+
+class RateLimited(StyleFinderError):
+    """More requests than the key's (or the address's) rate allows; retry after `retry_after_s`."""
+
+    status = 429
+    kind = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class CatalogueError(StyleFinderError):

@@ -50,7 +50,17 @@ class Settings(BaseSettings):
     broker_visibility_timeout_s: int = 300
     gateway_url: str = "http://127.0.0.1:8000"
 
-    @field_validator("variants", "allowed_image_roots", "fetch_allowed_hosts", mode="before")
+    # API keys (services/apps/api_keys.py): `key:scope+scope`, scopes search, write, admin; none anywhere: an
+    # admin key is created on first start. `api_key` is the one the CLI sends to a gateway.
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    api_key: str | None = None
+    open_search: bool = False  # search (and result photos, models) without a key, rate-limited per client address
+    rate_limit_per_minute: int = Field(600, ge=1)  # requests per key (or per address where search is open)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)  # browser origins allowed to call
+
+    @field_validator(
+        "variants", "allowed_image_roots", "fetch_allowed_hosts", "api_keys", "cors_origins", mode="before"
+    )
     @classmethod
     def _comma_list(cls, value: object) -> object:
         """Lists come from the environment as comma-separated text."""

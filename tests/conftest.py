@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from services.settings import Settings
-from tests.helpers import TINY_CONFIG, make_settings, write_catalogue
+from tests.helpers import ADMIN_KEY, TINY_CONFIG, make_settings, write_catalogue
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +45,8 @@ def tiny_env(settings: Settings) -> dict[str, str]:
         "STYLEFINDER_VARIANTS": "tiny",
         "STYLEFINDER_DEVICE": "cpu",
         "STYLEFINDER_FETCH_ALLOWED_HOSTS": ",".join(settings.fetch_allowed_hosts),
+        "STYLEFINDER_API_KEYS": ",".join(settings.api_keys),
+        "STYLEFINDER_API_KEY": ADMIN_KEY,
     }
 
 

@@ -70,9 +70,13 @@ def wait_for_job(client: object, job_id: str, timeout_s: float = 60.0) -> dict:
     raise AssertionError(f"job {job_id} not done after {timeout_s}s: {report}")
 
 
+ADMIN_KEY = "test-admin-key"
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}  # what a TestClient of a test gateway sends
+
+
 def make_settings(data_dir: Path, registry: Path) -> Settings:
-    """Embedded everything, the tiny variant only, fast retries; image URLs may reach the tests' photo servers,
-    which run on loopback (127.0.0.1 only: other private addresses stay refused)."""
+    """Embedded everything, the tiny variant only, fast retries, one admin key (AUTH); image URLs may reach the
+    tests' photo servers, which run on loopback (127.0.0.1 only: other private addresses stay refused)."""
     return Settings(
         data_dir=data_dir,
         registry_file=registry,
@@ -86,6 +90,7 @@ def make_settings(data_dir: Path, registry: Path) -> Settings:
         index_retry_base_s=0.05,
         fetch_timeout_s=2.0,
         fetch_allowed_hosts=["127.0.0.1"],
+        api_keys=[f"{ADMIN_KEY}:admin"],
     )
 
 
@@ -193,7 +198,7 @@ def indexed_gateway(data_dir: Path, registry: Path, catalogue: Path) -> Iterator
     """The gateway over the tiny variant with every product of `catalogue` indexed (photos and edge maps)."""
     settings = make_settings(data_dir, registry)
     settings.allowed_image_roots = [catalogue]
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers=AUTH) as client:
         outcomes = client.app.state.runtime.pipeline.run(list(read_catalogue(catalogue)), ["tiny"])
         assert {outcome.status for outcome in outcomes} == {"indexed"}
         yield client

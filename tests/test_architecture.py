@@ -16,7 +16,7 @@ from services.apps.gateway.app import create_app
 from services.embedding import LocalEmbedder
 from services.models import Registry
 from services.settings import Settings
-from tests.helpers import photo
+from tests.helpers import AUTH, photo
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,7 @@ def test_every_module_of_services_sits_in_a_layer() -> None:
 
 def test_inprocess_worker_leaves_celerys_process_default_untouched(settings: Settings) -> None:
     """The worker binds its own threads to the runtime's app; any other thread still sees Celery's default."""
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers=AUTH) as client:
         runtime_app = client.app.state.runtime.celery
         seen: dict[str, object] = {}
         thread = threading.Thread(target=lambda: seen.update(app=celery.current_app._get_current_object()))

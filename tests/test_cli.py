@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from services.apps.gateway.app import create_app
 from services.settings import Settings
 from services.store import VectorStore
-from tests.helpers import photo_server, wait_for_job
+from tests.helpers import AUTH, photo_server, wait_for_job
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -73,7 +73,7 @@ def test_cli_and_api_retry_and_report_photo_failures_alike(
         [cli_failure] = [line.strip() for line in cli.stderr.splitlines() if line.strip().startswith("failed ")]
 
         settings.data_dir = tmp_path / "api-data"  # the CLI's store is closed, but keep the two apart
-        with TestClient(create_app(settings)) as client:
+        with TestClient(create_app(settings), headers=AUTH) as client:
             items = [{"id": "flaky", "images": [f"{url}/flaky-api.jpg"]}, gone]
             report = wait_for_job(client, client.post("/v1/products", json={"items": items}).json()["job_id"])
         assert (report["indexed"], report["failed"]) == (1, 1)

@@ -21,7 +21,7 @@ from services.apps.gateway.app import create_app
 from services.catalogue import read_catalogue
 from services.settings import Settings
 from services.store import VectorStore
-from tests.helpers import shared_data, wait_for_job
+from tests.helpers import AUTH, shared_data, wait_for_job
 
 TEST_DB = 13  # flushed by these tests; nothing else of ours uses it
 
@@ -68,7 +68,7 @@ def test_inprocess_worker_on_redis_shares_the_gateway_store(
 ) -> None:
     settings.redis_url = redis_url
     settings.allowed_image_roots = [catalogue_dir]
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers=AUTH) as client:
         items = [{"id": p.stem, "images": [str(p)]} for p in sorted((catalogue_dir / "img").glob("*.jpg"))]
         report = wait_for_job(client, client.post("/v1/products", json={"items": items}).json()["job_id"])
         assert (report["indexed"], report["failed"]) == (12, 0)

@@ -12,7 +12,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, seed, settings
 
 from services.apps.gateway.app import create_app
-from tests.helpers import make_settings, served, write_catalogue
+from tests.helpers import AUTH, make_settings, served, write_catalogue
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_no_request_generated_from_the_schema_gets_a_5xx(gateway_url: str) -> No
         @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         @seed(0)
         def send(case: schemathesis.Case) -> None:
-            response = case.call(base_url=gateway_url, timeout=60)
+            response = case.call(base_url=gateway_url, headers=AUTH, timeout=60)
             statuses[response.status_code] += 1
             if response.status_code >= 500:
                 failures.append(f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:200]}")

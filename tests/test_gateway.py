@@ -13,7 +13,7 @@ from PIL import Image
 
 from services.apps.gateway.app import create_app
 from services.settings import Settings
-from tests.helpers import encode, indexed_gateway, photo, write_catalogue
+from tests.helpers import AUTH, encode, indexed_gateway, photo, write_catalogue
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +192,7 @@ def test_bad_catalogue_requests_get_a_4xx_with_a_message(
 
 def test_oversized_upload_is_refused(settings: Settings) -> None:
     settings.max_image_bytes = 1000
-    with TestClient(create_app(settings)) as small:
+    with TestClient(create_app(settings), headers=AUTH) as small:
         big = encode(photo((5, 5, 5), size=(400, 400)), "PNG")
         response = small.post("/v1/search", files={"image": ("big.png", big, "image/png")})
     assert response.status_code == 413 and "larger than 1000 bytes" in response.json()["detail"]

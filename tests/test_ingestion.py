@@ -11,14 +11,14 @@ from fastapi.testclient import TestClient
 
 from services.apps.gateway.app import create_app
 from services.settings import Settings
-from tests.helpers import encode, photo, wait_for_job
+from tests.helpers import AUTH, encode, photo, wait_for_job
 
 
 @pytest.fixture
 def client(settings: Settings, catalogue_dir: Path) -> Iterator[TestClient]:
     settings.allowed_image_roots = [catalogue_dir]
     settings.variants = ["tiny", "tiny-b"]
-    with TestClient(create_app(settings)) as test_client:
+    with TestClient(create_app(settings), headers=AUTH) as test_client:
         yield test_client
 
 

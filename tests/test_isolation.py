@@ -22,7 +22,7 @@ from services.errors import ImageDecodeError
 from services.images import decode_image
 from services.models import Registry
 from services.settings import Settings
-from tests.helpers import encode, photo, wait_for_job
+from tests.helpers import AUTH, encode, photo, wait_for_job
 
 HOSTILE_WIDTH = 77  # the picture the fault-injecting embedder below cannot take
 COLOURS = ("red", "green", "blue")
@@ -77,7 +77,7 @@ def test_bad_items_fail_alone_and_a_strip_photo_is_a_clear_422(client: TestClien
 @pytest.fixture
 def client(settings: Settings, catalogue_dir: Path) -> TestClient:
     settings.allowed_image_roots = [catalogue_dir]
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers=AUTH) as client:
         yield client
 
 

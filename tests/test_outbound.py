@@ -21,7 +21,7 @@ from services.apps.gateway.app import create_app
 from services.errors import FetchError, TransientFetchError
 from services.images.outbound import AllowList, Downloader
 from services.settings import Settings
-from tests.helpers import encode, photo, wait_for_job
+from tests.helpers import ADMIN_KEY, AUTH, encode, photo, wait_for_job
 
 PHOTO = encode(photo((200, 30, 30)))
 Route = Callable[[BaseHTTPRequestHandler], None]
@@ -233,9 +233,14 @@ def test_errors_do_not_tell_an_open_port_from_a_closed_one() -> None:
 def exposed(tmp_path: Path, tiny_registry: Path) -> Iterator[TestClient]:
     """The gateway as deployed: no private image hosts allowed."""
     settings = Settings(
-        data_dir=tmp_path / "data", registry_file=tiny_registry, variants=["tiny"], device="cpu", fetch_timeout_s=2.0
+        data_dir=tmp_path / "data",
+        registry_file=tiny_registry,
+        variants=["tiny"],
+        device="cpu",
+        fetch_timeout_s=2.0,
+        api_keys=[f"{ADMIN_KEY}:admin"],
     )
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers=AUTH) as client:
         yield client
 
 

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
 from services.apps.gateway.app import create_app
-from tests.helpers import encode, indexed_gateway, make_settings, write_catalogue
+from tests.helpers import AUTH, encode, indexed_gateway, make_settings, write_catalogue
 
 
 def drawing(shape: str, mode: str = "L") -> bytes:
@@ -107,12 +107,12 @@ def test_photos_indexed_without_edges_get_them_by_backfill(
     subprocess.run([*cli, "index", str(catalogue_dir)], env=env, check=True, capture_output=True, timeout=300)
     settings = make_settings(Path(tiny_env["STYLEFINDER_DATA_DIR"]), Path(tiny_env["STYLEFINDER_REGISTRY_FILE"]))
     files = {"sketch": ("s.png", drawing("square"), "image/png")}
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers=AUTH) as client:
         early = client.post("/v1/search", files=files)
         assert early.status_code == 404 and "backfill-edges" in early.json()["detail"]  # says what to run
     filled = subprocess.run([*cli, "backfill-edges"], env=tiny_env, capture_output=True, text=True, timeout=300)
     assert filled.returncode == 0 and "tiny: 12 edge maps stored" in filled.stdout, filled.stderr
     again = subprocess.run([*cli, "backfill-edges"], env=tiny_env, capture_output=True, text=True, timeout=300)
     assert "tiny: 0 edge maps stored" in again.stdout  # nothing left to fill
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers=AUTH) as client:
         assert categories(client.post("/v1/search", files=files, data={"top_k": "6"})) == ["Tshirts"] * 6

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from services.apps.gateway.app import create_app
 from services.models import Registry, load_model
 from services.settings import Settings
-from tests.helpers import photo, shared_data, wait_for_job
+from tests.helpers import ADMIN_KEY, AUTH, photo, shared_data, wait_for_job
 from trainer.data import in_split
 
 KINDS = ("Watches", "Casual Shoes", "Handbags", "Sunglasses")
@@ -39,8 +39,13 @@ def test_words_find_products_of_that_kind_on_a_fresh_install(tmp_path: Path) -> 
             if r["articleType"] in KINDS and in_split(f"catalogue:{r['id']}", 0.1, "text-test")
         ]
     items = [{"id": r["id"], "image": str(myntra / r["image"]), "articleType": r["articleType"]} for r in rows[:120]]
-    settings = Settings(data_dir=tmp_path / "data", variants=["effl0-minilm"], allowed_image_roots=[myntra])
-    with TestClient(create_app(settings)) as client:
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        variants=["effl0-minilm"],
+        allowed_image_roots=[myntra],
+        api_keys=[f"{ADMIN_KEY}:admin"],
+    )
+    with TestClient(create_app(settings), headers=AUTH) as client:
         wait_for_job(client, client.post("/v1/products", json={"items": items}).json()["job_id"], timeout_s=300)
         precision = {}
         for kind in KINDS:

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from services.apps.gateway.app import create_app
 from services.models import Registry, load_model
 from services.settings import Settings
-from tests.helpers import COLOURS, photo
+from tests.helpers import AUTH, COLOURS, photo
 from trainer.alignment import train_text_alignment
 from trainer.config import TrainConfig, load_preset
 from trainer.data import in_split, load_training_data
@@ -180,7 +180,7 @@ def test_stage3_run_registers_a_servable_variant_with_its_card(
     assert (folder / "model.pt").is_file()
     assert json.loads((settings.data_dir / "runs" / "tiny-joint.json").read_text())["card"]["stage"] == card.stage
     settings.variants = ["tiny", "tiny-joint"]
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers=AUTH) as client:
         models = {m["name"]: m for m in client.get("/v1/models").json()}
         assert models["tiny-joint"]["served"] and models["tiny-joint"]["card"]["preset"] == "custom"
         response = client.post("/v1/search", json={"text": "red square", "variant": "tiny-joint"})

@@ -494,7 +494,9 @@ def _show_progress(rt: Runtime, job_id: str, label: str) -> None:
 def _direct_or_via_gateway(
     settings: Settings, server: str | None, direct: Callable[[Runtime], None], via: Callable, total: int | None
 ) -> None:
-    """Work on the store directly unless a running gateway owns it (embedded store) or --server is given."""
+    """Work on the store directly unless a running gateway owns it (embedded store) or --server is given; the
+    gateway gets STYLEFINDER_API_KEY, or this machine's admin key file."""
+    from services.apps.api_keys import local_admin_key
     from services.apps.gateway_client import GatewayClient
     from services.apps.runtime import Runtime
     from services.store import StoreLocked
@@ -503,7 +505,7 @@ def _direct_or_via_gateway(
         try:
             rt = Runtime.build(settings)
         except StoreLocked:
-            client = GatewayClient(settings.gateway_url)
+            client = GatewayClient(settings.gateway_url, local_admin_key(settings))
             if not client.reachable():
                 raise
             click.echo(f"the store is owned by the gateway at {settings.gateway_url}; sending the work there")
@@ -514,7 +516,7 @@ def _direct_or_via_gateway(
             finally:
                 rt.close()
             return
-    client = GatewayClient(server)
+    client = GatewayClient(server, local_admin_key(settings))
     job_ids = via(client)
     with tqdm(total=total, unit="item") as bar:
         reports = client.follow(job_ids, lambda totals: _show_counts(bar, totals))

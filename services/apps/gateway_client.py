@@ -16,8 +16,9 @@ REQUEST_ITEMS = 250
 
 
 class GatewayClient:
-    def __init__(self, url: str, timeout_s: float = 120.0) -> None:
-        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s)
+    def __init__(self, url: str, api_key: str | None = None, timeout_s: float = 120.0) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s, headers=headers)
 
     def reachable(self) -> bool:
         try:

@@ -20,7 +20,8 @@ log = logging.getLogger("stylefinder.http")
 def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StyleFinderError)
     async def refused(_: Request, error: StyleFinderError) -> JSONResponse:
-        return JSONResponse({"detail": error.message, "error": error.kind}, status_code=error.status)
+        headers = {"Retry-After": str(error.retry_after_s)} if error.retry_after_s is not None else None
+        return JSONResponse({"detail": error.message, "error": error.kind}, status_code=error.status, headers=headers)
 
     @app.exception_handler(ValidationError)
     @app.exception_handler(RequestValidationError)

@@ -16,6 +16,7 @@ from indexer.pipeline import IndexPipeline
 from indexer.queue import IngestQueue
 from indexer.tasks import register_tasks
 from indexer.worker import InProcessWorker
+from services.apps.api_keys import KeyRing
 from services.embedding import Embedder, EmbeddingClient, LocalEmbedder
 from services.images import Fetcher, return_freed_pixels_to_the_os
 from services.models import Registry, WeightsUnavailable, missing_weights
@@ -38,6 +39,11 @@ class Runtime:
         if embedder is None:
             embedder = make_embedder(settings, registry)
         return cls(settings, registry, embedder, VectorStore.from_settings(settings), MediaStore(settings.media_path))
+
+    @cached_property
+    def keys(self) -> KeyRing:
+        """The API keys this deployment accepts (read once the first request needs them)."""
+        return KeyRing.from_settings(self.settings)
 
     @cached_property
     def served(self) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -9,10 +10,12 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 
+from services.apps.api_keys import ensure_admin_key
 from services.apps.gateway import catalogue, search
-from services.apps.gateway.deps import runtime
+from services.apps.gateway.deps import Search, runtime
 from services.apps.gateway.schemas import VariantInfo
 from services.apps.http_errors import add_error_handlers
 from services.apps.runtime import Runtime
@@ -20,6 +23,7 @@ from services.models import missing_weights
 from services.settings import Settings
 
 PAGE = Path(__file__).with_name("static") / "index.html"
+log = logging.getLogger("stylefinder.gateway")
 Rt = Annotated[Runtime, Depends(runtime)]
 
 
@@ -29,9 +33,16 @@ def create_app(
     """With an embedded store, the Celery worker runs on a thread here: the store allows one owner.
     `on_ready` runs once the worker is up (the CLI queues `serve --index` catalogues with it)."""
 
+    settings = prebuilt.settings if prebuilt is not None else settings or Settings()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        rt = prebuilt or Runtime.build(settings or Settings())
+        rt = prebuilt or Runtime.build(settings)
+        created = ensure_admin_key(rt.settings)
+        if created is not None:
+            log.warning(
+                "no API key was configured: an admin key was created in %s (readable by its owner only)", created
+            )
         app.state.runtime = rt
         worker = rt.start_inprocess_worker()
         if on_ready is not None:
@@ -51,6 +62,13 @@ def create_app(
         description="Visual search for fashion retail: a photo or words in, top-K catalogue products out.",
     )
     add_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
     app.include_router(search.router)
     app.include_router(catalogue.router)
 
@@ -72,7 +90,7 @@ def create_app(
             return JSONResponse({"status": "unavailable", "reason": "no variant has its weights here"}, 503)
         return JSONResponse({"status": "ready", "variants": rt.served})
 
-    @app.get("/v1/models", tags=["models"])
+    @app.get("/v1/models", tags=["models"], dependencies=[Search])
     async def models(rt: Rt) -> list[VariantInfo]:
         """Every registered variant with its model card, whether it is served, and how much it has indexed."""
         return await run_in_threadpool(_variant_infos, rt)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from indexer.backfill import stored_items
 from indexer.jobs import JobStatus
-from services.apps.gateway.deps import runtime
+from services.apps.gateway.deps import Admin, Write, runtime
 from services.apps.runtime import Runtime
 from services.catalogue import PIPELINE_FIELDS, CatalogueItem
 from services.errors import InvalidInput, NotFound
@@ -63,7 +63,7 @@ def _accepted(request: Request, job_id: str, items: int, variants: list[str]) ->
     )
 
 
-@router.post("/v1/products", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/v1/products", status_code=status.HTTP_202_ACCEPTED, dependencies=[Write])
 async def add_products(body: IngestRequest, request: Request, rt: Rt) -> JobAccepted:
     """Queue items for indexing; answers at once with a job to follow."""
     variants = rt.index_variants(body.variants)
@@ -71,7 +71,7 @@ async def add_products(body: IngestRequest, request: Request, rt: Rt) -> JobAcce
     return _accepted(request, job_id, len(body.items), variants)
 
 
-@router.get("/v1/jobs/{job_id}", name="job")
+@router.get("/v1/jobs/{job_id}", name="job", dependencies=[Write])
 async def job(job_id: str, rt: Rt) -> JobReport:
     report = await run_in_threadpool(rt.jobs.status, job_id)
     if report is None:
@@ -79,7 +79,7 @@ async def job(job_id: str, rt: Rt) -> JobReport:
     return JobReport(**report.model_dump(), queue_depth=await run_in_threadpool(rt.jobs.active_items))
 
 
-@router.get("/v1/products/{product_id}")
+@router.get("/v1/products/{product_id}", dependencies=[Write])
 async def get_product(product_id: str, request: Request, rt: Rt) -> dict[str, Any]:
     """What is stored for a product, per variant."""
     points = await run_in_threadpool(rt.store.product_points, product_id)
@@ -102,7 +102,7 @@ async def get_product(product_id: str, request: Request, rt: Rt) -> dict[str, An
     }
 
 
-@router.patch("/v1/products/{product_id}")
+@router.patch("/v1/products/{product_id}", dependencies=[Write])
 async def update_product(product_id: str, fields: dict[str, Any], rt: Rt) -> dict[str, Any]:
     """Change metadata in every variant's collection without re-embedding."""
     fixed = sorted(set(fields) & {*PIPELINE_FIELDS, "id", "images"})
@@ -118,7 +118,7 @@ async def update_product(product_id: str, fields: dict[str, Any], rt: Rt) -> dic
     return {"product_id": product_id, "updated_points": touched, "changes": changes}
 
 
-@router.delete("/v1/products/{product_id}")
+@router.delete("/v1/products/{product_id}", dependencies=[Write])
 async def delete_product(product_id: str, rt: Rt) -> dict[str, Any]:
     """Remove a product from every variant's collection, with its photos."""
     removed = await run_in_threadpool(delete_product_photos, rt.store, rt.media, product_id)
@@ -127,7 +127,7 @@ async def delete_product(product_id: str, rt: Rt) -> dict[str, Any]:
     return {"product_id": product_id, "deleted_points": len(removed)}
 
 
-@router.post("/v1/reindex", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/v1/reindex", status_code=status.HTTP_202_ACCEPTED, dependencies=[Admin])
 async def reindex(body: ReindexRequest, request: Request, rt: Rt) -> JobAccepted:
     """Re-embed every product of one variant's collection into another variant's, as a job."""
     rt.registry[body.source]

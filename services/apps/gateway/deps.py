@@ -1,9 +1,35 @@
-"""What route handlers get from the app: the process's runtime."""
+"""What route handlers get from the app: the process's runtime, and the check that a request may do what it asks
+(an API key with the scope, within its rate; search without a key where the deployment leaves it open)."""
 
-from fastapi import Request
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.apps.runtime import Runtime
+
+bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer <key>`")
 
 
 def runtime(request: Request) -> Runtime:
     return request.app.state.runtime
+
+
+def allowed(scope: str) -> Callable[..., None]:
+    """A dependency: 401 without a known key, 403 when its scopes do not cover `scope`, 429 over its rate."""
+
+    def check(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        rt = runtime(request)
+        presented = credentials.credentials if credentials is not None else None
+        if presented is None and scope == "search" and rt.settings.open_search:
+            rt.keys.spend(f"address {request.client.host if request.client else 'unknown'}")
+            return
+        rt.keys.spend(rt.keys.check(presented, scope))
+
+    return check
+
+
+Search = Depends(allowed("search"))
+Write = Depends(allowed("write"))
+Admin = Depends(allowed("admin"))

@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from PIL import Image
 from starlette.datastructures import UploadFile
 
-from services.apps.gateway.deps import runtime
+from services.apps.gateway.deps import Search, runtime
 from services.apps.gateway.schemas import SearchRequest, SearchResponse, SearchResult
 from services.apps.runtime import Runtime
 from services.attributes import FIELDS, Interpreted, interpret, rerank, shown
@@ -63,6 +63,7 @@ def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
 @router.post(
     "/v1/search",
     response_model=SearchResponse,
+    dependencies=[Search],
     openapi_extra={
         "requestBody": {
             "content": {
@@ -94,7 +95,7 @@ async def search(request: Request, rt: Rt) -> Response:
     return Response(body.model_dump_json(), media_type="application/json", headers={"Server-Timing": timing})
 
 
-@router.get("/v1/facets")
+@router.get("/v1/facets", dependencies=[Search])
 async def facets(
     rt: Rt, field: str = "category", variant: str | None = None, limit: int = Query(50, ge=1, le=500)
 ) -> dict[str, Any]:
@@ -108,7 +109,7 @@ async def facets(
     return {"field": field, "variant": name, "values": [{"value": value, "count": n} for value, n in counts]}
 
 
-@router.get("/v1/images/{point_id}", name="image")
+@router.get("/v1/images/{point_id}", name="image")  # product photos are public, like a shop's pages
 async def image(point_id: UUID, rt: Rt) -> Response:
     data = rt.media.get(str(point_id))
     if data is None:

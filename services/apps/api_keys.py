@@ -1,0 +1,116 @@
+"""API keys with scopes, and a per-key rate limit.
+
+Scopes: `search` (search, product photos, models), `write` (catalogue changes and their jobs; includes
+search), `admin` (everything, reindex too). Keys come from settings (`STYLEFINDER_API_KEYS`, `key:scope+scope`)
+and from `$STYLEFINDER_DATA_DIR/api-keys.json`, which holds only their SHA-256 digests. A fresh deployment
+with no key at all gets an admin key on first start, written to `$STYLEFINDER_DATA_DIR/admin-api-key` (owner
+read-only), so the two README commands work without setup and the key never appears in a log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.errors import Forbidden, RateLimited, Unauthorised
+from services.settings import Settings
+
+SCOPES = ("search", "write", "admin")
+IMPLIED = {"search": {"search"}, "write": {"search", "write"}, "admin": set(SCOPES)}
+KEY_FILE = "api-keys.json"
+ADMIN_KEY_FILE = "admin-api-key"
+
+
+def digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    name: str
+    digest: str
+    scopes: frozenset[str]
+
+
+@dataclass
+class KeyRing:
+    keys: list[ApiKey]
+    per_minute: int = 600
+
+    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)  # who -> (tokens, last refill)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KeyRing:
+        keys = [_configured(entry, n) for n, entry in enumerate(settings.api_keys)]
+        stored = settings.data_dir / KEY_FILE
+        if stored.is_file():
+            for record in json.loads(stored.read_text()):
+                keys.append(ApiKey(record["name"], record["sha256"], frozenset(record["scopes"])))
+        return cls(keys, settings.rate_limit_per_minute)
+
+    def check(self, presented: str | None, scope: str) -> str:
+        """The name of the key allowed `scope`; Unauthorised (no or unknown key) or Forbidden (too narrow)."""
+        if not presented:
+            raise Unauthorised(f"this needs an API key with the {scope} scope: send `Authorization: Bearer <key>`")
+        wanted = digest(presented)
+        key = next((k for k in self.keys if hmac.compare_digest(k.digest, wanted)), None)
+        if key is None:
+            raise Unauthorised("unknown API key")
+        if not any(scope in IMPLIED[granted] for granted in key.scopes):
+            raise Forbidden(f"key {key.name!r} may not {scope}; its scopes: {', '.join(sorted(key.scopes))}")
+        return key.name
+
+    def spend(self, who: str) -> None:
+        """One request of `who` (a key's name, or a client address where search is open): a token bucket
+        refilled at `per_minute`, as deep as one minute's worth; empty answers 429 with when to retry."""
+        rate = self.per_minute / 60.0
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(who, (float(self.per_minute), now))
+            tokens = min(float(self.per_minute), tokens + (now - last) * rate)
+            if tokens < 1.0:
+                self._buckets[who] = (tokens, now)
+                wait = math.ceil((1.0 - tokens) / rate)
+                raise RateLimited(f"too many requests: {self.per_minute} a minute; retry in {wait} s", wait)
+            self._buckets[who] = (tokens - 1.0, now)
+
+
+def ensure_admin_key(settings: Settings) -> Path | None:
+    """On a deployment with no key anywhere, create an admin key; returns where its plain text was written
+    (None when keys already exist). The key file keeps only the digest."""
+    stored = settings.data_dir / KEY_FILE
+    if settings.api_keys or stored.is_file():
+        return None
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    plain = settings.data_dir / ADMIN_KEY_FILE
+    descriptor = os.open(plain, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(key + "\n")
+    stored.write_text(json.dumps([{"name": "admin", "sha256": digest(key), "scopes": ["admin"]}], indent=2) + "\n")
+    return plain
+
+
+def local_admin_key(settings: Settings) -> str | None:
+    """The key the CLI sends to a gateway: STYLEFINDER_API_KEY, else this machine's admin key file."""
+    if settings.api_key:
+        return settings.api_key
+    plain = settings.data_dir / ADMIN_KEY_FILE
+    return plain.read_text().strip() if plain.is_file() else None
+
+
+def _configured(entry: str, index: int) -> ApiKey:
+    key, _, scopes = entry.rpartition(":")
+    granted = frozenset(scope.strip() for scope in scopes.split("+") if scope.strip())
+    if not key or not granted or not granted <= set(SCOPES):
+        raise ValueError(f"STYLEFINDER_API_KEYS entry {index + 1}: write <key>:<scope>[+<scope>], scopes {SCOPES}")
+    return ApiKey(f"key {index + 1}", digest(key), granted)

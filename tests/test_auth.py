@@ -1,0 +1,115 @@
+"""API keys with scopes on the real gateway: writes always need a key with the write scope, reindex the admin
+scope, search a key unless the deployment leaves it open; each key (or open-search address) has a rate; browser
+origins come from settings; a deployment with no key gets an admin key on first start, never in a log."""
+
+from __future__ import annotations
+
+import json
+import logging
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from services.apps.api_keys import ADMIN_KEY_FILE, KEY_FILE
+from services.apps.gateway.app import create_app
+from services.settings import Settings
+from tests.helpers import served
+
+ITEM = {"items": [{"id": "p", "images": ["https://example.com/p.jpg"]}]}
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def keyed(settings: Settings) -> Settings:
+    settings.api_keys = ["reader-key:search", "editor-key:write", "boss-key:admin"]
+    return settings
+
+
+def test_writes_need_the_write_scope_and_reindex_the_admin_scope(keyed: Settings) -> None:
+    with TestClient(create_app(keyed)) as client:
+        refused = client.post("/v1/products", json=ITEM)
+        assert refused.status_code == 401 and "write scope" in refused.json()["detail"]
+        assert client.post("/v1/products", json=ITEM, headers=bearer("guess")).status_code == 401
+        narrow = client.delete("/v1/products/p", headers=bearer("reader-key"))
+        assert narrow.status_code == 403 and "may not write; its scopes: search" in narrow.json()["detail"]
+        assert client.post("/v1/products", json=ITEM, headers=bearer("editor-key")).status_code == 202
+        reindex = {"from": "tiny", "to": "other"}
+        assert client.post("/v1/reindex", json=reindex, headers=bearer("editor-key")).status_code == 403
+        assert client.post("/v1/reindex", json=reindex, headers=bearer("boss-key")).status_code == 404  # passed auth
+
+
+def test_search_needs_a_key_unless_left_open(keyed: Settings) -> None:
+    query = {"text": "red shirt"}
+    with TestClient(create_app(keyed)) as client:
+        assert client.post("/v1/search", json=query).status_code == 401
+        assert client.get("/v1/models").status_code == 401
+        assert client.post("/v1/search", json=query, headers=bearer("reader-key")).status_code == 200
+        assert client.post("/v1/search", json=query, headers=bearer("editor-key")).status_code == 200
+        assert client.get("/healthz").status_code == 200 and client.get("/").status_code == 200
+    keyed.open_search = True
+    with TestClient(create_app(keyed)) as client:
+        assert client.post("/v1/search", json=query).status_code == 200
+        assert client.post("/v1/products", json=ITEM).status_code == 401  # writes never open
+
+
+def test_each_key_has_a_rate_and_429_says_when_to_retry(keyed: Settings) -> None:
+    keyed.rate_limit_per_minute = 3
+    keyed.open_search = True
+    with TestClient(create_app(keyed)) as client:
+        answers = [client.get("/v1/models", headers=bearer("reader-key")).status_code for _ in range(4)]
+        assert answers == [200, 200, 200, 429]
+        limited = client.get("/v1/models", headers=bearer("reader-key"))
+        assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+        assert "3 a minute" in limited.json()["detail"]
+        assert client.get("/v1/models", headers=bearer("editor-key")).status_code == 200  # its own bucket
+        anonymous = [client.get("/v1/models").status_code for _ in range(4)]
+        assert anonymous == [200, 200, 200, 429]  # open search: one bucket per client address
+
+
+def test_cors_origins_come_from_settings(keyed: Settings) -> None:
+    keyed.cors_origins = ["https://shop.example"]
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
+    with TestClient(create_app(keyed)) as client:
+        allowed = client.options("/v1/search", headers={"Origin": "https://shop.example", **preflight})
+        assert allowed.headers.get("access-control-allow-origin") == "https://shop.example"
+        other = client.options("/v1/search", headers={"Origin": "https://evil.example", **preflight})
+        assert "access-control-allow-origin" not in other.headers
+
+
+def test_a_fresh_deployment_gets_an_admin_key_kept_out_of_logs(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.api_keys = []
+    with caplog.at_level(logging.INFO), TestClient(create_app(settings)) as client:
+        plain = settings.data_dir / ADMIN_KEY_FILE
+        key = plain.read_text().strip()
+        assert stat.S_IMODE(plain.stat().st_mode) == 0o600 and len(key) >= 32
+        assert client.post("/v1/reindex", json={"from": "tiny", "to": "x"}, headers=bearer(key)).status_code == 404
+        assert client.post("/v1/products", json=ITEM).status_code == 401
+    stored = (settings.data_dir / KEY_FILE).read_text()
+    assert key not in stored and json.loads(stored)[0]["scopes"] == ["admin"]
+    assert str(plain) in caplog.text and key not in caplog.text
+    with TestClient(create_app(settings)):
+        assert plain.read_text().strip() == key  # made once, kept
+
+
+def test_the_cli_hands_work_to_the_gateway_with_this_machines_admin_key(
+    settings: Settings, tiny_env: dict[str, str], catalogue_dir: Path
+) -> None:
+    """`stylefinder index` while `serve` owns the embedded store: the work goes through the gateway, with the
+    admin key the gateway made on its first start (nothing configured on either side)."""
+    settings.api_keys = []
+    env = {key: value for key, value in tiny_env.items() if key not in ("STYLEFINDER_API_KEYS", "STYLEFINDER_API_KEY")}
+    with served(create_app(settings)) as url:
+        env["STYLEFINDER_GATEWAY_URL"] = url
+        command = [sys.executable, "-m", "services.apps.cli", "index", str(catalogue_dir)]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "sending the work there" in done.stdout and "12 indexed" in done.stdout
