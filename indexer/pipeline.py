@@ -160,7 +160,7 @@ class IndexPipeline:
         if not photos:
             return [], np.empty((0, 0), dtype=np.float32), {}
         try:
-            return photos, self.embedder.embed_images(variant, [photo.image for photo in photos]), {}
+            return photos, self.embedder.embed_images(variant, [photo.image for photo in photos], "bulk"), {}
         except StyleFinderError:  # the embedder down, a variant without weights: the whole batch waits or fails
             raise
         except Exception:
@@ -181,6 +181,6 @@ def store_edges(embedder: Embedder, store: VectorStore, variant: str, drawn: dic
     returns how many were stored. New inventory and the backfill of older inventory both come through here."""
     maps = {pid: picture for pid, picture in drawn.items() if picture is not None}
     if maps:
-        vectors = embedder.embed_images(variant, list(maps.values()))
+        vectors = embedder.embed_images(variant, list(maps.values()), "bulk")
         store.set_vectors(variant, dict(zip(maps, vectors, strict=True)), EDGE)
     return len(maps)

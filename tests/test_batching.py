@@ -4,6 +4,7 @@ whose items caused it."""
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -76,3 +77,25 @@ def test_a_hostile_item_fails_only_its_own_caller_not_those_batched_with_it() ->
         if i != 3:
             np.testing.assert_array_equal(outcome, [[i]])
     assert max(sizes) > 1  # the hostile item did share a forward pass with others
+
+
+def test_searches_go_before_queued_bulk_work() -> None:
+    """Catalogue work queued deep; a search arriving during a pass is in the very next pass, ahead of it."""
+    passes: list[list[int]] = []
+    gate = threading.Event()
+
+    def forward(items: list[int]) -> np.ndarray:
+        gate.wait(5)
+        passes.append(items)
+        return np.array([[item] for item in items], dtype=np.float32)
+
+    batcher = MicroBatcher(forward, max_batch=4, max_wait_s=0.0)
+    with ThreadPoolExecutor(2) as pool:
+        bulk = pool.submit(batcher, list(range(100, 120)), "bulk")
+        time.sleep(0.1)  # the first bulk pass is running (held by the gate), the rest waits
+        search = pool.submit(batcher, [1, 2], "search")
+        time.sleep(0.05)
+        gate.set()
+        np.testing.assert_array_equal(search.result()[:, 0], [1, 2])
+        np.testing.assert_array_equal(bulk.result()[:, 0], np.arange(100, 120))
+    assert passes[0] == [100, 101, 102, 103] and passes[1][:2] == [1, 2]  # search jumped 16 queued bulk items

@@ -17,7 +17,7 @@ from PIL import Image
 from services.apps.gateway.app import create_app
 from services.apps.runtime import Runtime, make_embedder
 from services.catalogue import CatalogueItem
-from services.embedding import Embedder
+from services.embedding import Embedder, Lane
 from services.errors import ImageDecodeError
 from services.images import decode_image
 from services.models import Registry
@@ -35,13 +35,13 @@ class RefusesOnePicture:
     def __init__(self, real: Embedder) -> None:
         self.real = real
 
-    def embed_images(self, variant: str, images: Sequence[Image.Image]) -> np.ndarray:
+    def embed_images(self, variant: str, images: Sequence[Image.Image], lane: Lane = "search") -> np.ndarray:
         if any(image.width == HOSTILE_WIDTH for image in images):
             raise RuntimeError("shape mismatch deep inside the model")
-        return self.real.embed_images(variant, images)
+        return self.real.embed_images(variant, images, lane)
 
-    def embed_texts(self, variant: str, texts: Sequence[str]) -> np.ndarray:
-        return self.real.embed_texts(variant, texts)
+    def embed_texts(self, variant: str, texts: Sequence[str], lane: Lane = "search") -> np.ndarray:
+        return self.real.embed_texts(variant, texts, lane)
 
 
 def test_a_photo_the_model_refuses_fails_only_its_item(settings: Settings, catalogue_dir: Path) -> None:

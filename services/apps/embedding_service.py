@@ -8,7 +8,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from services.apps.http_errors import add_error_handlers
-from services.embedding import LocalEmbedder
+from services.embedding import Lane, LocalEmbedder
 from services.images import decode_image
 from services.models import Registry, missing_weights
 from services.settings import Settings
@@ -19,6 +19,7 @@ MAX_TEXTS = 256
 class TextBatch(BaseModel):
     variant: str
     texts: list[str] = Field(min_length=1, max_length=MAX_TEXTS)
+    lane: Lane = "search"
 
 
 class Vectors(BaseModel):
@@ -45,14 +46,17 @@ def create_app(settings: Settings, embedder: LocalEmbedder | None = None) -> Fas
         ]
 
     @app.post("/v1/embed/image")
-    async def embed_image(variant: str, images: list[UploadFile]) -> Vectors:
-        """Multipart files `images` (any common format); rows come back in upload order."""
+    async def embed_image(variant: str, images: list[UploadFile], lane: Lane = "search") -> Vectors:
+        """Multipart files `images` (any common format); rows come back in upload order. `lane`: `search` for a
+        shopper's query, `bulk` for catalogue work, which yields to searches."""
         decoded = [decode_image(await upload.read()) for upload in images]
-        return _vectors(variant, await run_in_threadpool(local.embed_images, variant, decoded))
+        return _vectors(variant, await run_in_threadpool(local.embed_images, variant, decoded, lane))
 
     @app.post("/v1/embed/text")
     async def embed_text(batch: TextBatch) -> Vectors:
-        return _vectors(batch.variant, await run_in_threadpool(local.embed_texts, batch.variant, batch.texts))
+        return _vectors(
+            batch.variant, await run_in_threadpool(local.embed_texts, batch.variant, batch.texts, batch.lane)
+        )
 
     return app
 

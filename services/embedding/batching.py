@@ -1,46 +1,66 @@
-"""Merge concurrent small embedding calls into few large forward passes."""
+"""Merge concurrent small embedding calls into few large forward passes, shoppers' queries first."""
 
 from __future__ import annotations
 
-import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Generic, TypeVar
 
 import numpy as np
 
+from services.embedding.interface import LANES, Lane
+
 Item = TypeVar("Item")
+Waiting = deque[tuple[Item, Future[np.ndarray]]]
 
 
 class MicroBatcher(Generic[Item]):
     """One worker thread runs `forward` on up to `max_batch` queued items, waiting at most `max_wait_s`
     after the first one for others to join (0: greedy, take what is queued now: a lone query never waits,
-    and under load the queue fills while the previous forward runs). Callers block only on their own rows."""
+    and under load the queue fills while the previous forward runs). Callers block only on their own rows.
+
+    Two lanes: every pass takes the waiting `search` items first and fills the room they leave with `bulk`
+    items (ingestion, backfills), so a shopper's query waits at most for the pass already running, however
+    much catalogue work is queued."""
 
     def __init__(self, forward: Callable[[list[Item]], np.ndarray], max_batch: int, max_wait_s: float) -> None:
         self._forward = forward
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s
-        self._queue: queue.Queue[tuple[Item, Future[np.ndarray]]] = queue.Queue()
+        self._lanes: dict[Lane, Waiting] = {lane: deque() for lane in LANES}
+        self._arrived = threading.Condition()
         threading.Thread(target=self._run, daemon=True, name="embed-batcher").start()
 
-    def __call__(self, items: Sequence[Item]) -> np.ndarray:
+    def __call__(self, items: Sequence[Item], lane: Lane = "search") -> np.ndarray:
         futures: list[Future[np.ndarray]] = []
-        for item in items:
-            future: Future[np.ndarray] = Future()
-            self._queue.put((item, future))
-            futures.append(future)
+        with self._arrived:
+            for item in items:
+                future: Future[np.ndarray] = Future()
+                self._lanes[lane].append((item, future))
+                futures.append(future)
+            self._arrived.notify()
         return np.stack([future.result() for future in futures])
+
+    def _waiting(self) -> int:
+        return sum(len(queue) for queue in self._lanes.values())
+
+    def _next_batch(self) -> list[tuple[Item, Future[np.ndarray]]]:
+        with self._arrived:
+            self._arrived.wait_for(self._waiting)
+            if self._max_wait_s > 0:
+                self._arrived.wait_for(lambda: self._waiting() >= self._max_batch, timeout=self._max_wait_s)
+            batch: list[tuple[Item, Future[np.ndarray]]] = []
+            for lane in LANES:  # search first
+                queue = self._lanes[lane]
+                while queue and len(batch) < self._max_batch:
+                    batch.append(queue.popleft())
+            return batch
 
     def _run(self) -> None:
         while True:
-            batch = [self._queue.get()]
-            try:
-                while len(batch) < self._max_batch:
-                    batch.append(self._queue.get(timeout=self._max_wait_s))
-            except queue.Empty:
-                pass
+            batch = self._next_batch()
             try:
                 rows = self._forward([item for item, _ in batch])
             except Exception as error:

@@ -10,6 +10,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from services.embedding.interface import Lane
 from services.errors import ServiceUnavailable, from_response
 
 log = logging.getLogger("stylefinder.embedding")
@@ -19,12 +20,12 @@ class EmbeddingClient:
     def __init__(self, url: str, timeout_s: float = 60.0) -> None:
         self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s)
 
-    def embed_images(self, variant: str, images: Sequence[Image.Image]) -> np.ndarray:
+    def embed_images(self, variant: str, images: Sequence[Image.Image], lane: Lane = "search") -> np.ndarray:
         files = [("images", (f"{i}.png", _png(image), "image/png")) for i, image in enumerate(images)]
-        return self._vectors("/v1/embed/image", params={"variant": variant}, files=files)
+        return self._vectors("/v1/embed/image", params={"variant": variant, "lane": lane}, files=files)
 
-    def embed_texts(self, variant: str, texts: Sequence[str]) -> np.ndarray:
-        return self._vectors("/v1/embed/text", json={"variant": variant, "texts": list(texts)})
+    def embed_texts(self, variant: str, texts: Sequence[str], lane: Lane = "search") -> np.ndarray:
+        return self._vectors("/v1/embed/text", json={"variant": variant, "texts": list(texts), "lane": lane})
 
     def _vectors(self, path: str, **request: object) -> np.ndarray:
         """The service's refusals become the same StyleFinderError kinds the in-process embedder raises."""

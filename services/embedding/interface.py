@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 from PIL import Image
+
+# Who is waiting: a shopper (`search`) or catalogue work (`bulk`: ingestion, backfills), which yields to search.
+Lane = Literal["search", "bulk"]
+LANES: tuple[Lane, ...] = ("search", "bulk")  # in order of priority
 
 
 class Embedder(Protocol):
@@ -16,6 +20,6 @@ class Embedder(Protocol):
     variant's weights are not on the machine that runs it.
     """
 
-    def embed_images(self, variant: str, images: Sequence[Image.Image]) -> np.ndarray: ...
+    def embed_images(self, variant: str, images: Sequence[Image.Image], lane: Lane = "search") -> np.ndarray: ...
 
-    def embed_texts(self, variant: str, texts: Sequence[str]) -> np.ndarray: ...
+    def embed_texts(self, variant: str, texts: Sequence[str], lane: Lane = "search") -> np.ndarray: ...

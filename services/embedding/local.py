@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from services.embedding.batching import MicroBatcher
+from services.embedding.interface import Lane
 from services.models import LoadedModel, Registry, load_model, resolve_device
 from services.settings import Settings
 
@@ -71,11 +72,11 @@ class LocalEmbedder:
                     self._models[variant] = loaded
             return self._models[variant]
 
-    def embed_images(self, variant: str, images: Sequence[Image.Image]) -> np.ndarray:
-        return self._batcher(variant, "image")(images)
+    def embed_images(self, variant: str, images: Sequence[Image.Image], lane: Lane = "search") -> np.ndarray:
+        return self._batcher(variant, "image")(images, lane)
 
-    def embed_texts(self, variant: str, texts: Sequence[str]) -> np.ndarray:
-        return self._batcher(variant, "text")(texts)
+    def embed_texts(self, variant: str, texts: Sequence[str], lane: Lane = "search") -> np.ndarray:
+        return self._batcher(variant, "text")(texts, lane)
 
     def _batcher(self, variant: str, kind: str) -> MicroBatcher:
         model = self.model(variant)
