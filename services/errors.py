@@ -112,6 +112,7 @@ class ServiceUnavailable(StyleFinderError):
 
     status = 503
     kind = "service_unavailable"
+    retry_after_s = 5
 
 
 def from_response(status: int, body: object, service: str) -> StyleFinderError:

@@ -1,18 +1,21 @@
 """How both HTTP apps (gateway, embedding service) answer failures: one mapping, in one place.
 
 `StyleFinderError` -> its status with `{"detail": message, "error": kind}`; request validation and bodies nested
-too deeply to parse -> 422; anything else is a bug: logged with its traceback, answered 500 without details."""
+too deeply to parse -> 422; Redis not answering -> 503 with Retry-After; anything else is a bug: logged with its
+traceback, answered 500 without details."""
 
 from __future__ import annotations
 
 import logging
 
+import kombu.exceptions
+import redis.exceptions
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from services.errors import StyleFinderError
+from services.errors import ServiceUnavailable, StyleFinderError
 
 log = logging.getLogger("stylefinder.http")
 
@@ -28,6 +31,21 @@ def add_error_handlers(app: FastAPI) -> None:
     async def invalid(_: Request, error: ValidationError | RequestValidationError) -> JSONResponse:
         fields = [{"loc": list(e.get("loc", [])), "msg": e["msg"]} for e in error.errors()]
         return JSONResponse({"detail": fields, "error": "invalid"}, status_code=422)
+
+    @app.exception_handler(redis.exceptions.ConnectionError)
+    @app.exception_handler(redis.exceptions.TimeoutError)
+    @app.exception_handler(kombu.exceptions.OperationalError)
+    async def queue_down(request: Request, error: Exception) -> JSONResponse:
+        """Redis (job board and broker) not answering: the work was not accepted; say when to try again."""
+        log.warning("the job queue did not answer on %s %s: %r", request.method, request.url.path, error)
+        return JSONResponse(
+            {
+                "detail": "the job queue (Redis) did not answer; try again shortly",
+                "error": "service_unavailable",
+            },
+            status_code=503,
+            headers={"Retry-After": str(ServiceUnavailable.retry_after_s)},
+        )
 
     @app.exception_handler(RecursionError)
     async def too_deep(_: Request, error: RecursionError) -> JSONResponse:
