@@ -31,6 +31,8 @@ class JobStatus(BaseModel):
     id: str
     kind: str
     state: Literal["queued", "running", "done"]
+    # once done: whether every item made it, some failed, or none made it (a job of only bad items says so)
+    outcome: Literal["succeeded", "partly_failed", "failed"] | None = None
     variants: list[str]
     total: int
     queued: int
@@ -75,10 +77,14 @@ def summarise(job_id: str, meta: dict, items: dict[str, dict]) -> JobStatus:
     else:
         state = "queued"
     elapsed = ((finished or time.time()) - started) if started else None
+    outcome = None
+    if state == "done":
+        outcome = "succeeded" if not counts["failed"] else "failed" if counts["failed"] == total else "partly_failed"
     return JobStatus(
         id=job_id,
         kind=meta.get("kind", "ingest"),
         state=state,
+        outcome=outcome,
         variants=meta["variants"],
         total=total,
         failures=sorted(failures, key=lambda f: f.item_id),

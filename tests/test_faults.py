@@ -19,9 +19,7 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_redis_gone_means_503_for_catalogue_work_while_search_goes_on(
-    settings: Settings, catalogue_dir: Path
-) -> None:
+def test_redis_gone_means_503_for_catalogue_work_while_search_goes_on(settings: Settings, catalogue_dir: Path) -> None:
     settings.redis_url = f"redis://127.0.0.1:{closed_port()}/0"
     settings.inprocess_worker = False  # the workers would run elsewhere, on the same Redis
     items = {"items": [{"id": "p", "images": [str(catalogue_dir / "img" / "red-square.jpg")]}]}

@@ -49,7 +49,7 @@ def test_products_are_accepted_at_once_and_become_searchable(client: TestClient,
     accepted = response.json()
     assert accepted["items"] == 2 and accepted["variants"] == ["tiny", "tiny-b"]
     report = wait_for_job(client, accepted["job_id"])
-    assert (report["indexed"], report["failed"], report["total"]) == (2, 0, 2)
+    assert (report["indexed"], report["failed"], report["total"], report["outcome"]) == (2, 0, 2, "succeeded")
     assert report["items_per_s"] > 0 and report["queue_depth"] == 0
     assert search_ids(client, red.read_bytes())[0] == "p-red"
     assert search_ids(client, red.read_bytes(), variant="tiny-b")[0] == "p-red"
@@ -57,6 +57,10 @@ def test_products_are_accepted_at_once_and_become_searchable(client: TestClient,
     assert set(stored["variants"]) == {"tiny", "tiny-b"}
     [point] = stored["variants"]["tiny"]
     assert point["payload"]["fabric"] == "wool" and point["payload"]["image"] == "inline"
+    [hit] = client.post("/v1/search", json={"text": "blue", "top_k": 1, "filters": {"fabric": "wool"}}).json()[
+        "results"
+    ]
+    assert hit["payload"]["fabric"] == "wool" and not {"image", "image_sha256"} & set(hit["payload"])  # operators' only
 
 
 def test_bad_items_are_reported_while_good_ones_are_indexed(
@@ -79,7 +83,10 @@ def test_bad_items_are_reported_while_good_ones_are_indexed(
     job_id = client.post("/v1/products", json={"items": items, "variants": ["tiny"]}).json()["job_id"]
     report = wait_for_job(client, job_id)
     reasons = {f["item_id"]: f["reason"] for f in report["failures"]}
-    assert (report["indexed"], report["failed"]) == (2, 5)
+    assert (report["indexed"], report["failed"], report["outcome"]) == (2, 5, "partly_failed")
+    only_bad = [item("missing", str(catalogue_dir / "img" / "no-such.jpg"))]
+    report = wait_for_job(client, client.post("/v1/products", json={"items": only_bad}).json()["job_id"])
+    assert (report["state"], report["outcome"], report["failed"]) == ("done", "failed", 1)
     assert "not an image" in reasons["text"]
     assert "truncated" in reasons["truncated"]
     assert "could not download" in reasons["unreachable"] and "after 2 tries" in reasons["unreachable"]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -199,3 +202,16 @@ def test_the_tuned_lite2_variant_changes_only_the_tail_of_its_image_tower() -> N
     trunk_run = (card.model_extra or {})["base_card"]
     assert trunk_run["preset"] == "v5" and trunk_run["config"]["inshop_test_fraction"] == 0
     assert card.metrics["text_category_P@10"] > 10 * card.metrics["text_chance_R@10"]  # words work on it
+
+
+def test_a_process_leaves_no_config_folder_behind(tiny_registry: Path, tmp_path: Path) -> None:
+    """Our JSON configs reach open_clip through a temporary folder; it is gone once the process exits."""
+    code = (
+        "import sys, tempfile; from pathlib import Path; from services.models import Registry, load_model\n"
+        "load_model(Registry.load(Path(sys.argv[1]))['tiny'], 'cpu', runtime='torch')\n"
+        "print(len(list(Path(tempfile.gettempdir()).glob('stylefinder-open-clip-configs-*'))))\n"
+    )
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code, str(tiny_registry)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "1" and not list(tmp_path.glob("stylefinder-open-clip-configs-*"))

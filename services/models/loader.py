@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -187,7 +189,10 @@ def _lay_alignment(variant: Variant, model: torch.nn.Module) -> None:
 
 @cache
 def _config_dir() -> Path:
+    """Where our JSON configs join open_clip's (it rescans the folder on every addition, so it lives as long as
+    the process and is removed when the process exits)."""
     folder = Path(tempfile.mkdtemp(prefix="stylefinder-open-clip-configs-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     open_clip.add_model_config(folder)
     return folder
 

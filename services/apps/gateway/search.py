@@ -25,6 +25,9 @@ from services.store import FACET_FIELDS, PHOTO, Hit
 
 router = APIRouter(tags=["search"])
 Rt = Annotated[Runtime, Depends(runtime)]
+# Where a photo came from (a server path, an internal URL) and its hash are for operators (GET /v1/products),
+# not for shoppers: search results link the photo itself (image_url).
+BACK_OFFICE_FIELDS = ("image", "image_sha256")
 UPLOADS = ("image", "sketch")  # multipart file fields; `sketch` is an image searched as a drawing
 MULTIPART_SCHEMA = {
     "type": "object",
@@ -85,7 +88,12 @@ async def search(request: Request, rt: Rt) -> Response:
     found = await run_in_threadpool(_run, rt, query, variant, upload, timings)
     images = str(request.url_for("image", point_id="-")).removesuffix("-")  # once: url_for walks every route
     results = [
-        SearchResult(product_id=hit.product_id, score=hit.score, payload=hit.payload, image_url=images + hit.point_id)
+        SearchResult(
+            product_id=hit.product_id,
+            score=hit.score,
+            payload={key: value for key, value in hit.payload.items() if key not in BACK_OFFICE_FIELDS},
+            image_url=images + hit.point_id,
+        )
         for hit in found.hits
     ]
     took_ms = (time.perf_counter() - started) * 1000
