@@ -23,6 +23,7 @@ from tests.helpers import COLOURS, TINY_EFFNET_CONFIG, make_settings, photo
 from trainer.config import TrainConfig
 from trainer.data import ViewDataset, load_training_data
 from trainer.loop import Step, autocast_dtype, parameter_groups, train_step
+from trainer.report import read_cards, results_table
 from trainer.run import run_stage
 from trainer.stages import set_trainable, train_mode
 from trainer.tower import SplitTower
@@ -230,6 +231,8 @@ def test_a_refit_that_keeps_its_start_ships_only_what_could_learn(
     shipped = tmp_path / "kept.pt"
     card = run_stage(effnet_settings, "tiny-effnet", 2, settings, [inshop], "kept", progress=False, ship=shipped)
     assert card.model_extra["kept_start"] and card.model_extra["refit"]["epochs"] == 0
+    table = results_table(read_cards(effnet_settings.data_dir / "runs"))
+    assert "| 1 (refit: 0, kept its start) |" in table  # the results table says so too
     names = set(torch.load(shipped))
     assert names and all(
         name.startswith(

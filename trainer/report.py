@@ -93,9 +93,12 @@ def _views(card: Mapping[str, Any]) -> str:
 
 
 def _epochs(card: Mapping[str, Any]) -> str:
-    """Epochs run; with a refit, also the epochs validation chose and the refit ran on every training photo."""
+    """Epochs run; with a refit, also the epochs validation chose and the refit ran on every training photo;
+    where no epoch beat the start on validation, that the run kept its start."""
     refit = card.get("refit")
-    return f"{card.get('epochs') or 0}" + (f" (refit: {refit['epochs']})" if refit else "")
+    notes = [f"refit: {refit['epochs']}"] if refit else []
+    notes += ["kept its start"] if card.get("kept_start") else []
+    return f"{card.get('epochs') or 0}" + (f" ({', '.join(notes)})" if notes else "")
 
 
 def _cell(value: float | None) -> str:
