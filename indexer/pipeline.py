@@ -18,7 +18,7 @@ from PIL import Image
 
 from services.catalogue import CatalogueItem
 from services.embedding import Embedder
-from services.errors import InvalidInput, StyleFinderError
+from services.errors import InvalidInput, ServiceUnavailable, UnknownVariant, WeightsUnavailable
 from services.images import FetchError, ImageDecodeError, TransientFetchError, decode_image, edge_map
 from services.store import EDGE, PHOTO, MediaStore, VectorStore, delete_product_photos, point_id
 
@@ -85,9 +85,7 @@ class IndexPipeline:
                 outcomes[item.id] = Outcome(item.id, "failed", str(error))
             except Exception:  # a bug met by this item's data: the item fails, its batch goes on
                 log.exception("item %r could not be prepared", item.id)
-                outcomes[item.id] = Outcome(
-                    item.id, "failed", "its photo could not be read (an internal error, logged)"
-                )
+                outcomes[item.id] = Outcome(item.id, "failed", UNREADABLE)
         changed: set[str] = set()
         for variant in variants:
             changed_here, refused = self._index_variant(prepared, variant)
@@ -161,7 +159,7 @@ class IndexPipeline:
             return [], np.empty((0, 0), dtype=np.float32), {}
         try:
             return photos, self.embedder.embed_images(variant, [photo.image for photo in photos], "bulk"), {}
-        except StyleFinderError:  # the embedder down, a variant without weights: the whole batch waits or fails
+        except (ServiceUnavailable, WeightsUnavailable, UnknownVariant):  # not the photos: the batch waits or fails
             raise
         except Exception:
             if len(photos) == 1:

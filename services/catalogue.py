@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ SYNONYMS = {
 # Payload fields the indexing pipeline writes beside the catalogue's own: never taken from a client.
 PIPELINE_FIELDS = ("product_id", "image_key", "image", "image_sha256")
 STORE_PREFIX = "cluster_"  # the store's own payload fields (services/store keeps its cluster labels there)
-FIELD_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\- ]{0,63}")
+FIELD_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-]{0,63}")  # what the stores' filter paths accept
 TRUE_WORDS = {"1", "true", "yes", "y", "t"}
 FALSE_WORDS = {"0", "false", "no", "n", "f"}
 
@@ -35,7 +36,7 @@ class CatalogueItem(BaseModel):
     Fields other than the standard ones are kept and stored in the payload as they are.
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     id: str = Field(min_length=1, max_length=256)
     images: list[str] = Field(min_length=1, max_length=32)
@@ -85,7 +86,9 @@ class CatalogueItem(BaseModel):
                 hint = " (give a product's photos as `images`)" if key == "image" else ""
                 raise ValueError(f"field {key!r} is set by StyleFinder, not by the catalogue{hint}")
             if not FIELD_NAME.fullmatch(key):
-                raise ValueError(f"field name {key!r} is not usable: letters, digits, '_', '-' and spaces only")
+                raise ValueError(f"field name {key!r} is not usable: letters, digits, '_' and '-' only")
+            if not _storable(self.model_extra[key]):
+                raise ValueError(f"field {key!r}: numbers must be finite and integers fit in 64 bits")
         return self
 
     def payload(self) -> dict[str, Any]:
@@ -94,6 +97,21 @@ class CatalogueItem(BaseModel):
         payload.update({field: getattr(self, field) for field in STANDARD_FIELDS if getattr(self, field) is not None})
         payload.update(self.model_extra or {})
         return payload
+
+
+def _storable(value: Any) -> bool:
+    """What a payload can hold: JSON without NaN or infinities, integers within 64 bits."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return True
+    if isinstance(value, int):
+        return -(2**63) <= value < 2**63
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_storable(item) for item in value)
+    if isinstance(value, dict):
+        return all(_storable(item) for item in value.values())
+    return False
 
 
 def read_catalogue(source: Path) -> Iterator[CatalogueItem]:

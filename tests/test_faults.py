@@ -37,3 +37,12 @@ def test_embedding_service_gone_means_503_with_a_message(settings: Settings) -> 
         assert response.status_code == 503 and response.headers["Retry-After"] == "5"
         assert response.json()["detail"] == "the embedding service did not answer; try again shortly"
         assert client.get("/healthz").status_code == 200
+
+
+def test_a_qdrant_server_gone_means_503_with_a_message(settings: Settings) -> None:
+    settings.qdrant_url = f"http://127.0.0.1:{closed_port()}"
+    with TestClient(create_app(settings), headers=AUTH) as client:
+        response = client.post("/v1/search", json={"text": "red cap"})
+        assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+        assert "vector store (Qdrant server) did not answer" in response.json()["detail"]
+        assert client.get("/readyz").status_code == 503

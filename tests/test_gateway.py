@@ -93,6 +93,9 @@ def test_json_body_with_base64_image_and_text_query(client: TestClient, catalogu
     assert len(text.json()["results"]) == 4 and {r["payload"]["category"] for r in text.json()["results"]} == {"Caps"}
 
 
+JSON = {"content-type": "application/json"}
+
+
 @pytest.mark.parametrize(
     ("request_kwargs", "status", "message"),
     [
@@ -120,6 +123,9 @@ def test_json_body_with_base64_image_and_text_query(client: TestClient, catalogu
         ({"content": b"[" * 10000 + b"]" * 10000, "headers": {"content-type": "application/json"}}, 422, "deeply"),
         ({"json": {"text": "x", "filters": {"": "a"}}}, 422, "is not a field name"),
         ({"json": {"text": "x", "filters": {"a.b[]": "a"}}}, 422, "is not a field name"),
+        ({"json": {"text": "x", "filters": {"my field": "a"}}}, 422, "is not a field name"),
+        ({"json": {"text": "x", "filters": {"sku": 10**20}}}, 422, "fit in 64 bits"),
+        ({"content": b'{"text": "x", "filters": {"price_max": Infinity}}', "headers": JSON}, 422, "finite number"),
         ({"json": {"text": "x", "filters": {"articleType": {"$ne": 1}}}}, 422, "must be a string, integer"),
         ({"json": {"text": "x", "filters": {"colour": []}}}, 422, "non-empty list"),
         ({"json": {"text": "x", "filters": {"price_max": -1}}}, 422, "greater than or equal to 0"),
@@ -172,6 +178,10 @@ def test_bad_input_gets_a_4xx_with_a_message(
         ("post", "/v1/products", {"items": [{"id": "a", "images": ["x"], "image_sha256": "0"}]}, 422, "set by"),
         ("post", "/v1/products", {"items": [{"id": "a", "images": ["x"], "cluster_photo": 3}]}, 422, "set by"),
         ("post", "/v1/products", {"items": [{"id": "a", "images": ["x"], "a.b": 1}]}, 422, "is not usable"),
+        ("post", "/v1/products", b'{"items": [{"id": "a", "images": ["x"], "price": Infinity}]}', 422, "finite"),
+        ("post", "/v1/products", b'{"items": [{"id": "a", "images": ["x"], "w": NaN}]}', 422, "finite"),
+        ("post", "/v1/products", {"items": [{"id": "a", "images": ["x"], "n": 2**64}]}, 422, "64 bits"),
+        ("patch", "/v1/products/a", b'{"price": Infinity}', 422, "finite"),
         ("post", "/v1/products", {"items": []}, 422, "items"),
         ("post", "/v1/products", {"items": [{"id": "a", "images": ["x"]}], "variants": ["nope"]}, 404, "unknown"),
         ("patch", "/v1/products/a", {"images": ["x.jpg"]}, 422, "images"),
@@ -183,9 +193,12 @@ def test_bad_input_gets_a_4xx_with_a_message(
     ],
 )
 def test_bad_catalogue_requests_get_a_4xx_with_a_message(
-    client: TestClient, method: str, path: str, body: dict | None, status: int, message: str
+    client: TestClient, method: str, path: str, body: dict | bytes | None, status: int, message: str
 ) -> None:
-    response = client.request(method.upper(), path, json=body)
+    if isinstance(body, bytes):  # JSON that json.dumps will not write (NaN, Infinity)
+        response = client.request(method.upper(), path, content=body, headers=JSON)
+    else:
+        response = client.request(method.upper(), path, json=body)
     assert response.status_code == status, response.text
     assert message in json.dumps(response.json()["detail"])
 

@@ -100,6 +100,11 @@ def test_decoding_is_bounded_in_proportions_and_pixels() -> None:
         decode_image(encode(Image.new("L", (8000, 8000)), "PNG"))
     big = decode_image(encode(Image.new("RGBA", (4000, 3000), (0, 0, 255, 0)), "PNG"))
     assert big.mode == "RGB" and min(big.size) >= 512 and big.getpixel((0, 0)) == (255, 255, 255)
+    palette = Image.new("P", (6000, 6000), 1)
+    palette.putpalette([255, 255, 255, 200, 30, 30] + [0] * 762)
+    shrunk = decode_image(encode(palette, "PNG", transparency=0))  # a few KB that would be 108 MB as RGB
+    assert shrunk.size == (546, 546)  # reduced by 11 before its conversion to RGB
+    assert shrunk.getpixel((10, 10)) == (200, 30, 30)
 
 
 MEMORY_PROBE = """

@@ -1,8 +1,8 @@
 """How both HTTP apps (gateway, embedding service) answer failures: one mapping, in one place.
 
 `StyleFinderError` -> its status with `{"detail": message, "error": kind}`; request validation and bodies nested
-too deeply to parse -> 422; Redis not answering -> 503 with Retry-After; anything else is a bug: logged with its
-traceback, answered 500 without details."""
+too deeply to parse -> 422; Redis or a Qdrant server not answering -> 503 with Retry-After; anything else is a
+bug: logged with its traceback, answered 500 without details."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from qdrant_client.http.exceptions import ResponseHandlingException
 
 from services.errors import ServiceUnavailable, StyleFinderError
 
@@ -41,6 +42,19 @@ def add_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             {
                 "detail": "the job queue (Redis) did not answer; try again shortly",
+                "error": "service_unavailable",
+            },
+            status_code=503,
+            headers={"Retry-After": str(ServiceUnavailable.retry_after_s)},
+        )
+
+    @app.exception_handler(ResponseHandlingException)
+    async def store_down(request: Request, error: Exception) -> JSONResponse:
+        """The Qdrant server did not answer (the embedded store cannot be away)."""
+        log.warning("the Qdrant server did not answer on %s %s: %r", request.method, request.url.path, error)
+        return JSONResponse(
+            {
+                "detail": "the vector store (Qdrant server) did not answer; try again shortly",
                 "error": "service_unavailable",
             },
             status_code=503,

@@ -78,9 +78,11 @@ def _reduced(image: Image.Image) -> Image.Image:
     """A big picture shrunk by a whole factor while its shorter side stays at least DECODE_SIDE, before any mode
     conversion copies it: the full-size pixels are released at once."""
     factor = min(image.width, image.height) // DECODE_SIDE
-    if factor < 2 or image.mode not in ("RGB", "RGBA", "L", "LA", "I", "F", "CMYK"):
+    if factor < 2:
         return image
     info = image.info
+    if image.mode not in ("RGB", "RGBA", "L", "LA", "I", "F", "CMYK"):  # palette, 1-bit, 16-bit: no reduce()
+        image = image.convert("RGBA" if image.has_transparency_data else "RGB")
     reduced = image.reduce(factor)
     reduced.info = info  # EXIF orientation and transparency still apply
     return reduced

@@ -69,7 +69,7 @@ class Fetcher:
         if len(text) > self.max_bytes * 4 // 3 + 4:
             raise FetchError(f"base64 image larger than {self.max_bytes} bytes")
         try:
-            return base64.b64decode(text, validate=True)
+            return base64.b64decode("".join(text.split()), validate=True)  # line-wrapped base64 is base64 too
         except (binascii.Error, ValueError):
             raise FetchError("invalid base64 image data") from None
 

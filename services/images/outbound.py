@@ -23,6 +23,11 @@ from services.errors import FetchError, TransientFetchError
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
 MAX_REDIRECTS = 5
+# One message for unknown names and private addresses alike: answers must not map a private network's names.
+NOT_PUBLIC = (
+    "the host is not on the public internet (or has no address); an operator can allow a private image host "
+    "with STYLEFINDER_FETCH_ALLOWED_HOSTS"
+)
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
@@ -31,7 +36,7 @@ def resolve(host: str, port: int) -> list[str]:
     try:
         answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
-        raise FetchError(f"cannot resolve host {host!r}") from None
+        raise FetchError(f"{host}: {NOT_PUBLIC}") from None
     return list(dict.fromkeys(str(answer[4][0]) for answer in answers))
 
 
@@ -99,12 +104,9 @@ class Downloader:
         for text in addresses:
             address = ipaddress.ip_address(text.split("%")[0])
             if not (is_public(address) or self.allow.admits(host, address)):
-                raise FetchError(
-                    f"{shorten(str(url))}: the host is not on the public internet; an operator can allow a private "
-                    "image host with STYLEFINDER_FETCH_ALLOWED_HOSTS"
-                )
+                raise FetchError(f"{shorten(str(url))}: {NOT_PUBLIC}")
         if not addresses:
-            raise FetchError(f"cannot resolve host {host!r}")
+            raise FetchError(f"{shorten(str(url))}: {NOT_PUBLIC}")
         return addresses[0]
 
     def _open(self, client: httpx.Client, url: httpx.URL, address: str, deadline: float) -> httpx.Response:
@@ -123,8 +125,8 @@ class Downloader:
             return client.send(request, stream=True)
         except httpx.TimeoutException:
             raise TransientFetchError(f"{shorten(str(url))}: no image within {self.timeout_s:g} s") from None
-        except (httpx.NetworkError, httpx.RemoteProtocolError):
-            # one message for refused, reset and unreachable alike: the answer must not map ports
+        except httpx.HTTPError:
+            # one message for refused, reset, unreachable and garbled alike: the answer must not map ports
             raise TransientFetchError(f"{shorten(str(url))}: could not download from this host") from None
 
     def _body(self, response: httpx.Response, url: str, deadline: float) -> bytes:
@@ -148,7 +150,7 @@ class Downloader:
                 chunks.append(chunk)
         except httpx.TimeoutException:
             raise TransientFetchError(f"{shorten(url)}: no image within {self.timeout_s:g} s") from None
-        except (httpx.NetworkError, httpx.RemoteProtocolError):
+        except httpx.HTTPError:  # broken off, or a body that does not decode as its Content-Encoding says
             raise TransientFetchError(f"{shorten(url)}: the download broke off") from None
         return b"".join(chunks)
 

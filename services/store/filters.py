@@ -19,7 +19,7 @@ class SearchFilters(BaseModel):
     A list matches any of its values; unknown keys match the payload field of that name exactly.
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     category: str | list[str] | None = None
     colour: str | list[str] | None = None
@@ -38,10 +38,12 @@ class SearchFilters(BaseModel):
                 raise ValueError(f"filter {key!r} needs a value or a non-empty list of values")
         for key, value in (self.model_extra or {}).items():
             if not FIELD_NAME.fullmatch(key):
-                raise ValueError(f"filter {key!r} is not a field name: letters, digits, '_', '-' and spaces only")
+                raise ValueError(f"filter {key!r} is not a field name: letters, digits, '_' and '-' only")
             values = value if isinstance(value, list) else [value]
             if not values or not all(isinstance(item, str | int | bool) for item in values):
                 raise ValueError(f"filter {key!r} must be a string, integer, boolean or a non-empty list of them")
+            if any(isinstance(item, int) and not -(2**63) <= item < 2**63 for item in values):
+                raise ValueError(f"filter {key!r}: integers must fit in 64 bits")
         return self
 
     def conditions(self) -> list[Condition]:

@@ -216,7 +216,7 @@ def _query_photo(rt: Runtime, query: SearchRequest, upload: bytes | None) -> Ima
     try:
         if upload is not None:
             data = upload
-        elif query.image_url is not None:
+        elif query.image_url:
             data = rt.fetcher.download(query.image_url)  # http(s) to public hosts only: never a path
         else:
             data = rt.fetcher.decode_base64(query.image_base64 or "")
