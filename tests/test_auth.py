@@ -113,3 +113,18 @@ def test_the_cli_hands_work_to_the_gateway_with_this_machines_admin_key(
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "sending the work there" in done.stdout and "12 indexed" in done.stdout
+
+
+def test_buckets_of_clients_gone_quiet_are_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keyless search is limited per client address; addresses that stopped asking do not pile up."""
+    from services.apps import api_keys
+
+    clock = [1000.0]
+    monkeypatch.setattr(api_keys, "MAX_BUCKETS", 3)
+    monkeypatch.setattr(api_keys.time, "monotonic", lambda: clock[0])
+    ring = api_keys.KeyRing([], per_minute=60)
+    for n in range(4):
+        ring.spend(f"address {n}")
+    clock[0] += 61.0
+    ring.spend("address new")
+    assert set(ring._buckets) == {"address new"}

@@ -27,6 +27,7 @@ SCOPES = ("search", "write", "admin")
 IMPLIED = {"search": {"search"}, "write": {"search", "write"}, "admin": set(SCOPES)}
 KEY_FILE = "api-keys.json"
 ADMIN_KEY_FILE = "admin-api-key"
+MAX_BUCKETS = 10_000  # rate-limit buckets kept before full ones are dropped
 
 
 def digest(key: str) -> str:
@@ -75,6 +76,8 @@ class KeyRing:
         rate = self.per_minute / 60.0
         now = time.monotonic()
         with self._lock:
+            if len(self._buckets) > MAX_BUCKETS:  # many clients: forget those whose bucket has refilled
+                self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 60.0}
             tokens, last = self._buckets.get(who, (float(self.per_minute), now))
             tokens = min(float(self.per_minute), tokens + (now - last) * rate)
             if tokens < 1.0:
@@ -93,7 +96,8 @@ def ensure_admin_key(settings: Settings) -> Path | None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(32)
     plain = settings.data_dir / ADMIN_KEY_FILE
-    descriptor = os.open(plain, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    plain.unlink(missing_ok=True)  # a leftover of an interrupted first start; never write through a link
+    descriptor = os.open(plain, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(key + "\n")
     stored.write_text(json.dumps([{"name": "admin", "sha256": digest(key), "scopes": ["admin"]}], indent=2) + "\n")

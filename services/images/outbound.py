@@ -86,8 +86,9 @@ class Downloader:
     def __call__(self, url: str) -> bytes:
         deadline = time.monotonic() + self.timeout_s
         current = _parse(url)
-        with httpx.Client(follow_redirects=False, trust_env=False) as client:
-            for _ in range(MAX_REDIRECTS + 1):
+        for _ in range(MAX_REDIRECTS + 1):
+            # a client per hop: a pooled connection to the same address must not carry another host's TLS session
+            with httpx.Client(follow_redirects=False, trust_env=False) as client:
                 response = self._open(client, current, self._checked_address(current), deadline)
                 try:
                     if not response.is_redirect:
