@@ -71,6 +71,10 @@ def test_each_key_has_a_rate_and_429_says_when_to_retry(keyed: Settings) -> None
         assert client.get("/v1/models", headers=bearer("editor-key")).status_code == 200  # its own bucket
         anonymous = [client.get("/v1/models").status_code for _ in range(4)]
         assert anonymous == [200, 200, 200, 429]  # open search: one bucket per client address
+    keyed.open_search = False
+    with TestClient(create_app(keyed)) as client:
+        guesses = [client.delete("/v1/products/p", headers=bearer(f"guess-{n}")).status_code for n in range(4)]
+        assert guesses == [401, 401, 401, 429]  # guessing keys spends the guesser's address's rate
 
 
 def test_cors_origins_come_from_settings(keyed: Settings) -> None:

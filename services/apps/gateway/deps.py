@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.apps.runtime import Runtime
+from services.errors import Unauthorised
 
 bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer <key>`")
 
@@ -22,10 +23,16 @@ def allowed(scope: str) -> Callable[..., None]:
     def check(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
         rt = runtime(request)
         presented = credentials.credentials if credentials is not None else None
+        address = f"address {request.client.host if request.client else 'unknown'}"
         if presented is None and scope == "search" and rt.settings.open_search:
-            rt.keys.spend(f"address {request.client.host if request.client else 'unknown'}")
+            rt.keys.spend(address)
             return
-        rt.keys.spend(rt.keys.check(presented, scope))
+        try:
+            name = rt.keys.check(presented, scope)
+        except Unauthorised:
+            rt.keys.spend(address)  # guessing keys costs the guesser's address its rate
+            raise
+        rt.keys.spend(name)
 
     return check
 
