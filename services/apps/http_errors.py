@@ -39,27 +39,14 @@ def add_error_handlers(app: FastAPI) -> None:
     async def queue_down(request: Request, error: Exception) -> JSONResponse:
         """Redis (job board and broker) not answering: the work was not accepted; say when to try again."""
         log.warning("the job queue did not answer on %s %s: %r", request.method, request.url.path, error)
-        return JSONResponse(
-            {
-                "detail": "the job queue (Redis) did not answer; try again shortly",
-                "error": "service_unavailable",
-            },
-            status_code=503,
-            headers={"Retry-After": str(ServiceUnavailable.retry_after_s)},
-        )
+        return await refused(request, ServiceUnavailable("the job queue (Redis) did not answer; try again shortly"))
 
     @app.exception_handler(ResponseHandlingException)
     async def store_down(request: Request, error: Exception) -> JSONResponse:
         """The Qdrant server did not answer (the embedded store cannot be away)."""
         log.warning("the Qdrant server did not answer on %s %s: %r", request.method, request.url.path, error)
-        return JSONResponse(
-            {
-                "detail": "the vector store (Qdrant server) did not answer; try again shortly",
-                "error": "service_unavailable",
-            },
-            status_code=503,
-            headers={"Retry-After": str(ServiceUnavailable.retry_after_s)},
-        )
+        unavailable = ServiceUnavailable("the vector store (Qdrant server) did not answer; try again shortly")
+        return await refused(request, unavailable)
 
     @app.exception_handler(RecursionError)
     async def too_deep(_: Request, error: RecursionError) -> JSONResponse:
