@@ -82,6 +82,16 @@ def test_filters_restrict_results(client: TestClient, catalogue_dir: Path) -> No
         assert (payload["category"], payload["gender"]) == ("Caps", "Men") and payload["price"] <= 14
     extra = upload(client, catalogue_dir / "img" / "red-square.jpg", top_k=20, filters={"in_stock": True})
     assert {r["payload"]["category"] for r in extra["results"]} == {"Tshirts"}
+    own = upload(client, catalogue_dir / "img" / "red-square.jpg", top_k=20, filters={"season": "Summer"})
+    assert len(own["results"]) == 12  # the catalogue's own column
+
+
+def test_a_filter_on_a_field_no_product_has_says_which_fields_exist(client: TestClient) -> None:
+    for body in ({"text": "red cap", "filters": {"sleeve": "long"}}, {"text": "red cap", "filters": {"image": "x"}}):
+        refused = client.post("/v1/search", json=body)
+        assert refused.status_code == 422, refused.text
+        detail = refused.json()["detail"]
+        assert "no product has a field" in detail and "category" in detail and "season" in detail
 
 
 def test_json_body_with_base64_image_and_text_query(client: TestClient, catalogue_dir: Path) -> None:

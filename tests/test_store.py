@@ -12,7 +12,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.store import ClientEngine, EdgeEngine, SearchFilters, StoreLocked, VectorStore, collection_name, point_id
+from services.errors import InvalidInput
+from services.store import (
+    ClientEngine,
+    EdgeEngine,
+    Point,
+    SearchFilters,
+    StoreLocked,
+    VectorStore,
+    collection_name,
+    point_id,
+)
 
 ENGINES = ["edge", "client-memory"] + (["client-server"] if os.environ.get("STYLEFINDER_TEST_QDRANT_URL") else [])
 
@@ -114,6 +124,34 @@ def test_filters_on_standard_and_extra_fields(store: VectorStore) -> None:
     assert ids(price_max=20, in_stock=True) == ["a", "c"]
     assert ids(season="Fall") == ["b"]
     assert ids(brand="nobody") == []
+    assert store.engine.fields(collection_name("v"))["season"] == "keyword"  # indexed when first stored
+
+
+def test_a_filter_on_a_field_no_product_has_is_refused_with_the_filterable_fields(store: VectorStore) -> None:
+    add(store, "a", "0", unit(1, 0, 0), category="Tshirts", season="Summer", sleeves=2)
+    with pytest.raises(InvalidInput, match="no product has a field 'sesaon'") as refused:
+        store.search("v", unit(1, 0, 0), 10, SearchFilters.model_validate({"sesaon": "Summer"}))
+    assert "category, colour, gender, brand, price_min, price_max, in_stock, product_id, season, sleeves" in str(
+        refused.value
+    )
+    for hidden in ("image", "image_key", "cluster_photo"):  # where photos came from, and the store's own
+        with pytest.raises(InvalidInput, match=f"no product has a field '{hidden}'"):
+            store.search("v", unit(1, 0, 0), 10, SearchFilters.model_validate({hidden: 0}))
+    with pytest.raises(InvalidInput, match="'sesaon'"):
+        store.facets("v", "category", filters=SearchFilters.model_validate({"sesaon": "Summer"}))
+    store.set_product_payload("a", {"fabric": "wool"})  # a field a change brings is filterable at once
+    assert [h.product_id for h in store.search("v", unit(1, 0, 0), 10, SearchFilters(fabric="wool"))] == ["a"]
+
+
+def test_fields_stored_before_they_were_indexed_stay_filterable(store: VectorStore) -> None:
+    add(store, "a", "0", unit(1, 0, 0))
+    # an older store: the engine holds a field the store never indexed
+    store.engine.upsert(
+        collection_name("v"),
+        [Point(point_id("b", "0"), {"photo": unit(1, 0.1, 0)}, {"product_id": "b", "season": "Fall"})],
+    )
+    assert [h.product_id for h in store.search("v", unit(1, 0, 0), 10, SearchFilters(season="Fall"))] == ["b"]
+    assert store.engine.fields(collection_name("v"))["season"] == "keyword"
 
 
 def test_facet_counts_come_from_the_engine(store: VectorStore) -> None:

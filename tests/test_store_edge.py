@@ -14,7 +14,15 @@ import pytest
 from qdrant_client import QdrantClient, models
 
 from services.settings import Settings
-from services.store import ClientEngine, EdgeEngine, VectorStore, collection_name, copy_collections, point_id
+from services.store import (
+    ClientEngine,
+    EdgeEngine,
+    SearchFilters,
+    VectorStore,
+    collection_name,
+    copy_collections,
+    point_id,
+)
 
 DIM = 1280  # the default variant's size: 2,500 such points pass Qdrant's indexing threshold
 
@@ -24,12 +32,13 @@ def vectors(count: int, seed: int = 0) -> np.ndarray:
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
-def fill(store: VectorStore, rows: np.ndarray, start: int = 0) -> None:
+def fill(store: VectorStore, rows: np.ndarray, start: int = 0, **fields: object) -> None:
     for first in range(0, len(rows), 500):
         chunk = rows[first : first + 500]
         ids = [point_id(f"p{start + first + i}", "0") for i in range(len(chunk))]
         payloads = [
-            {"product_id": f"p{start + first + i}", "category": ["A", "B"][(first + i) % 2]} for i in range(len(chunk))
+            {"product_id": f"p{start + first + i}", "category": ["A", "B"][(first + i) % 2], **fields}
+            for i in range(len(chunk))
         ]
         store.upsert("v", ids, chunk, payloads)
 
@@ -38,7 +47,7 @@ def test_hnsw_builds_in_a_child_while_this_process_answers(tmp_path: Path) -> No
     engine = EdgeEngine(tmp_path / "store", index_after=10**9)  # built on demand here, not by the threshold
     store = VectorStore(engine)
     rows = vectors(2500)
-    fill(store, rows)
+    fill(store, rows, season="Summer")
     name = collection_name("v")
     assert engine.unindexed(name) == 2500
     ticks = 0
@@ -50,7 +59,7 @@ def test_hnsw_builds_in_a_child_while_this_process_answers(tmp_path: Path) -> No
         ticks += 1
         if len(found_during) < len(during):  # live appends are searchable at once, exactly
             i = len(found_during)
-            fill(store, during[i : i + 1], start=10_000 + i)
+            fill(store, during[i : i + 1], start=10_000 + i, fabric="wool")  # a field first seen mid-build
             found_during.append(store.search("v", during[i], 1)[0].product_id == f"p{10_000 + i}")
         time.sleep(0.001)
     assert ticks > 100, "the build held this process's GIL"
@@ -67,6 +76,11 @@ def test_hnsw_builds_in_a_child_while_this_process_answers(tmp_path: Path) -> No
     store.close()
     reopened = VectorStore(EdgeEngine(tmp_path / "store"))
     assert reopened.count("v") == 2500 + added and not list((tmp_path / "store" / name).glob("gen-0-*"))
+    # the catalogue's own fields keep their indexes in the new generation, the one seen mid-build too
+    assert {"season": "keyword", "fabric": "keyword"}.items() <= reopened.engine.fields(name).items()
+    assert {"season", "fabric"} <= set(reopened.filter_fields("v"))
+    wool = reopened.search("v", during[0], 5, SearchFilters.model_validate({"fabric": "wool"}))
+    assert wool and all(hit.payload["fabric"] == "wool" for hit in wool)
     reopened.close()
 
 

@@ -16,7 +16,7 @@ from qdrant_client import QdrantClient, models
 
 from services.errors import InvalidInput
 from services.store.engine import PAGE, PAYLOAD_INDEXES, PHOTO, Found, Point
-from services.store.filters import Condition, Match, Range
+from services.store.filters import Condition, Match, Present, Range
 
 SCHEMAS = {
     "keyword": models.PayloadSchemaType.KEYWORD,
@@ -35,6 +35,7 @@ class ClientEngine:
         self._payload_indexes = payload_indexes  # in-memory and local modes have none (they filter in Python)
         self._lock = threading.RLock()
         self._unnamed: dict[str, bool] = {}
+        self._declared: dict[str, dict[str, str]] = {}  # fields indexed in modes that have no indexes
 
     @classmethod
     def server(cls, url: str, api_key: str | None = None) -> ClientEngine:
@@ -157,6 +158,23 @@ class ClientEngine:
                 return 0
             return self.client.count(collection, exact=True).count
 
+    def fields(self, collection: str) -> dict[str, str]:
+        if not self._payload_indexes:
+            return dict(self._declared.get(collection, {}))
+        with self._lock:
+            if not self.client.collection_exists(collection):
+                return {}
+            schema = self.client.get_collection(collection).payload_schema
+        kinds = {schema_type.value: kind for kind, schema_type in SCHEMAS.items()}
+        return {key: kinds[str(info.data_type)] for key, info in schema.items() if str(info.data_type) in kinds}
+
+    def index_field(self, collection: str, key: str, kind: str) -> None:
+        if not self._payload_indexes:
+            self._declared.setdefault(collection, {})[key] = kind
+            return
+        with self._lock:
+            self.client.create_payload_index(collection, key, field_schema=SCHEMAS[kind])
+
     def facet(self, collection: str, key: str, limit: int, conditions: Sequence[Condition]) -> list[tuple[Any, int]]:
         with self._lock:
             if not self.client.collection_exists(collection):
@@ -193,6 +211,8 @@ def _filter(conditions: Sequence[Condition]) -> models.Filter | None:
 
 
 def _condition(condition: Condition) -> models.FieldCondition | models.Filter:
+    if isinstance(condition, Present):
+        return models.Filter(must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key=condition.key))])
     if isinstance(condition, Range):
         return models.FieldCondition(key=condition.key, range=models.Range(gte=condition.gte, lte=condition.lte))
     assert isinstance(condition, Match)

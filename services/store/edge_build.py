@@ -31,9 +31,9 @@ def die_with_parent() -> None:
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def main(target: str, sizes_json: str, index_threads: str) -> int:
+def main(target: str, sizes_json: str, index_threads: str, fields_json: str) -> int:
     die_with_parent()
-    shard = new_shard(Path(target), json.loads(sizes_json), int(index_threads))
+    shard = new_shard(Path(target), json.loads(sizes_json), int(index_threads), json.loads(fields_json))
     source = sys.stdin.buffer
     while True:
         try:
@@ -51,4 +51,4 @@ def main(target: str, sizes_json: str, index_threads: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:4]))
+    sys.exit(main(*sys.argv[1:5]))

@@ -36,7 +36,7 @@ import qdrant_edge as qe
 
 from services.errors import ServiceUnavailable, StoreLocked
 from services.store.engine import PAGE, PAYLOAD_INDEXES, Found, Point
-from services.store.filters import Condition, Match, Range
+from services.store.filters import Condition, Match, Present, Range
 
 log = logging.getLogger("stylefinder.store")
 SCHEMAS = {
@@ -50,14 +50,17 @@ REPLAY_UNDER_LOCK = 64  # journal entries left when the swap takes the lock
 RETRY_FAILED_BUILD_S = 600.0  # a failed build is not retried on every write
 
 
-def new_shard(path: Path, sizes: Mapping[str, int], index_threads: int) -> qe.EdgeShard:
-    """An empty shard with our named vectors (cosine), HNSW settings and payload indexes."""
+def new_shard(
+    path: Path, sizes: Mapping[str, int], index_threads: int, fields: Mapping[str, str] | None = None
+) -> qe.EdgeShard:
+    """An empty shard with our named vectors (cosine), HNSW settings and payload indexes: ours, and `fields`
+    (those the catalogue's own fields got)."""
     config = qe.EdgeConfig(
         vectors={name: qe.EdgeVectorParams(size=size, distance=qe.Distance.Cosine) for name, size in sizes.items()},
         hnsw_config=qe.HnswIndexConfig(HNSW_M, HNSW_EF_CONSTRUCT, FULL_SCAN_THRESHOLD_KB, index_threads),
     )
     shard = qe.EdgeShard.create(str(path), config)
-    for key, kind in PAYLOAD_INDEXES.items():
+    for key, kind in {**PAYLOAD_INDEXES, **(fields or {})}.items():
         shard.update(qe.UpdateOperation.create_field_index(key, SCHEMAS[kind]))
     return shard
 
@@ -202,6 +205,15 @@ class EdgeEngine:
         with found.lock:
             return found.shard.count(qe.CountRequest(exact=True))
 
+    def fields(self, collection: str) -> dict[str, str]:
+        found = self._get(collection)
+        return _indexed_fields(found) if found else {}
+
+    def index_field(self, collection: str, key: str, kind: str) -> None:
+        found = self._required(collection)
+        with found.lock:  # journalled like any write, so a generation being built gets it too
+            self._apply(found, qe.UpdateOperation.create_field_index(key, SCHEMAS[kind]))
+
     def facet(self, collection: str, key: str, limit: int, conditions: Sequence[Condition]) -> list[tuple[Any, int]]:
         found = self._get(collection)
         if found is None:
@@ -286,6 +298,7 @@ class EdgeEngine:
             str(target),
             json.dumps(found.sizes),
             str(self.index_threads),
+            json.dumps(_indexed_fields(found)),
         ]
         child = subprocess.Popen(command, stdin=subprocess.PIPE)
         self._builders.add(child)
@@ -405,6 +418,13 @@ def _generation_name(number: int) -> str:
     return f"gen-{number}-{uuid.uuid4().hex[:8]}"
 
 
+def _indexed_fields(found: _Collection) -> dict[str, str]:
+    with found.lock:
+        schema = found.shard.info().payload_schema
+    kinds = {str(schema_type): kind for kind, schema_type in SCHEMAS.items()}
+    return {key: kinds[str(index.data_type)] for key, index in schema.items() if str(index.data_type) in kinds}
+
+
 def _filter(conditions: Sequence[Condition]) -> qe.Filter | None:
     if not conditions:
         return None
@@ -412,6 +432,8 @@ def _filter(conditions: Sequence[Condition]) -> qe.Filter | None:
 
 
 def _condition(condition: Condition) -> qe.FieldCondition | qe.Filter:
+    if isinstance(condition, Present):
+        return qe.Filter(must_not=[qe.IsEmptyCondition(condition.key)])
     if isinstance(condition, Range):
         return qe.FieldCondition(key=condition.key, range=qe.RangeFloat(gte=condition.gte, lte=condition.lte))
     assert isinstance(condition, Match)

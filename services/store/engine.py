@@ -90,6 +90,14 @@ class Engine(Protocol):
 
     def count(self, collection: str) -> int: ...
 
+    def fields(self, collection: str) -> dict[str, str]:
+        """Payload fields with an index, and its kind (PAYLOAD_INDEXES' names); {} when there is no collection."""
+        ...
+
+    def index_field(self, collection: str, key: str, kind: str) -> None:
+        """Index a payload field (kept by the collection from then on)."""
+        ...
+
     def facet(
         self, collection: str, key: str, limit: int, conditions: Sequence[Condition]
     ) -> list[tuple[Any, int]]: ...

@@ -81,4 +81,11 @@ class Range:
     lte: float | None
 
 
-Condition = Match | Range
+@dataclass(frozen=True)
+class Present:
+    """The payload has the field, with a value."""
+
+    key: str
+
+
+Condition = Match | Range | Present

@@ -14,14 +14,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from services.catalogue import STORE_PREFIX  # payload fields the store itself keeps (cluster labels)
-from services.errors import NotFound
+from services.catalogue import PIPELINE_FIELDS, STORE_PREFIX  # STORE_PREFIX: the store's own (cluster labels)
+from services.errors import InvalidInput, NotFound
 from services.settings import Settings
 from services.store.client_engine import ClientEngine
 from services.store.clusters import ClusterIndex, by_label, cluster_field, labelled
 from services.store.edge_engine import EdgeEngine
 from services.store.engine import COLLECTION_PREFIX, PHOTO, Engine, Found, Point
-from services.store.filters import Match, SearchFilters
+from services.store.filters import Match, Present, SearchFilters
 from services.store.migrate import migrate_legacy_store
 
 OVERFETCH = 4  # photos fetched per result slot; most products have fewer
@@ -30,6 +30,8 @@ Retrieval = Literal["direct", "cluster"]
 VOCABULARY_TTL_S = 60.0  # how stale the values text queries are matched against may be
 VOCABULARY_SIZE = 1000  # values read per field
 POINT_NAMESPACE = uuid.UUID("6f1c6d1e-3c0b-5d8e-9a57-5f0a2b7c4e21")
+ABSENT_TTL_S = 60.0  # how long a field no point carries is answered from memory (each check scans the payloads)
+UNFILTERABLE = set(PIPELINE_FIELDS) - {"product_id"}  # where a photo came from is not for strangers to probe
 
 
 def point_id(product_id: str, image_key: str) -> str:
@@ -40,6 +42,18 @@ def point_id(product_id: str, image_key: str) -> str:
 def catalogue_payload(payload: dict[str, Any]) -> dict[str, Any]:
     """A stored payload without the store's own fields (cluster labels): what the catalogue said."""
     return {key: value for key, value in payload.items() if not key.startswith(STORE_PREFIX)}
+
+
+def field_kind(value: object) -> str | None:
+    """The payload index a catalogue value gets (a list: its first item's); None: not filterable."""
+    if isinstance(value, list):
+        value = value[0] if value else None
+    kinds = ((bool, "bool"), (int, "integer"), (float, "float"), (str, "keyword"))  # bool before int
+    return next((kind for cls, kind in kinds if isinstance(value, cls)), None)
+
+
+def filterable(key: str) -> bool:
+    return key not in UNFILTERABLE and not key.startswith(STORE_PREFIX)
 
 
 def collection_name(variant: str) -> str:
@@ -63,6 +77,9 @@ class VectorStore:
         self._ready: dict[str, set[str]] = {}  # collection -> named vectors known to exist
         self._vocabulary: dict[tuple[str, tuple[str, ...]], tuple[float, dict[str, list[str]]]] = {}
         self._vocabulary_lock = threading.Lock()
+        self._fields: dict[str, set[str]] = {}  # collection -> payload fields known to be indexed
+        self._absent: dict[tuple[str, str], float] = {}  # (collection, field) -> when no point carried it
+        self._fields_lock = threading.RLock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> VectorStore:
@@ -123,7 +140,58 @@ class VectorStore:
             rows = zip(ids, vectors, labelled(payloads, labels, using), strict=True)
             self.engine.upsert(name, [Point(pid, {using: vector}, payload) for pid, vector, payload in rows])
 
+        self._index_fields_of(name, payloads)
         self.clusters.write(name, using, vectors, write)
+
+    def _known_fields(self, name: str, refresh: bool = False) -> set[str]:
+        with self._fields_lock:
+            if refresh or name not in self._fields:
+                self._fields[name] = set(self.engine.fields(name))
+            return self._fields[name]
+
+    def _index_fields_of(self, name: str, payloads: Sequence[dict[str, Any]]) -> None:
+        """Index each catalogue field the first time a payload carries it: filters on it are then fast, and a
+        filter on a field no product has can be told apart (and refused) without reading payloads."""
+        with self._fields_lock:
+            known = self._known_fields(name)
+            for payload in payloads:
+                for key, value in payload.items():
+                    if key not in known and filterable(key) and (kind := field_kind(value)) is not None:
+                        self.engine.index_field(name, key, kind)
+                        known.add(key)
+
+    def filter_fields(self, variant: str) -> list[str]:
+        """The names a search filter may use on a variant: the standard ones, then the catalogue's own."""
+        standard = list(SearchFilters.model_fields)
+        own = self._known_fields(collection_name(variant), refresh=True) - set(standard) - {"price"}
+        return standard + sorted(key for key in own if filterable(key))
+
+    def check_filters(self, variant: str, filters: SearchFilters | None) -> None:
+        """InvalidInput naming the filterable fields when a filter names a field no product carries."""
+        name = collection_name(variant)
+        for key in sorted((filters.model_extra or {}) if filters else ()):
+            known = filterable(key) and (
+                key in self._known_fields(name)
+                or key in self._known_fields(name, refresh=True)  # another process (a worker) may have indexed it
+                or self._carried(name, key)
+            )
+            if not known:
+                fields = ", ".join(self.filter_fields(variant))
+                raise InvalidInput(f"no product has a field {key!r} to filter on: filter on one of {fields}")
+
+    def _carried(self, name: str, key: str) -> bool:
+        """Whether some point has the field (a store written before fields were indexed); it is indexed if so."""
+        with self._fields_lock:
+            checked = self._absent.get((name, key))
+            if checked is not None and time.monotonic() - checked < ABSENT_TTL_S:
+                return False
+        carrier = next(iter(self.engine.scroll(name, [Present(key)])), None)
+        if carrier is None:
+            with self._fields_lock:
+                self._absent[(name, key)] = time.monotonic()
+            return False
+        self._index_fields_of(name, [{key: carrier.payload.get(key)}])
+        return True
 
     def set_vectors(self, variant: str, vectors: dict[str, np.ndarray], using: str) -> None:
         """Add or replace one named vector of points already stored (e.g. a photo's edge map, backfilled)."""
@@ -159,6 +227,7 @@ class VectorStore:
         measured against this)."""
         name = collection_name(variant)
         self._require_vector(name, using)
+        self.check_filters(variant, filters)
         conditions = filters.conditions() if filters else []
         query = self.clusters.query if retrieval == "cluster" else self.engine.query
         limit = top_k * OVERFETCH
@@ -188,6 +257,7 @@ class VectorStore:
         self, variant: str, key: str, limit: int = 50, filters: SearchFilters | None = None
     ) -> list[tuple[Any, int]]:
         """(value, number of photos) of a payload field, most frequent first, from the engine's index."""
+        self.check_filters(variant, filters)
         return self.engine.facet(collection_name(variant), key, limit, filters.conditions() if filters else [])
 
     def vocabulary(self, variant: str, fields: Sequence[str]) -> dict[str, list[str]]:
@@ -220,6 +290,7 @@ class VectorStore:
             point.id: {k: v for k, v in point.payload.items() if k.startswith(STORE_PREFIX)}
             for point in self.engine.retrieve(name, list(payloads))
         }
+        self._index_fields_of(name, list(payloads.values()))
         self.engine.overwrite_payloads(name, {pid: payload | kept.get(pid, {}) for pid, payload in payloads.items()})
 
     def product_points(self, product_id: str) -> dict[str, list[Found]]:
@@ -235,6 +306,7 @@ class VectorStore:
         """Change metadata in every collection without re-embedding; returns the number of points touched."""
         touched = 0
         for name, points in self.product_points(product_id).items():
+            self._index_fields_of(name, [fields])
             self.engine.set_payload(name, [p.id for p in points], fields)
             touched += len(points)
         return touched
