@@ -10,9 +10,10 @@ QUEUE = "stylefinder.index"
 
 
 def create_celery(settings: Settings) -> Celery:
-    """Redis broker when REDIS_URL is set, else the in-memory broker (worker in the gateway process).
-    A producer uses it as it is; a consumer also registers the task (`indexer.tasks.register_tasks`)."""
-    in_memory = not settings.redis_url
+    """Redis broker when REDIS_URL is set, else the local SQLite broker in the data folder (worker in the
+    gateway process). A producer uses it as it is; a consumer also registers the task
+    (`indexer.tasks.register_tasks`)."""
+    local = not settings.redis_url
     app = Celery("stylefinder", set_as_current=False)
     visibility = settings.broker_visibility_timeout_s
     transport: dict[str, float] = {
@@ -21,10 +22,12 @@ def create_celery(settings: Settings) -> Celery:
         "unacked_restore_interval": max(1, min(10, visibility // 3)),
         "unacked_restore_throttle": 1,
     }
-    if in_memory:
-        transport["polling_interval"] = 0.01  # the memory transport polls; its 1 s default makes ingestion crawl
+    if local:
+        transport["path"] = str(settings.broker_path)
+        transport["polling_interval"] = 0.01  # the local broker polls; kombu's 1 s default makes ingestion crawl
     app.conf.update(
-        broker_url=settings.redis_url or "memory://",
+        broker_url=settings.redis_url,
+        broker_transport=None if settings.redis_url else "indexer.local_broker:Transport",
         broker_transport_options=transport,
         broker_connection_retry_on_startup=True,
         task_default_queue=QUEUE,

@@ -1,16 +1,19 @@
 """Job progress: each item's latest state, so redelivered batches and retries never count an item twice.
 
-Redis holds it when a broker URL is set (gateway and worker processes share it); otherwise the job board
-lives in the one process that runs both gateway and worker (the embedded default).
+Redis holds it when a broker URL is set (gateway and worker processes share it); otherwise a SQLite file in
+the data folder of the one process that runs both gateway and worker (the embedded default).
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Literal, Protocol
 
 import redis
@@ -96,49 +99,103 @@ def summarise(job_id: str, meta: dict, items: dict[str, dict]) -> JobStatus:
     )
 
 
-class MemoryJobBoard:
-    """Per job: item states and a count of items in a final state, so recording a batch costs O(batch)."""
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, variants TEXT NOT NULL, created_at REAL NOT NULL,
+    started_at REAL, finished_at REAL, total INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS items (
+    job TEXT NOT NULL, item TEXT NOT NULL, state TEXT NOT NULL, reason TEXT, PRIMARY KEY (job, item)
+) WITHOUT ROWID;
+"""
+_NOT_FINAL = "state NOT IN ('indexed', 'unchanged', 'failed')"
 
-    def __init__(self) -> None:
-        self._meta: dict[str, dict] = {}
-        self._items: dict[str, dict[str, dict]] = {}
-        self._done: dict[str, int] = {}
+
+class SqliteJobBoard:
+    """The embedded default's board, in a SQLite file beside its queue, so a job survives the process that ran
+    it; `":memory:"` for work that lives and ends in one call (the CLI's direct import). Per job: item states
+    and a count of items in a final state, so recording a batch costs O(batch); finished jobs are forgotten
+    after a week, as in Redis."""
+
+    def __init__(self, path: str) -> None:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
 
-    def create(self, item_ids: Sequence[str], variants: Sequence[str], kind: str = "ingest") -> str:
-        job_id = new_job_id()
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._meta[job_id] = {"variants": list(variants), "kind": kind, "created_at": time.time()}
-            self._items[job_id] = {item_id: {"state": "queued"} for item_id in item_ids}
-            self._done[job_id] = 0
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def create(self, item_ids: Sequence[str], variants: Sequence[str], kind: str = "ingest") -> str:
+        job_id, now = new_job_id(), time.time()
+        with self._transaction() as db:
+            expired = "SELECT id FROM jobs WHERE finished_at < ?"
+            db.execute(f"DELETE FROM items WHERE job IN ({expired})", (now - JOB_TTL_S,))
+            db.execute("DELETE FROM jobs WHERE finished_at < ?", (now - JOB_TTL_S,))
+            db.execute(
+                "INSERT INTO jobs (id, kind, variants, created_at, total) VALUES (?, ?, ?, ?, ?)",
+                (job_id, kind, json.dumps(list(variants)), now, len(set(item_ids))),
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO items (job, item, state) VALUES (?, ?, 'queued')",
+                [(job_id, item_id) for item_id in item_ids],
+            )
         return job_id
 
     def mark_running(self, job_id: str, item_ids: Sequence[str]) -> None:
-        with self._lock:
-            self._meta[job_id].setdefault("started_at", time.time())
-            for item_id in item_ids:
-                if self._items[job_id][item_id]["state"] not in TERMINAL:
-                    self._items[job_id][item_id] = {"state": "running"}
+        with self._transaction() as db:
+            db.execute("UPDATE jobs SET started_at = coalesce(started_at, ?) WHERE id = ?", (time.time(), job_id))
+            db.executemany(
+                f"UPDATE items SET state = 'running' WHERE job = ? AND item = ? AND {_NOT_FINAL}",
+                [(job_id, item_id) for item_id in item_ids],
+            )
 
     def record(self, job_id: str, outcomes: Sequence[Outcome]) -> None:
-        with self._lock:
-            items = self._items[job_id]
-            for outcome in outcomes:
-                if items[outcome.item_id]["state"] not in TERMINAL:  # a redelivered item counts once
-                    self._done[job_id] += 1
-                items[outcome.item_id] = {"state": outcome.status, "reason": outcome.reason}
-            if self._done[job_id] == len(items):
-                self._meta[job_id].setdefault("finished_at", time.time())
+        with self._transaction() as db:
+            newly = 0
+            for outcome in outcomes:  # a redelivered item counts once
+                changed = db.execute(
+                    f"UPDATE items SET state = ?, reason = ? WHERE job = ? AND item = ? AND {_NOT_FINAL}",
+                    (outcome.status, outcome.reason, job_id, outcome.item_id),
+                ).rowcount
+                if not changed:  # already final: keep the latest outcome, count nothing
+                    db.execute(
+                        "UPDATE items SET state = ?, reason = ? WHERE job = ? AND item = ?",
+                        (outcome.status, outcome.reason, job_id, outcome.item_id),
+                    )
+                newly += changed
+            db.execute(
+                "UPDATE jobs SET done = done + ?,"
+                " finished_at = CASE WHEN done + ? >= total THEN coalesce(finished_at, ?) END WHERE id = ?",
+                (newly, newly, time.time(), job_id),
+            )
 
     def status(self, job_id: str) -> JobStatus | None:
         with self._lock:
-            if job_id not in self._meta:
+            row = self._db.execute(
+                "SELECT kind, variants, created_at, started_at, finished_at FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+            if row is None:
                 return None
-            return summarise(job_id, dict(self._meta[job_id]), dict(self._items[job_id]))
+            rows = self._db.execute("SELECT item, state, reason FROM items WHERE job = ?", (job_id,)).fetchall()
+        kind, variants, created_at, started_at, finished_at = row
+        meta = {"kind": kind, "variants": json.loads(variants), "created_at": created_at}
+        meta.update(started_at=started_at, finished_at=finished_at)
+        return summarise(job_id, meta, {item: {"state": state, "reason": reason} for item, state, reason in rows})
 
     def active_items(self) -> int:
         with self._lock:
-            return sum(len(self._items[job_id]) - done for job_id, done in self._done.items())
+            return self._db.execute("SELECT coalesce(sum(total - done), 0) FROM jobs WHERE done < total").fetchone()[0]
 
 
 # Atomic per batch: set each item's state and count the items that reach a final state for the first time.

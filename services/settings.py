@@ -79,6 +79,16 @@ class Settings(BaseSettings):
         return self.data_dir / "qdrant"
 
     @property
+    def broker_path(self) -> Path:
+        """The embedded default's queue (no Redis configured): a SQLite file, so queued work survives a crash."""
+        return self.data_dir / "queue.sqlite"
+
+    @property
+    def jobs_path(self) -> Path:
+        """The embedded default's job board (no Redis configured), beside its queue."""
+        return self.data_dir / "jobs.sqlite"
+
+    @property
     def media_path(self) -> Path:
         return self.data_dir / "media"
 

@@ -140,14 +140,18 @@ def write_catalogue(folder: Path) -> Path:
 
 
 @contextmanager
-def photo_server(photos: dict[str, bytes], flaky_failures: int = 1) -> Iterator[tuple[str, Counter]]:
-    """A real HTTP server on loopback: `/<name>` serves photos[name]; names starting with "flaky" answer 503
-    for their first `flaky_failures` requests; anything else is 404. Yields (base URL, hits per path)."""
+def photo_server(
+    photos: dict[str, bytes], flaky_failures: int = 1, delay_s: float = 0.0
+) -> Iterator[tuple[str, Counter]]:
+    """A real HTTP server on loopback: `/<name>` serves photos[name] (after `delay_s`); names starting with
+    "flaky" answer 503 for their first `flaky_failures` requests; anything else is 404. Yields (base URL, hits
+    per path)."""
     hits: Counter = Counter()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             hits[self.path] += 1
+            time.sleep(delay_s)
             name = self.path.lstrip("/")
             if name.startswith("flaky") and hits[self.path] <= flaky_failures:
                 self.send_error(503)

@@ -14,7 +14,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from indexer.celery_app import create_celery
-from indexer.jobs import JobBoard, JobStatus, MemoryJobBoard, RedisJobBoard
+from indexer.jobs import JobBoard, JobStatus, RedisJobBoard, SqliteJobBoard
 from indexer.pipeline import Outcome
 from indexer.queue import IngestQueue
 from services.apps.gateway.app import create_app
@@ -59,8 +59,9 @@ def test_job_counts_survive_redelivery_in_redis(redis_url: str) -> None:
     exercise_redelivery(RedisJobBoard(redis_url))
 
 
-def test_job_counts_survive_redelivery_in_memory() -> None:
-    exercise_redelivery(MemoryJobBoard())
+def test_job_counts_survive_redelivery_in_sqlite(tmp_path: Path) -> None:
+    exercise_redelivery(SqliteJobBoard(str(tmp_path / "jobs.sqlite")))
+    exercise_redelivery(SqliteJobBoard(":memory:"))
 
 
 def test_inprocess_worker_on_redis_shares_the_gateway_store(

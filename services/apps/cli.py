@@ -528,9 +528,9 @@ def _index_directly(rt: Runtime, items: Sequence[CatalogueItem], variants: list[
     from dataclasses import replace
 
     from indexer.direct import index_here
-    from indexer.jobs import MemoryJobBoard
+    from indexer.jobs import SqliteJobBoard
 
-    indexing = replace(rt.indexing, jobs=MemoryJobBoard())
+    indexing = replace(rt.indexing, jobs=SqliteJobBoard(":memory:"))
     with tqdm(total=len(items), unit="item") as bar:
         status = index_here(
             indexing,

@@ -11,7 +11,7 @@ from celery import Celery
 
 from indexer.batches import Indexing, RetryPolicy
 from indexer.celery_app import create_celery
-from indexer.jobs import JobBoard, MemoryJobBoard, RedisJobBoard
+from indexer.jobs import JobBoard, RedisJobBoard, SqliteJobBoard
 from indexer.pipeline import IndexPipeline
 from indexer.queue import IngestQueue
 from indexer.tasks import register_tasks
@@ -71,7 +71,9 @@ class Runtime:
 
     @cached_property
     def jobs(self) -> JobBoard:
-        return RedisJobBoard(self.settings.redis_url) if self.settings.redis_url else MemoryJobBoard()
+        if self.settings.redis_url:
+            return RedisJobBoard(self.settings.redis_url)
+        return SqliteJobBoard(str(self.settings.jobs_path))
 
     @cached_property
     def indexing(self) -> Indexing:

@@ -1,0 +1,113 @@
+"""The embedded default (no Redis): `stylefinder serve` killed with -9 in the middle of a job loses nothing.
+
+Its queue and job board are SQLite files in the data folder; a batch handed to the worker stays leased until
+it is stored, and a restarted process takes the dead one's leases back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.settings import Settings
+from services.store import VectorStore
+from tests.helpers import AUTH, encode, photo, photo_server
+
+ITEMS = 150
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "services.apps.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=log.open("a"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        if server.poll() is not None:
+            raise AssertionError(f"the server exited: {log.read_text()[-2000:]}")
+        time.sleep(0.2)
+    raise AssertionError("the server did not start")
+
+
+def job(port: int, job_id: str) -> dict:
+    answer = httpx.get(f"http://127.0.0.1:{port}/v1/jobs/{job_id}", headers=AUTH, timeout=10)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def wait_for(port: int, job_id: str, done: object, timeout_s: float) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = job(port, job_id)
+        if done(status):  # type: ignore[operator]
+            return status
+        time.sleep(0.1)
+    raise AssertionError(f"timed out; last status {status}")
+
+
+@pytest.fixture
+def embedded_env(tiny_env: dict[str, str]) -> dict[str, str]:
+    env = {**tiny_env, "STYLEFINDER_INDEX_BATCH_SIZE": "5", "PYTHONUNBUFFERED": "1"}
+    env.pop("REDIS_URL", None)
+    env.pop("STYLEFINDER_REDIS_URL", None)
+    return env
+
+
+def test_killed_embedded_server_resumes_its_job_and_doubles_nothing(
+    embedded_env: dict[str, str], settings: Settings, tmp_path: Path
+) -> None:
+    colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30), (30, 200, 200), (200, 30, 200)]
+    looks = [(colour, shape) for colour in colours for shape in ("square", "circle")]
+    photos = {f"{i}.jpg": encode(photo(colour, shape)) for i, (colour, shape) in enumerate(looks)}
+    port, log = free_port(), tmp_path / "server.log"
+    # A slow photo host makes the job long enough to kill in the middle.
+    with photo_server(photos, delay_s=0.1) as (base, _):
+        names = sorted(photos)
+        items = [{"id": f"p{i}", "images": [f"{base}/{names[i % len(names)]}"]} for i in range(ITEMS)]
+        first = start_server(embedded_env, port, log)
+        try:
+            answer = httpx.post(f"http://127.0.0.1:{port}/v1/products", json={"items": items}, headers=AUTH)
+            assert answer.status_code == 202, answer.text
+            job_id = answer.json()["job_id"]
+            wait_for(port, job_id, lambda s: s["indexed"] >= 20, 120)
+        finally:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait(30)
+        second_port = free_port()
+        second = start_server(embedded_env, second_port, log)
+        try:
+            resumed = job(second_port, job_id)  # the job id still answers after the crash
+            assert resumed["state"] != "done", "the job must have been cut off in the middle"
+            report = wait_for(second_port, job_id, lambda s: s["state"] == "done", 300)
+        finally:
+            second.send_signal(signal.SIGTERM)
+            second.wait(60)
+    assert (report["indexed"] + report["unchanged"], report["failed"], report["total"]) == (ITEMS, 0, ITEMS)
+    assert report["outcome"] == "succeeded"
+    store = VectorStore.open(settings.store_path)
+    try:
+        product_ids = [record.payload["product_id"] for record in store.iter_points("tiny")]
+    finally:
+        store.close()
+    assert sorted(product_ids) == sorted(item["id"] for item in items)  # each once: nothing lost, nothing doubled
