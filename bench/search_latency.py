@@ -98,7 +98,7 @@ def main() -> None:
             lean, with_httpx = [], []
             with LeanClient(url) as client:
                 for photo, item in zip(photos, items, strict=True):
-                    ms, found = timed_ms(client.search_photo, photo)
+                    ms, (_, found) = timed_ms(client.search_photo, photo)
                     assert found["results"][0]["product_id"] == item.id
                     lean.append(ms)
                     post = lambda p: http.post("/v1/search", files={"image": ("q.jpg", p)})  # noqa: E731

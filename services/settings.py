@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     embed_threads: int = 0  # intra-op threads of each model runtime; 0 = every core
     embed_max_batch: int | None = None  # None: 32 on a GPU, 4 on a CPU (bench/embed_throughput.py)
     embed_max_wait_ms: float = 0.0  # greedy batching; measured on 2 cores, a 5 ms wait halved a lone query's rate
+    # while shoppers wait, catalogue work gets this share of the embedded items: no more, no less
+    # (bench/search_under_ingest.py)
+    embed_bulk_share: float = Field(0.2, ge=0.0, le=1.0)
 
     max_image_bytes: int = 20 * 1024 * 1024
     fetch_timeout_s: float = 10.0

@@ -99,3 +99,29 @@ def test_searches_go_before_queued_bulk_work() -> None:
         np.testing.assert_array_equal(search.result()[:, 0], [1, 2])
         np.testing.assert_array_equal(bulk.result()[:, 0], np.arange(100, 120))
     assert passes[0] == [100, 101, 102, 103] and passes[1][:2] == [1, 2]  # search jumped 16 queued bulk items
+
+
+def test_bulk_work_keeps_its_share_while_searches_never_stop() -> None:
+    """Shoppers always waiting: catalogue work neither starves nor takes more than its share of the items."""
+    passes: list[list[int]] = []
+    gate = threading.Event()
+
+    def forward(items: list[int]) -> np.ndarray:
+        gate.wait(5)
+        passes.append(items)
+        return np.array([[item] for item in items], dtype=np.float32)
+
+    batcher = MicroBatcher(forward, max_batch=4, max_wait_s=0.0, bulk_share=0.2)
+    with ThreadPoolExecutor(2) as pool:
+        bulk = pool.submit(batcher, list(range(10_000, 10_100)), "bulk")
+        time.sleep(0.1)  # the first bulk pass is held by the gate
+        search = pool.submit(batcher, list(range(400)), "search")
+        time.sleep(0.05)
+        gate.set()
+        search.result()
+        bulk.result()
+    contended = [items for items in passes[1:] if any(item < 10_000 for item in items)]
+    served = [item for items in contended for item in items]
+    bulk_fraction = sum(item >= 10_000 for item in served) / len(served)
+    assert 0.15 <= bulk_fraction <= 0.25, bulk_fraction
+    assert all(any(item < 10_000 for item in items) for items in contended)  # every such pass served shoppers

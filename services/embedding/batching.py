@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -14,6 +15,7 @@ from services.embedding.interface import LANES, Lane
 
 Item = TypeVar("Item")
 Waiting = deque[tuple[Item, Future[np.ndarray]]]
+MEMORY = 0.98  # per pass: how fast the record of who was served forgets (about the last 50 passes count)
 
 
 class MicroBatcher(Generic[Item]):
@@ -21,14 +23,24 @@ class MicroBatcher(Generic[Item]):
     after the first one for others to join (0: greedy, take what is queued now: a lone query never waits,
     and under load the queue fills while the previous forward runs). Callers block only on their own rows.
 
-    Two lanes: every pass takes the waiting `search` items first and fills the room they leave with `bulk`
-    items (ingestion, backfills), so a shopper's query waits at most for the pass already running, however
-    much catalogue work is queued."""
+    Two lanes: a pass takes the waiting `search` items first and fills the room they leave with `bulk` items
+    (ingestion, backfills), so a shopper's query waits at most for the pass already running, however much
+    catalogue work is queued. While both lanes wait, bulk items get `bulk_share` of the items embedded (of the
+    recent passes): never more, so shoppers' latency holds, and never less, so a catalogue load under steady
+    search traffic still finishes."""
 
-    def __init__(self, forward: Callable[[list[Item]], np.ndarray], max_batch: int, max_wait_s: float) -> None:
+    def __init__(
+        self,
+        forward: Callable[[list[Item]], np.ndarray],
+        max_batch: int,
+        max_wait_s: float,
+        bulk_share: float = 0.2,
+    ) -> None:
         self._forward = forward
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s
+        self._bulk_share = bulk_share
+        self._served = {lane: 0.0 for lane in LANES}  # items embedded per lane, fading with MEMORY per pass
         self._lanes: dict[Lane, Waiting] = {lane: deque() for lane in LANES}
         self._arrived = threading.Condition()
         threading.Thread(target=self._run, daemon=True, name="embed-batcher").start()
@@ -51,11 +63,18 @@ class MicroBatcher(Generic[Item]):
             self._arrived.wait_for(self._waiting)
             if self._max_wait_s > 0:
                 self._arrived.wait_for(lambda: self._waiting() >= self._max_batch, timeout=self._max_wait_s)
-            batch: list[tuple[Item, Future[np.ndarray]]] = []
-            for lane in LANES:  # search first
+            search, bulk = self._lanes["search"], self._lanes["bulk"]
+            owed = self._bulk_share * (sum(self._served.values()) + self._max_batch) - self._served["bulk"]
+            due = min(len(bulk), self._max_batch, max(0, math.ceil(owed))) if search else 0
+            batch = [bulk.popleft() for _ in range(due)]  # bulk's share, when shoppers are waiting too
+            taken = {"search": 0, "bulk": due}
+            for lane in LANES:  # then search first
                 queue = self._lanes[lane]
                 while queue and len(batch) < self._max_batch:
                     batch.append(queue.popleft())
+                    taken[lane] += 1
+            for lane in LANES:
+                self._served[lane] = self._served[lane] * MEMORY + taken[lane]
             return batch
 
     def _run(self) -> None:

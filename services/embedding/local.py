@@ -31,6 +31,7 @@ class LocalEmbedder:
         runtime: str = "torch",
         onnx_cache: Path | None = None,
         threads: int = 0,
+        bulk_share: float = 0.2,
     ) -> None:
         self.registry = registry
         self._device = device
@@ -39,6 +40,7 @@ class LocalEmbedder:
             max_batch = GPU_MAX_BATCH if resolve_device(device).type == "cuda" else CPU_MAX_BATCH
         self._max_batch = max_batch
         self._max_wait_s = max_wait_ms / 1000
+        self._bulk_share = bulk_share
         self._models: dict[str, LoadedModel] = {}
         self._batchers: dict[tuple[str, str], MicroBatcher] = {}
         self._load_locks: dict[str, threading.Lock] = {}
@@ -54,6 +56,7 @@ class LocalEmbedder:
             settings.embed_runtime,
             settings.onnx_path,
             settings.embed_threads,
+            settings.embed_bulk_share,
         )
 
     @property
@@ -84,5 +87,5 @@ class LocalEmbedder:
             key = (variant, kind)
             if key not in self._batchers:
                 forward = model.encode_images if kind == "image" else model.encode_texts
-                self._batchers[key] = MicroBatcher(forward, self._max_batch, self._max_wait_s)
+                self._batchers[key] = MicroBatcher(forward, self._max_batch, self._max_wait_s, self._bulk_share)
             return self._batchers[key]
