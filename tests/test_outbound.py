@@ -209,6 +209,17 @@ def test_a_download_has_one_deadline_and_one_byte_cap() -> None:
             downloader("127.0.0.1", max_bytes=100_000)(f"http://127.0.0.1:{port}/endless.jpg")
 
 
+def test_a_hanging_name_resolution_counts_against_the_deadline() -> None:
+    def hanging(host: str, port: int) -> list[str]:
+        time.sleep(5)
+        return ["93.184.216.34"]
+
+    started = time.monotonic()
+    with pytest.raises(TransientFetchError, match=r"no image within 0\.5 s"):
+        downloader(timeout_s=0.5, resolver=hanging)("http://images.example.com/a.jpg")
+    assert time.monotonic() - started < 1.5
+
+
 def test_errors_do_not_tell_an_open_port_from_a_closed_one() -> None:
     listening = socket.socket()
     listening.bind(("127.0.0.1", 0))

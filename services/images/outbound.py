@@ -4,8 +4,9 @@ Every address a host name resolves to must be public (not loopback, private, lin
 or unspecified, also when written as decimal, octal or hex, or carried inside IPv6), unless the operator's
 allow-list names the host or its network. The connection then goes to the address that was checked (the URL's
 host travels as the Host header and TLS server name), so a second DNS answer cannot swap in another machine.
-Redirects are followed by hand, each one checked again, at most `MAX_REDIRECTS`; the whole download has one
-deadline and one byte cap. Error messages say what to fix, never what is listening where.
+Redirects are followed by hand, each one checked again, at most `MAX_REDIRECTS`; the whole download (name
+resolution included) has one deadline and one byte cap. Error messages say what to fix, never what is
+listening where.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import ipaddress
 import socket
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as Late
 from dataclasses import dataclass, field
 
 import httpx
@@ -29,6 +32,9 @@ NOT_PUBLIC = (
     "with STYLEFINDER_FETCH_ALLOWED_HOSTS"
 )
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Downloads run here, so a caller waits no longer than its deadline even while a resolver or a socket hangs;
+# a download past its deadline stops at its next read (each read's timeout is what was left of it).
+_DOWNLOADS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="download")
 
 
 def resolve(host: str, port: int) -> list[str]:
@@ -85,6 +91,14 @@ class Downloader:
 
     def __call__(self, url: str) -> bytes:
         deadline = time.monotonic() + self.timeout_s
+        running = _DOWNLOADS.submit(self._download, url, deadline)
+        try:
+            return running.result(timeout=self.timeout_s)
+        except Late:
+            running.cancel()  # not started yet (every download thread busy): it never will be
+            raise TransientFetchError(f"{shorten(url)}: no image within {self.timeout_s:g} s") from None
+
+    def _download(self, url: str, deadline: float) -> bytes:
         current = _parse(url)
         for _ in range(MAX_REDIRECTS + 1):
             # a client per hop: a pooled connection to the same address must not carry another host's TLS session
