@@ -2,8 +2,9 @@
 
 Each transport runs the way the embedded default does: one process sends a job's tasks and consumes them with
 the in-process Celery worker (the real `create_celery` settings: acks late, reject on worker loss). It is
-killed with SIGKILL once a third of the tasks ran; a fresh process then consumes whatever the broker still
-holds. Each task sleeps 100 ms and appends its number to a file, so after the second process goes quiet:
+killed with SIGKILL in the middle of a task once a third of them ran; a fresh process then consumes whatever
+the broker still holds. Each task notes its start, sleeps 100 ms and notes its end, so after the second process
+goes quiet:
 lost = tasks never run, doubled = extra runs. Throughput: no-op tasks/s of an uninterrupted run, first to last.
 
 - `local`: ours (indexer.local_broker, SQLite, leases until acknowledged): the embedded default
@@ -58,6 +59,7 @@ def consume(transport: str, folder: Path, send: int, work_s: float) -> None:
     ran = (folder / "ran.log").open("a", buffering=1)
 
     def record(number: int) -> None:
+        ran.write(f"> {number}\n")
         time.sleep(work_s)
         ran.write(f"{number} {time.time()}\n")
 
@@ -69,11 +71,25 @@ def consume(transport: str, folder: Path, send: int, work_s: float) -> None:
         time.sleep(1)
 
 
-def runs(folder: Path) -> list[tuple[int, float]]:
-    """(task number, when it ran), in the order they ran."""
+def lines(folder: Path) -> list[str]:
     log = folder / "ran.log"
-    lines = log.read_text().splitlines() if log.exists() else []
-    return [(int(number), float(at)) for number, at in (line.split() for line in lines if line.count(" ") == 1)]
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def runs(folder: Path) -> list[tuple[int, float]]:
+    """(task number, when it finished), in the order they finished."""
+    ended = (line.split() for line in lines(folder) if not line.startswith(">") and line.count(" ") == 1)
+    return [(int(number), float(at)) for number, at in ended]
+
+
+def wait_in_flight(folder: Path, limit_s: float) -> None:
+    """Until a task has started and not finished."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        found = lines(folder)
+        if found and found[-1].startswith(">"):
+            return
+        time.sleep(0.01)
 
 
 def wait_quiet(folder: Path, until: int, quiet_s: float, limit_s: float) -> None:
@@ -97,6 +113,7 @@ def kill_and_resume(transport: str, tasks: int) -> dict[str, float | int]:
         first = context.Process(target=consume, args=(transport, folder, tasks, KILLED_TASK_S))
         first.start()
         wait_quiet(folder, tasks // 3, quiet_s=60, limit_s=120)
+        wait_in_flight(folder, limit_s=30)
         first.kill()  # SIGKILL
         first.join()
         at_kill = len(runs(folder))

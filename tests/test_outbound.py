@@ -177,6 +177,10 @@ def test_the_allow_list_takes_host_names_and_networks() -> None:
     assert allow.admits("other", ipaddress.ip_address("fd12::1"))
     assert not allow.admits("other", ipaddress.ip_address("192.168.0.1"))
     assert not allow.admits("cdn.shop.example", ipaddress.ip_address("0.0.0.0"))  # never "any address"
+    # a name admits its private addresses, not this machine or the cloud's credential service, however spelt
+    for local in ("127.0.0.1", "::1", "::ffff:127.0.0.1", "169.254.169.254", "fe80::1"):
+        assert not allow.admits("cdn.shop.example", ipaddress.ip_address(local)), local
+    assert AllowList.parse(["127.0.0.1"]).admits("localhost", ipaddress.ip_address("127.0.0.1"))  # named exactly
 
 
 def test_the_connection_goes_to_the_checked_address_with_the_url_host_as_host_header() -> None:

@@ -46,20 +46,28 @@ def resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(answer[4][0]) for answer in answers))
 
 
-def is_public(address: Address) -> bool:
-    """Globally routable unicast, looking through IPv4 carried inside IPv6 (mapped, 6to4, Teredo, NAT64)."""
+def unwrapped(address: Address) -> Address:
+    """The IPv4 address carried inside an IPv6 one (mapped, 6to4, Teredo, NAT64), else the address itself."""
     if isinstance(address, ipaddress.IPv6Address):
         inner = address.ipv4_mapped or address.sixtofour or (address.teredo[1] if address.teredo else None)
         if inner is None and address in NAT64:
             inner = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if inner is not None:
-            return is_public(inner)
+            return inner
+    return address
+
+
+def is_public(address: Address) -> bool:
+    """Globally routable unicast, looking through IPv4 carried inside IPv6."""
+    address = unwrapped(address)
     return address.is_global and not (address.is_multicast or address.is_reserved or address.is_unspecified)
 
 
 @dataclass
 class AllowList:
-    """Private hosts an operator vouches for (a retailer's own CDN): exact host names and networks (CIDR)."""
+    """Private hosts an operator vouches for (a retailer's own CDN): networks (CIDR, a single address too) admit
+    what they name; an exact host name admits its private addresses, never this machine (loopback) or a
+    link-local one (where clouds serve instance credentials), whatever that name comes to resolve to."""
 
     hosts: frozenset[str] = frozenset()
     networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
@@ -77,7 +85,10 @@ class AllowList:
     def admits(self, host: str, address: Address) -> bool:
         if address.is_unspecified:
             return False
-        return host.lower().rstrip(".") in self.hosts or any(address in network for network in self.networks)
+        if any(address in network for network in self.networks):
+            return True
+        inner = unwrapped(address)
+        return host.lower().rstrip(".") in self.hosts and not (inner.is_loopback or inner.is_link_local)
 
 
 @dataclass
