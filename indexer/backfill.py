@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from PIL import Image
 
 from indexer.pipeline import store_edges
-from services.catalogue import PIPELINE_FIELDS, CatalogueItem
+from services.catalogue import ACCEPTED, PIPELINE_FIELDS, CatalogueItem
 from services.embedding import Embedder
 from services.errors import ImageDecodeError, InvalidInput
 from services.images import decode_image, edge_map
@@ -16,7 +16,9 @@ from services.store import EDGE, MediaStore, VectorStore, catalogue_payload
 
 
 def stored_items(store: VectorStore, variant: str) -> Iterator[CatalogueItem]:
-    """Each product once, with its metadata and its photos as kept by the media store."""
+    """Each product once, with its metadata and its photos as kept by the media store. Its id was accepted
+    when it was indexed and moves as it is, even where today's door is stricter (a '/', which no URL can
+    name, from before ids were checked)."""
     products: dict[str, dict] = {}
     photos: dict[str, dict[int, str]] = {}
     for record in store.iter_points(variant):
@@ -27,7 +29,7 @@ def stored_items(store: VectorStore, variant: str) -> Iterator[CatalogueItem]:
         photos.setdefault(product_id, {})[int(payload.get("image_key", 0))] = str(record.id)
     for product_id, metadata in products.items():
         images = [f"media:{pid}" for _, pid in sorted(photos[product_id].items())]
-        yield CatalogueItem(**metadata, id=product_id, images=images)
+        yield CatalogueItem.model_validate({**metadata, "id": product_id, "images": images}, context=ACCEPTED)
 
 
 def backfill_edges(

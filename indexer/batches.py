@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 from qdrant_client.http.exceptions import ResponseHandlingException
 
 from indexer.jobs import JobBoard
 from indexer.pipeline import IndexPipeline, Outcome
-from services.catalogue import CatalogueItem
+from services.catalogue import ACCEPTED, CatalogueItem
 from services.errors import ServiceUnavailable, StyleFinderError
 from services.settings import Settings
 
@@ -64,7 +65,12 @@ def index_batch(
     """Record every item's outcome. What failed transiently (an item's fetch, or the store or embedder for the
     whole batch) is handed to `schedule_retry` with backoff until the attempts run out, then recorded as
     failed. Returns the outcomes recorded now."""
-    batch = [CatalogueItem(**item) for item in items]
+    batch, unreadable = [], []
+    for raw in items:  # validated when queued; a message this version cannot read fails its item, not the batch
+        try:
+            batch.append(CatalogueItem.model_validate(raw, context=ACCEPTED))
+        except ValidationError as error:
+            unreadable.append(Outcome(str(raw.get("id")), "failed", f"not a catalogue item: {error}"))
     indexing.jobs.mark_running(job_id, [item.id for item in batch])
     started = time.perf_counter()
     try:
@@ -79,9 +85,9 @@ def index_batch(
     may_retry = attempt + 1 < indexing.retry.max_attempts
     retry_ids = {o.item_id for o in outcomes if o.transient} if may_retry else set()
     if retry_ids:
-        again = [item for item, parsed in zip(items, batch, strict=True) if parsed.id in retry_ids]
+        again = [item.model_dump(exclude_none=True) for item in batch if item.id in retry_ids]
         schedule_retry(again, attempt + 1, indexing.retry.delay_s(attempt))
-    final = [
+    final = unreadable + [
         o if not o.transient else Outcome(o.item_id, "failed", f"{o.reason} (after {attempt + 1} tries)")
         for o in outcomes
         if o.item_id not in retry_ids

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from services.errors import CatalogueError
 
@@ -28,6 +28,10 @@ STORE_PREFIX = "cluster_"  # the store's own payload fields (services/store keep
 FIELD_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-]{0,63}")  # what the stores' filter paths accept
 TRUE_WORDS = {"1", "true", "yes", "y", "t"}
 FALSE_WORDS = {"0", "false", "no", "n", "f"}
+
+
+# Validation context of an item that passed the door once (queued for indexing, or read back from the store).
+ACCEPTED = {"accepted": True}
 
 
 class CatalogueItem(BaseModel):
@@ -71,8 +75,11 @@ class CatalogueItem(BaseModel):
 
     @field_validator("id")
     @classmethod
-    def _id_in_a_path(cls, value: str) -> str:
-        """An id names its product in URLs (/v1/products/{id}): no slash, no control characters."""
+    def _id_in_a_path(cls, value: str, info: ValidationInfo) -> str:
+        """An id names its product in URLs (/v1/products/{id}): no slash, no control characters. Checked at the
+        door; an item already `ACCEPTED` (queued, or stored by an older version) keeps the id it has."""
+        if (info.context or {}).get("accepted"):
+            return value
         if "/" in value or any(ord(char) < 32 or ord(char) == 127 for char in value):
             raise ValueError("id may not contain '/' or control characters")
         return value
