@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from services.embedding.batching import MicroBatcher
+from services.embedding.batching import ForwardGate, MicroBatcher
 
 
 def test_concurrent_calls_share_forward_passes_and_keep_their_rows() -> None:
@@ -125,3 +125,31 @@ def test_bulk_work_keeps_its_share_while_searches_never_stop() -> None:
     bulk_fraction = sum(item >= 10_000 for item in served) / len(served)
     assert 0.15 <= bulk_fraction <= 0.25, bulk_fraction
     assert all(any(item < 10_000 for item in items) for items in contended)  # every such pass served shoppers
+
+
+def test_batchers_sharing_a_gate_run_one_pass_at_a_time_searches_first() -> None:
+    """Photos being ingested and a shopper's words: two batchers, one set of cores. The words' pass goes
+    next, ahead of the photos still queued, and no two passes ever overlap."""
+    passes: list[list[str]] = []
+    running = threading.Semaphore(1)
+    gate_open = threading.Event()
+
+    def forward(items: list[str]) -> np.ndarray:
+        assert running.acquire(blocking=False), "two forward passes at once"
+        gate_open.wait(5)
+        passes.append(items)
+        running.release()
+        return np.zeros((len(items), 1), dtype=np.float32)
+
+    shared = ForwardGate(bulk_share=0.0)
+    photos = MicroBatcher(forward, max_batch=4, max_wait_s=0.0, bulk_share=0.0, gate=shared)
+    words = MicroBatcher(forward, max_batch=4, max_wait_s=0.0, bulk_share=0.0, gate=shared)
+    with ThreadPoolExecutor(2) as pool:
+        bulk = pool.submit(photos, [f"photo{n}" for n in range(12)], "bulk")
+        time.sleep(0.1)  # the first photo pass holds the gate
+        search = pool.submit(words, ["red dress"], "search")
+        time.sleep(0.05)
+        gate_open.set()
+        search.result()
+        bulk.result()
+    assert passes[1] == ["red dress"] and len(passes) == 4

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -18,6 +20,57 @@ Waiting = deque[tuple[Item, Future[np.ndarray]]]
 MEMORY = 0.98  # per pass: how fast the record of who was served forgets (about the last 50 passes count)
 
 
+class Shares:
+    """Recent work per lane (items, or seconds), fading with MEMORY per pass: how much bulk work is owed to
+    keep its share."""
+
+    def __init__(self, bulk_share: float) -> None:
+        self.bulk_share = bulk_share
+        self._served = {lane: 0.0 for lane in LANES}
+
+    def owed(self, coming: float) -> float:
+        """Bulk work still to do, once `coming` more is done, for bulk to have had its share."""
+        return self.bulk_share * (sum(self._served.values()) + coming) - self._served["bulk"]
+
+    def add(self, done: dict[Lane, float]) -> None:
+        for lane in LANES:
+            self._served[lane] = self._served[lane] * MEMORY + done.get(lane, 0.0)
+
+
+class ForwardGate:
+    """One forward pass at a time across an embedder's batchers (the variants, photos and words share the
+    cores), a pass with a shopper's query in it before one of catalogue work only, unless catalogue work is
+    owed its share of the time."""
+
+    def __init__(self, bulk_share: float = 0.2) -> None:
+        self._shares = Shares(bulk_share)
+        self._free = threading.Condition()
+        self._busy = False
+        self._searches_waiting = 0
+
+    @contextmanager
+    def turn(self, lane: Lane) -> Iterator[None]:
+        with self._free:
+            self._searches_waiting += lane == "search"
+            try:
+                self._free.wait_for(
+                    lambda: (
+                        not self._busy and (lane == "search" or not self._searches_waiting or self._shares.owed(0) > 0)
+                    )
+                )
+            finally:
+                self._searches_waiting -= lane == "search"
+            self._busy = True
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            with self._free:
+                self._shares.add({lane: time.perf_counter() - started})
+                self._busy = False
+                self._free.notify_all()
+
+
 class MicroBatcher(Generic[Item]):
     """One worker thread runs `forward` on up to `max_batch` queued items, waiting at most `max_wait_s`
     after the first one for others to join (0: greedy, take what is queued now: a lone query never waits,
@@ -27,7 +80,7 @@ class MicroBatcher(Generic[Item]):
     (ingestion, backfills), so a shopper's query waits at most for the pass already running, however much
     catalogue work is queued. While both lanes wait, bulk items get `bulk_share` of the items embedded (of the
     recent passes): never more, so shoppers' latency holds, and never less, so a catalogue load under steady
-    search traffic still finishes."""
+    search traffic still finishes. Passes run through `gate`, which an embedder's batchers share."""
 
     def __init__(
         self,
@@ -35,12 +88,13 @@ class MicroBatcher(Generic[Item]):
         max_batch: int,
         max_wait_s: float,
         bulk_share: float = 0.2,
+        gate: ForwardGate | None = None,
     ) -> None:
         self._forward = forward
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s
-        self._bulk_share = bulk_share
-        self._served = {lane: 0.0 for lane in LANES}  # items embedded per lane, fading with MEMORY per pass
+        self._shares = Shares(bulk_share)  # of items embedded
+        self._gate = gate or ForwardGate(bulk_share)
         self._lanes: dict[Lane, Waiting] = {lane: deque() for lane in LANES}
         self._arrived = threading.Condition()
         threading.Thread(target=self._run, daemon=True, name="embed-batcher").start()
@@ -58,35 +112,36 @@ class MicroBatcher(Generic[Item]):
     def _waiting(self) -> int:
         return sum(len(queue) for queue in self._lanes.values())
 
-    def _next_batch(self) -> list[tuple[Item, Future[np.ndarray]]]:
+    def _next_batch(self) -> tuple[list[tuple[Item, Future[np.ndarray]]], Lane]:
+        """The next pass's items, and its lane (search when a shopper's query is among them)."""
         with self._arrived:
             self._arrived.wait_for(self._waiting)
             if self._max_wait_s > 0:
                 self._arrived.wait_for(lambda: self._waiting() >= self._max_batch, timeout=self._max_wait_s)
             search, bulk = self._lanes["search"], self._lanes["bulk"]
-            owed = self._bulk_share * (sum(self._served.values()) + self._max_batch) - self._served["bulk"]
+            owed = self._shares.owed(self._max_batch)
             due = min(len(bulk), self._max_batch, max(0, math.ceil(owed))) if search else 0
             batch = [bulk.popleft() for _ in range(due)]  # bulk's share, when shoppers are waiting too
-            taken = {"search": 0, "bulk": due}
+            taken: dict[Lane, float] = {"search": 0, "bulk": due}
             for lane in LANES:  # then search first
                 queue = self._lanes[lane]
                 while queue and len(batch) < self._max_batch:
                     batch.append(queue.popleft())
                     taken[lane] += 1
-            for lane in LANES:
-                self._served[lane] = self._served[lane] * MEMORY + taken[lane]
-            return batch
+            self._shares.add(taken)
+            return batch, "search" if taken["search"] else "bulk"
 
     def _run(self) -> None:
         while True:
-            batch = self._next_batch()
+            batch, lane = self._next_batch()
             try:
-                rows = self._forward([item for item, _ in batch])
+                with self._gate.turn(lane):
+                    rows = self._forward([item for item, _ in batch])
             except Exception as error:
                 if len(batch) == 1:
                     batch[0][1].set_exception(error)
                 else:
-                    self._one_by_one(batch)
+                    self._one_by_one(batch, lane)
                 continue
             except BaseException as error:  # interpreter shutdown: answer everyone waiting, then stop
                 for _, future in batch:
@@ -95,11 +150,13 @@ class MicroBatcher(Generic[Item]):
             for (_, future), row in zip(batch, rows, strict=True):
                 future.set_result(row)
 
-    def _one_by_one(self, batch: list[tuple[Item, Future[np.ndarray]]]) -> None:
+    def _one_by_one(self, batch: list[tuple[Item, Future[np.ndarray]]], lane: Lane) -> None:
         """A failed batch again, item by item: whatever made it fail (a hostile picture) fails only its own
         caller, never the requests that happened to share its forward pass."""
         for item, future in batch:
             try:
-                future.set_result(self._forward([item])[0])
+                with self._gate.turn(lane):
+                    row = self._forward([item])[0]
+                future.set_result(row)
             except Exception as error:
                 future.set_exception(error)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from services.embedding.batching import MicroBatcher
+from services.embedding.batching import ForwardGate, MicroBatcher
 from services.embedding.interface import Lane
 from services.models import LoadedModel, Registry, load_model, resolve_device
 from services.settings import Settings
@@ -41,6 +41,7 @@ class LocalEmbedder:
         self._max_batch = max_batch
         self._max_wait_s = max_wait_ms / 1000
         self._bulk_share = bulk_share
+        self._gate = ForwardGate(bulk_share)  # one pass at a time across this embedder's batchers
         self._models: dict[str, LoadedModel] = {}
         self._batchers: dict[tuple[str, str], MicroBatcher] = {}
         self._load_locks: dict[str, threading.Lock] = {}
@@ -87,5 +88,7 @@ class LocalEmbedder:
             key = (variant, kind)
             if key not in self._batchers:
                 forward = model.encode_images if kind == "image" else model.encode_texts
-                self._batchers[key] = MicroBatcher(forward, self._max_batch, self._max_wait_s, self._bulk_share)
+                self._batchers[key] = MicroBatcher(
+                    forward, self._max_batch, self._max_wait_s, self._bulk_share, self._gate
+                )
             return self._batchers[key]
