@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     embed_bulk_share: float = Field(0.2, ge=0.0, le=1.0)
 
     max_image_bytes: int = 20 * 1024 * 1024
+    max_request_bytes: int = 64 * 1024 * 1024  # any request body, checked before it is read (413 above)
     fetch_timeout_s: float = 10.0
     allowed_image_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     # Image URLs reach public addresses only; these host names and networks (CIDR) may be private (your own CDN).

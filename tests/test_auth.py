@@ -45,6 +45,25 @@ def test_writes_need_the_write_scope_and_reindex_the_admin_scope(keyed: Settings
         assert client.post("/v1/reindex", json=reindex, headers=bearer("boss-key")).status_code == 404  # passed auth
 
 
+def test_an_oversized_body_is_a_413_before_anyone_reads_it(keyed: Settings) -> None:
+    keyed.max_request_bytes = 10_000
+    big = json.dumps({"items": [{"id": f"p{n}", "images": ["https://example.com/p.jpg"]} for n in range(500)]})
+    with TestClient(create_app(keyed)) as client:
+        declared = client.post("/v1/products", content=big, headers={"content-type": "application/json"})
+        assert declared.status_code == 413 and "larger than 10000 bytes" in declared.json()["detail"]  # no key yet
+
+        def chunks():  # no Content-Length: counted as it arrives
+            for start in range(0, len(big), 1000):
+                yield big[start : start + 1000].encode()
+
+        for path in ("/v1/products", "/v1/search"):
+            streamed = client.post(
+                path, content=chunks(), headers={"content-type": "application/json", **bearer("boss-key")}
+            )
+            assert streamed.status_code == 413 and streamed.json()["error"] == "too_large", streamed.text
+        assert client.post("/v1/products", json=ITEM, headers=bearer("editor-key")).status_code == 202  # under it
+
+
 def test_search_needs_a_key_unless_left_open(keyed: Settings) -> None:
     query = {"text": "red shirt"}
     with TestClient(create_app(keyed)) as client:

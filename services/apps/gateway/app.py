@@ -14,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 
 from services.apps.api_keys import ensure_admin_key
+from services.apps.body_limit import BodyLimit
 from services.apps.gateway import catalogue, search
 from services.apps.gateway.deps import Search, runtime
 from services.apps.gateway.schemas import VariantInfo
@@ -62,6 +63,7 @@ def create_app(
         description="Visual search for fashion retail: a photo or words in, top-K catalogue products out.",
     )
     add_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
