@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     embed_max_wait_ms: float = 0.0  # greedy batching; measured on 2 cores, a 5 ms wait halved a lone query's rate
     # while shoppers wait, catalogue work gets this share of the embedded items: no more, no less
     # (bench/search_under_ingest.py)
-    embed_bulk_share: float = Field(0.2, ge=0.0, le=1.0)
+    embed_bulk_share: float = Field(0.1, ge=0.0, le=1.0)
 
     max_image_bytes: int = 20 * 1024 * 1024
     max_request_bytes: int = 64 * 1024 * 1024  # any request body, checked before it is read (413 above)
@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     cluster_probe: int = 0  # clusters searched per query; 0 = a tenth of them, at least 3
     cluster_blend: float = Field(0.8, ge=0, le=1)  # weight of an item's own score against its cluster's
     cluster_refresh: float = 0.5  # k-means runs afresh once a collection has grown by this fraction
-    inprocess_worker: bool | None = None  # None: on with an embedded store (it allows one owner), else off
+    inprocess_worker: bool | None = None  # None: on with an embedded store (one owner) or without Redis, else off
     worker_concurrency: int = 1
     worker_prefetch: int = 1
     index_batch_size: int = 32

@@ -16,8 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.apps.runtime import Runtime, make_embedder
+from services.models import Registry
 from services.settings import Settings
-from services.store import VectorStore
+from services.store import ClientEngine, MediaStore, VectorStore
 from tests.helpers import AUTH, encode, photo, photo_server
 
 ITEMS = 150
@@ -111,3 +113,16 @@ def test_killed_embedded_server_resumes_its_job_and_doubles_nothing(
     finally:
         store.close()
     assert sorted(product_ids) == sorted(item["id"] for item in items)  # each once: nothing lost, nothing doubled
+
+
+def test_without_redis_the_local_queue_is_consumed_here_whatever_the_store(settings: Settings) -> None:
+    """A gateway on a Qdrant server but without Redis: its queue is a file only this process reads, so this
+    process runs the worker (with Redis, worker processes do)."""
+    registry = Registry.from_settings(settings)
+    server_like = VectorStore(ClientEngine.in_memory())  # not embedded, as a Qdrant server is not
+    parts = (registry, make_embedder(settings, registry), server_like, MediaStore(settings.media_path))
+    worker = Runtime(settings, *parts).start_inprocess_worker()
+    assert worker is not None
+    worker.stop()
+    settings.redis_url = "redis://127.0.0.1:6379/13"
+    assert Runtime(settings, *parts).start_inprocess_worker() is None

@@ -90,9 +90,10 @@ class Runtime:
         return IngestQueue(self.celery, self.jobs, self.settings.index_batch_size)
 
     def start_inprocess_worker(self) -> InProcessWorker | None:
-        """An embedded store allows one owner, so its worker runs in this process unless settings say no."""
+        """An embedded store allows one owner, and the local queue (no Redis) has no other consumer, so either
+        way the worker runs in this process unless settings say no."""
         wanted = self.settings.inprocess_worker
-        if wanted is False or (wanted is None and not self.store.embedded):
+        if wanted is False or (wanted is None and not self.store.embedded and self.settings.redis_url):
             return None
         worker = InProcessWorker(self.celery, self.settings.worker_concurrency)
         worker.start()

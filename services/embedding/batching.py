@@ -42,7 +42,7 @@ class ForwardGate:
     cores), a pass with a shopper's query in it before one of catalogue work only, unless catalogue work is
     owed its share of the time."""
 
-    def __init__(self, bulk_share: float = 0.2) -> None:
+    def __init__(self, bulk_share: float = 0.1) -> None:
         self._shares = Shares(bulk_share)
         self._free = threading.Condition()
         self._busy = False
@@ -87,7 +87,7 @@ class MicroBatcher(Generic[Item]):
         forward: Callable[[list[Item]], np.ndarray],
         max_batch: int,
         max_wait_s: float,
-        bulk_share: float = 0.2,
+        bulk_share: float = 0.1,
         gate: ForwardGate | None = None,
     ) -> None:
         self._forward = forward

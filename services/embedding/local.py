@@ -31,7 +31,7 @@ class LocalEmbedder:
         runtime: str = "torch",
         onnx_cache: Path | None = None,
         threads: int = 0,
-        bulk_share: float = 0.2,
+        bulk_share: float = 0.1,
     ) -> None:
         self.registry = registry
         self._device = device
