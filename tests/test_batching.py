@@ -79,8 +79,11 @@ def test_a_hostile_item_fails_only_its_own_caller_not_those_batched_with_it() ->
     assert max(sizes) > 1  # the hostile item did share a forward pass with others
 
 
-def test_searches_go_before_queued_bulk_work() -> None:
-    """Catalogue work queued deep; a search arriving during a pass is in the very next pass, ahead of it."""
+def bulk_then_search(
+    bulk_items: list[int], search_items: list[int], **options: float
+) -> tuple[list[list[int]], np.ndarray, np.ndarray]:
+    """Bulk work queued first, its first pass held until a search is queued behind it: every pass in order,
+    then the search's and the bulk's rows."""
     passes: list[list[int]] = []
     gate = threading.Event()
 
@@ -89,37 +92,27 @@ def test_searches_go_before_queued_bulk_work() -> None:
         passes.append(items)
         return np.array([[item] for item in items], dtype=np.float32)
 
-    batcher = MicroBatcher(forward, max_batch=4, max_wait_s=0.0)
+    batcher = MicroBatcher(forward, max_batch=4, max_wait_s=0.0, **options)
     with ThreadPoolExecutor(2) as pool:
-        bulk = pool.submit(batcher, list(range(100, 120)), "bulk")
+        bulk = pool.submit(batcher, bulk_items, "bulk")
         time.sleep(0.1)  # the first bulk pass is running (held by the gate), the rest waits
-        search = pool.submit(batcher, [1, 2], "search")
+        search = pool.submit(batcher, search_items, "search")
         time.sleep(0.05)
         gate.set()
-        np.testing.assert_array_equal(search.result()[:, 0], [1, 2])
-        np.testing.assert_array_equal(bulk.result()[:, 0], np.arange(100, 120))
+        return passes, search.result(), bulk.result()
+
+
+def test_searches_go_before_queued_bulk_work() -> None:
+    """Catalogue work queued deep; a search arriving during a pass is in the very next pass, ahead of it."""
+    passes, search_rows, bulk_rows = bulk_then_search(list(range(100, 120)), [1, 2])
+    np.testing.assert_array_equal(search_rows[:, 0], [1, 2])
+    np.testing.assert_array_equal(bulk_rows[:, 0], np.arange(100, 120))
     assert passes[0] == [100, 101, 102, 103] and passes[1][:2] == [1, 2]  # search jumped 16 queued bulk items
 
 
 def test_bulk_work_keeps_its_share_while_searches_never_stop() -> None:
     """Shoppers always waiting: catalogue work neither starves nor takes more than its share of the items."""
-    passes: list[list[int]] = []
-    gate = threading.Event()
-
-    def forward(items: list[int]) -> np.ndarray:
-        gate.wait(5)
-        passes.append(items)
-        return np.array([[item] for item in items], dtype=np.float32)
-
-    batcher = MicroBatcher(forward, max_batch=4, max_wait_s=0.0, bulk_share=0.2)
-    with ThreadPoolExecutor(2) as pool:
-        bulk = pool.submit(batcher, list(range(10_000, 10_100)), "bulk")
-        time.sleep(0.1)  # the first bulk pass is held by the gate
-        search = pool.submit(batcher, list(range(400)), "search")
-        time.sleep(0.05)
-        gate.set()
-        search.result()
-        bulk.result()
+    passes, _, _ = bulk_then_search(list(range(10_000, 10_100)), list(range(400)), bulk_share=0.2)
     contended = [items for items in passes[1:] if any(item < 10_000 for item in items)]
     served = [item for items in contended for item in items]
     bulk_fraction = sum(item >= 10_000 for item in served) / len(served)
