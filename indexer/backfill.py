@@ -8,11 +8,13 @@ from collections.abc import Callable, Iterator
 from PIL import Image
 
 from indexer.pipeline import store_edges
-from services.catalogue import ACCEPTED, PIPELINE_FIELDS, CatalogueItem
+from services.catalogue import ACCEPTED, CatalogueItem
 from services.embedding import Embedder
 from services.errors import ImageDecodeError, InvalidInput
 from services.images import decode_image, edge_map
-from services.store import EDGE, MediaStore, VectorStore, catalogue_payload
+from services.models import Variant
+from services.payload import PIPELINE_FIELDS, catalogue_payload
+from services.store import MediaStore, VectorStore
 
 
 def stored_items(store: VectorStore, variant: str) -> Iterator[CatalogueItem]:
@@ -36,13 +38,15 @@ def backfill_edges(
     store: VectorStore,
     media: MediaStore,
     embedder: Embedder,
-    variant: str,
+    variant: Variant,
     batch: int = 32,
     progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> tuple[int, int]:
-    """Edge vectors for the variant's points that lack one, drawn from the photos the media store kept.
-    Returns (filled, without an outline or a readable photo); re-running continues where it stopped."""
-    missing = [point.id for point in store.iter_points(variant, with_vectors=True) if EDGE not in point.vectors]
+    """Edge vectors (of the variant's edge tower) for the variant's points that lack one, drawn from the photos
+    the media store kept. Returns (filled, without an outline or a readable photo); re-running continues where
+    it stopped."""
+    points = store.iter_points(variant.name, with_vectors=True)
+    missing = [point.id for point in points if variant.edge_vector not in point.vectors]
     filled = skipped = 0
     for start in range(0, len(missing), batch):
         drawn = {pid: _edges_of(media, pid) for pid in missing[start : start + batch]}

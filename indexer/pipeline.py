@@ -20,7 +20,8 @@ from services.catalogue import CatalogueItem
 from services.embedding import Embedder
 from services.errors import InvalidInput, ServiceUnavailable, UnknownVariant, WeightsUnavailable
 from services.images import FetchError, ImageDecodeError, TransientFetchError, decode_image, edge_map
-from services.store import EDGE, PHOTO, MediaStore, VectorStore, delete_product_photos, point_id
+from services.models import Registry, Variant
+from services.store import PHOTO, MediaStore, VectorStore, delete_product_photos, point_id
 
 Status = Literal["indexed", "unchanged", "failed"]
 log = logging.getLogger("stylefinder.indexer")
@@ -65,12 +66,14 @@ class IndexPipeline:
         store: VectorStore,
         media: MediaStore,
         fetch: Callable[[str], bytes],
+        registry: Registry,
         edges: bool = True,
     ) -> None:
         self.embedder = embedder
         self.store = store
         self.media = media
         self.fetch = fetch
+        self.registry = registry  # which tower embeds each variant's edge maps, into which named vector
         self.edges = edges  # also embed each photo's edge map, for sketch queries
 
     def run(self, items: Sequence[CatalogueItem], variants: Sequence[str]) -> list[Outcome]:
@@ -141,14 +144,16 @@ class IndexPipeline:
         to_embed, vectors, refused = self._embed(variant, to_embed)
         refused_items = {owner[point]: reason for point, reason in refused.items()}
         if to_embed:
+            spec = self.registry[variant]
             if self.edges:  # both named vectors from the start: a Qdrant server cannot add one to a collection later
-                self.store.ensure_collection(variant, {PHOTO: vectors.shape[1], EDGE: vectors.shape[1]})
+                edge_dim = self.registry[spec.edge_tower].embedding_dim if spec.sketch_tower else vectors.shape[1]
+                self.store.ensure_collection(variant, {PHOTO: vectors.shape[1], spec.edge_vector: edge_dim})
             for photo in to_embed:
                 self.media.put(photo.point_id, photo.data)
             self.store.upsert(variant, [p.point_id for p in to_embed], vectors, [p.payload for p in to_embed])
             if self.edges:
                 drawn = {photo.point_id: photo.edges for photo in to_embed}
-                store_edges(self.embedder, self.store, variant, drawn)
+                store_edges(self.embedder, self.store, spec, drawn)
         return {item_id for item_id, _ in changed} - set(refused_items), refused_items
 
     def _embed(self, variant: str, photos: list[_Photo]) -> tuple[list[_Photo], np.ndarray, dict[str, str]]:
@@ -174,11 +179,12 @@ class IndexPipeline:
         return kept, np.stack(rows) if rows else np.empty((0, 0), dtype=np.float32), refused
 
 
-def store_edges(embedder: Embedder, store: VectorStore, variant: str, drawn: dict[str, Image.Image | None]) -> int:
-    """Embed edge maps and set them as the `edge` vector of their points (a point without a map keeps none);
-    returns how many were stored. New inventory and the backfill of older inventory both come through here."""
+def store_edges(embedder: Embedder, store: VectorStore, variant: Variant, drawn: dict[str, Image.Image | None]) -> int:
+    """Embed edge maps with the variant's edge tower and set them as its edge vector of their points (a point
+    without a map keeps none); returns how many were stored. New inventory and the backfill of older inventory
+    both come through here."""
     maps = {pid: picture for pid, picture in drawn.items() if picture is not None}
     if maps:
-        vectors = embedder.embed_images(variant, list(maps.values()), "bulk")
-        store.set_vectors(variant, dict(zip(maps, vectors, strict=True)), EDGE)
+        vectors = embedder.embed_images(variant.edge_tower, list(maps.values()), "bulk")
+        store.set_vectors(variant.name, dict(zip(maps, vectors, strict=True)), variant.edge_vector)
     return len(maps)

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from services.errors import CatalogueError
+from services.payload import own_field
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 STANDARD_FIELDS = ("title", "category", "colour", "gender", "brand", "price", "in_stock")
@@ -22,9 +23,6 @@ SYNONYMS = {
     "category": ("articleType", "product_type"),
     "colour": ("color", "baseColour"),
 }
-# Payload fields the indexing pipeline writes beside the catalogue's own: never taken from a client.
-PIPELINE_FIELDS = ("product_id", "image_key", "image", "image_sha256")
-STORE_PREFIX = "cluster_"  # the store's own payload fields (services/store keeps its cluster labels there)
 FIELD_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-]{0,63}")  # what the stores' filter paths accept
 TRUE_WORDS = {"1", "true", "yes", "y", "t"}
 FALSE_WORDS = {"0", "false", "no", "n", "f"}
@@ -89,7 +87,7 @@ class CatalogueItem(BaseModel):
         """Extra fields become payload fields: none may pose as a field StyleFinder writes itself (a product id
         taken from another product, an image hash, a cluster label), and each must be usable as a filter name."""
         for key in self.model_extra or {}:
-            if key in PIPELINE_FIELDS or key.startswith(STORE_PREFIX):
+            if own_field(key):
                 hint = " (give a product's photos as `images`)" if key == "image" else ""
                 raise ValueError(f"field {key!r} is set by StyleFinder, not by the catalogue{hint}")
             if not FIELD_NAME.fullmatch(key):

@@ -57,6 +57,7 @@ def test_eval_default_variant_on_inshop_is_at_least_the_imagenet_baseline() -> N
         check=True,
     )
     report = json.loads(result.stdout)
+    assert report["trained_on_this_data"].startswith("every item")  # the default learned from these very items
     model, baseline = report["model"], report["baseline_trunk_features"]
     assert report["variant"] == Registry.load().names()[0] and report["queries"] == 146
     assert model["R@1"] >= baseline["R@1"] and model["mAP"] >= baseline["mAP"] - 1e-6
@@ -91,3 +92,28 @@ def test_eval_on_sketch_pairs_reports_direct_and_cluster_retrieval() -> None:
     assert direct["acc@10"] > 3 * 10 / 115  # well above chance
     assert through["acc@10"] > 2 * 10 / 115  # through the probed clusters only, still well above chance
     assert "baseline_trunk_features (direct)" in report
+
+
+def test_eval_says_when_it_measures_training_data() -> None:
+    """The card's `trained_on` names datasets; eval on one of them says so in its first line and its JSON, and
+    `--held-out` on a catalogue whose test share training left out measures only that share, without the note."""
+    from services.evaluation import CATALOGUE_TRAINED, held_out_product
+    from services.evaluation.report import format_table, trained_on
+    from services.models import ModelCard
+
+    card = ModelCard(trained_on={"inshop_pairs": "every item"}, base_card={"trained_on": {"myntra": CATALOGUE_TRAINED}})
+    assert trained_on([card], "inshop_pairs") == "every item"
+    assert trained_on([card], "myntra") == CATALOGUE_TRAINED and trained_on([card], "myntra", held_out=True) is None
+    assert trained_on([card], "qmul_shoes/test") is None
+    report = {
+        "variant": "v",
+        "data": "d",
+        "kind": "inshop",
+        "trained_on_this_data": "every item",
+        "model": {"R@1": 1.0},
+    }
+    assert format_table(report).splitlines()[0] == "TRAINING DATA: v trained on this data (every item)"
+    ids = [str(n) for n in range(2000)]
+    share = sum(map(held_out_product, ids)) / len(ids)
+    assert 0.08 < share < 0.12  # about a tenth
+    assert [held_out_product(i) for i in ids[:50]] == [held_out_product(i) for i in ids[:50]]

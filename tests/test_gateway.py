@@ -52,7 +52,9 @@ def test_search_says_where_its_time_went(client: TestClient, catalogue_dir: Path
     photo_bytes = (catalogue_dir / "img" / "blue-circle.jpg").read_bytes()
     response = client.post("/v1/search", files={"image": ("q.jpg", photo_bytes, "image/jpeg")})
     steps = dict(part.split(";dur=") for part in response.headers["server-timing"].split(", "))
-    assert set(steps) == {"read", "decode", "embed", "store"} and all(float(ms) >= 0 for ms in steps.values())
+    assert set(steps) == {"read", "decode", "regions", "embed", "store"} and all(
+        float(ms) >= 0 for ms in steps.values()
+    )
     text = client.post("/v1/search", json={"text": "blue cap"}).headers["server-timing"]
     assert "embed;dur=" in text and "decode" not in text
 
@@ -109,7 +111,7 @@ JSON = {"content-type": "application/json"}
 @pytest.mark.parametrize(
     ("request_kwargs", "status", "message"),
     [
-        ({"json": {"top_k": 3}}, 422, "exactly one of"),
+        ({"json": {"top_k": 3}}, 422, "give a photo or a drawing"),
         ({"json": {"text": "x", "top_k": 0}}, 422, "greater than or equal to 1"),
         ({"json": {"text": "x", "top_k": 101}}, 422, "less than or equal to 100"),
         ({"json": {"text": "x", "variant": "nope"}}, 404, "unknown variant"),
@@ -126,10 +128,21 @@ JSON = {"content-type": "application/json"}
             "filters must be a JSON object",
         ),
         (
-            {"files": {"image": ("a.jpg", encode(photo((1, 1, 1))), "image/jpeg")}, "data": {"text": "x"}},
+            {"files": {"image": ("a.jpg", encode(photo((1, 1, 1))), "image/jpeg")}, "data": {"image_url": "http://a"}},
             422,
-            "exactly one of",
+            "give one image",
         ),
+        ({"json": {}}, 422, "give a photo or a drawing"),
+        ({"json": {"filters": {"colour": "Blue"}}}, 422, "give a photo or a drawing"),
+        ({"json": {"text": "x", "garment": "upper"}}, 422, "send the photo too"),
+        ({"json": {"text": "x", "garment": "hat"}}, 422, "'upper', 'lower', 'full' or 'feet'"),
+        ({"json": {"image_url": "https://example.com/a.jpg", "box": [10, 10, 5, 20]}}, 422, "x0 < x1"),
+        ({"json": {"image_url": "https://example.com/a.jpg", "box": [1, 2]}}, 422, "box"),
+        ({"json": {"like": ["no-such-product"]}}, 404, "no product 'no-such-product'"),
+        ({"json": {"like": ["a"], "unlike": ["a"]}}, 422, "both liked and unliked: a"),
+        ({"json": {"like": [""]}}, 422, "non-empty strings"),
+        ({"json": {"like": [str(n) for n in range(21)]}}, 422, "at most 20 items"),
+        ({"json": {"text": "x", "offset": 5000}}, 422, "less than or equal to 1000"),
         ({"content": b"[" * 10000 + b"]" * 10000, "headers": {"content-type": "application/json"}}, 422, "deeply"),
         ({"json": {"text": "x", "filters": {"": "a"}}}, 422, "is not a field name"),
         ({"json": {"text": "x", "filters": {"a.b[]": "a"}}}, 422, "is not a field name"),
@@ -145,7 +158,6 @@ JSON = {"content-type": "application/json"}
         ({"json": {"text": "x", "unknown": 1}}, 422, "Extra inputs are not permitted"),
         ({"json": {"text": "x", "retrieval": "fast"}}, 422, "'direct' or 'cluster'"),
         ({"json": {"text": "x", "mode": "sketch"}}, 422, "needs a drawing"),
-        ({"json": {"text": "x", "image_url": "https://example.com/a.jpg"}}, 422, "exactly one of"),
         ({"json": {"image_url": "file:///etc/passwd"}}, 422, "only http and https"),
         ({"json": {"image_url": "gopher://127.0.0.1:6379/_INFO"}}, 422, "only http and https"),
         ({"json": {"image_url": "http://169.254.169.254/latest/meta-data/"}}, 422, "not on the public internet"),

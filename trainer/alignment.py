@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from services.evaluation import encode_paths, instance_retrieval
+from services.evaluation import CATALOGUE_TRAINED, dataset_name, encode_paths, instance_retrieval
 from services.models import LoadedModel, ModelCard, Registry, load_model
 from services.settings import Settings
 from trainer.data import Sample, load_training_data
@@ -86,6 +86,7 @@ def train_text_alignment(
         lr=lr,
         loss=f"InfoNCE (same product = positive), temperature {temperature}",
         batch_size=batch_size,
+        trained_on={dataset_name(source): f"text projection: {CATALOGUE_TRAINED}" for source in sources},
         train_data=f"{', '.join(map(str, sources))}: {len(data.train)} products trained, {len(data.val)} for "
         f"validation, {len(data.text_test)} held out for the test metrics",
         metrics=after,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +9,15 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from services.evaluation import catalogue_csv, is_inshop, read_catalogue_rows, read_inshop, read_photo
+from services.evaluation import (
+    CATALOGUE_TEST,
+    catalogue_csv,
+    in_split,
+    is_inshop,
+    read_catalogue_rows,
+    read_inshop,
+    read_photo,
+)
 from services.images import decode_image
 from trainer.prompts import attribute_prompt
 
@@ -31,12 +38,6 @@ class TrainingData:
     test_query: list[Sample]  # In-shop query/gallery of items never trained on
     test_gallery: list[Sample]
     text_test: list[Sample]  # catalogue products never trained on, for text->image
-
-
-def in_split(identity: str, fraction: float, salt: str) -> bool:
-    """Deterministic, order-free assignment of an identity to a split: no item lands on both sides."""
-    digest = hashlib.sha256(f"{salt}:{identity}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
 def load_training_data(
@@ -77,7 +78,7 @@ def load_training_data(
                     row.get("articleType"),
                     row.get("baseColour"),
                 )
-                (data.text_test if in_split(sample.identity, 0.1, "text-test") else pool).append(sample)
+                (data.text_test if in_split(sample.identity, *CATALOGUE_TEST) else pool).append(sample)
     for sample in pool:
         (data.val if in_split(sample.identity, val_fraction, "val") else data.train).append(sample)
     return data

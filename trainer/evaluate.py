@@ -6,7 +6,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from services.evaluation import category_retrieval, encode_paths, instance_retrieval, text_queries
+from services.catalogue import CatalogueItem
+from services.evaluation import (
+    catalogue_searcher,
+    category_retrieval,
+    encode_paths,
+    instance_retrieval,
+    text_queries,
+)
 from services.models import LoadedModel
 from trainer.data import Sample, TrainingData
 
@@ -33,10 +40,15 @@ def text_to_image(model: LoadedModel, samples: Sequence[Sample]) -> dict[str, fl
 
 
 def attribute_queries(model: LoadedModel, samples: Sequence[Sample], min_products: int = 5) -> dict[str, float]:
-    """Shoppers' short text queries against the held-out products' photos (services/evaluation/text.py)."""
+    """Shoppers' short text queries against the held-out products' photos, searched as the API searches them
+    (services/evaluation/served.py)."""
     images, _ = encode_paths(model.encode_images, [s.path for s in samples], False, "images")
-    categories, colours = [s.category or "" for s in samples], [s.colour or "" for s in samples]
-    return text_queries(model.encode_texts, images, categories, colours, min_products)
+    items = [
+        CatalogueItem(id=str(number), images=[str(s.path)], category=s.category, colour=s.colour)
+        for number, s in enumerate(samples)
+    ]
+    with catalogue_searcher(model, items, images) as searcher:
+        return text_queries(searcher, model.variant.name, items, min_products)
 
 
 def validation(model: LoadedModel, val: Sequence[Sample], with_text: bool) -> dict[str, float]:

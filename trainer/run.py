@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from services.evaluation import CATALOGUE_TRAINED, dataset_name, is_inshop
 from services.models import LoadedModel, ModelCard, Registry, Variant, load_model, save_variant
 from services.settings import Settings
 from trainer.alignment import write_alignment
@@ -80,6 +81,7 @@ def run_stage(
         loss=config.loss_names(stage) if result else None,
         batch_size=config.batch_size if result else None,
         train_data=_describe(sources, data),
+        trained_on=_trained_on(sources, data),
         metrics=final,
         wall_time_s=time.perf_counter() - started,
         hardware=_hardware(loaded),
@@ -152,6 +154,19 @@ def _describe(sources: Sequence[Path], data: TrainingData) -> str:
         f"{len(data.val)} validation, {len(data.test_query)}+{len(data.test_gallery)} held-out In-shop "
         f"query+gallery, {len(data.text_test)} held-out catalogue products"
     )
+
+
+def _trained_on(sources: Sequence[Path], data: TrainingData) -> dict[str, str]:
+    """Which items of each source the weights learned from, as `stylefinder eval` reads it."""
+    described = {}
+    for source in sources:
+        if is_inshop(source):
+            described[dataset_name(source)] = "the items not held out for the test" if data.test_query else "every item"
+        elif source.suffix.lower() == ".csv" or (source.is_dir() and any(source.glob("*.csv"))):
+            described[dataset_name(source)] = CATALOGUE_TRAINED
+        else:
+            described[dataset_name(source)] = "every item"
+    return described
 
 
 def _hardware(loaded: LoadedModel) -> str:

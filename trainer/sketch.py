@@ -26,11 +26,15 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from services.evaluation import (
+    CATALOGUE_TRAINED,
     as_drawing,
     as_edge_map,
     catalogue_csv,
     category_precision,
+    dataset_name,
     direct_accuracy,
+    held_out_product,
+    in_split,
     read_catalogue_rows,
     read_photo,
     read_sketch_pairs,
@@ -41,7 +45,6 @@ from services.images import decode_image, edge_map, normalise_sketch
 from services.models import LoadedModel, ModelCard, Registry, load_model
 from services.settings import Settings
 from trainer.alignment import write_alignment
-from trainer.data import in_split
 from trainer.losses import clip_loss, consistency_loss, distribution_alignment_loss, supcon_loss
 from trainer.tower import SplitTower
 from trainer.unseen import SKETCHED, is_proxy_row, unseen_category_pairs
@@ -154,7 +157,7 @@ def train_sketch(
     val_gallery = [e for e, h in zip(edges, held, strict=True) if h] + [
         e for e, h in zip(edges, held, strict=True) if not h
     ]
-    pool = [r for r in rows if not is_proxy_row(r) and not in_split(f"catalogue:{r['id']}", 0.1, "text-test")]
+    pool = [r for r in rows if not is_proxy_row(r) and not held_out_product(r["id"])]
     pool = [pool[i] for i in rng.permutation(len(pool))]
     kept, shelf = pool[: config.photos], pool[config.photos : config.photos + config.category_val]
     field, sketched = SKETCHED
@@ -240,6 +243,11 @@ def train_sketch(
             "catalogue's edge maps by category"
         ),
         batch_size=config.batch_size,
+        trained_on={
+            dataset_name(pairs / "train"): "its sketch pairs",
+            **({dataset_name(doodles): f"{len(inputs['doodles'])} doodles"} if doodles else {}),
+            dataset_name(catalogue): f"{len(kept)} photos and their edge maps of {CATALOGUE_TRAINED}",
+        },
         train_data=(
             f"{pairs}/train: {len(train) // 2} sketch pairs (+ mirrored), {len(val_sketches)} for validation; "
             f"{len(inputs['doodles'])} doodles from {doodles}; {len(kept)} catalogue photos and their edge maps"
@@ -314,7 +322,7 @@ def _test_metrics(
     metrics: dict[str, float] = {}
     for way, found in sketch_retrieval(tower.encode, sketches, edges, progress).items():
         metrics |= {f"sketch_{key}_{way}": value for key, value in found.items() if key != "queries"}
-    test_rows = [r for r in rows if in_split(f"catalogue:{r['id']}", 0.1, "text-test")]
+    test_rows = [r for r in rows if held_out_product(r["id"])]
     for vector, found in (
         sketch_category(tower.encode, sketches, test_rows, SKETCHED, progress) if test_rows else {}
     ).items():

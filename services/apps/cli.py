@@ -142,7 +142,7 @@ def backfill_edges_command(variants: tuple[str, ...]) -> None:
                     bar.refresh()
 
                 filled, skipped = backfill_edges(
-                    rt.store, rt.media, rt.embedder, variant, rt.settings.index_batch_size, show
+                    rt.store, rt.media, rt.embedder, rt.registry[variant], rt.settings.index_batch_size, show
                 )
             click.echo(f"{variant}: {filled} edge maps stored, {skipped} photos without an outline or a kept file")
     finally:
@@ -445,6 +445,11 @@ def _number(value: object) -> str:
 @click.option("--json", "as_json", is_flag=True, help="print only the JSON report")
 @click.option("--limit", type=int, default=None, help="catalogue evaluation: use the first N products")
 @click.option(
+    "--held-out",
+    is_flag=True,
+    help="catalogue evaluation: only the products every training run leaves out (its held-out test share)",
+)
+@click.option(
     "--catalogue",
     type=click.Path(exists=True, path_type=Path),
     default=None,
@@ -454,7 +459,13 @@ def _number(value: object) -> str:
     "--relevant", default=None, help="with --catalogue: FIELD=VALUE of the catalogue rows the sketches depict"
 )
 def evaluate(
-    data: Path, variant: str | None, as_json: bool, limit: int | None, catalogue: Path | None, relevant: str | None
+    data: Path,
+    variant: str | None,
+    as_json: bool,
+    limit: int | None,
+    catalogue: Path | None,
+    relevant: str | None,
+    held_out: bool,
 ) -> None:
     """Retrieval metrics: In-shop folder/partition file -> R@1/5/10, mAP; catalogue CSV -> P@10, mAP@10; sketch
     pairs (sketch/ and photo_edge/) -> acc@1/@10 direct and through clusters, and with --catalogue and
@@ -470,9 +481,7 @@ def evaluate(
         from services.models import Registry
 
         variant = served_variants(settings, Registry.from_settings(settings))[0]
-    report = evaluate_variant(
-        settings, variant, data, limit=limit, progress=not as_json, catalogue=catalogue, relevant=wanted
-    )
+    report = evaluate_variant(settings, variant, data, limit, not as_json, catalogue, wanted, held_out)
     if not as_json:
         click.echo(format_table(report))
     click.echo(json.dumps(report, indent=2))

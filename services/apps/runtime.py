@@ -3,6 +3,7 @@ and hands the indexing task its dependencies when it registers it."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property
@@ -20,8 +21,12 @@ from services.apps.api_keys import KeyRing
 from services.embedding import Embedder, EmbeddingClient, LocalEmbedder
 from services.images import Fetcher, return_freed_pixels_to_the_os
 from services.models import Registry, WeightsUnavailable, missing_weights
+from services.regions import PoseRegions
+from services.search import Searcher
 from services.settings import Settings
 from services.store import MediaStore, VectorStore
+
+log = logging.getLogger("stylefinder.runtime")
 
 
 @dataclass
@@ -66,8 +71,21 @@ class Runtime:
         return Fetcher.from_settings(self.settings, self.media)
 
     @cached_property
+    def searcher(self) -> Searcher:
+        """Search as every caller of this process runs it (garments found in photos of people where settings
+        allow)."""
+        regions = None
+        if self.settings.regions and PoseRegions.installed():
+            regions = PoseRegions()
+        elif self.settings.regions:
+            log.warning("mediapipe is not installed: photos of people are searched whole, no garments listed")
+        return Searcher(self.registry, self.embedder, self.store, self.fetcher, regions)
+
+    @cached_property
     def pipeline(self) -> IndexPipeline:
-        return IndexPipeline(self.embedder, self.store, self.media, self.fetcher, self.settings.index_edges)
+        return IndexPipeline(
+            self.embedder, self.store, self.media, self.fetcher, self.registry, self.settings.index_edges
+        )
 
     @cached_property
     def jobs(self) -> JobBoard:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,28 @@ from services.errors import InvalidInput
 
 PARTITION_FILE = "list_eval_partition.txt"
 SKETCH, PHOTO_EDGE = "sketch", "photo_edge"  # sketch-pair folders (QMUL-Shoe layout): same file name = same item
+CATALOGUE_TEST = (0.1, "text-test")  # the share of a catalogue's products that training never sees, and its salt
+# How a card's `trained_on` says a catalogue's held-out products were left out (`eval --held-out` measures those).
+HELD_OUT_MARK = "but the held-out test share"
+CATALOGUE_TRAINED = f"every product {HELD_OUT_MARK} (10%, `stylefinder eval --held-out` measures those)"
+
+
+def in_split(identity: str, fraction: float, salt: str) -> bool:
+    """Deterministic, order-free assignment of an identity to a split: no item lands on both sides."""
+    digest = hashlib.sha256(f"{salt}:{identity}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def held_out_product(product_id: str) -> bool:
+    """A catalogue product every training run leaves out (its held-out test share)."""
+    return in_split(f"catalogue:{product_id}", *CATALOGUE_TEST)
+
+
+def dataset_name(source: Path) -> str:
+    """How cards name a dataset: its folder (`myntra`, `inshop_pairs`); a sketch-pair split with its set
+    (`shoes/train`, `shoes/test`), since training takes one split of a set and tests on the other."""
+    folder = source.resolve() if source.is_dir() else source.resolve().parent
+    return "/".join(folder.parts[-2:]) if is_sketch_pairs(folder) else folder.name
 
 
 @dataclass

@@ -8,7 +8,10 @@ from typing import Any
 
 from services.clustering import auto_k, cluster_ranking, kmeans
 from services.evaluation.datasets import (
+    HELD_OUT_MARK,
     catalogue_csv,
+    dataset_name,
+    held_out_product,
     is_inshop,
     is_sketch_pairs,
     read_catalogue_rows,
@@ -17,9 +20,9 @@ from services.evaluation.datasets import (
 )
 from services.evaluation.encoding import Encoder, encode_paths, trunk_encoder
 from services.evaluation.metrics import category_retrieval, instance_retrieval
+from services.evaluation.served import catalogue_items, catalogue_searcher, text_queries
 from services.evaluation.sketches import sketch_category, sketch_retrieval
-from services.evaluation.text import text_queries
-from services.models import LoadedModel, Registry, load_model
+from services.models import LoadedModel, ModelCard, Registry, load_model
 from services.settings import Settings
 
 
@@ -31,9 +34,14 @@ def evaluate_variant(
     progress: bool = True,
     catalogue: Path | None = None,
     relevant: tuple[str, str] | None = None,
+    held_out: bool = False,
 ) -> dict[str, Any]:
-    model = load_model(Registry.from_settings(settings)[variant], settings.device)
-    return evaluate_model(model, data, limit, progress, catalogue, relevant)
+    """`held_out`: of a catalogue, only the products every training run leaves out (its test share)."""
+    registry = Registry.from_settings(settings)
+    spec = registry[variant]
+    model = load_model(spec, settings.device)
+    edges = None if spec.sketch_tower is None else load_model(registry[spec.edge_tower], settings.device)
+    return evaluate_model(model, data, limit, progress, catalogue, relevant, edges, held_out)
 
 
 def evaluate_model(
@@ -43,11 +51,16 @@ def evaluate_model(
     progress: bool = True,
     catalogue: Path | None = None,
     relevant: tuple[str, str] | None = None,
+    edges: LoadedModel | None = None,
+    held_out: bool = False,
 ) -> dict[str, Any]:
     """Metrics for the model's own embeddings, and for its image trunk's pooled features when it has one.
     Sketch pairs (`sketch/`, `photo_edge/`): fine-grained acc@1/@10, direct and through clusters; with a
-    `catalogue` CSV and `relevant` (field, value) also category-level mAP@all and P@100 of the sketches."""
-    encoders: dict[str, Encoder] = {"model": model.encode_images}
+    `catalogue` CSV and `relevant` (field, value) also category-level mAP@all and P@100 of the sketches. A
+    variant whose drawings and edge maps another tower embeds (`edges`, its sketch tower) is measured on
+    drawings through that tower, as it serves them."""
+    sketching = is_sketch_pairs(data) and edges is not None
+    encoders: dict[str, Encoder] = {"model": (edges or model).encode_images if sketching else model.encode_images}
     trunk = trunk_encoder(model)
     if trunk is not None:
         encoders["baseline_trunk_features"] = trunk
@@ -57,6 +70,11 @@ def evaluate_model(
         "device": str(model.device),
         "hardware": platform.processor() or platform.machine(),
     }
+    if sketching and edges is not None:
+        report["sketch_tower"] = edges.variant.name
+    report["trained_on_this_data"] = trained_on(
+        [model.variant.card, *([edges.variant.card] if sketching and edges else [])], dataset_name(data), held_out
+    )
     if is_inshop(data):
         split = read_inshop(data)
         paths = [image.path for image in split.query + split.gallery]
@@ -79,8 +97,11 @@ def evaluate_model(
                 for vector, metrics in sketch_category(encoder, sketches, rows, relevant, progress).items():
                     report[f"{name} vs catalogue {vector} ({'='.join(relevant)})"] = metrics
     else:
-        rows = read_catalogue_rows(catalogue_csv(data), limit)
-        report.update(kind="catalogue", items=len(rows), label="articleType")
+        rows = read_catalogue_rows(catalogue_csv(data))
+        if held_out:
+            rows = [row for row in rows if held_out_product(row["id"])]
+        rows = rows[:limit]
+        report.update(kind="catalogue", items=len(rows), label="articleType", held_out=held_out)
         for name, encoder in encoders.items():
             vectors, seconds = encode_paths(encoder, [Path(r["image"]) for r in rows], progress, name)
             report[name] = category_retrieval(vectors, [r["articleType"] for r in rows])
@@ -91,14 +112,28 @@ def evaluate_model(
                 report["model (cluster)"] = category_retrieval(
                     vectors, [r["articleType"] for r in rows], rankings=rankings
                 )
-                kinds, colours = [r["articleType"] for r in rows], [r.get("baseColour", "") for r in rows]
-                report["text queries (P@10)"] = text_queries(model.encode_texts, vectors, kinds, colours)
+                items = catalogue_items(rows)
+                with catalogue_searcher(model, items, vectors) as searcher:
+                    report["text queries (P@10)"] = text_queries(searcher, model.variant.name, items)
     return report
+
+
+def trained_on(cards: list[ModelCard], name: str, held_out: bool = False) -> str | None:
+    """What of dataset `name` the cards' weights (and the trainings they sit on) learned from; None: nothing, or
+    only products the evaluation leaves out (`held_out` on a catalogue that training split)."""
+    bases = [getattr(card, "base_card", None) for card in cards]  # the training an alignment sits on
+    stages = [*cards, *(ModelCard(**base) for base in bases if isinstance(base, dict))]
+    found = [stage.trained_on[name] for stage in stages if name in stage.trained_on]
+    if held_out:
+        found = [items for items in found if HELD_OUT_MARK not in items]
+    return "; ".join(found) or None
 
 
 def format_table(report: dict[str, Any]) -> str:
     rows = [(name, metrics) for name, metrics in report.items() if isinstance(metrics, dict)]
     lines = [f"{report['variant']} on {report['data']} ({report['kind']})"]
+    if report.get("trained_on_this_data"):
+        lines.insert(0, f"TRAINING DATA: {report['variant']} trained on this data ({report['trained_on_this_data']})")
     width = max(26, *(len(name) for name, _ in rows))
     header = None
     for name, metrics in rows:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.resources
 import json
+import re
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,9 @@ class ModelCard(BaseModel):
     loss: str | None = None
     batch_size: int | None = None
     train_data: str | None = None
+    # Datasets (as `evaluation.dataset_name` names them) this variant's weights learned from, and which items:
+    # `stylefinder eval` on one of them says it measures training data.
+    trained_on: dict[str, str] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
     wall_time_s: float | None = None
     hardware: str | None = None
@@ -51,9 +55,23 @@ class Variant(BaseModel):
     # The named vector a sketch query searches: `edge` (the photos' edge maps) unless a sketch-trained variant maps
     # drawings and photos into one space and measured better against `photo`.
     sketch_vector: Literal["edge", "photo"] = "edge"
+    # A sketch-trained variant whose image tower embeds this variant's edge maps and drawings (its `edge` vector
+    # then belongs to that tower and is named after it); None: this variant's own image tower does.
+    sketch_tower: str | None = None
     serve_by_default: bool = True  # False: served only where STYLEFINDER_VARIANTS names it (comparison variants)
     card: ModelCard = Field(default_factory=ModelCard)
     base_dir: Path = Field(default=SHIPPED_REGISTRY.parent, exclude=True)
+
+    @property
+    def edge_tower(self) -> str:
+        """The variant whose image tower embeds drawings and edge maps for this one."""
+        return self.sketch_tower or self.name
+
+    @property
+    def edge_vector(self) -> str:
+        """The named vector of the photos' edge maps: `edge`, or `edge_<tower>` when another tower fills it, so a
+        collection never mixes two towers' edge vectors (a new tower's vectors are filled beside the old)."""
+        return "edge" if self.sketch_tower is None else "edge_" + re.sub(r"[^A-Za-z0-9_]", "_", self.sketch_tower)
 
     @property
     def alignment_path(self) -> Path | None:

@@ -15,15 +15,12 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from services.clustering import Clusters, auto_k, blend, kmeans, shortlist
+from services.payload import cluster_field
 from services.store.engine import CENTROID, Engine, Found, Point
 from services.store.filters import Condition, Match
 
 CLUSTERS_PREFIX = "sfc_"  # not "sf_": product operations fanning out over our collections skip these
 CENTROID_NAMESPACE = uuid.UUID("2b0b9a4e-5f7d-5c1e-8d3a-6c0f4e9b7a11")
-
-
-def cluster_field(using: str) -> str:
-    return f"cluster_{using}"
 
 
 class ClusterIndex:

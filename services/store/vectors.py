@@ -7,18 +7,18 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from services.catalogue import PIPELINE_FIELDS, STORE_PREFIX  # STORE_PREFIX: the store's own (cluster labels)
 from services.errors import InvalidInput, NotFound
+from services.payload import PRODUCT_ID, catalogue_payload, cluster_field, filterable, store_fields
 from services.settings import Settings
 from services.store.client_engine import ClientEngine
-from services.store.clusters import ClusterIndex, by_label, cluster_field, labelled
+from services.store.clusters import ClusterIndex, by_label, labelled
 from services.store.edge_engine import EdgeEngine
 from services.store.engine import COLLECTION_PREFIX, PHOTO, Engine, Found, Point
 from services.store.filters import Match, Present, SearchFilters
@@ -31,17 +31,11 @@ VOCABULARY_TTL_S = 60.0  # how stale the values text queries are matched against
 VOCABULARY_SIZE = 1000  # values read per field
 POINT_NAMESPACE = uuid.UUID("6f1c6d1e-3c0b-5d8e-9a57-5f0a2b7c4e21")
 ABSENT_TTL_S = 60.0  # how long a field no point carries is answered from memory (each check scans the payloads)
-UNFILTERABLE = set(PIPELINE_FIELDS) - {"product_id"}  # where a photo came from is not for strangers to probe
 
 
 def point_id(product_id: str, image_key: str) -> str:
     """Same product image -> same id, so re-indexing or a redelivered task overwrites instead of duplicating."""
     return str(uuid.uuid5(POINT_NAMESPACE, f"{product_id}\x1f{image_key}"))
-
-
-def catalogue_payload(payload: dict[str, Any]) -> dict[str, Any]:
-    """A stored payload without the store's own fields (cluster labels): what the catalogue said."""
-    return {key: value for key, value in payload.items() if not key.startswith(STORE_PREFIX)}
 
 
 def field_kind(value: object) -> str | None:
@@ -50,10 +44,6 @@ def field_kind(value: object) -> str | None:
         value = value[0] if value else None
     kinds = ((bool, "bool"), (int, "integer"), (float, "float"), (str, "keyword"))  # bool before int
     return next((kind for cls, kind in kinds if isinstance(value, cls)), None)
-
-
-def filterable(key: str) -> bool:
-    return key not in UNFILTERABLE and not key.startswith(STORE_PREFIX)
 
 
 def collection_name(variant: str) -> str:
@@ -119,6 +109,11 @@ class VectorStore:
         if not set(sizes) <= self._ready.get(name, set()):
             self.engine.ensure(name, sizes)
             self._ready[name] = set(self.engine.vector_sizes(name))
+            with self._fields_lock:  # a vector named after its tower gets its cluster labels indexed too
+                known = self._known_fields(name, refresh=True)
+                for field in {cluster_field(using) for using in sizes} - known:
+                    self.engine.index_field(name, field, "integer")
+                    known.add(field)
         return name
 
     def collections(self) -> list[str]:
@@ -220,23 +215,25 @@ class VectorStore:
         filters: SearchFilters | None = None,
         using: str = PHOTO,
         retrieval: Retrieval = "direct",
+        exclude: Collection[str] = (),
     ) -> list[Hit]:
-        """Best image per product, so a product with several photos takes one slot. A plain top-k query
-        (`direct`) or one through the best clusters (`cluster`), over-fetched and widened while photos of the
-        same products crowd the top: Qdrant Edge has no group-by query (a server's query_points_groups was not
-        measured against this)."""
+        """Best image per product, so a product with several photos takes one slot; products in `exclude` are
+        skipped. A plain top-k query (`direct`) or one through the best clusters (`cluster`), over-fetched and
+        widened while photos of the same products crowd the top: Qdrant Edge has no group-by query (a server's
+        query_points_groups was not measured against this)."""
         name = collection_name(variant)
         self._require_vector(name, using)
         self.check_filters(variant, filters)
         conditions = filters.conditions() if filters else []
         query = self.clusters.query if retrieval == "cluster" else self.engine.query
-        limit = top_k * OVERFETCH
+        limit = (top_k + len(exclude)) * OVERFETCH
         while True:
             found = query(name, vector, using, limit, conditions)
             best: dict[str, Hit] = {}
             for point in found:
-                product = str(point.payload.get("product_id"))
-                best.setdefault(product, Hit(product, point.id, point.score, catalogue_payload(point.payload)))
+                product = str(point.payload.get(PRODUCT_ID))
+                if product not in exclude:
+                    best.setdefault(product, Hit(product, point.id, point.score, catalogue_payload(point.payload)))
             if len(best) >= top_k or len(found) < limit:
                 return list(best.values())[:top_k]
             limit *= OVERFETCH
@@ -252,6 +249,16 @@ class VectorStore:
             )
         if sizes:
             self._ready[name] = set(sizes)
+
+    def product_vectors(self, variant: str, products: Sequence[str], using: str = PHOTO) -> dict[str, list[np.ndarray]]:
+        """The stored `using` vectors of each product's photos (products the variant lacks are left out)."""
+        if not products:
+            return {}
+        found: dict[str, list[np.ndarray]] = {}
+        for point in self.engine.scroll(collection_name(variant), [Match.of(PRODUCT_ID, list(products))], True):
+            if using in point.vectors:
+                found.setdefault(str(point.payload.get(PRODUCT_ID)), []).append(np.asarray(point.vectors[using]))
+        return found
 
     def facets(
         self, variant: str, key: str, limit: int = 50, filters: SearchFilters | None = None
@@ -286,10 +293,7 @@ class VectorStore:
         """Replace the catalogue payloads of existing points (metadata changed, image did not); the store's own
         fields (cluster labels) stay."""
         name = collection_name(variant)
-        kept = {
-            point.id: {k: v for k, v in point.payload.items() if k.startswith(STORE_PREFIX)}
-            for point in self.engine.retrieve(name, list(payloads))
-        }
+        kept = {point.id: store_fields(point.payload) for point in self.engine.retrieve(name, list(payloads))}
         self._index_fields_of(name, list(payloads.values()))
         self.engine.overwrite_payloads(name, {pid: payload | kept.get(pid, {}) for pid, payload in payloads.items()})
 
@@ -297,7 +301,7 @@ class VectorStore:
         """Every stored point of a product, by collection."""
         found = {}
         for name in self.collections():
-            points = list(self.engine.scroll(name, [Match.of("product_id", product_id)]))
+            points = list(self.engine.scroll(name, [Match.of(PRODUCT_ID, product_id)]))
             if points:
                 found[name] = points
         return found

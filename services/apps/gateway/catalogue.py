@@ -12,8 +12,9 @@ from indexer.backfill import stored_items
 from indexer.jobs import JobStatus
 from services.apps.gateway.deps import Admin, Write, runtime
 from services.apps.runtime import Runtime
-from services.catalogue import PIPELINE_FIELDS, CatalogueItem
+from services.catalogue import CatalogueItem
 from services.errors import InvalidInput, NotFound
+from services.payload import PIPELINE_FIELDS
 from services.store import collection_name, delete_product_photos
 
 router = APIRouter(tags=["catalogue"])

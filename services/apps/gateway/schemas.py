@@ -2,51 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field
 
-from services.store import SearchFilters
+from services.regions import Region
 
 
-class SearchRequest(BaseModel):
-    """JSON form of a search. Exactly one query: an image (URL or base64) or a text. An image is a photo, or a
-    drawing with `mode: "sketch"`."""
+class RegionOut(BaseModel):
+    """A part of the query photo: a garment found on the person in it, or the box the shopper gave."""
 
-    model_config = ConfigDict(extra="forbid")
+    garment: str = Field(description="upper, lower, full, feet; or box")
+    box: tuple[int, int, int, int] = Field(description="[x0, y0, x1, y1] in the photo's pixels")
+    score: float
 
-    image_url: str | None = Field(None, description="http(s) URL of the query photo, on a public host")
-    image_base64: str | None = Field(None, description="the query photo, base64 or a data: URI")
-    text: str | None = Field(None, min_length=1, max_length=500, description="a text query")
-    variant: str | None = Field(None, description="model variant; the deployment's default when omitted")
-    mode: Literal["photo", "sketch"] = Field("photo", description="what the image is: a photo or a drawing")
-    retrieval: Literal["direct", "cluster"] = Field(
-        "direct", description="direct: nearest items; cluster: nearest clusters first (Cluster-then-Retrieve)"
-    )
-    interpret: bool = Field(
-        True, description="text: match words to the catalogue's colours, categories, genders and brands (soft filters)"
-    )
-    top_k: int = Field(10, ge=1, le=100)
-    filters: SearchFilters = Field(default_factory=SearchFilters)
-
-    @field_validator("text")
     @classmethod
-    def _words(cls, text: str | None) -> str | None:
-        """Blank text would embed as noise; longer text than the tower reads is cut by its tokenizer."""
-        if text is not None and not text.strip():
-            raise ValueError("text must contain words")
-        return text
-
-    @model_validator(mode="after")
-    def _one_query(self, info: ValidationInfo) -> SearchRequest:
-        given = [name for name in ("image_url", "image_base64", "text") if getattr(self, name)]
-        if info.context:
-            given += info.context.get("uploads", [])
-        if len(given) != 1:
-            raise ValueError("give exactly one of image or sketch (file upload), image_url, image_base64 or text")
-        if self.mode == "sketch" and self.text:
-            raise ValueError("mode sketch needs a drawing (sketch upload, image_url or image_base64), not text")
-        return self
+    def of(cls, region: Region) -> RegionOut:
+        return cls(garment=region.garment, box=region.box, score=round(region.score, 3))
 
 
 class SearchResult(BaseModel):
@@ -61,8 +33,12 @@ class SearchResponse(BaseModel):
     variant: str
     took_ms: float
     interpreted: dict[str, str | list[str]] | None = Field(
-        None, description="text queries: the catalogue attributes the words were understood as"
+        None, description="words: the catalogue attributes they were understood as"
     )
+    regions: list[RegionOut] = Field(
+        default_factory=list, description="photos of a person: the garments found, largest first"
+    )
+    region: RegionOut | None = Field(None, description="the part of the photo searched; none: the whole photo")
 
 
 class VariantInfo(BaseModel):

@@ -4,37 +4,37 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import UUID
 
-import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from PIL import Image
 from starlette.datastructures import UploadFile
 
 from services.apps.gateway.deps import Search, runtime
-from services.apps.gateway.schemas import SearchRequest, SearchResponse, SearchResult
+from services.apps.gateway.schemas import RegionOut, SearchResponse, SearchResult
 from services.apps.runtime import Runtime
-from services.attributes import FIELDS, Interpreted, interpret, rerank, shown
-from services.errors import FetchError, ImageDecodeError, InvalidInput, NotFound, TooLarge, TransientFetchError
-from services.images import decode_image, normalise_sketch
-from services.store import FACET_FIELDS, PHOTO, Hit
+from services.errors import InvalidInput, NotFound, TooLarge
+from services.payload import shopper_payload
+from services.search import SearchRequest
+from services.store import FACET_FIELDS
 
 router = APIRouter(tags=["search"])
 Rt = Annotated[Runtime, Depends(runtime)]
-# Where a photo came from (a server path, an internal URL) and its hash are for operators (GET /v1/products),
-# not for shoppers: search results link the photo itself (image_url).
-BACK_OFFICE_FIELDS = ("image", "image_sha256")
 UPLOADS = ("image", "sketch")  # multipart file fields; `sketch` is an image searched as a drawing
+LIST_FIELDS = {"like", "unlike", "box"}
 MULTIPART_SCHEMA = {
     "type": "object",
     "properties": {
         "image": {"type": "string", "format": "binary"},
         "sketch": {"type": "string", "format": "binary", "description": "a drawing (same as image with mode=sketch)"},
-        "text": {"type": "string"},
+        "text": {"type": "string", "description": "words, alone or with the photo or drawing"},
+        "like": {"type": "string", "description": "product ids, comma-separated or a JSON list: more like these"},
+        "unlike": {"type": "string", "description": "product ids, comma-separated or a JSON list: less like these"},
+        "garment": {"type": "string", "enum": ["upper", "lower", "full", "feet"]},
+        "box": {"type": "string", "description": "x0,y0,x1,y1: the part of the photo to search, in its pixels"},
+        "offset": {"type": "integer", "default": 0},
         "mode": {"type": "string", "enum": ["photo", "sketch"], "default": "photo"},
         "retrieval": {"type": "string", "enum": ["direct", "cluster"], "default": "direct"},
         "interpret": {"type": "boolean", "default": True},
@@ -77,28 +77,33 @@ def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
     },
 )
 async def search(request: Request, rt: Rt) -> Response:
-    """Top-K products for an uploaded photo (multipart field `image`), a drawing (field `sketch`, or an image
-    with `mode=sketch`), a photo URL or base64, or a text. The `Server-Timing` header says where the time
-    went: read, decode, embed, store (milliseconds)."""
+    """Top-K products for a photo (multipart field `image`, `image_url` or `image_base64`), a drawing (field
+    `sketch`, or an image with `mode=sketch`), words (`text`), liked products (`like`, `unlike`), or several of
+    them together. The `Server-Timing` header says where the time went (milliseconds by step)."""
     started = time.perf_counter()
     query, upload = await _read_query(request, rt.settings.max_image_bytes)
     variant = query.variant or rt.default_variant
     rt.check_servable(variant)
-    timings = {"read": (time.perf_counter() - started) * 1000}
-    found = await run_in_threadpool(_run, rt, query, variant, upload, timings)
+    read_ms = (time.perf_counter() - started) * 1000
+    found = await run_in_threadpool(rt.searcher.search, query, variant, upload)
     images = str(request.url_for("image", point_id="-")).removesuffix("-")  # once: url_for walks every route
-    results = [
-        SearchResult(
-            product_id=hit.product_id,
-            score=hit.score,
-            payload={key: value for key, value in hit.payload.items() if key not in BACK_OFFICE_FIELDS},
-            image_url=images + hit.point_id,
-        )
-        for hit in found.hits
-    ]
-    took_ms = (time.perf_counter() - started) * 1000
-    body = SearchResponse(results=results, variant=variant, took_ms=took_ms, interpreted=found.interpreted)
-    timing = ", ".join(f"{step};dur={ms:.2f}" for step, ms in timings.items())
+    body = SearchResponse(
+        results=[
+            SearchResult(
+                product_id=hit.product_id,
+                score=hit.score,
+                payload=shopper_payload(hit.payload),
+                image_url=images + hit.point_id,
+            )
+            for hit in found.hits
+        ],
+        variant=variant,
+        took_ms=(time.perf_counter() - started) * 1000,
+        interpreted=found.interpreted,
+        regions=[RegionOut.of(region) for region in found.regions],
+        region=RegionOut.of(found.region) if found.region else None,
+    )
+    timing = ", ".join(f"{step};dur={ms:.2f}" for step, ms in {"read": read_ms, **found.timings}.items())
     # Serialised once, here: returned as a model, FastAPI would validate it against response_model again.
     return Response(body.model_dump_json(), media_type="application/json", headers={"Server-Timing": timing})
 
@@ -146,6 +151,12 @@ async def _read_query(request: Request, max_bytes: int) -> tuple[SearchRequest, 
                 fields["filters"] = json.loads(fields["filters"])
             except json.JSONDecodeError as error:
                 raise InvalidInput(f"filters must be a JSON object: {error}") from None
+        for key in LIST_FIELDS & set(fields):  # a JSON list, or values separated by commas
+            text = fields[key].strip()
+            try:
+                fields[key] = json.loads(text) if text.startswith("[") else [part.strip() for part in text.split(",")]
+            except json.JSONDecodeError as error:
+                raise InvalidInput(f"{key} must be a JSON list or values separated by commas: {error}") from None
         return SearchRequest.model_validate(fields, context={"uploads": list(uploads)}), data
     try:
         body = await request.json()
@@ -154,75 +165,6 @@ async def _read_query(request: Request, max_bytes: int) -> tuple[SearchRequest, 
     if not isinstance(body, dict):
         raise InvalidInput("the JSON body must be an object")
     return SearchRequest.model_validate(body), None
-
-
-@dataclass
-class _Found:
-    hits: list[Hit]
-    interpreted: dict[str, str | list[str]] | None = None
-
-
-def _run(rt: Runtime, query: SearchRequest, variant: str, upload: bytes | None, timings: dict[str, float]) -> _Found:
-    clock = time.perf_counter()
-
-    def lap(step: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[step] = (now - clock) * 1000
-        clock = now
-
-    using = PHOTO
-    if query.text:
-        vector = rt.embedder.embed_texts(variant, [query.text])[0]
-    else:
-        picture = _query_photo(rt, query, upload)
-        if query.mode == "sketch":
-            picture, using = normalise_sketch(picture), rt.registry[variant].sketch_vector
-        lap("decode")
-        vector = rt.embedder.embed_images(variant, [picture])[0]
-    lap("embed")
-    if query.text and query.interpret:
-        understood = interpret(query.text, rt.store.vocabulary(variant, list(FIELDS)))
-        found = _Found(_understood_hits(rt, query, variant, vector, understood), shown(understood))
-    else:
-        found = _Found(rt.store.search(variant, vector, query.top_k, query.filters, using, query.retrieval))
-    lap("store")
-    return found
-
-
-def _understood_hits(
-    rt: Runtime, query: SearchRequest, variant: str, vector: np.ndarray, understood: Interpreted
-) -> list[Hit]:
-    """The nearest products; the nearest with all understood attributes; the nearest with each one. Ranked
-    together with the attributes as soft filters: a product with more of them rises, the rest stay."""
-    hits = rt.store.search(variant, vector, query.top_k, query.filters, retrieval=query.retrieval)
-    unset = {field: values for field, values in understood.items() if getattr(query.filters, field) is None}
-    narrowings = [unset] if unset else []
-    if len(unset) > 1:
-        narrowings += [{field: values} for field, values in unset.items()]
-    for narrowing in narrowings:
-        narrowed = query.filters.model_copy(update=narrowing)  # the shopper's own filters stand
-        hits += rt.store.search(variant, vector, query.top_k, narrowed, retrieval=query.retrieval)
-    unique = list({hit.product_id: hit for hit in hits}.values())
-    scores = rerank([(hit.score, hit.payload) for hit in unique], understood)
-    for hit, score in zip(unique, scores, strict=True):
-        hit.score = score
-    return sorted(unique, key=lambda hit: -hit.score)[: query.top_k]
-
-
-def _query_photo(rt: Runtime, query: SearchRequest, upload: bytes | None) -> Image.Image:
-    """The shopper's photo or drawing, from the upload, a URL or base64; a problem with it names the image as the
-    cause. A drawing keeps its transparency: strokes on a transparent canvas are its opaque pixels."""
-    try:
-        if upload is not None:
-            data = upload
-        elif query.image_url:
-            data = rt.fetcher.download(query.image_url)  # http(s) to public hosts only: never a path
-        else:
-            data = rt.fetcher.decode_base64(query.image_base64 or "")
-        return decode_image(data, keep_alpha=query.mode == "sketch")
-    except (FetchError, TransientFetchError, ImageDecodeError) as error:
-        raise type(error)(f"unusable image: {error}") from None
 
 
 def _sniff(data: bytes) -> str:

@@ -1,0 +1,154 @@
+"""Photos of people wearing a garment, searched against a packshot catalogue through the API's search function:
+how much of the top 10 is the garment's kind with no hint, with the garment named, with the kind's word added,
+and with each garment region searched always (the data behind what a search with no hint does); a packshot's own
+product first; the latency of a photo search with and without garment regions, and the region model's own cost.
+
+    .venv/bin/python -m bench.people_photos [--catalogue-limit 2500] [--variant effl2-minilm-tuned]
+
+Queries: the In-shop photos of `../shared/data/inshop_pairs/img/<MEN|WOMEN>/<category>/`, whose category folder
+names the garment; the catalogue: Myntra's apparel packshots. Writes bench/results/people_photos.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import MYNTRA, RESULTS, SHARED_DATA, percentiles, write_result
+from services.errors import InvalidInput
+from services.evaluation import catalogue_items, catalogue_searcher, encode_paths, read_catalogue_rows
+from services.images import decode_image
+from services.models import LoadedModel, Registry, load_model
+from services.regions import GARMENTS, PoseRegions
+from services.search import SearchRequest
+from services.settings import Settings
+
+# In-shop category folder -> (the garment, the catalogue kinds that are it, a shopper's word for it). Rompers
+# and jumpsuits have no kind in the catalogue and are left out.
+KINDS: dict[str, tuple[str, set[str], str]] = {
+    "Jackets_Vests": ("upper", {"Jackets", "Waistcoat"}, "jacket"),
+    "Shirts_Polos": ("upper", {"Shirts", "Tshirts"}, "shirt"),
+    "Sweatshirts_Hoodies": ("upper", {"Sweatshirts"}, "sweatshirt"),
+    "Tees_Tanks": ("upper", {"Tshirts", "Tops"}, "t-shirt"),
+    "Blouses_Shirts": ("upper", {"Shirts", "Tops"}, "top"),
+    "Cardigans": ("upper", {"Sweaters"}, "sweater"),
+    "Dresses": ("full", {"Dresses"}, "dress"),
+    "Graphic_Tees": ("upper", {"Tshirts", "Tops"}, "t-shirt"),
+    "Jackets_Coats": ("upper", {"Jackets"}, "jacket"),
+    "Shorts": ("lower", {"Shorts"}, "shorts"),
+    "Skirts": ("lower", {"Skirts"}, "skirt"),
+    "Sweaters": ("upper", {"Sweaters"}, "sweater"),
+}
+
+
+def people_photos(root: Path) -> list[tuple[Path, str]]:
+    return sorted(
+        (path, path.parent.parent.name)
+        for path in (root / "img").glob("*/*/*/*.jpg")
+        if path.parent.parent.name in KINDS
+    )
+
+
+def catalogue_vectors(model: LoadedModel, paths: list[Path]) -> np.ndarray:
+    """The catalogue's photo vectors, kept between runs in bench/results (they take minutes on a CPU)."""
+    key = hashlib.sha256("\n".join([model.variant.name, *map(str, paths)]).encode()).hexdigest()[:16]
+    cache = RESULTS / f"vectors-{model.variant.name}-{key}.npy"
+    if cache.is_file():
+        return np.load(cache)
+    vectors, _ = encode_paths(model.encode_images, paths, True, "catalogue")
+    RESULTS.mkdir(exist_ok=True)
+    np.save(cache, vectors)
+    return vectors
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--catalogue-limit", type=int, default=2500)
+    parser.add_argument("--variant", default=None)
+    args = parser.parse_args()
+    settings = Settings()
+    registry = Registry.from_settings(settings)
+    variant = args.variant or next(v.name for v in registry if v.serve_by_default)
+    model = load_model(registry[variant], "cpu")
+    rows = [r for r in read_catalogue_rows(MYNTRA / "metadata.csv") if r["masterCategory"] == "Apparel"]
+    rows = rows[: args.catalogue_limit]
+    items = catalogue_items(rows)
+    vectors = catalogue_vectors(model, [Path(r["image"]) for r in rows])
+    kinds = np.array([item.category for item in items])
+    queries = people_photos(SHARED_DATA / "inshop_pairs")
+    ways = {
+        "no hint": lambda garment, word: {},
+        "garment named": lambda garment, word: {"garment": garment},
+        "kind's word added": lambda garment, word: {"text": word},
+        **{f"always {g}": lambda garment, word, g=g: {"garment": g} for g in GARMENTS},  # else the whole photo
+    }
+    precision: dict[str, dict[str, list[float]]] = {way: {} for way in ways}
+    latency: dict[str, list[float]] = {"regions off": [], "regions on": []}
+    finder = PoseRegions()
+    with catalogue_searcher(model, items, vectors, finder) as searcher:
+        for path, folder in queries:
+            garment, wanted, word = KINDS[folder]
+            upload = path.read_bytes()
+            for way, extra in ways.items():
+                request = SearchRequest.with_upload(top_k=10, **extra(garment, word))
+                try:
+                    found = searcher.search(request, variant, upload)
+                except InvalidInput as error:  # the garment is not on the photo
+                    if way.startswith("always"):
+                        found = searcher.search(SearchRequest.with_upload(top_k=10), variant, upload)
+                    else:
+                        print(f"{path.name} ({way}): {error}")  # a miss, as a shopper sees it
+                        precision[way].setdefault(folder, []).append(0.0)
+                        continue
+                hits = [hit.payload.get("category") in wanted for hit in found.hits]
+                precision[way].setdefault(folder, []).append(sum(hits) / 10)
+            for label, regions in (("regions off", None), ("regions on", finder)):
+                searcher.regions = regions
+                started = time.perf_counter()
+                searcher.search(SearchRequest.with_upload(top_k=10), variant, upload)
+                latency[label].append((time.perf_counter() - started) * 1000)
+        searcher.regions = finder
+        own = 0
+        for item in items[:: max(1, len(items) // 30)][:30]:
+            found = searcher.search(SearchRequest.with_upload(top_k=1), variant, Path(item.images[0]).read_bytes())
+            own += found.hits[0].product_id == item.id
+        region_ms = []
+        for path, _ in queries[:30]:
+            picture = decode_image(path.read_bytes())
+            started = time.perf_counter()
+            finder.find(picture)
+            region_ms.append((time.perf_counter() - started) * 1000)
+    result: dict[str, object] = {
+        "variant": variant,
+        "catalogue": len(items),
+        "queries": len(queries),
+        "packshot_finds_itself_first": f"{own}/30",
+        "region_model_ms_per_photo": percentiles(region_ms),
+        "latency": {way: percentiles(samples) for way, samples in latency.items() if samples},
+    }
+    for way, by_kind in precision.items():
+        every = [value for values in by_kind.values() for value in values]
+        result[way] = {
+            "P@10": float(np.mean(every)),
+            "by_kind": {
+                folder: {
+                    "P@10": float(np.mean(values)),
+                    "base_rate": float(np.isin(kinds, list(KINDS[folder][1])).mean()),
+                }
+                for folder, values in sorted(by_kind.items())
+            },
+        }
+        print(f"{way:>18}: P@10 {result[way]['P@10']:.3f}")  # type: ignore[index]
+    result["ratio_region_to_plain_p50"] = (
+        result["latency"]["regions on"]["p50_ms"] / result["latency"]["regions off"]["p50_ms"]  # type: ignore[index]
+    )
+    print(f"packshot finds itself first: {own}/30; region/plain p50 {result['ratio_region_to_plain_p50']:.2f}")
+    print(write_result("people_photos", result))
+
+
+if __name__ == "__main__":
+    main()

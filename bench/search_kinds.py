@@ -1,0 +1,105 @@
+"""Latency of every kind of query through the search function the API serves (`Runtime.searcher`), on the
+embedded default with real Myntra products indexed through the indexing pipeline: words, a packshot, a photo of
+a person with and without garment regions (the garment found, one named, a box), a photo with words, more like
+this, a drawing, a drawing with words; and the region model's own cost per photo. Same run, same process, so the
+ratio of a region search to a plain photo search holds on a noisy machine.
+
+    .venv/bin/python -m bench.search_kinds [--products 300] [--queries 30]
+
+Writes bench/results/search_kinds.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.common import SHARED_DATA, catalogue_items, percentiles, write_result
+from services.apps.runtime import Runtime
+from services.images import decode_image
+from services.search import SearchRequest
+from services.settings import Settings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--products", type=int, default=300)
+    parser.add_argument("--queries", type=int, default=30)
+    args = parser.parse_args()
+    items = catalogue_items(args.products)
+    settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="sf-bench-")), redis_url=None, qdrant_url=None)
+    settings.allowed_image_roots = [SHARED_DATA / "myntra"]
+    rt = Runtime.build(settings)
+    try:
+        started = time.perf_counter()
+        outcomes = rt.pipeline.run(items, [rt.default_variant])
+        indexed_s = time.perf_counter() - started
+        failed = [o for o in outcomes if o.status == "failed"]
+        variant, searcher = rt.default_variant, rt.searcher
+        packshot = Path(items[0].images[0]).read_bytes()
+        people = sorted((SHARED_DATA / "inshop_pairs" / "img").glob("*/*/*/*front*.jpg"))[: args.queries]
+        sketches = sorted((SHARED_DATA / "qmul_sbir" / "shoes" / "test" / "sketch").iterdir())[: args.queries]
+
+        def photo(**fields: object) -> Callable[[int], tuple[SearchRequest, bytes]]:
+            return lambda i: (SearchRequest.with_upload(**fields), people[i % len(people)].read_bytes())
+
+        kinds: dict[str, Callable[[int], tuple[SearchRequest, bytes | None]]] = {
+            "words": lambda i: (SearchRequest(text=["blue jeans", "red dress", "navy shirt"][i % 3]), None),
+            "packshot": lambda i: (SearchRequest.with_upload(), packshot),
+            "person, garment found": photo(),
+            "person, garment named": photo(garment="upper"),
+            "person, box": photo(box=(20, 40, 150, 200)),
+            "person + words": photo(text="skirt"),
+            "more like this": lambda i: (SearchRequest(like=[items[i % len(items)].id]), None),
+            "drawing": lambda i: (
+                SearchRequest.with_upload("sketch"),
+                sketches[i % len(sketches)].read_bytes(),
+            ),
+            "drawing + words": lambda i: (
+                SearchRequest.with_upload("sketch", text="sports shoes"),
+                sketches[i % len(sketches)].read_bytes(),
+            ),
+        }
+        finder = searcher.regions
+        result: dict = {"variant": variant, "products": len(items), "failed": len(failed), "index_s": indexed_s}
+        for regions in (True, False):
+            searcher.regions = finder if regions else None
+            rows = {}
+            for kind, make in kinds.items():
+                make_query, data = make(0)
+                searcher.search(make_query, variant, data)  # warm: models loaded, ONNX sessions ready
+                samples: list[float] = []
+                steps: dict[str, list[float]] = {}
+                for index in range(args.queries):
+                    query, data = make(index)
+                    began = time.perf_counter()
+                    found = searcher.search(query, variant, data)
+                    samples.append((time.perf_counter() - began) * 1000)
+                    for step, ms in found.timings.items():
+                        steps.setdefault(step, []).append(ms)
+                rows[kind] = percentiles(samples) | {
+                    "steps_p50_ms": {step: percentiles(values)["p50_ms"] for step, values in steps.items()}
+                }
+            result["with regions" if regions else "without regions"] = rows
+        searcher.regions = finder
+        region_ms = []
+        for path in people:
+            picture = decode_image(path.read_bytes())
+            began = time.perf_counter()
+            finder.find(picture)  # type: ignore[union-attr]
+            region_ms.append((time.perf_counter() - began) * 1000)
+        result["region_model_per_photo"] = percentiles(region_ms)
+        plain = result["without regions"]["person, garment found"]["p50_ms"]
+        region = result["with regions"]["person, garment found"]["p50_ms"]
+        result["region_vs_plain_photo_p50"] = region / plain
+        print(f"person photo p50: {region:.0f} ms with regions, {plain:.0f} ms without ({region / plain:.2f}x)")
+        print(write_result("search_kinds", result))
+    finally:
+        rt.close()
+
+
+if __name__ == "__main__":
+    main()

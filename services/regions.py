@@ -1,0 +1,156 @@
+"""Garments in a photo of a person: where the upper-body garment, the lower one, the full-length outfit and the
+shoes are, so that a search can look at the garment rather than at the pose, the face and the background.
+
+The regions come from MediaPipe's BlazePose (`pose_landmark_full`, which the mediapipe 0.10.x wheel carries inside
+the package: nothing is downloaded). A photo without a person (a packshot) has no regions.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import numpy as np
+from PIL import Image
+
+Garment = Literal["upper", "lower", "full", "feet"]
+GARMENTS: tuple[Garment, ...] = ("upper", "lower", "full", "feet")
+Part = Garment | Literal["box"]  # a garment found, or a box the shopper drew
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels of the photo, x1 and y1 exclusive
+MIN_VISIBILITY = 0.5  # a landmark MediaPipe is less sure of than this does not place a region
+MIN_SIDE = 16  # pixels: a smaller region is no garment worth searching
+# BlazePose landmark indices.
+SHOULDERS, ELBOWS, WRISTS, HIPS, KNEES, ANKLES, HEELS, TOES = (
+    (11, 12),
+    (13, 14),
+    (15, 16),
+    (23, 24),
+    (25, 26),
+    (27, 28),
+    (29, 30),
+    (31, 32),
+)
+
+
+@dataclass(frozen=True)
+class Region:
+    garment: Part
+    box: Box
+    score: float  # how visible the landmarks that place it are (0-1)
+
+    @property
+    def area(self) -> int:
+        return (self.box[2] - self.box[0]) * (self.box[3] - self.box[1])
+
+
+@dataclass(frozen=True)
+class Person:
+    """The garments' regions a photo shows of a person, largest first (none: no person, e.g. a packshot)."""
+
+    regions: list[Region]
+
+    def region(self, garment: Garment) -> Region | None:
+        return next((region for region in self.regions if region.garment == garment), None)
+
+
+class RegionFinder(Protocol):
+    @staticmethod
+    def installed() -> bool:
+        """Whether MediaPipe is here (deploy/setup.sh installs it)."""
+        return importlib.util.find_spec("mediapipe") is not None
+
+    def find(self, picture: Image.Image) -> Person: ...
+
+
+class PoseRegions:
+    """BlazePose on one photo at a time (a MediaPipe graph is not safe to share between threads: one lock)."""
+
+    def __init__(self, min_visibility: float = MIN_VISIBILITY) -> None:
+        self.min_visibility = min_visibility
+        self._pose: Any = None
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def installed() -> bool:
+        """Whether MediaPipe is here (deploy/setup.sh installs it)."""
+        return importlib.util.find_spec("mediapipe") is not None
+
+    def find(self, picture: Image.Image) -> Person:
+        pixels = np.asarray(picture.convert("RGB"))
+        with self._lock:
+            if self._pose is None:
+                from mediapipe.python.solutions.pose import Pose  # loads its graph: only when a photo needs it
+
+                # complexity 1 is pose_landmark_full, the model the wheel carries (others would be downloaded)
+                self._pose = Pose(static_image_mode=True, model_complexity=1)
+            found = self._pose.process(pixels)
+        if found.pose_landmarks is None:
+            return Person([])
+        height, width = pixels.shape[:2]
+        points = np.array(
+            [[mark.x * width, mark.y * height, mark.visibility] for mark in found.pose_landmarks.landmark]
+        )
+        return Person(garment_regions(points, width, height, self.min_visibility))
+
+
+def garment_regions(
+    points: np.ndarray, width: int, height: int, min_visibility: float = MIN_VISIBILITY
+) -> list[Region]:
+    """Regions from BlazePose landmarks (x, y in pixels, visibility), largest first. The upper garment spans the
+    shoulders to the hips and the arms; the lower one the hips to the ankles (to the photo's edge when the legs
+    leave it); full length both; the feet the ankles, heels and toes."""
+
+    def seen(*groups: tuple[int, ...]) -> bool:
+        return all(points[i, 2] >= min_visibility for group in groups for i in group)
+
+    def score(*groups: tuple[int, ...]) -> float:
+        return float(min(points[i, 2] for group in groups for i in group))
+
+    def span(*groups: tuple[int, ...]) -> tuple[float, float, float, float]:
+        chosen = points[[i for group in groups for i in group]]
+        return chosen[:, 0].min(), chosen[:, 1].min(), chosen[:, 0].max(), chosen[:, 1].max()
+
+    def box(x0: float, y0: float, x1: float, y1: float) -> Box:
+        return (max(0, int(x0)), max(0, int(y0)), min(width, int(np.ceil(x1))), min(height, int(np.ceil(y1))))
+
+    regions: list[Region] = []
+    if not seen(SHOULDERS, HIPS):
+        return regions
+    torso = max(1.0, float(points[list(HIPS), 1].mean() - points[list(SHOULDERS), 1].mean()))
+    shoulder_y = float(points[list(SHOULDERS), 1].min())
+    hip_y = float(points[list(HIPS), 1].mean())
+    arms = [group for group in (ELBOWS, WRISTS) if seen(group)]
+    x0, _, x1, _ = span(SHOULDERS, HIPS, *arms)
+    pad = 0.1 * (x1 - x0)
+    regions.append(
+        Region("upper", box(x0 - pad, shoulder_y - 0.2 * torso, x1 + pad, hip_y + 0.15 * torso), score(SHOULDERS, HIPS))
+    )
+    legs = [group for group in (KNEES, ANKLES) if seen(group)]
+    if KNEES in legs:
+        bottom = float(points[list(ANKLES), 1].max()) + 0.1 * torso if ANKLES in legs else float(height)
+        lx0, _, lx1, _ = span(HIPS, *legs)
+        lpad = 0.25 * (lx1 - lx0)
+        regions.append(Region("lower", box(lx0 - lpad, hip_y - 0.2 * torso, lx1 + lpad, bottom), score(HIPS, KNEES)))
+        fx0, _, fx1, _ = span(SHOULDERS, HIPS, *arms, *legs)
+        fpad = 0.1 * (fx1 - fx0)
+        regions.append(
+            Region("full", box(fx0 - fpad, shoulder_y - 0.2 * torso, fx1 + fpad, bottom), score(SHOULDERS, HIPS, KNEES))
+        )
+    if seen(ANKLES, HEELS, TOES):
+        sx0, sy0, sx1, sy1 = span(ANKLES, HEELS, TOES)
+        spad = 0.3 * max(sx1 - sx0, sy1 - sy0, 0.2 * torso)
+        regions.append(Region("feet", box(sx0 - spad, sy0 - spad, sx1 + spad, sy1 + spad), score(ANKLES, HEELS, TOES)))
+    kept = [r for r in regions if r.box[2] - r.box[0] >= MIN_SIDE and r.box[3] - r.box[1] >= MIN_SIDE]
+    return sorted(kept, key=lambda region: -region.area)
+
+
+def clip_box(box: Sequence[float], width: int, height: int) -> Box | None:
+    """A shopper's box in the photo's pixels, clipped to it; None when nothing of it is left."""
+    x0, y0, x1, y1 = (round(value) for value in box)
+    clipped = (max(0, x0), max(0, y0), min(width, x1), min(height, y1))
+    if clipped[2] - clipped[0] < 1 or clipped[3] - clipped[1] < 1:
+        return None
+    return clipped

@@ -1,0 +1,115 @@
+"""What a search asks and what it answers: the one schema the API, `stylefinder eval`, the benches and the page
+share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from services.regions import Garment, Region
+from services.store import Hit, SearchFilters
+
+MAX_LIKED = 20  # products a "more like this" may name on each side
+MAX_OFFSET = 1000  # how deep a shopper may page ("load more")
+
+
+class SearchRequest(BaseModel):
+    """A photo (an upload, `image_url` or `image_base64`), a drawing (the same with `mode: "sketch"`), words,
+    products liked and disliked: any of them together, at least one of photo, drawing, words or liked products.
+    In a photo of a person the garment searched is the one named (`garment`), the box given, or the most likely
+    one; the response says which."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_url: str | None = Field(None, description="http(s) URL of the query photo, on a public host")
+    image_base64: str | None = Field(None, description="the query photo, base64 or a data: URI")
+    text: str | None = Field(None, min_length=1, max_length=500, description="words, alone or with a photo")
+    like: list[str] = Field(
+        default_factory=list, max_length=MAX_LIKED, description="product ids: more like these (never returned)"
+    )
+    unlike: list[str] = Field(
+        default_factory=list, max_length=MAX_LIKED, description="product ids: less like these (never returned)"
+    )
+    garment: Garment | None = Field(None, description="the garment of a photo of a person to search")
+    box: tuple[float, float, float, float] | None = Field(
+        None, description="[x0, y0, x1, y1]: the part of the photo to search, in its pixels"
+    )
+    variant: str | None = Field(None, description="model variant; the deployment's default when omitted")
+    mode: Literal["photo", "sketch"] = Field("photo", description="what the image is: a photo or a drawing")
+    retrieval: Literal["direct", "cluster"] = Field(
+        "direct", description="direct: nearest items; cluster: nearest clusters first (Cluster-then-Retrieve)"
+    )
+    interpret: bool = Field(
+        True, description="words: match them to the catalogue's colours, categories, genders and brands"
+    )
+    top_k: int = Field(10, ge=1, le=100)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET, description="results to skip (the next page starts at top_k)")
+    filters: SearchFilters = Field(default_factory=SearchFilters)
+
+    @field_validator("text")
+    @classmethod
+    def _words(cls, text: str | None) -> str | None:
+        """Blank text would embed as noise; longer text than the tower reads is cut by its tokenizer."""
+        if text is not None and not text.strip():
+            raise ValueError("text must contain words")
+        return text
+
+    @field_validator("like", "unlike")
+    @classmethod
+    def _ids(cls, ids: list[str]) -> list[str]:
+        if any(not isinstance(product, str) or not product or len(product) > 256 for product in ids):
+            raise ValueError("product ids are non-empty strings of at most 256 characters")
+        return list(dict.fromkeys(ids))
+
+    @field_validator("box")
+    @classmethod
+    def _box(cls, box: tuple[float, float, float, float] | None) -> tuple[float, float, float, float] | None:
+        if box is not None and (box[2] <= box[0] or box[3] <= box[1] or min(box) < 0):
+            raise ValueError("box is [x0, y0, x1, y1] in the photo's pixels, with x0 < x1 and y0 < y1")
+        return box
+
+    @model_validator(mode="after")
+    def _a_query(self, info: ValidationInfo) -> SearchRequest:
+        images = [name for name in ("image_url", "image_base64") if getattr(self, name)]
+        images += (info.context or {}).get("uploads", [])
+        if len(images) > 1:
+            raise ValueError(f"give one image, not {' and '.join(images)}")
+        if not images and not self.text and not self.like:
+            raise ValueError(
+                "give a photo or a drawing (image or sketch upload, image_url, image_base64), text, or like"
+            )
+        if self.mode == "sketch" and not images:
+            raise ValueError("mode sketch needs a drawing (sketch upload, image_url or image_base64)")
+        if (self.garment or self.box) and (not images or self.mode == "sketch"):
+            raise ValueError("garment and box pick a part of a photo: send the photo too")
+        if self.garment and self.box:
+            raise ValueError("give garment or box, not both")
+        if both := sorted(set(self.like) & set(self.unlike)):
+            raise ValueError(f"products both liked and unliked: {', '.join(both)}")
+        return self
+
+    @classmethod
+    def with_upload(cls, upload: Literal["image", "sketch"] = "image", **fields: object) -> SearchRequest:
+        """A query whose photo (or drawing) comes as bytes beside it, as an uploaded file does."""
+        if upload == "sketch":
+            fields.setdefault("mode", "sketch")
+        return cls.model_validate(fields, context={"uploads": [upload]})
+
+    @property
+    def has_image(self) -> bool:
+        return bool(self.image_url or self.image_base64)
+
+
+@dataclass
+class Found:
+    """Ranked products, with what the search understood: the words' attributes, the regions of a photo of a
+    person and the one searched, and where the time went (milliseconds by step)."""
+
+    hits: list[Hit]
+    variant: str
+    interpreted: dict[str, str | list[str]] | None = None
+    regions: list[Region] = field(default_factory=list)
+    region: Region | None = None
+    timings: dict[str, float] = field(default_factory=dict)

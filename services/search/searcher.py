@@ -1,0 +1,175 @@
+"""Search: a query (photo, drawing, words, liked products, or several together) to ranked products. Every
+caller goes through `Searcher.search`: the gateway, `stylefinder eval`, the benches and the page."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+from services.attributes import FIELDS, WEIGHT, Interpreted, interpret, rerank, shown
+from services.embedding import Embedder
+from services.errors import FetchError, ImageDecodeError, InvalidInput, NotFound, TransientFetchError
+from services.images import Fetcher, decode_image, normalise_sketch
+from services.models import Registry
+from services.regions import Region, RegionFinder, clip_box
+from services.search.query import Found, SearchRequest
+from services.store import PHOTO, Hit, VectorStore
+
+# Words with a photo, a drawing or liked products name what the shopper wants (a kind, a colour): an attribute
+# they name outweighs any difference of look (cosine scores of one query lie well within 1).
+STEERING_WEIGHT = 1.0
+
+
+class Searcher:
+    def __init__(
+        self,
+        registry: Registry,
+        embedder: Embedder,
+        store: VectorStore,
+        fetcher: Fetcher | None = None,
+        regions: RegionFinder | None = None,
+    ) -> None:
+        self.registry = registry
+        self.embedder = embedder
+        self.store = store
+        self.fetcher = fetcher
+        self.regions = regions
+
+    def search(self, query: SearchRequest, variant: str, upload: bytes | None = None) -> Found:
+        """Ranked products for the query in the variant's collection; `upload` is the query photo's bytes when
+        it came as a file rather than as `image_url` or `image_base64`."""
+        found = Found([], variant)
+        clock = time.perf_counter()
+
+        def lap(step: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            found.timings[step] = found.timings.get(step, 0.0) + (now - clock) * 1000
+            clock = now
+
+        spec = self.registry[variant]
+        using = PHOTO
+        vectors: list[np.ndarray] = []
+        if upload is not None or query.has_image:
+            picture = self._picture(query, upload)
+            if query.mode == "sketch":
+                using = spec.sketch_vector if spec.sketch_vector == PHOTO else spec.edge_vector
+                lap("decode")
+                vectors.append(self.embedder.embed_images(spec.edge_tower, [normalise_sketch(picture)])[0])
+            else:
+                lap("decode")
+                picture = self._garment(query, picture, found)
+                lap("regions")
+                vectors.append(self.embedder.embed_images(variant, [picture])[0])
+            lap("embed")
+        understood: Interpreted = {}
+        if query.text:
+            if query.interpret:
+                understood = interpret(query.text, self.store.vocabulary(variant, list(FIELDS)))
+                found.interpreted = shown(understood)
+            if not vectors and not query.like:  # words alone: their embedding is the query
+                vectors.append(self.embedder.embed_texts(variant, [query.text])[0])
+                lap("embed")
+        exclude = set(query.like) | set(query.unlike)
+        if query.like or query.unlike:
+            vectors = [self._liked(variant, query.like, query.unlike, using, vectors)]
+        elif not vectors:
+            raise InvalidInput("nothing to search for: give a photo, a drawing, words or liked products")
+        vector = _normalised(np.mean(vectors, axis=0))
+        weight = WEIGHT if not (query.has_image or upload is not None or query.like) else STEERING_WEIGHT
+        found.hits = self._ranked(query, variant, vector, using, understood, weight, exclude)
+        lap("store")
+        return found
+
+    def _ranked(
+        self,
+        query: SearchRequest,
+        variant: str,
+        vector: np.ndarray,
+        using: str,
+        understood: Interpreted,
+        weight: float,
+        exclude: set[str],
+    ) -> list[Hit]:
+        """The nearest products; where words were understood, also the nearest with all understood attributes
+        and with each one, ranked together with the attributes as soft filters: a product with more of them
+        rises, the rest stay. The shopper's own filters always hold; `offset` pages through the ranking."""
+        wanted = query.offset + query.top_k
+
+        def nearest(filters: object = query.filters) -> list[Hit]:
+            return self.store.search(variant, vector, wanted, filters, using, query.retrieval, exclude)  # type: ignore[arg-type]
+
+        hits = nearest()
+        if understood:
+            unset = {key: values for key, values in understood.items() if getattr(query.filters, key) is None}
+            narrowings = [unset] if unset else []
+            if len(unset) > 1:
+                narrowings += [{key: values} for key, values in unset.items()]
+            for narrowing in narrowings:
+                hits += nearest(query.filters.model_copy(update=narrowing))
+            unique = list({hit.product_id: hit for hit in hits}.values())
+            scores = rerank([(hit.score, hit.payload) for hit in unique], understood, weight)
+            for hit, score in zip(unique, scores, strict=True):
+                hit.score = score
+            hits = sorted(unique, key=lambda hit: -hit.score)
+        return hits[query.offset : wanted]
+
+    def _picture(self, query: SearchRequest, upload: bytes | None) -> Image.Image:
+        """The shopper's photo or drawing, from the upload, a URL or base64; a problem with it names the image as
+        the cause. A drawing keeps its transparency: strokes on a transparent canvas are its opaque pixels."""
+        try:
+            if upload is not None:
+                data = upload
+            elif self.fetcher is None:
+                raise InvalidInput("this search takes uploaded photos only")
+            elif query.image_url:
+                data = self.fetcher.download(query.image_url)  # http(s) to public hosts only: never a path
+            else:
+                data = self.fetcher.decode_base64(query.image_base64 or "")
+            return decode_image(data, keep_alpha=query.mode == "sketch")
+        except (FetchError, TransientFetchError, ImageDecodeError) as error:
+            raise type(error)(f"unusable image: {error}") from None
+
+    def _garment(self, query: SearchRequest, picture: Image.Image, found: Found) -> Image.Image:
+        """The part of a photo to search: the box given, or the garment named, found on the person in it. Without
+        either the whole photo is searched: on photos of people against a packshot catalogue no garment region
+        found by itself beat the whole photo (docs/benchmarks.md, "Photos of people"). The garments found are
+        listed either way, for a page to offer."""
+        found.regions = self.regions.find(picture).regions if self.regions is not None else []
+        if query.box is not None:
+            box = clip_box(query.box, *picture.size)
+            if box is None:
+                raise InvalidInput(f"box {list(query.box)} lies outside the photo ({picture.width}x{picture.height})")
+            found.region = Region("box", box, 1.0)
+        elif query.garment is not None:
+            found.region = next((r for r in found.regions if r.garment == query.garment), None)
+            if found.region is None:
+                seen = ", ".join(region.garment for region in found.regions) or "none (no person found)"
+                raise InvalidInput(f"no {query.garment!r} garment found in this photo; found: {seen}")
+        return picture if found.region is None else picture.crop(found.region.box)
+
+    def _liked(
+        self, variant: str, like: Sequence[str], unlike: Sequence[str], using: str, others: list[np.ndarray]
+    ) -> np.ndarray:
+        """Qdrant's average-vector recommendation from the stored vectors (nothing re-embedded): the liked
+        products' mean (with the query's other vectors), moved away from the disliked products' mean."""
+        stored = self.store.product_vectors(variant, [*like, *unlike], using)
+        missing = [product for product in [*like, *unlike] if product not in stored]
+        if missing:
+            raise NotFound(f"no product {', '.join(map(repr, missing[:5]))} in variant {variant!r}")
+        positive = [*others, *(vector for product in like for vector in stored[product])]
+        if not positive:
+            raise InvalidInput("unlike needs something to search for: a photo, a drawing, words or liked products")
+        liked = _normalised(np.mean(positive, axis=0))
+        if not unlike:
+            return liked
+        disliked = _normalised(np.mean([vector for product in unlike for vector in stored[product]], axis=0))
+        return _normalised(liked + (liked - disliked))
+
+
+def _normalised(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    return (vector / norm if norm > 0 else vector).astype(np.float32)

@@ -1,0 +1,200 @@
+"""What shoppers send, through `POST /v1/search` and the one search function behind it: words with a photo,
+more like this, paging, garments in photos of people, a drawing searched by another variant's sketch tower; and
+`stylefinder eval`'s text figures, which go through that same function."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from services.evaluation import catalogue_items, catalogue_searcher, read_catalogue_rows, text_queries
+from services.images import decode_image, normalise_sketch
+from services.regions import PoseRegions, garment_regions
+from services.search import SearchRequest
+from services.store import collection_name
+from tests.helpers import COLOURS, encode, indexed_gateway, photo, shared_data, write_catalogue
+from tests.test_sketch_search import drawing
+
+
+@pytest.fixture(scope="module")
+def catalogue_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_catalogue(tmp_path_factory.mktemp("catalogue"))
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory, tiny_registry: Path, catalogue_dir: Path) -> Iterator[TestClient]:
+    with indexed_gateway(tmp_path_factory.mktemp("data"), tiny_registry, catalogue_dir) as test_client:
+        yield test_client
+
+
+def results(response: object) -> list[dict]:
+    assert response.status_code == 200, response.text  # type: ignore[attr-defined]
+    return response.json()["results"]  # type: ignore[attr-defined]
+
+
+def upload(catalogue_dir: Path, product: str) -> dict:
+    return {"image": ("q.jpg", (catalogue_dir / "img" / f"{product}.jpg").read_bytes(), "image/jpeg")}
+
+
+def test_words_with_a_photo_steer_what_is_found_and_the_photo_orders_it(
+    client: TestClient, catalogue_dir: Path
+) -> None:
+    plain = results(client.post("/v1/search", files=upload(catalogue_dir, "blue-circle"), data={"top_k": "12"}))
+    assert plain[0]["product_id"] == "blue-circle"
+    for words, field, value in (("red", "colour", "red"), ("tshirts", "category", "Tshirts")):
+        response = client.post("/v1/search", files=upload(catalogue_dir, "blue-circle"), data={"text": words})
+        found = results(response)
+        wanted = [hit for hit in found if hit["payload"][field] == value]
+        assert response.json()["interpreted"] == {field: value}
+        assert found[: len(wanted)] == wanted and len(wanted) >= 2  # the named attribute comes first...
+        plain_order = [hit["product_id"] for hit in plain if hit["payload"][field] == value]
+        assert [hit["product_id"] for hit in wanted] == plain_order[: len(wanted)]  # ...ordered by the photo
+
+
+def test_more_like_this_searches_from_stored_vectors_and_never_returns_the_liked(
+    client: TestClient, catalogue_dir: Path
+) -> None:
+    by_photo = [
+        hit["product_id"] for hit in results(client.post("/v1/search", files=upload(catalogue_dir, "red-square")))
+    ]
+    liked = [hit["product_id"] for hit in results(client.post("/v1/search", json={"like": ["red-square"]}))]
+    assert "red-square" not in liked
+    others = [product for product in by_photo if product != "red-square"]
+    assert liked[: len(others)] == others  # the stored vector ranks as the photo it was embedded from
+    filtered = results(client.post("/v1/search", json={"like": ["red-square"], "filters": {"category": "Caps"}}))
+    assert filtered and all(hit["payload"]["category"] == "Caps" for hit in filtered)
+    both = results(client.post("/v1/search", json={"like": ["red-square"], "text": "green"}))
+    assert both[0]["payload"]["colour"] == "green" and "red-square" not in [hit["product_id"] for hit in both]
+    pushed = [
+        hit["product_id"]
+        for hit in results(client.post("/v1/search", json={"like": ["red-square"], "unlike": [liked[0]]}))
+    ]
+    assert liked[0] not in pushed and "red-square" not in pushed
+    form = client.post("/v1/search", data={"like": "red-square, blue-square", "top_k": "12"})
+    assert {"red-square", "blue-square"}.isdisjoint(hit["product_id"] for hit in results(form))
+    assert len(results(form)) == 10  # 12 products, the two liked never among them
+
+
+def test_offset_pages_through_one_ranking(client: TestClient) -> None:
+    whole = [hit["product_id"] for hit in results(client.post("/v1/search", json={"text": "red cap", "top_k": 8}))]
+    first = results(client.post("/v1/search", json={"text": "red cap", "top_k": 4}))
+    second = results(client.post("/v1/search", json={"text": "red cap", "top_k": 4, "offset": 4}))
+    assert [hit["product_id"] for hit in first + second] == whole
+
+
+def test_a_packshot_is_searched_whole_and_a_box_searches_part_of_the_photo(
+    client: TestClient, catalogue_dir: Path
+) -> None:
+    whole = client.post("/v1/search", files=upload(catalogue_dir, "green-square")).json()
+    assert whole["regions"] == [] and whole["region"] is None
+    missing = client.post("/v1/search", files=upload(catalogue_dir, "green-square"), data={"garment": "lower"})
+    assert missing.status_code == 422 and "no 'lower' garment found in this photo" in missing.json()["detail"]
+    two = photo(COLOURS["red"], "circle", (96, 128))
+    two.paste(photo(COLOURS["blue"], "square", (96, 128)), (48, 0))  # a red circle half hidden by a blue square
+    boxed = client.post(
+        "/v1/search", files={"image": ("q.jpg", encode(two), "image/jpeg")}, data={"box": "48,0,400,128"}
+    )
+    assert boxed.json()["region"] == {"garment": "box", "box": [48, 0, 96, 128], "score": 1.0}  # clipped to the photo
+    outside = client.post(
+        "/v1/search", files={"image": ("q.jpg", encode(two), "image/jpeg")}, data={"box": "[200,200,300,300]"}
+    )
+    assert outside.status_code == 422 and "outside the photo (96x128)" in outside.json()["detail"]
+
+
+def test_garment_regions_follow_the_body_landmarks() -> None:
+    """Landmarks of a person standing in a 200x400 photo (x, y, visibility); legs cut at the knees in the second."""
+    points = np.zeros((33, 3))
+    points[:, 2] = 0.99
+    for index, (x, y) in {
+        11: (70, 100), 12: (130, 100), 13: (60, 150), 14: (140, 150), 15: (55, 190), 16: (145, 190),
+        23: (80, 200), 24: (120, 200), 25: (80, 280), 26: (120, 280), 27: (80, 360), 28: (120, 360),
+        29: (78, 370), 30: (122, 370), 31: (85, 380), 32: (115, 380),
+    }.items():  # fmt: skip
+        points[index, :2] = (x, y)
+    regions = {region.garment: region for region in garment_regions(points, 200, 400)}
+    assert set(regions) == {"upper", "lower", "full", "feet"}
+    upper, lower, full, feet = (regions[g].box for g in ("upper", "lower", "full", "feet"))
+    assert upper[1] < 100 < 200 < upper[3] < lower[3] and upper[0] <= 55 and upper[2] >= 145
+    assert lower[1] < 200 and lower[3] >= 360 and full[1] == upper[1] and full[3] == lower[3]
+    assert feet[1] < 360 and feet[3] > 380
+    points[[27, 28, 29, 30, 31, 32], 2] = 0.1  # the photo ends at the knees
+    cut = {region.garment: region for region in garment_regions(points, 200, 300)}
+    assert set(cut) == {"upper", "lower", "full"} and cut["lower"].box[3] == 300
+    points[[23, 24], 2] = 0.1  # no hips seen: no garment can be placed
+    assert garment_regions(points, 200, 300) == []
+
+
+def test_a_photo_of_a_person_has_its_garments_found_and_searched(client: TestClient) -> None:
+    folder = shared_data("inshop_pairs", "img", "WOMEN", "Skirts")
+    person = next(folder.glob("*/*front*.jpg"))
+    found = PoseRegions().find(decode_image(person.read_bytes()))
+    assert {"upper", "lower"} <= {region.garment for region in found.regions}
+    files = {"image": ("p.jpg", person.read_bytes(), "image/jpeg")}
+    auto = client.post("/v1/search", files=files).json()
+    assert {region["garment"] for region in auto["regions"]} >= {"upper", "lower"} and auto["region"] is None
+    whole = [hit["product_id"] for hit in auto["results"]]  # no garment named: the whole photo
+    lower = client.post("/v1/search", files=files, data={"garment": "lower"}).json()
+    box = next(region["box"] for region in auto["regions"] if region["garment"] == "lower")
+    assert lower["region"]["garment"] == "lower" and lower["region"]["box"] == box
+    boxed = client.post("/v1/search", files=files, data={"box": ",".join(map(str, box))}).json()
+    assert [hit["product_id"] for hit in boxed["results"]] == [hit["product_id"] for hit in lower["results"]] != whole
+
+
+def test_a_variant_whose_edges_belong_to_a_sketch_tower(
+    tmp_path: Path, tiny_registry: Path, catalogue_dir: Path
+) -> None:
+    """`tiny-over` lays tiny-b's tower over its edge maps: its collection's edge vector is named after that tower
+    and filled by it, and a drawing is embedded by it."""
+    registry = tiny_registry.with_name("registry-over.toml")  # beside the tiny checkpoint it names
+    entry = (
+        '[[variant]]\nname = "tiny-over"\narchitecture = "tiny.json"\nweights = "tiny.pt"\nsketch_tower = "tiny-b"\n'
+    )
+    registry.write_text(tiny_registry.read_text() + entry)
+    with indexed_gateway(tmp_path / "data", registry, catalogue_dir) as client:
+        rt = client.app.state.runtime
+        rt.pipeline.run([item for item in rt_catalogue(catalogue_dir)], ["tiny-over"])
+        spec = rt.registry["tiny-over"]
+        assert spec.edge_vector == "edge_tiny_b"
+        assert set(rt.store.engine.vector_sizes(collection_name("tiny-over"))) == {"photo", "edge_tiny_b"}
+        response = client.post(
+            "/v1/search", files={"sketch": ("d.png", drawing("circle"), "image/png")}, data={"variant": "tiny-over"}
+        )
+        answer = [(hit["product_id"], round(hit["score"], 4)) for hit in results(response)]
+        query = rt.embedder.embed_images(
+            "tiny-b", [normalise_sketch(decode_image(drawing("circle"), keep_alpha=True))]
+        )[0]
+        direct = rt.store.search("tiny-over", query, 10, using="edge_tiny_b")
+        assert answer == [(hit.product_id, round(hit.score, 4)) for hit in direct]
+
+
+def rt_catalogue(catalogue_dir: Path) -> list:
+    from services.catalogue import read_catalogue
+
+    return list(read_catalogue(catalogue_dir))
+
+
+def test_eval_text_figures_are_the_apis_answers(client: TestClient, catalogue_dir: Path, tiny_registry: Path) -> None:
+    """`stylefinder eval`'s text queries run through the search function; the same queries sent to the API over
+    the same products (same vectors) give the same P@10."""
+    rt = client.app.state.runtime
+    model = rt.embedder.model("tiny")  # the model the API embeds with (ONNX Runtime on a CPU)
+    rows = read_catalogue_rows(catalogue_dir / "products.csv")
+    items = catalogue_items(rows)
+    vectors = np.stack([rt.store.product_vectors("tiny", [item.id])[item.id][0] for item in items])
+    with catalogue_searcher(model, items, vectors) as searcher:
+        figures = text_queries(searcher, "tiny", items, min_products=2)
+        for kind in ("tshirts", "caps"):
+            mine = [hit.product_id for hit in searcher.search(SearchRequest(text=kind), "tiny").hits]
+            theirs = [hit["product_id"] for hit in results(client.post("/v1/search", json={"text": kind}))]
+            assert mine == theirs
+    api = []
+    for kind in ("Caps", "Tshirts"):
+        hits = results(client.post("/v1/search", json={"text": kind.lower(), "top_k": 10}))
+        api.append(sum(hit["payload"]["category"] == kind for hit in hits) / 10)
+    assert figures["query_type_P@10_interpreted"] == pytest.approx(np.mean(api))
+    assert json.dumps(figures)  # plain numbers, written into the eval's JSON
