@@ -9,7 +9,7 @@ from services.store.filters import SearchFilters
 from services.store.media import MediaStore
 from services.store.migrate import copy_collections, migrate_legacy_store
 from services.store.products import delete_product_photos
-from services.store.vectors import Hit, VectorStore, collection_name, point_id
+from services.store.vectors import CollectionState, Hit, VectorStore, collection_name, point_id
 
 __all__ = [
     "COLLECTION_PREFIX",
@@ -18,6 +18,7 @@ __all__ = [
     "PHOTO",
     "ClientEngine",
     "ClusterIndex",
+    "CollectionState",
     "EdgeEngine",
     "Engine",
     "Found",

@@ -51,6 +51,14 @@ def collection_name(variant: str) -> str:
 
 
 @dataclass
+class CollectionState:
+    name: str
+    points: int
+    vectors: dict[str, int]  # named vector -> size
+    unindexed: int | None  # points no HNSW graph covers yet (None: the engine does not say)
+
+
+@dataclass
 class Hit:
     product_id: str
     point_id: str
@@ -325,6 +333,23 @@ class VectorStore:
                 self.engine.delete(name, doomed)
                 removed += doomed
         return removed
+
+    def states(self) -> list[CollectionState]:
+        """Every collection of ours: points, named vectors and, on the embedded engine, the points written since
+        its last HNSW build (searched exactly until the next one)."""
+        unindexed = getattr(self.engine, "unindexed", None)  # a server builds its graphs itself
+        return [
+            CollectionState(
+                name, self.engine.count(name), self.engine.vector_sizes(name), unindexed and unindexed(name)
+            )
+            for name in self.collections()
+        ]
+
+    def build_graph(self, collection: str) -> threading.Thread | None:
+        """The embedded engine's background HNSW build of a collection: the one running or one started now (None:
+        no such collection, or a server, which builds its own)."""
+        build = getattr(self.engine, "build_index", None)
+        return build(collection) if build is not None else None
 
     def count(self, variant: str) -> int:
         return self.engine.count(collection_name(variant))

@@ -1,0 +1,117 @@
+"""What the commands share: settings from the environment, progress bars and the one summary of indexing work,
+and the choice between working on the store here or through the gateway that owns it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import click
+from pydantic import ValidationError
+from tqdm import tqdm
+
+from services.catalogue import CatalogueItem
+from services.errors import InvalidInput
+from services.settings import Settings
+
+if TYPE_CHECKING:
+    from services.apps.runtime import Runtime
+
+COUNTS = ("indexed", "unchanged", "failed")
+
+
+def settings() -> Settings:
+    """Settings from the environment; a bad value is the operator's to fix, said in one line."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "; ".join(f"STYLEFINDER_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())
+        raise InvalidInput(f"invalid setting: {problems}") from None
+
+
+def number(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value if value is not None else "-")
+
+
+def show_progress(rt: Runtime, job_id: str, label: str) -> None:
+    """A progress bar on the server's console for a catalogue it indexes in the background."""
+    with tqdm(desc=label, unit="item") as bar:
+        while True:
+            status = rt.jobs.status(job_id)
+            if status is None:
+                return
+            show_counts(bar, status.model_dump())
+            if status.state == "done":
+                return
+            time.sleep(1)
+
+
+def direct_or_via_gateway(
+    settings: Settings, server: str | None, direct: Callable[[Runtime], None], via: Callable, total: int | None
+) -> None:
+    """Work on the store directly unless a running gateway owns it (embedded store) or --server is given; the
+    gateway gets STYLEFINDER_API_KEY, or this machine's admin key file."""
+    from services.apps.api_keys import local_admin_key
+    from services.apps.gateway_client import GatewayClient
+    from services.apps.runtime import Runtime
+    from services.store import StoreLocked
+
+    if server is None:
+        try:
+            rt = Runtime.build(settings)
+        except StoreLocked:
+            client = GatewayClient(settings.gateway_url, local_admin_key(settings))
+            if not client.reachable():
+                raise
+            click.echo(f"the store is owned by the gateway at {settings.gateway_url}; sending the work there")
+            server = settings.gateway_url
+        else:
+            try:
+                direct(rt)
+            finally:
+                rt.close()
+            return
+    client = GatewayClient(server, local_admin_key(settings))
+    job_ids = via(client)
+    with tqdm(total=total, unit="item") as bar:
+        reports = client.follow(job_ids, lambda totals: show_counts(bar, totals))
+    _report({key: sum(r[key] for r in reports) for key in COUNTS}, [f for r in reports for f in r["failures"]], None)
+
+
+def index_directly(rt: Runtime, items: Sequence[CatalogueItem], variants: list[str], kind: str) -> None:
+    """The same per-batch function as a Celery worker (retries with backoff, failures recorded), run here."""
+    from dataclasses import replace
+
+    from indexer.direct import index_here
+    from indexer.jobs import SqliteJobBoard
+
+    indexing = replace(rt.indexing, jobs=SqliteJobBoard(":memory:"))
+    with tqdm(total=len(items), unit="item") as bar:
+        status = index_here(
+            indexing,
+            items,
+            variants,
+            rt.settings.index_batch_size,
+            lambda counts: show_counts(bar, counts),
+            kind,
+        )
+    report = status.model_dump()
+    _report(report, report["failures"], variants)
+
+
+def show_counts(bar: tqdm, counts: Mapping[str, Any]) -> None:
+    bar.total = counts["total"]
+    bar.n = sum(counts[key] for key in COUNTS)
+    bar.set_postfix({key: counts[key] for key in COUNTS})
+    bar.refresh()
+
+
+def _report(counts: Mapping[str, Any], failures: Sequence[Mapping[str, Any]], variants: list[str] | None) -> None:
+    """The same summary and failure lines whichever path did the work."""
+    into = f" into {variants}" if variants else ""
+    click.echo(f"{counts['indexed']} indexed, {counts['unchanged']} unchanged, {counts['failed']} failed{into}")
+    for failure in failures[:50]:
+        click.echo(f"  failed {failure['item_id']}: {failure['reason']}", err=True)
+    if len(failures) > 50:
+        click.echo(f"  ... and {len(failures) - 50} more", err=True)

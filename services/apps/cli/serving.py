@@ -1,0 +1,75 @@
+"""`stylefinder serve`, `worker`, `embedder`: the processes of a deployment."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from services.apps.cli.common import settings as _settings
+from services.apps.cli.common import show_progress
+from services.catalogue import photo_folders, read_catalogue
+
+if TYPE_CHECKING:
+    from services.apps.runtime import Runtime
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@click.option(
+    "--index",
+    "catalogues",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="catalogue (folder, CSV, JSONL) to index in the background once the server is up; repeatable",
+)
+@click.option("--variant", "variants", multiple=True, help="variant to index into (default: all served)")
+def serve(host: str, port: int, catalogues: tuple[Path, ...], variants: tuple[str, ...]) -> None:
+    """Run the gateway; with an embedded store the indexing worker runs inside it."""
+    import uvicorn
+
+    from services.apps.gateway.app import create_app
+    from services.apps.runtime import target_variants
+    from services.models import Registry
+
+    settings = _settings()
+    listed = {catalogue: list(read_catalogue(catalogue)) for catalogue in catalogues}
+    # Checked before the server starts: a bad --variant is one line here, not a failure per queued item.
+    targets = target_variants(settings, Registry.from_settings(settings), variants) if catalogues else []
+    # The operator named these catalogues, so the server may read their photos from disk.
+    settings.allowed_image_roots += photo_folders(item for items in listed.values() for item in items)
+
+    def index_catalogues(rt: Runtime) -> None:
+        for catalogue, items in listed.items():
+            job_id = rt.ingest.submit(items, targets)
+            click.echo(f"indexing {len(items)} items from {catalogue} in the background: GET /v1/jobs/{job_id}")
+            threading.Thread(target=show_progress, args=(rt, job_id, catalogue.name), daemon=True).start()
+
+    uvicorn.run(create_app(settings, on_ready=index_catalogues), host=host, port=port, log_level="info")
+
+
+@click.command()
+def worker() -> None:
+    """Run a Celery indexing worker process (distributed mode: set REDIS_URL, and QDRANT_URL for a server)."""
+    from indexer.worker import run_worker_process
+    from services.apps.runtime import worker_celery
+
+    settings = _settings()
+    if not settings.redis_url:
+        raise click.UsageError("a worker process needs a broker: set REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
+    run_worker_process(worker_celery(settings), settings.worker_concurrency, embedded_store=not settings.qdrant_url)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8001, show_default=True)
+def embedder(host: str, port: int) -> None:
+    """Run the HTTP embedding service (the GPU box); point gateway and workers at it with STYLEFINDER_EMBEDDER_URL."""
+    import uvicorn
+
+    from services.apps.embedding_service import create_app
+
+    uvicorn.run(create_app(_settings()), host=host, port=port, log_level="info")

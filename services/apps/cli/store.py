@@ -1,0 +1,128 @@
+"""`stylefinder store ...`: the embedded store's state, an HNSW build now, clusters, moving it to a server and back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from services.apps.cli.common import settings as _settings
+from services.errors import ServiceUnavailable
+
+if TYPE_CHECKING:
+    from services.store import VectorStore
+
+
+@click.group()
+def store() -> None:
+    """The embedded store: its state, an HNSW build now, and moving it to a Qdrant server and back."""
+
+
+@store.command(name="status")
+def store_status() -> None:
+    """Collections with their points, vectors and points still searched exactly (not yet in an HNSW graph)."""
+    with _embedded_store() as opened:
+        for state in opened.states():
+            sizes = ", ".join(f"{vector} {size}-d" for vector, size in state.vectors.items())
+            click.echo(f"{state.name}: {state.points} points ({sizes}), {state.unindexed} not in an HNSW graph")
+
+
+@store.command(name="index")
+def store_index() -> None:
+    """Build every collection's HNSW graph now (a child process builds; this waits for it)."""
+    with _embedded_store() as opened:
+        for state in opened.states():
+            build = opened.build_graph(state.name)  # the one running, or a new one
+            if build is not None:
+                click.echo(f"{state.name}: building the HNSW graph of {state.points} points...")
+                build.join()
+        for state in opened.states():
+            click.echo(f"{state.name}: {state.unindexed} points not in an HNSW graph")
+
+
+@store.command(name="cluster")
+@click.option("--variant", "variants", multiple=True, help="variant to cluster (repeatable; default: every one)")
+@click.option("--vector", "vectors", multiple=True, type=click.Choice(["photo", "edge"]), default=("photo", "edge"))
+def store_cluster(variants: tuple[str, ...], vectors: tuple[str, ...]) -> None:
+    """Run Cluster-then-Retrieve's k-means now (retrieval=cluster otherwise clusters a gallery on its first
+    query, and new inventory joins the nearest cluster as it arrives). Labelling every point moves it out of the
+    embedded store's HNSW graph, so the graph is rebuilt afterwards (in a child process; this waits). `edge` is
+    each variant's edge vector (named after its sketch tower where one is laid over it)."""
+    from services.models import Registry
+    from services.store import COLLECTION_PREFIX, VectorStore, collection_name
+
+    settings = _settings()
+    registry = Registry.from_settings(settings)
+    opened = VectorStore.from_settings(settings)
+    try:
+        names = list(variants) or [name.removeprefix(COLLECTION_PREFIX) for name in opened.collections()]
+        for variant in names:
+            known = variant in registry.names()
+            for vector in vectors:
+                using = registry[variant].edge_vector if vector == "edge" and known else vector
+                click.echo(f"{variant} {using}: {opened.cluster(variant, using)} clusters")
+            build = opened.build_graph(collection_name(variant))
+            if build is not None:
+                build.join()
+    finally:
+        opened.close()
+
+
+@store.command(name="export")
+@click.argument("url")
+@click.option("--api-key", default=None, help="the server's API key")
+def store_export(url: str, api_key: str | None) -> None:
+    """Copy every collection of the embedded store to the Qdrant server or cluster at URL."""
+    from services.store import ClientEngine, copy_collections
+
+    with _embedded_store() as opened:
+        _report_copy(copy_collections(opened.engine, _server(ClientEngine, url, api_key), _copy_progress))
+
+
+@store.command(name="import")
+@click.argument("url")
+@click.option("--api-key", default=None, help="the server's API key")
+def store_import(url: str, api_key: str | None) -> None:
+    """Copy every StyleFinder collection of the Qdrant server at URL into the embedded store."""
+    from services.store import ClientEngine, copy_collections
+
+    with _embedded_store() as opened:
+        _report_copy(copy_collections(_server(ClientEngine, url, api_key), opened.engine, _copy_progress))
+
+
+@contextmanager
+def _embedded_store() -> Iterator[VectorStore]:
+    """This data folder's embedded store (migrated first if an older version left one), owned while in use."""
+    from services.store import VectorStore
+
+    settings = _settings()
+    settings.qdrant_url = None
+    opened = VectorStore.from_settings(settings)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def _server(engine_class: Any, url: str, api_key: str | None) -> Any:
+    """A Qdrant server that answers, or one line saying it did not."""
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    server = engine_class.server(url, api_key)
+    try:
+        server.collections()
+    except (ResponseHandlingException, UnexpectedResponse) as error:  # unreachable, or refusing us
+        raise ServiceUnavailable(f"no Qdrant server answers at {url}: {error}") from None
+    return server
+
+
+def _copy_progress(collection: str, points: int) -> None:
+    click.echo(f"\r{collection}: {points} points", nl=False, err=True)
+
+
+def _report_copy(copied: dict[str, int]) -> None:
+    click.echo("", err=True)
+    for name, points in copied.items():
+        click.echo(f"{name}: {points} points copied")
