@@ -24,7 +24,7 @@ from services.evaluation import catalogue_items, catalogue_searcher, encode_path
 from services.images import decode_image
 from services.models import LoadedModel, Registry, load_model
 from services.regions import GARMENTS, PoseRegions
-from services.search import SearchRequest
+from services.search import Garments, SearchRequest
 from services.settings import Settings
 
 # In-shop category folder -> (the garment, the catalogue kinds that are it, a shopper's word for it). Rompers
@@ -106,12 +106,13 @@ def main() -> None:
                         continue
                 hits = [hit.payload.get("category") in wanted for hit in found.hits]
                 precision[way].setdefault(folder, []).append(sum(hits) / 10)
+            remembered = searcher.garments
             for label, regions in (("regions off", None), ("regions on", finder)):
-                searcher.regions = regions
+                searcher.garments = Garments(regions, remembered=0)  # found afresh, as on a photo's first search
                 started = time.perf_counter()
                 searcher.search(SearchRequest.with_upload(top_k=10), variant, upload)
                 latency[label].append((time.perf_counter() - started) * 1000)
-        searcher.regions = finder
+            searcher.garments = remembered
         own = 0
         for item in items[:: max(1, len(items) // 30)][:30]:
             found = searcher.search(SearchRequest.with_upload(top_k=1), variant, Path(item.images[0]).read_bytes())

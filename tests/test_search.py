@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from services.evaluation import catalogue_items, catalogue_searcher, read_catalogue_rows, text_queries
 from services.images import decode_image, normalise_sketch
-from services.regions import PoseRegions, garment_regions
-from services.search import SearchRequest
+from services.regions import Person, PoseRegions, garment_regions
+from services.search import Garments, SearchRequest
 from services.store import collection_name
 from tests.helpers import COLOURS, encode, indexed_gateway, photo, shared_data, write_catalogue
 from tests.test_sketch_search import drawing
@@ -198,3 +199,24 @@ def test_eval_text_figures_are_the_apis_answers(client: TestClient, catalogue_di
         api.append(sum(hit["payload"]["category"] == kind for hit in hits) / 10)
     assert figures["query_type_P@10_interpreted"] == pytest.approx(np.mean(api))
     assert json.dumps(figures)  # plain numbers, written into the eval's JSON
+
+
+def test_a_photos_garments_are_found_once_and_remembered() -> None:
+    """The page searches a photo, then the garment the shopper picks: the second search finds no garments again."""
+    person = next(shared_data("inshop_pairs", "img", "WOMEN", "Skirts").glob("*/*front*.jpg")).read_bytes()
+    calls = []
+
+    class Counting(PoseRegions):
+        def find(self, picture: Image.Image) -> Person:
+            calls.append(picture.size)
+            return super().find(picture)
+
+    garments = Garments(Counting())
+    first = garments.find(decode_image(person), person).result()
+    again = garments.find(decode_image(person), person).result()
+    assert first == again and {region.garment for region in first} >= {"upper", "lower"} and len(calls) == 1
+    forgetful = Garments(Counting(), remembered=0)
+    forgetful.find(decode_image(person), person).result()
+    forgetful.find(decode_image(person), person).result()
+    assert len(calls) == 3
+    assert Garments(None).find(decode_image(person), person).result() == []

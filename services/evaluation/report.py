@@ -40,7 +40,8 @@ def evaluate_variant(
     registry = Registry.from_settings(settings)
     spec = registry[variant]
     model = load_model(spec, settings.device)
-    edges = None if spec.sketch_tower is None else load_model(registry[spec.edge_tower], settings.device)
+    drawings = spec.sketch_tower is not None and is_sketch_pairs(data)  # measured through the sketch tower
+    edges = load_model(registry[spec.edge_tower], settings.device) if drawings else None
     return evaluate_model(model, data, limit, progress, catalogue, relevant, edges, held_out)
 
 
@@ -89,7 +90,7 @@ def evaluate_model(
     elif is_sketch_pairs(data):
         sketches, edges = read_sketch_pairs(data)
         report.update(kind="sketch", queries=len(sketches), gallery=len(edges))
-        rows = read_catalogue_rows(catalogue_csv(catalogue), limit) if catalogue is not None else []
+        rows = _catalogue_rows(catalogue, limit, held_out) if catalogue is not None else []
         for name, encoder in encoders.items():
             for way, metrics in sketch_retrieval(encoder, sketches, edges, progress).items():
                 report[f"{name} ({way})"] = metrics
@@ -97,10 +98,7 @@ def evaluate_model(
                 for vector, metrics in sketch_category(encoder, sketches, rows, relevant, progress).items():
                     report[f"{name} vs catalogue {vector} ({'='.join(relevant)})"] = metrics
     else:
-        rows = read_catalogue_rows(catalogue_csv(data))
-        if held_out:
-            rows = [row for row in rows if held_out_product(row["id"])]
-        rows = rows[:limit]
+        rows = _catalogue_rows(data, limit, held_out)
         report.update(kind="catalogue", items=len(rows), label="articleType", held_out=held_out)
         for name, encoder in encoders.items():
             vectors, seconds = encode_paths(encoder, [Path(r["image"]) for r in rows], progress, name)
@@ -116,6 +114,14 @@ def evaluate_model(
                 with catalogue_searcher(model, items, vectors) as searcher:
                     report["text queries (P@10)"] = text_queries(searcher, model.variant.name, items)
     return report
+
+
+def _catalogue_rows(source: Path, limit: int | None, held_out: bool) -> list[dict[str, str]]:
+    """A catalogue's rows in file order, the first `limit`; `held_out`: of its held-out test share only."""
+    rows = read_catalogue_rows(catalogue_csv(source))
+    if held_out:
+        rows = [row for row in rows if held_out_product(row["id"])]
+    return rows[:limit]
 
 
 def trained_on(cards: list[ModelCard], name: str, held_out: bool = False) -> str | None:

@@ -1,7 +1,8 @@
 """Search, the room every caller shares: a query (photo, drawing, words, liked products, a garment of a photo of
 a person) to ranked products with what was understood."""
 
+from services.search.garments import Garments
 from services.search.query import MAX_LIKED, MAX_OFFSET, Found, SearchRequest
 from services.search.searcher import STEERING_WEIGHT, Searcher
 
-__all__ = ["MAX_LIKED", "MAX_OFFSET", "STEERING_WEIGHT", "Found", "SearchRequest", "Searcher"]
+__all__ = ["MAX_LIKED", "MAX_OFFSET", "STEERING_WEIGHT", "Found", "Garments", "SearchRequest", "Searcher"]

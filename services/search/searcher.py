@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 
 import numpy as np
 from PIL import Image
@@ -15,6 +16,7 @@ from services.errors import FetchError, ImageDecodeError, InvalidInput, NotFound
 from services.images import Fetcher, decode_image, normalise_sketch
 from services.models import Registry
 from services.regions import Region, RegionFinder, clip_box
+from services.search.garments import Garments
 from services.search.query import Found, SearchRequest
 from services.store import PHOTO, Hit, VectorStore
 
@@ -36,7 +38,7 @@ class Searcher:
         self.embedder = embedder
         self.store = store
         self.fetcher = fetcher
-        self.regions = regions
+        self.garments = Garments(regions)
 
     def search(self, query: SearchRequest, variant: str, upload: bytes | None = None) -> Found:
         """Ranked products for the query in the variant's collection; `upload` is the query photo's bytes when
@@ -54,17 +56,23 @@ class Searcher:
         using = PHOTO
         vectors: list[np.ndarray] = []
         if upload is not None or query.has_image:
-            picture = self._picture(query, upload)
+            data = self._image_bytes(query, upload)
+            picture = _decoded(data, query.mode == "sketch")
+            lap("decode")
             if query.mode == "sketch":
                 using = spec.sketch_vector if spec.sketch_vector == PHOTO else spec.edge_vector
-                lap("decode")
                 vectors.append(self.embedder.embed_images(spec.edge_tower, [normalise_sketch(picture)])[0])
+                lap("embed")
             else:
-                lap("decode")
-                picture = self._garment(query, picture, found)
+                regions = self.garments.find(picture, data)  # found while the photo is embedded
+                if query.garment is not None:
+                    found.regions = regions.result()
+                    lap("regions")
+                part = self._part(query, picture, found, regions)
+                vectors.append(self.embedder.embed_images(variant, [part])[0])
+                lap("embed")
+                found.regions = regions.result()
                 lap("regions")
-                vectors.append(self.embedder.embed_images(variant, [picture])[0])
-            lap("embed")
         understood: Interpreted = {}
         if query.text:
             if query.interpret:
@@ -117,37 +125,36 @@ class Searcher:
             hits = sorted(unique, key=lambda hit: -hit.score)
         return hits[query.offset : wanted]
 
-    def _picture(self, query: SearchRequest, upload: bytes | None) -> Image.Image:
-        """The shopper's photo or drawing, from the upload, a URL or base64; a problem with it names the image as
-        the cause. A drawing keeps its transparency: strokes on a transparent canvas are its opaque pixels."""
+    def _image_bytes(self, query: SearchRequest, upload: bytes | None) -> bytes:
+        """The shopper's photo or drawing as sent: the upload, a URL (http(s) to public hosts only: never a path)
+        or base64; a problem with it names the image as the cause."""
+        if upload is not None:
+            return upload
+        if self.fetcher is None:
+            raise InvalidInput("this search takes uploaded photos only")
         try:
-            if upload is not None:
-                data = upload
-            elif self.fetcher is None:
-                raise InvalidInput("this search takes uploaded photos only")
-            elif query.image_url:
-                data = self.fetcher.download(query.image_url)  # http(s) to public hosts only: never a path
-            else:
-                data = self.fetcher.decode_base64(query.image_base64 or "")
-            return decode_image(data, keep_alpha=query.mode == "sketch")
-        except (FetchError, TransientFetchError, ImageDecodeError) as error:
+            if query.image_url:
+                return self.fetcher.download(query.image_url)
+            return self.fetcher.decode_base64(query.image_base64 or "")
+        except (FetchError, TransientFetchError) as error:
             raise type(error)(f"unusable image: {error}") from None
 
-    def _garment(self, query: SearchRequest, picture: Image.Image, found: Found) -> Image.Image:
+    def _part(
+        self, query: SearchRequest, picture: Image.Image, found: Found, regions: Future[list[Region]]
+    ) -> Image.Image:
         """The part of a photo to search: the box given, or the garment named, found on the person in it. Without
         either the whole photo is searched: on photos of people against a packshot catalogue no garment region
         found by itself beat the whole photo (docs/benchmarks.md, "Photos of people"). The garments found are
         listed either way, for a page to offer."""
-        found.regions = self.regions.find(picture).regions if self.regions is not None else []
         if query.box is not None:
             box = clip_box(query.box, *picture.size)
             if box is None:
                 raise InvalidInput(f"box {list(query.box)} lies outside the photo ({picture.width}x{picture.height})")
             found.region = Region("box", box, 1.0)
         elif query.garment is not None:
-            found.region = next((r for r in found.regions if r.garment == query.garment), None)
+            found.region = next((r for r in regions.result() if r.garment == query.garment), None)
             if found.region is None:
-                seen = ", ".join(region.garment for region in found.regions) or "none (no person found)"
+                seen = ", ".join(region.garment for region in regions.result()) or "none (no person found)"
                 raise InvalidInput(f"no {query.garment!r} garment found in this photo; found: {seen}")
         return picture if found.region is None else picture.crop(found.region.box)
 
@@ -168,6 +175,14 @@ class Searcher:
             return liked
         disliked = _normalised(np.mean([vector for product in unlike for vector in stored[product]], axis=0))
         return _normalised(liked + (liked - disliked))
+
+
+def _decoded(data: bytes, drawing: bool) -> Image.Image:
+    """A drawing keeps its transparency: strokes on a transparent canvas are its opaque pixels."""
+    try:
+        return decode_image(data, keep_alpha=drawing)
+    except ImageDecodeError as error:
+        raise ImageDecodeError(f"unusable image: {error}") from None
 
 
 def _normalised(vector: np.ndarray) -> np.ndarray:

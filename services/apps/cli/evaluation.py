@@ -19,7 +19,7 @@ from services.errors import InvalidInput
 @click.option(
     "--held-out",
     is_flag=True,
-    help="catalogue evaluation: only the products every training run leaves out (its held-out test share)",
+    help="only the catalogue products every training run leaves out (its held-out test share)",
 )
 @click.option(
     "--catalogue",
