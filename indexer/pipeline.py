@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
@@ -148,12 +148,13 @@ class IndexPipeline:
             if self.edges:  # both named vectors from the start: a Qdrant server cannot add one to a collection later
                 edge_dim = self.registry[spec.edge_tower].embedding_dim if spec.sketch_tower else vectors.shape[1]
                 self.store.ensure_collection(variant, {PHOTO: vectors.shape[1], spec.edge_vector: edge_dim})
+            edges = {}
+            if self.edges:
+                edges = {spec.edge_vector: edge_vectors(self.embedder, spec, {p.point_id: p.edges for p in to_embed})}
             for photo in to_embed:
                 self.media.put(photo.point_id, photo.data)
-            self.store.upsert(variant, [p.point_id for p in to_embed], vectors, [p.payload for p in to_embed])
-            if self.edges:
-                drawn = {photo.point_id: photo.edges for photo in to_embed}
-                store_edges(self.embedder, self.store, spec, drawn)
+            ids, payloads = [p.point_id for p in to_embed], [p.payload for p in to_embed]
+            self.store.upsert(variant, ids, vectors, payloads, also=edges)  # each point once, with all its vectors
         return {item_id for item_id, _ in changed} - set(refused_items), refused_items
 
     def _embed(self, variant: str, photos: list[_Photo]) -> tuple[list[_Photo], np.ndarray, dict[str, str]]:
@@ -179,12 +180,18 @@ class IndexPipeline:
         return kept, np.stack(rows) if rows else np.empty((0, 0), dtype=np.float32), refused
 
 
-def store_edges(embedder: Embedder, store: VectorStore, variant: Variant, drawn: dict[str, Image.Image | None]) -> int:
-    """Embed edge maps with the variant's edge tower and set them as its edge vector of their points (a point
-    without a map keeps none); returns how many were stored. New inventory and the backfill of older inventory
-    both come through here."""
+def edge_vectors(
+    embedder: Embedder, variant: Variant, drawn: Mapping[str, Image.Image | None]
+) -> dict[str, np.ndarray]:
+    """Edge maps embedded by the variant's edge tower, by point id (a point without a map has none)."""
     maps = {pid: picture for pid, picture in drawn.items() if picture is not None}
-    if maps:
-        vectors = embedder.embed_images(variant.edge_tower, list(maps.values()), "bulk")
-        store.set_vectors(variant.name, dict(zip(maps, vectors, strict=True)), variant.edge_vector)
-    return len(maps)
+    if not maps:
+        return {}
+    return dict(zip(maps, embedder.embed_images(variant.edge_tower, list(maps.values()), "bulk"), strict=True))
+
+
+def store_edges(embedder: Embedder, store: VectorStore, variant: Variant, drawn: dict[str, Image.Image | None]) -> int:
+    """Set the edge vectors of points already stored (older inventory, backfilled); returns how many."""
+    vectors = edge_vectors(embedder, variant, drawn)
+    store.set_vectors(variant.name, vectors, variant.edge_vector)
+    return len(vectors)

@@ -131,3 +131,23 @@ def test_sums_are_exact_even_when_the_last_clusters_are_empty() -> None:
     clusters, _ = kmeans(np.array([[1.0, 0.0]] * 3, dtype=np.float32), 2)  # identical points: one cluster is empty
     assert clusters.counts.sum() == 3
     np.testing.assert_allclose(clusters.sums.sum(axis=0), [3.0, 0.0])
+
+
+def test_a_point_is_written_once_with_all_its_vectors_and_their_clusters(tmp_path: Path) -> None:
+    """A photo and its edge map go in one write; where both vectors have clusters, the point carries both labels,
+    and a point without an edge map gets neither the vector nor its label."""
+    store = VectorStore.open(tmp_path / "store")
+    photos, edges = unit_rows(120, seed=1), unit_rows(120, seed=2)
+    ids = [point_id(f"p{i}", "0") for i in range(120)]
+    payloads = [{"product_id": f"p{i}"} for i in range(120)]
+    store.upsert("v", ids, photos, payloads, also={"edge_x": dict(zip(ids, edges, strict=True))})
+    assert store.cluster("v", PHOTO) > 1 and store.cluster("v", "edge_x") > 1
+    new = [point_id("new", "0"), point_id("bare", "0")]
+    extra = unit_rows(2, seed=3)
+    store.upsert("v", new, extra, [{"product_id": "new"}, {"product_id": "bare"}], also={"edge_x": {new[0]: extra[1]}})
+    stored = {point.id: point for point in store.iter_points("v", with_vectors=True) if point.id in new}
+    assert set(stored[new[0]].vectors) == {PHOTO, "edge_x"} and set(stored[new[1]].vectors) == {PHOTO}
+    assert {"cluster_photo", "cluster_edge_x"} <= set(stored[new[0]].payload)
+    assert "cluster_photo" in stored[new[1]].payload and "cluster_edge_x" not in stored[new[1]].payload
+    np.testing.assert_allclose(stored[new[0]].vectors["edge_x"], extra[1], atol=1e-6)
+    store.close()

@@ -143,13 +143,6 @@ def _centroid_id(label: int) -> str:
     return str(uuid.uuid5(CENTROID_NAMESPACE, str(label)))
 
 
-def labelled(payloads: Sequence[dict], labels: np.ndarray | None, using: str) -> list[dict]:
-    """Payloads with their cluster label added (unchanged when the vector has no clusters)."""
-    if labels is None:
-        return list(payloads)
-    return [payload | {cluster_field(using): int(label)} for payload, label in zip(payloads, labels, strict=True)]
-
-
 def by_label(ids: Mapping[str, object], labels: np.ndarray) -> dict[int, list[str]]:
     """Point ids grouped by their label, one payload write per cluster."""
     groups: dict[int, list[str]] = {}

@@ -7,7 +7,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +18,7 @@ from services.errors import InvalidInput, NotFound
 from services.payload import PRODUCT_ID, catalogue_payload, cluster_field, filterable, store_fields
 from services.settings import Settings
 from services.store.client_engine import ClientEngine
-from services.store.clusters import ClusterIndex, by_label, labelled
+from services.store.clusters import ClusterIndex, by_label
 from services.store.edge_engine import EdgeEngine
 from services.store.engine import COLLECTION_PREFIX, PHOTO, Engine, Found, Point
 from services.store.filters import Match, Present, SearchFilters
@@ -135,16 +135,39 @@ class VectorStore:
         vectors: np.ndarray,
         payloads: Sequence[dict[str, Any]],
         using: str = PHOTO,
+        also: Mapping[str, Mapping[str, np.ndarray]] | None = None,
     ) -> None:
-        """Whole points with one named vector each; each joins its nearest cluster where that vector has any."""
-        name = self.ensure_collection(variant, {using: int(vectors.shape[1])})
+        """Whole points, written once: `vectors` as every point's `using` vector and `also` further named vectors
+        of the points that have them (a photo's edge map, by point id). Each point joins its nearest cluster of
+        each vector where that vector has clusters."""
+        named = {using: dict(zip(ids, vectors, strict=True)), **{key: dict(rows) for key, rows in (also or {}).items()}}
+        sizes = {key: len(next(iter(rows.values()))) for key, rows in named.items() if rows}
+        name = self.ensure_collection(variant, sizes)
+        labels: dict[str, dict[str, int]] = {}
 
-        def write(labels: np.ndarray | None) -> None:
-            rows = zip(ids, vectors, labelled(payloads, labels, using), strict=True)
-            self.engine.upsert(name, [Point(pid, {using: vector}, payload) for pid, vector, payload in rows])
+        def write() -> None:
+            points = []
+            for pid, payload in zip(ids, payloads, strict=True):
+                own = {cluster_field(key): found[pid] for key, found in labels.items() if pid in found}
+                points.append(Point(pid, {key: rows[pid] for key, rows in named.items() if pid in rows}, payload | own))
+            self.engine.upsert(name, points)
+
+        def cluster_then_write(keys: list[str]) -> None:
+            """Each vector's labels under its clusters' lock, the points written inside the last one."""
+            if not keys:
+                write()
+                return
+            key, rows = keys[0], named[keys[0]]
+
+            def labelled(found: np.ndarray | None) -> None:
+                if found is not None:
+                    labels[key] = {pid: int(label) for pid, label in zip(rows, found, strict=True)}
+                cluster_then_write(keys[1:])
+
+            self.clusters.write(name, key, np.stack(list(rows.values())), labelled)
 
         self._index_fields_of(name, payloads)
-        self.clusters.write(name, using, vectors, write)
+        cluster_then_write([key for key, rows in named.items() if rows])
 
     def _known_fields(self, name: str, refresh: bool = False) -> set[str]:
         with self._fields_lock:
