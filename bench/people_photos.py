@@ -89,6 +89,8 @@ def main() -> None:
     precision: dict[str, dict[str, list[float]]] = {way: {} for way in ways}
     latency: dict[str, list[float]] = {"regions off": [], "regions on": []}
     finder = PoseRegions()
+    # each photo's garments found afresh, as on its first search
+    afresh = {"regions off": Garments(None, remembered=0), "regions on": Garments(finder, remembered=0)}
     with catalogue_searcher(model, items, vectors, finder) as searcher:
         for path, folder in queries:
             garment, wanted, word = KINDS[folder]
@@ -107,8 +109,8 @@ def main() -> None:
                 hits = [hit.payload.get("category") in wanted for hit in found.hits]
                 precision[way].setdefault(folder, []).append(sum(hits) / 10)
             remembered = searcher.garments
-            for label, regions in (("regions off", None), ("regions on", finder)):
-                searcher.garments = Garments(regions, remembered=0)  # found afresh, as on a photo's first search
+            for label, fresh in afresh.items():
+                searcher.garments = fresh
                 started = time.perf_counter()
                 searcher.search(SearchRequest.with_upload(top_k=10), variant, upload)
                 latency[label].append((time.perf_counter() - started) * 1000)

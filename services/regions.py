@@ -16,6 +16,8 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from PIL import Image
 
+from services.errors import InvalidInput
+
 Garment = Literal["upper", "lower", "full", "feet"]
 GARMENTS: tuple[Garment, ...] = ("upper", "lower", "full", "feet")
 Part = Garment | Literal["box"]  # a garment found, or a box the shopper drew
@@ -57,11 +59,6 @@ class Person:
 
 
 class RegionFinder(Protocol):
-    @staticmethod
-    def installed() -> bool:
-        """Whether MediaPipe is here (deploy/setup.sh installs it)."""
-        return importlib.util.find_spec("mediapipe") is not None
-
     def find(self, picture: Image.Image) -> Person: ...
 
 
@@ -77,6 +74,12 @@ class PoseRegions:
     def installed() -> bool:
         """Whether MediaPipe is here (deploy/setup.sh installs it)."""
         return importlib.util.find_spec("mediapipe") is not None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pose is not None:
+                self._pose.close()
+                self._pose = None
 
     def find(self, picture: Image.Image) -> Person:
         pixels = np.asarray(picture.convert("RGB"))
@@ -147,10 +150,20 @@ def garment_regions(
     return sorted(kept, key=lambda region: -region.area)
 
 
-def clip_box(box: Sequence[float], width: int, height: int) -> Box | None:
-    """A shopper's box in the photo's pixels, clipped to it; None when nothing of it is left."""
+def clip_box(box: Sequence[float], width: int, height: int, max_aspect: float) -> Box:
+    """A shopper's box in the photo's pixels, clipped to it; InvalidInput when too little of it is left to search."""
     x0, y0, x1, y1 = (round(value) for value in box)
     clipped = (max(0, x0), max(0, y0), min(width, x1), min(height, y1))
-    if clipped[2] - clipped[0] < 1 or clipped[3] - clipped[1] < 1:
-        return None
+    sides = (clipped[2] - clipped[0], clipped[3] - clipped[1])
+    if min(sides) < MIN_SIDE:
+        raise InvalidInput(
+            f"box {list(box)} leaves less than {MIN_SIDE} pixels a side inside the photo ({width}x{height})"
+        )
+    if max(sides) > max_aspect * min(sides):
+        raise InvalidInput(f"box {list(box)} is too narrow: its sides may differ {max_aspect:g} times at most")
     return clipped
+
+
+def scaled(box: Sequence[float], factor: float) -> Box:
+    """A box in another frame of the same photo (e.g. the decoded pixels and the photo as sent)."""
+    return (int(box[0] * factor), int(box[1] * factor), int(np.ceil(box[2] * factor)), int(np.ceil(box[3] * factor)))

@@ -9,16 +9,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import open_clip
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from services.evaluation import catalogue_items, catalogue_searcher, read_catalogue_rows, text_queries
-from services.images import decode_image, normalise_sketch
+from services.images import decode_image, edge_map, normalise_sketch
 from services.regions import Person, PoseRegions, garment_regions
 from services.search import Garments, SearchRequest
 from services.store import collection_name
-from tests.helpers import COLOURS, encode, indexed_gateway, photo, shared_data, write_catalogue
+from tests.helpers import COLOURS, TINY_CONFIG, encode, indexed_gateway, photo, shared_data, write_catalogue
 from tests.test_sketch_search import drawing
 
 
@@ -104,7 +106,10 @@ def test_a_packshot_is_searched_whole_and_a_box_searches_part_of_the_photo(
     outside = client.post(
         "/v1/search", files={"image": ("q.jpg", encode(two), "image/jpeg")}, data={"box": "[200,200,300,300]"}
     )
-    assert outside.status_code == 422 and "outside the photo (96x128)" in outside.json()["detail"]
+    assert (
+        outside.status_code == 422
+        and "less than 16 pixels a side inside the photo (96x128)" in outside.json()["detail"]
+    )
 
 
 def test_garment_regions_follow_the_body_landmarks() -> None:
@@ -131,6 +136,7 @@ def test_garment_regions_follow_the_body_landmarks() -> None:
 
 
 def test_a_photo_of_a_person_has_its_garments_found_and_searched(client: TestClient) -> None:
+    assert client.app.state.runtime.searcher.garments.finder is not None, "mediapipe is installed by the set-up"
     folder = shared_data("inshop_pairs", "img", "WOMEN", "Skirts")
     person = next(folder.glob("*/*front*.jpg"))
     found = PoseRegions().find(decode_image(person.read_bytes()))
@@ -149,27 +155,33 @@ def test_a_photo_of_a_person_has_its_garments_found_and_searched(client: TestCli
 def test_a_variant_whose_edges_belong_to_a_sketch_tower(
     tmp_path: Path, tiny_registry: Path, catalogue_dir: Path
 ) -> None:
-    """`tiny-over` lays tiny-b's tower over its edge maps: its collection's edge vector is named after that tower
-    and filled by it, and a drawing is embedded by it."""
-    registry = tiny_registry.with_name("registry-over.toml")  # beside the tiny checkpoint it names
-    entry = (
-        '[[variant]]\nname = "tiny-over"\narchitecture = "tiny.json"\nweights = "tiny.pt"\nsketch_tower = "tiny-b"\n'
-    )
-    registry.write_text(tiny_registry.read_text() + entry)
+    """`tiny-over` lays `tiny-sketch`'s tower (other weights) over its edge maps: its collection's edge vector is
+    named after that tower and filled by it, and a drawing is embedded by it."""
+    torch.manual_seed(1)
+    torch.save(open_clip.CLIP(**TINY_CONFIG["model_cfg"]).state_dict(), tmp_path / "tiny-sketch.pt")
+    registry = tiny_registry.with_name(f"registry-over-{tmp_path.name}.toml")  # beside the tiny checkpoint it names
+    entry = '[[variant]]\nname = "{}"\narchitecture = "tiny.json"\nweights = "{}"\n'
+    over = entry.format("tiny-over", "tiny.pt") + 'sketch_tower = "tiny-sketch"\n'
+    registry.write_text(tiny_registry.read_text() + over + entry.format("tiny-sketch", tmp_path / "tiny-sketch.pt"))
     with indexed_gateway(tmp_path / "data", registry, catalogue_dir) as client:
         rt = client.app.state.runtime
         rt.pipeline.run([item for item in rt_catalogue(catalogue_dir)], ["tiny-over"])
         spec = rt.registry["tiny-over"]
-        assert spec.edge_vector == "edge_tiny_b"
-        assert set(rt.store.engine.vector_sizes(collection_name("tiny-over"))) == {"photo", "edge_tiny_b"}
+        assert spec.edge_vector == "edge_tiny_sketch"
+        stored = rt.store.product_vectors("tiny-over", ["red-circle"], "edge_tiny_sketch")["red-circle"][0]
+        edges = edge_map(decode_image((catalogue_dir / "img" / "red-circle.jpg").read_bytes()))
+        by_tower = rt.embedder.embed_images("tiny-sketch", [edges])[0]
+        by_own = rt.embedder.embed_images("tiny-over", [edges])[0]
+        assert np.allclose(stored, by_tower, atol=1e-5) and not np.allclose(stored, by_own, atol=1e-3)
+        assert set(rt.store.engine.vector_sizes(collection_name("tiny-over"))) == {"photo", "edge_tiny_sketch"}
         response = client.post(
             "/v1/search", files={"sketch": ("d.png", drawing("circle"), "image/png")}, data={"variant": "tiny-over"}
         )
         answer = [(hit["product_id"], round(hit["score"], 4)) for hit in results(response)]
         query = rt.embedder.embed_images(
-            "tiny-b", [normalise_sketch(decode_image(drawing("circle"), keep_alpha=True))]
+            "tiny-sketch", [normalise_sketch(decode_image(drawing("circle"), keep_alpha=True))]
         )[0]
-        direct = rt.store.search("tiny-over", query, 10, using="edge_tiny_b")
+        direct = rt.store.search("tiny-over", query, 10, using="edge_tiny_sketch")
         assert answer == [(hit.product_id, round(hit.score, 4)) for hit in direct]
 
 
@@ -220,3 +232,88 @@ def test_a_photos_garments_are_found_once_and_remembered() -> None:
     forgetful.find(decode_image(person), person).result()
     assert len(calls) == 3
     assert Garments(None).find(decode_image(person), person).result() == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"box": "nan,0,50,50"}, "numbers >= 0"),
+        ({"box": "[0, 0, Infinity, 50]"}, "numbers >= 0"),
+        ({"box": "10,10,11,100"}, "less than 16 pixels a side"),
+        ({"like": "a,"}, "non-empty strings"),
+        ({"like": "[1, 2"}, "JSON list or values separated by commas"),
+        ({"mode": "sketch", "garment": "upper"}, "not of a drawing"),
+        ({"mode": "sketch", "text": "zzz qqq"}, "name no colour, kind, gender or brand"),
+    ],
+)
+def test_malformed_parts_of_a_photo_query_are_4xx(
+    client: TestClient, catalogue_dir: Path, fields: dict, message: str
+) -> None:
+    response = client.post("/v1/search", files=upload(catalogue_dir, "red-square"), data=fields)
+    assert response.status_code == 422 and message in json.dumps(response.json()["detail"]), response.text
+
+
+def test_repeated_fields_and_unlike_move_the_ranking(client: TestClient) -> None:
+    both = client.post("/v1/search", data={"like": ["red-square", "blue-square"], "top_k": "12"})
+    assert {"red-square", "blue-square"}.isdisjoint(hit["product_id"] for hit in results(both))
+    assert len(results(both)) == 10
+    liked = [
+        hit["product_id"] for hit in results(client.post("/v1/search", json={"like": ["red-square"], "top_k": 11}))
+    ]
+    away = [
+        hit["product_id"]
+        for hit in results(client.post("/v1/search", json={"like": ["red-square"], "unlike": [liked[0]], "top_k": 10}))
+    ]
+    assert away != [product for product in liked if product != liked[0]]  # not just the disliked one left out
+
+
+def test_words_no_catalogue_value_names_move_a_photo_query(client: TestClient, catalogue_dir: Path) -> None:
+    plain = client.post("/v1/search", files=upload(catalogue_dir, "red-square"), data={"top_k": "12"}).json()
+    moved = client.post(
+        "/v1/search", files=upload(catalogue_dir, "red-square"), data={"text": "zzz qqq", "top_k": "12"}
+    ).json()
+    assert moved["interpreted"] == {} and [h["score"] for h in moved["results"]] != [
+        h["score"] for h in plain["results"]
+    ]
+
+
+def test_boxes_and_garments_are_in_the_pixels_of_the_photo_as_sent(client: TestClient) -> None:
+    """A large phone photo is decoded reduced; the box a client draws on it and the boxes it is sent back are in
+    the photo's own pixels."""
+    large = photo(COLOURS["green"], "square", (3000, 2400))
+    response = client.post(
+        "/v1/search", files={"image": ("big.jpg", encode(large), "image/jpeg")}, data={"box": "1500,0,3000,2400"}
+    )
+    assert response.status_code == 200 and response.json()["region"]["box"] == [1500, 0, 3000, 2400]
+    strip = client.post(
+        "/v1/search", files={"image": ("big.jpg", encode(large), "image/jpeg")}, data={"box": "0,0,3000,100"}
+    )
+    assert strip.status_code == 422 and "too narrow" in strip.json()["detail"]
+    person = next(shared_data("inshop_pairs", "img", "WOMEN", "Skirts").glob("*/*front*.jpg"))
+    small = client.post("/v1/search", files={"image": ("p.jpg", person.read_bytes(), "image/jpeg")}).json()
+    picture = decode_image(person.read_bytes())
+    bigger = encode(picture.resize((picture.width * 12, picture.height * 12)))  # a 2088x3072 photo of the same
+    big = client.post("/v1/search", files={"image": ("p.jpg", bigger, "image/jpeg")}).json()
+    lower = next(r["box"] for r in small["regions"] if r["garment"] == "lower")
+    found = next(r["box"] for r in big["regions"] if r["garment"] == "lower")
+    assert all(abs(b - 12 * s) <= 40 for b, s in zip(found, lower, strict=True)), (found, lower)
+
+
+def test_a_failing_pose_model_fails_no_search(client: TestClient) -> None:
+    """The garments cannot be found: a photo is still searched whole with none listed; naming one is a 503."""
+
+    class Broken(PoseRegions):
+        def find(self, picture: Image.Image) -> Person:
+            raise RuntimeError("the graph broke")
+
+    searcher = client.app.state.runtime.searcher
+    working, searcher.garments = searcher.garments, Garments(Broken())
+    try:
+        person = next(shared_data("inshop_pairs", "img", "MEN").glob("*/*/*front*.jpg")).read_bytes()
+        whole = client.post("/v1/search", files={"image": ("p.jpg", person, "image/jpeg")})
+        assert whole.status_code == 200 and whole.json()["regions"] == [] and results(whole)
+        named = client.post("/v1/search", files={"image": ("p.jpg", person, "image/jpeg")}, data={"garment": "upper"})
+        assert named.status_code == 503 and "give a box instead" in named.json()["detail"]
+    finally:
+        searcher.garments.close()
+        searcher.garments = working

@@ -220,3 +220,12 @@ def test_a_second_process_cannot_open_the_embedded_store(tmp_path: Path) -> None
     finally:
         owner.close()
     VectorStore.open(tmp_path / "store").close()  # free again once its owner closed it
+
+
+def test_which_collections_can_gain_a_named_vector(store: VectorStore) -> None:
+    """A new collection takes any vector; an existing one keeps what it has, and gains more only on the embedded
+    engine (a Qdrant server cannot add one: the pipeline then indexes photos without it)."""
+    assert store.can_hold("v", "edge_x")
+    add(store, "p", "0", unit(1, 0, 0))
+    assert store.can_hold("v", "photo")
+    assert store.can_hold("v", "edge_x") == (not isinstance(store.engine, ClientEngine))

@@ -118,6 +118,8 @@ class Runtime:
         return worker
 
     def close(self) -> None:
+        if "searcher" in self.__dict__:  # built on first use
+            self.searcher.close()
         self.store.close()
 
 

@@ -1,6 +1,6 @@
 """Evaluations that search the way the API does: a catalogue's vectors in a store of their own (embedded, in a
-temporary folder), queried through `services.search.Searcher`, the function behind `POST /v1/search`. What they
-measure is what ships: the ranking, the attribute soft filters, the garment regions, like/unlike."""
+temporary folder), queried through `services.search.Searcher`, the function behind `POST /v1/search`: the text
+queries of `stylefinder eval`, and the benches of photos of people, words with photos and more like this."""
 
 from __future__ import annotations
 

@@ -4,12 +4,13 @@ and drawings (query sketches normalised, photos drawn as edge maps).
 Search (query photos) and ingestion (catalogue photos) both use it, so it belongs to neither."""
 
 from services.errors import FetchError, ImageDecodeError, TransientFetchError
-from services.images.decode import decode_image, return_freed_pixels_to_the_os
+from services.images.decode import MAX_ASPECT, decode_image, return_freed_pixels_to_the_os, shown_size
 from services.images.edges import edge_map
 from services.images.fetch import Fetcher
 from services.images.sketch import normalise_sketch
 
 __all__ = [
+    "MAX_ASPECT",
     "FetchError",
     "Fetcher",
     "ImageDecodeError",
@@ -18,4 +19,5 @@ __all__ = [
     "edge_map",
     "normalise_sketch",
     "return_freed_pixels_to_the_os",
+    "shown_size",
 ]

@@ -22,6 +22,7 @@ MAX_ASPECT = 20  # longest side / shortest side: a 1x40000 strip would blow up i
 BIG_DECODE_PIXELS = 4_000_000
 _big_decodes = threading.BoundedSemaphore(2)
 M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+ORIENTATION = 0x0112  # the EXIF tag
 
 
 def decode_image(data: bytes, keep_alpha: bool = False) -> Image.Image:
@@ -54,6 +55,15 @@ def decode_image(data: bytes, keep_alpha: bool = False) -> Image.Image:
     if keep_alpha and (upright.mode in ("RGBA", "LA", "PA") or "transparency" in upright.info):
         return upright.convert("RGBA")
     return to_rgb(upright)
+
+
+def shown_size(data: bytes) -> tuple[int, int]:
+    """Width and height of a photo as it is shown (EXIF orientation applied), from its header: the frame in which a
+    client gives a box and draws the boxes it is sent back (decode_image may have reduced the pixels)."""
+    with Image.open(io.BytesIO(data)) as image:
+        width, height = image.size
+        turned = image.getexif().get(ORIENTATION) in (5, 6, 7, 8)  # a quarter turn swaps the sides
+    return (height, width) if turned else (width, height)
 
 
 def return_freed_pixels_to_the_os() -> None:

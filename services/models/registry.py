@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import open_clip
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.errors import InvalidInput, UnknownVariant
 from services.settings import Settings
@@ -62,6 +62,12 @@ class Variant(BaseModel):
     card: ModelCard = Field(default_factory=ModelCard)
     base_dir: Path = Field(default=SHIPPED_REGISTRY.parent, exclude=True)
 
+    @model_validator(mode="after")
+    def _one_space_per_drawing(self) -> Variant:
+        if self.sketch_tower is not None and self.sketch_vector == "photo":
+            raise ValueError(f"variant {self.name!r}: a sketch tower's drawings search its edge vector, not photos")
+        return self
+
     @property
     def edge_tower(self) -> str:
         """The variant whose image tower embeds drawings and edge maps for this one."""
@@ -71,6 +77,7 @@ class Variant(BaseModel):
     def edge_vector(self) -> str:
         """The named vector of the photos' edge maps: `edge`, or `edge_<tower>` when another tower fills it, so a
         collection never mixes two towers' edge vectors (a new tower's vectors are filled beside the old)."""
+        # "edge" is the store's EDGE (the models and the store know nothing of each other)
         return "edge" if self.sketch_tower is None else "edge_" + re.sub(r"[^A-Za-z0-9_]", "_", self.sketch_tower)
 
     @property

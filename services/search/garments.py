@@ -1,10 +1,10 @@
-"""The garments of query photos, found beside the photo's embedding (the pose model and the image tower share the
-cores rather than take turns) and remembered per photo: a page searches the same photo again once the shopper
-picks one of the garments it was shown."""
+"""The garments of query photos, found beside the photo's embedding and remembered per photo: a client (a page)
+that shows a photo's garments searches the same photo again once the shopper picks one."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -14,6 +14,7 @@ from PIL import Image
 from services.regions import Region, RegionFinder
 
 REMEMBERED = 256  # photos whose garments are kept
+log = logging.getLogger("stylefinder.search")
 
 
 class Garments:
@@ -24,23 +25,33 @@ class Garments:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="garments")
 
-    def find(self, picture: Image.Image, data: bytes) -> Future[list[Region]]:
-        """The garments of a photo (`data`: its bytes, which name it), being found while the caller goes on;
-        none where no finder is configured."""
+    def find(self, picture: Image.Image, data: bytes) -> Future[list[Region] | None]:
+        """The garments of a photo (`data`: its bytes, which name it), in the decoded picture's pixels, being found
+        while the caller goes on; none where no finder is configured; None where the finder failed (logged)."""
         key = hashlib.sha256(data).digest()
         with self._lock:
             known = self._known.get(key)
             if known is not None:
                 self._known.move_to_end(key)
         if known is not None or self.finder is None:
-            done: Future[list[Region]] = Future()
+            done: Future[list[Region] | None] = Future()
             done.set_result(known or [])
             return done
         return self._pool.submit(self._find, picture, key)
 
-    def _find(self, picture: Image.Image, key: bytes) -> list[Region]:
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        close = getattr(self.finder, "close", None)
+        if close is not None:
+            close()
+
+    def _find(self, picture: Image.Image, key: bytes) -> list[Region] | None:
         assert self.finder is not None
-        regions = self.finder.find(picture).regions
+        try:
+            regions = self.finder.find(picture).regions
+        except Exception:  # the pose model failing must not fail the search: the photo is searched whole
+            log.exception("finding the garments of a photo failed")
+            return None
         with self._lock:
             self._known[key] = regions
             while len(self._known) > self.remembered:

@@ -3,6 +3,7 @@ share."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,8 +19,8 @@ MAX_OFFSET = 1000  # how deep a shopper may page ("load more")
 class SearchRequest(BaseModel):
     """A photo (an upload, `image_url` or `image_base64`), a drawing (the same with `mode: "sketch"`), words,
     products liked and disliked: any of them together, at least one of photo, drawing, words or liked products.
-    In a photo of a person the garment searched is the one named (`garment`), the box given, or the most likely
-    one; the response says which."""
+    Of a photo, the part searched is the garment named (`garment`), found on the person in it, or the box given;
+    with neither, the whole photo. The response lists the garments found and says which part was searched."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -45,7 +46,7 @@ class SearchRequest(BaseModel):
         True, description="words: match them to the catalogue's colours, categories, genders and brands"
     )
     top_k: int = Field(10, ge=1, le=100)
-    offset: int = Field(0, ge=0, le=MAX_OFFSET, description="results to skip (the next page starts at top_k)")
+    offset: int = Field(0, ge=0, le=MAX_OFFSET, description="results to skip: the next page is offset + top_k")
     filters: SearchFilters = Field(default_factory=SearchFilters)
 
     @field_validator("text")
@@ -59,15 +60,18 @@ class SearchRequest(BaseModel):
     @field_validator("like", "unlike")
     @classmethod
     def _ids(cls, ids: list[str]) -> list[str]:
-        if any(not isinstance(product, str) or not product or len(product) > 256 for product in ids):
-            raise ValueError("product ids are non-empty strings of at most 256 characters")
+        bad = [product for product in ids if not isinstance(product, str) or not product or len(product) > 256]
+        if bad:
+            raise ValueError(f"product ids are non-empty strings of at most 256 characters, not {bad[:3]!r}")
         return list(dict.fromkeys(ids))
 
     @field_validator("box")
     @classmethod
     def _box(cls, box: tuple[float, float, float, float] | None) -> tuple[float, float, float, float] | None:
-        if box is not None and (box[2] <= box[0] or box[3] <= box[1] or min(box) < 0):
-            raise ValueError("box is [x0, y0, x1, y1] in the photo's pixels, with x0 < x1 and y0 < y1")
+        if box is None:
+            return None
+        if not all(math.isfinite(value) and value >= 0 for value in box) or box[2] <= box[0] or box[3] <= box[1]:
+            raise ValueError("box is [x0, y0, x1, y1] in the photo's pixels: numbers >= 0 with x0 < x1 and y0 < y1")
         return box
 
     @model_validator(mode="after")
@@ -78,12 +82,15 @@ class SearchRequest(BaseModel):
             raise ValueError(f"give one image, not {' and '.join(images)}")
         if not images and not self.text and not self.like:
             raise ValueError(
-                "give a photo or a drawing (image or sketch upload, image_url, image_base64), text, or like"
+                "give a photo or a drawing (image or sketch upload, image_url, image_base64), text, or like "
+                "(unlike only moves a search away from products)"
             )
         if self.mode == "sketch" and not images:
             raise ValueError("mode sketch needs a drawing (sketch upload, image_url or image_base64)")
-        if (self.garment or self.box) and (not images or self.mode == "sketch"):
+        if (self.garment or self.box) and not images:
             raise ValueError("garment and box pick a part of a photo: send the photo too")
+        if (self.garment or self.box) and self.mode == "sketch":
+            raise ValueError("garment and box pick a part of a photo, not of a drawing")
         if self.garment and self.box:
             raise ValueError("give garment or box, not both")
         if both := sorted(set(self.like) & set(self.unlike)):

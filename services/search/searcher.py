@@ -4,18 +4,24 @@ caller goes through `Searcher.search`: the gateway, `stylefinder eval`, the benc
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from concurrent.futures import Future
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image
 
 from services.attributes import FIELDS, WEIGHT, Interpreted, interpret, rerank, shown
 from services.embedding import Embedder
-from services.errors import FetchError, ImageDecodeError, InvalidInput, NotFound, TransientFetchError
-from services.images import Fetcher, decode_image, normalise_sketch
+from services.errors import (
+    FetchError,
+    ImageDecodeError,
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+    TransientFetchError,
+)
+from services.images import MAX_ASPECT, Fetcher, decode_image, normalise_sketch, shown_size
 from services.models import Registry
-from services.regions import Region, RegionFinder, clip_box
+from services.regions import Region, RegionFinder, clip_box, scaled
 from services.search.garments import Garments
 from services.search.query import Found, SearchRequest
 from services.store import PHOTO, Hit, VectorStore
@@ -64,21 +70,20 @@ class Searcher:
                 vectors.append(self.embedder.embed_images(spec.edge_tower, [normalise_sketch(picture)])[0])
                 lap("embed")
             else:
-                regions = self.garments.find(picture, data)  # found while the photo is embedded
-                if query.garment is not None:
-                    found.regions = regions.result()
-                    lap("regions")
-                part = self._part(query, picture, found, regions)
-                vectors.append(self.embedder.embed_images(variant, [part])[0])
-                lap("embed")
-                found.regions = regions.result()
-                lap("regions")
+                vectors.append(self._photo_vector(query, variant, picture, data, found, lap))
         understood: Interpreted = {}
         if query.text:
             if query.interpret:
                 understood = interpret(query.text, self.store.vocabulary(variant, list(FIELDS)))
                 found.interpreted = shown(understood)
-            if not vectors and not query.like:  # words alone: their embedding is the query
+            # Alone, the words' embedding is the query; beside a photo or liked products it moves the query
+            # where the words name none of the catalogue's values (their attributes steer otherwise).
+            if not understood or not (vectors or query.like):
+                if using != PHOTO:
+                    raise InvalidInput(
+                        f"the words {query.text!r} name no colour, kind, gender or brand of this catalogue: a "
+                        "drawing can be narrowed by those only"
+                    )
                 vectors.append(self.embedder.embed_texts(variant, [query.text])[0])
                 lap("embed")
         exclude = set(query.like) | set(query.unlike)
@@ -125,6 +130,39 @@ class Searcher:
             hits = sorted(unique, key=lambda hit: -hit.score)
         return hits[query.offset : wanted]
 
+    def _photo_vector(
+        self,
+        query: SearchRequest,
+        variant: str,
+        picture: Image.Image,
+        data: bytes,
+        found: Found,
+        lap: Callable[[str], None],
+    ) -> np.ndarray:
+        """The embedding of the part of a photo searched, its garments found meanwhile. Boxes are given and
+        answered in the photo's pixels as sent, which the decoded picture may have reduced."""
+        sent = shown_size(data)
+        to_sent = sent[0] / picture.width
+        pending = self.garments.find(picture, data)
+
+        def garments() -> list[Region]:
+            regions = pending.result()
+            if regions is None:
+                if query.garment is not None:
+                    raise ServiceUnavailable("garments cannot be found in photos right now: give a box instead")
+                return []
+            return [Region(r.garment, scaled(r.box, to_sent), r.score) for r in regions]
+
+        if query.garment is not None:
+            found.regions = garments()
+            lap("regions")
+        part = self._part(query, picture, found, sent)
+        vector = self.embedder.embed_images(variant, [part])[0]
+        lap("embed")
+        found.regions = garments()
+        lap("regions")
+        return vector
+
     def _image_bytes(self, query: SearchRequest, upload: bytes | None) -> bytes:
         """The shopper's photo or drawing as sent: the upload, a URL (http(s) to public hosts only: never a path)
         or base64; a problem with it names the image as the cause."""
@@ -139,24 +177,26 @@ class Searcher:
         except (FetchError, TransientFetchError) as error:
             raise type(error)(f"unusable image: {error}") from None
 
-    def _part(
-        self, query: SearchRequest, picture: Image.Image, found: Found, regions: Future[list[Region]]
-    ) -> Image.Image:
+    def _part(self, query: SearchRequest, picture: Image.Image, found: Found, sent: tuple[int, int]) -> Image.Image:
         """The part of a photo to search: the box given, or the garment named, found on the person in it. Without
         either the whole photo is searched: on photos of people against a packshot catalogue no garment region
-        found by itself beat the whole photo (docs/benchmarks.md, "Photos of people"). The garments found are
-        listed either way, for a page to offer."""
+        found by itself beat the whole photo (docs/benchmarks.md, "Photos of people")."""
+        to_picture = picture.width / sent[0]
         if query.box is not None:
-            box = clip_box(query.box, *picture.size)
-            if box is None:
-                raise InvalidInput(f"box {list(query.box)} lies outside the photo ({picture.width}x{picture.height})")
-            found.region = Region("box", box, 1.0)
-        elif query.garment is not None:
-            found.region = next((r for r in regions.result() if r.garment == query.garment), None)
-            if found.region is None:
-                seen = ", ".join(region.garment for region in regions.result()) or "none (no person found)"
-                raise InvalidInput(f"no {query.garment!r} garment found in this photo; found: {seen}")
-        return picture if found.region is None else picture.crop(found.region.box)
+            found.region = Region("box", clip_box(query.box, *sent, MAX_ASPECT), 1.0)
+            return picture.crop(scaled(found.region.box, to_picture))
+        if query.garment is None:
+            return picture
+        if self.garments.finder is None:
+            raise InvalidInput("this deployment looks for no garments in photos (STYLEFINDER_REGIONS): give a box")
+        found.region = next((r for r in found.regions if r.garment == query.garment), None)
+        if found.region is None:
+            seen = ", ".join(region.garment for region in found.regions) or "none (no person found)"
+            raise InvalidInput(f"no {query.garment!r} garment found in this photo; found: {seen}")
+        return picture.crop(scaled(found.region.box, to_picture))
+
+    def close(self) -> None:
+        self.garments.close()
 
     def _liked(
         self, variant: str, like: Sequence[str], unlike: Sequence[str], using: str, others: list[np.ndarray]
@@ -166,7 +206,8 @@ class Searcher:
         stored = self.store.product_vectors(variant, [*like, *unlike], using)
         missing = [product for product in [*like, *unlike] if product not in stored]
         if missing:
-            raise NotFound(f"no product {', '.join(map(repr, missing[:5]))} in variant {variant!r}")
+            what = "" if using == PHOTO else f" with a {using!r} vector (stylefinder backfill-edges fills them)"
+            raise NotFound(f"no product {', '.join(map(repr, missing[:5]))}{what} in variant {variant!r}")
         positive = [*others, *(vector for product in like for vector in stored[product])]
         if not positive:
             raise InvalidInput("unlike needs something to search for: a photo, a drawing, words or liked products")

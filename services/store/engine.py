@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from services.payload import cluster_field
 from services.store.filters import KEYWORD_FIELDS, Condition
 
 # Indexed payload fields and their kinds: filters and facets on these are served from the index.
@@ -20,8 +21,10 @@ PAYLOAD_INDEXES: dict[str, str] = {
     **dict.fromkeys(KEYWORD_FIELDS, "keyword"),
     "price": "float",
     "in_stock": "bool",
-    "cluster_photo": "integer",  # Cluster-then-Retrieve: the member search filters on these (clusters.py)
-    "cluster_edge": "integer",
+    # Cluster-then-Retrieve: the member search filters on these (clusters.py); a vector named after its tower
+    # (edge_<tower>) gets its label indexed when the collection gains it (VectorStore.ensure_collection)
+    cluster_field("photo"): "integer",
+    cluster_field("edge"): "integer",
 }
 # Facets count values of keyword and boolean indexes (Qdrant has no facets of float ranges).
 FACET_FIELDS = tuple(
@@ -30,7 +33,7 @@ FACET_FIELDS = tuple(
 PAGE = 256  # points per scroll page
 COLLECTION_PREFIX = "sf_"  # StyleFinder's collections; a shared server may hold others
 PHOTO = "photo"  # the named vector of a product photo's embedding
-EDGE = "edge"  # the named vector of the photo's edge map (what a sketch query is compared with)
+EDGE = "edge"  # a photo's edge map as its variant's own tower embeds it (edge_<tower> where another tower does)
 CENTROID = "centroid"  # the named vector of a cluster's centroid (Cluster-then-Retrieve)
 
 

@@ -124,6 +124,12 @@ class VectorStore:
                     known.add(field)
         return name
 
+    def can_hold(self, variant: str, using: str) -> bool:
+        """Whether the variant's points can carry this named vector: its collection has it, does not exist yet, or
+        lives on the embedded engine, which adds vectors to a collection (a Qdrant server cannot)."""
+        sizes = self.engine.vector_sizes(collection_name(variant))
+        return not sizes or using in sizes or self.engine.embedded
+
     def collections(self) -> list[str]:
         """Names of our collections that exist (product updates and deletions fan out to all of them)."""
         return [name for name in self.engine.collections() if name.startswith(COLLECTION_PREFIX)]

@@ -55,7 +55,7 @@ def reindex(source: str, target: str, server: str | None) -> None:
 @click.command(name="backfill-edges")
 @click.option("--variant", "variants", multiple=True, help="variant to fill (repeatable; default: every served one)")
 def backfill_edges_command(variants: tuple[str, ...]) -> None:
-    """Give photos indexed without an edge map (older versions, STYLEFINDER_INDEX_EDGES off) their `edge` vector,
+    """Give photos indexed without an edge map (older versions, STYLEFINDER_INDEX_EDGES off) their edge vector,
     so sketch queries find them. Works on the store directly: stop a gateway that owns an embedded store first."""
     from indexer.backfill import backfill_edges
     from services.apps.runtime import Runtime

@@ -17,6 +17,7 @@ from services.apps.gateway.schemas import RegionOut, SearchResponse, SearchResul
 from services.apps.runtime import Runtime
 from services.errors import InvalidInput, NotFound, TooLarge
 from services.payload import shopper_payload
+from services.regions import GARMENTS
 from services.search import SearchRequest
 from services.store import FACET_FIELDS
 
@@ -32,7 +33,7 @@ MULTIPART_SCHEMA = {
         "text": {"type": "string", "description": "words, alone or with the photo or drawing"},
         "like": {"type": "string", "description": "product ids, comma-separated or a JSON list: more like these"},
         "unlike": {"type": "string", "description": "product ids, comma-separated or a JSON list: less like these"},
-        "garment": {"type": "string", "enum": ["upper", "lower", "full", "feet"]},
+        "garment": {"type": "string", "enum": list(GARMENTS)},
         "box": {"type": "string", "description": "x0,y0,x1,y1: the part of the photo to search, in its pixels"},
         "offset": {"type": "integer", "default": 0},
         "mode": {"type": "string", "enum": ["photo", "sketch"], "default": "photo"},
@@ -151,12 +152,14 @@ async def _read_query(request: Request, max_bytes: int) -> tuple[SearchRequest, 
                 fields["filters"] = json.loads(fields["filters"])
             except json.JSONDecodeError as error:
                 raise InvalidInput(f"filters must be a JSON object: {error}") from None
-        for key in LIST_FIELDS & set(fields):  # a JSON list, or values separated by commas
-            text = fields[key].strip()
-            try:
-                fields[key] = json.loads(text) if text.startswith("[") else [part.strip() for part in text.split(",")]
-            except json.JSONDecodeError as error:
-                raise InvalidInput(f"{key} must be a JSON list or values separated by commas: {error}") from None
+        for key in LIST_FIELDS & set(fields):  # a JSON list, values separated by commas, or the field repeated
+            values: list = []
+            for text in (value.strip() for value in form.getlist(key) if isinstance(value, str)):
+                try:
+                    values += json.loads(text) if text.startswith("[") else [part.strip() for part in text.split(",")]
+                except (json.JSONDecodeError, TypeError) as error:
+                    raise InvalidInput(f"{key} must be a JSON list or values separated by commas: {error}") from None
+            fields[key] = values
         return SearchRequest.model_validate(fields, context={"uploads": list(uploads)}), data
     try:
         body = await request.json()
