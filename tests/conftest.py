@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import open_clip
 import pytest
 import torch
+from fastapi.testclient import TestClient
 
 from services.settings import Settings
-from tests.helpers import ADMIN_KEY, TINY_CONFIG, make_settings, write_catalogue
+from tests.helpers import ADMIN_KEY, TINY_CONFIG, indexed_gateway, make_settings, write_catalogue
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +55,18 @@ def tiny_env(settings: Settings) -> dict[str, str]:
 @pytest.fixture
 def catalogue_dir(tmp_path: Path) -> Path:
     return write_catalogue(tmp_path / "catalogue")
+
+
+@pytest.fixture(scope="module")
+def indexed_catalogue(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test catalogue, once per module that searches it through `indexed_client`."""
+    return write_catalogue(tmp_path_factory.mktemp("catalogue"))
+
+
+@pytest.fixture(scope="module")
+def indexed_client(
+    tmp_path_factory: pytest.TempPathFactory, tiny_registry: Path, indexed_catalogue: Path
+) -> Iterator[TestClient]:
+    """A gateway over the tiny variant with `indexed_catalogue` indexed (photos and edge maps), once per module."""
+    with indexed_gateway(tmp_path_factory.mktemp("data"), tiny_registry, indexed_catalogue) as client:
+        yield client

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,29 +12,20 @@ from PIL import Image
 
 from services.apps.gateway.app import create_app
 from services.settings import Settings
-from tests.helpers import AUTH, encode, indexed_gateway, photo, write_catalogue
+from tests.helpers import AUTH, encode, photo
 
 
-@pytest.fixture(scope="module")
-def catalogue_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_catalogue(tmp_path_factory.mktemp("catalogue"))
-
-
-@pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory, tiny_registry: Path, catalogue_dir: Path) -> Iterator[TestClient]:
-    with indexed_gateway(tmp_path_factory.mktemp("data"), tiny_registry, catalogue_dir) as test_client:
-        yield test_client
-
-
-def upload(client: TestClient, path: Path, **fields: object) -> dict:
+def upload(indexed_client: TestClient, path: Path, **fields: object) -> dict:
     form = {key: json.dumps(value) if isinstance(value, dict) else str(value) for key, value in fields.items()}
-    response = client.post("/v1/search", files={"image": (path.name, path.read_bytes(), "image/jpeg")}, data=form)
+    response = indexed_client.post(
+        "/v1/search", files={"image": (path.name, path.read_bytes(), "image/jpeg")}, data=form
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
 
-def test_uploaded_catalogue_photo_finds_its_product_first(client: TestClient, catalogue_dir: Path) -> None:
-    body = upload(client, catalogue_dir / "img" / "blue-circle.jpg", top_k=5)
+def test_uploaded_catalogue_photo_finds_its_product_first(indexed_client: TestClient, indexed_catalogue: Path) -> None:
+    body = upload(indexed_client, indexed_catalogue / "img" / "blue-circle.jpg", top_k=5)
     assert body["variant"] == "tiny" and body["took_ms"] > 0
     assert len(body["results"]) == 5
     first = body["results"][0]
@@ -43,38 +33,38 @@ def test_uploaded_catalogue_photo_finds_its_product_first(client: TestClient, ca
     assert first["payload"]["title"] == "blue circle" and first["payload"]["price"] == 12.0
     scores = [r["score"] for r in body["results"]]
     assert scores == sorted(scores, reverse=True)
-    image = client.get(first["image_url"])
+    image = indexed_client.get(first["image_url"])
     assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
-    assert image.content == (catalogue_dir / "img" / "blue-circle.jpg").read_bytes()
+    assert image.content == (indexed_catalogue / "img" / "blue-circle.jpg").read_bytes()
 
 
-def test_search_says_where_its_time_went(client: TestClient, catalogue_dir: Path) -> None:
-    photo_bytes = (catalogue_dir / "img" / "blue-circle.jpg").read_bytes()
-    response = client.post("/v1/search", files={"image": ("q.jpg", photo_bytes, "image/jpeg")})
+def test_search_says_where_its_time_went(indexed_client: TestClient, indexed_catalogue: Path) -> None:
+    photo_bytes = (indexed_catalogue / "img" / "blue-circle.jpg").read_bytes()
+    response = indexed_client.post("/v1/search", files={"image": ("q.jpg", photo_bytes, "image/jpeg")})
     steps = dict(part.split(";dur=") for part in response.headers["server-timing"].split(", "))
     assert set(steps) == {"read", "decode", "regions", "embed", "store"} and all(
         float(ms) >= 0 for ms in steps.values()
     )
-    text = client.post("/v1/search", json={"text": "blue cap"}).headers["server-timing"]
+    text = indexed_client.post("/v1/search", json={"text": "blue cap"}).headers["server-timing"]
     assert "embed;dur=" in text and "decode" not in text
 
 
-def test_facets_count_filter_values_from_the_store(client: TestClient) -> None:
-    body = client.get("/v1/facets", params={"field": "category"}).json()
+def test_facets_count_filter_values_from_the_store(indexed_client: TestClient) -> None:
+    body = indexed_client.get("/v1/facets", params={"field": "category"}).json()
     assert body["field"] == "category" and body["variant"] == "tiny"
     assert sorted((v["value"], v["count"]) for v in body["values"]) == [("Caps", 6), ("Tshirts", 6)]
-    assert {v["value"] for v in client.get("/v1/facets", params={"field": "in_stock"}).json()["values"]} == {
+    assert {v["value"] for v in indexed_client.get("/v1/facets", params={"field": "in_stock"}).json()["values"]} == {
         True,
         False,
     }
-    refused = client.get("/v1/facets", params={"field": "price"})
+    refused = indexed_client.get("/v1/facets", params={"field": "price"})
     assert refused.status_code == 422 and "category" in refused.json()["detail"]
 
 
-def test_filters_restrict_results(client: TestClient, catalogue_dir: Path) -> None:
+def test_filters_restrict_results(indexed_client: TestClient, indexed_catalogue: Path) -> None:
     body = upload(
-        client,
-        catalogue_dir / "img" / "red-square.jpg",
+        indexed_client,
+        indexed_catalogue / "img" / "red-square.jpg",
         top_k=20,
         filters={"category": "Caps", "gender": "Men", "price_max": 14},
     )
@@ -82,25 +72,27 @@ def test_filters_restrict_results(client: TestClient, catalogue_dir: Path) -> No
     for result in body["results"]:
         payload = result["payload"]
         assert (payload["category"], payload["gender"]) == ("Caps", "Men") and payload["price"] <= 14
-    extra = upload(client, catalogue_dir / "img" / "red-square.jpg", top_k=20, filters={"in_stock": True})
+    extra = upload(indexed_client, indexed_catalogue / "img" / "red-square.jpg", top_k=20, filters={"in_stock": True})
     assert {r["payload"]["category"] for r in extra["results"]} == {"Tshirts"}
-    own = upload(client, catalogue_dir / "img" / "red-square.jpg", top_k=20, filters={"season": "Summer"})
+    own = upload(indexed_client, indexed_catalogue / "img" / "red-square.jpg", top_k=20, filters={"season": "Summer"})
     assert len(own["results"]) == 12  # the catalogue's own column
 
 
-def test_a_filter_on_a_field_no_product_has_says_which_fields_exist(client: TestClient) -> None:
+def test_a_filter_on_a_field_no_product_has_says_which_fields_exist(indexed_client: TestClient) -> None:
     for body in ({"text": "red cap", "filters": {"sleeve": "long"}}, {"text": "red cap", "filters": {"image": "x"}}):
-        refused = client.post("/v1/search", json=body)
+        refused = indexed_client.post("/v1/search", json=body)
         assert refused.status_code == 422, refused.text
         detail = refused.json()["detail"]
         assert "no product has a field" in detail and "category" in detail and "season" in detail
 
 
-def test_json_body_with_base64_image_and_text_query(client: TestClient, catalogue_dir: Path) -> None:
-    data = base64.b64encode((catalogue_dir / "img" / "green-square.jpg").read_bytes()).decode()
-    body = client.post("/v1/search", json={"image_base64": data, "top_k": 3}).json()
+def test_json_body_with_base64_image_and_text_query(indexed_client: TestClient, indexed_catalogue: Path) -> None:
+    data = base64.b64encode((indexed_catalogue / "img" / "green-square.jpg").read_bytes()).decode()
+    body = indexed_client.post("/v1/search", json={"image_base64": data, "top_k": 3}).json()
     assert body["results"][0]["product_id"] == "green-square"
-    text = client.post("/v1/search", json={"text": "green t-shirt", "top_k": 4, "filters": {"category": "Caps"}})
+    text = indexed_client.post(
+        "/v1/search", json={"text": "green t-shirt", "top_k": 4, "filters": {"category": "Caps"}}
+    )
     assert text.status_code == 200
     assert len(text.json()["results"]) == 4 and {r["payload"]["category"] for r in text.json()["results"]} == {"Caps"}
 
@@ -180,9 +172,9 @@ JSON = {"content-type": "application/json"}
     ],
 )
 def test_bad_input_gets_a_4xx_with_a_message(
-    client: TestClient, request_kwargs: dict, status: int, message: str
+    indexed_client: TestClient, request_kwargs: dict, status: int, message: str
 ) -> None:
-    response = client.post("/v1/search", **request_kwargs)
+    response = indexed_client.post("/v1/search", **request_kwargs)
     assert response.status_code == status
     assert message in json.dumps(response.json()["detail"])
 
@@ -215,12 +207,12 @@ def test_bad_input_gets_a_4xx_with_a_message(
     ],
 )
 def test_bad_catalogue_requests_get_a_4xx_with_a_message(
-    client: TestClient, method: str, path: str, body: dict | bytes | None, status: int, message: str
+    indexed_client: TestClient, method: str, path: str, body: dict | bytes | None, status: int, message: str
 ) -> None:
     if isinstance(body, bytes):  # JSON that json.dumps will not write (NaN, Infinity)
-        response = client.request(method.upper(), path, content=body, headers=JSON)
+        response = indexed_client.request(method.upper(), path, content=body, headers=JSON)
     else:
-        response = client.request(method.upper(), path, json=body)
+        response = indexed_client.request(method.upper(), path, json=body)
     assert response.status_code == status, response.text
     assert message in json.dumps(response.json()["detail"])
 
@@ -233,17 +225,17 @@ def test_oversized_upload_is_refused(settings: Settings) -> None:
     assert response.status_code == 413 and "larger than 1000 bytes" in response.json()["detail"]
 
 
-def test_models_health_and_docs(client: TestClient) -> None:
-    models = {m["name"]: m for m in client.get("/v1/models").json()}
+def test_models_health_and_docs(indexed_client: TestClient) -> None:
+    models = {m["name"]: m for m in indexed_client.get("/v1/models").json()}
     assert models["tiny"]["served"] and models["tiny"]["available"] and models["tiny"]["indexed_points"] == 12
     assert models["tiny"]["card"]["stage"] == "test" and models["tiny"]["embedding_dim"] == 32
     assert models["effl2-minilm"]["backbone"] == "efficientnet_lite2" and models["RN50/openai"]["backbone"] == "RN50"
     assert not models["ViT-B-16/openai"]["available"] and "weights" in models["ViT-B-16/openai"]["problem"]
-    assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json() == {"status": "ready", "variants": ["tiny"]}
-    schema = client.get("/openapi.json").json()
+    assert indexed_client.get("/healthz").json() == {"status": "ok"}
+    assert indexed_client.get("/readyz").json() == {"status": "ready", "variants": ["tiny"]}
+    schema = indexed_client.get("/openapi.json").json()
     assert "multipart/form-data" in schema["paths"]["/v1/search"]["post"]["requestBody"]["content"]
-    assert client.get("/docs").status_code == 200
-    assert "StyleFinder" in client.get("/").text
-    assert client.get("/v1/images/not-a-uuid").status_code == 422
-    assert client.get("/v1/images/00000000-0000-0000-0000-000000000000").status_code == 404
+    assert indexed_client.get("/docs").status_code == 200
+    assert "StyleFinder" in indexed_client.get("/").text
+    assert indexed_client.get("/v1/images/not-a-uuid").status_code == 422
+    assert indexed_client.get("/v1/images/00000000-0000-0000-0000-000000000000").status_code == 404

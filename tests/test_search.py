@@ -5,7 +5,6 @@ more like this, paging, garments in photos of people, a drawing searched by anot
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,19 +19,8 @@ from services.images import decode_image, edge_map, normalise_sketch
 from services.regions import Person, PoseRegions, garment_regions
 from services.search import Garments, SearchRequest
 from services.store import collection_name
-from tests.helpers import COLOURS, TINY_CONFIG, encode, indexed_gateway, photo, shared_data, write_catalogue
+from tests.helpers import COLOURS, TINY_CONFIG, encode, indexed_gateway, photo, shared_data
 from tests.test_sketch_search import drawing
-
-
-@pytest.fixture(scope="module")
-def catalogue_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_catalogue(tmp_path_factory.mktemp("catalogue"))
-
-
-@pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory, tiny_registry: Path, catalogue_dir: Path) -> Iterator[TestClient]:
-    with indexed_gateway(tmp_path_factory.mktemp("data"), tiny_registry, catalogue_dir) as test_client:
-        yield test_client
 
 
 def results(response: object) -> list[dict]:
@@ -40,17 +28,21 @@ def results(response: object) -> list[dict]:
     return response.json()["results"]  # type: ignore[attr-defined]
 
 
-def upload(catalogue_dir: Path, product: str) -> dict:
-    return {"image": ("q.jpg", (catalogue_dir / "img" / f"{product}.jpg").read_bytes(), "image/jpeg")}
+def upload(indexed_catalogue: Path, product: str) -> dict:
+    return {"image": ("q.jpg", (indexed_catalogue / "img" / f"{product}.jpg").read_bytes(), "image/jpeg")}
 
 
 def test_words_with_a_photo_steer_what_is_found_and_the_photo_orders_it(
-    client: TestClient, catalogue_dir: Path
+    indexed_client: TestClient, indexed_catalogue: Path
 ) -> None:
-    plain = results(client.post("/v1/search", files=upload(catalogue_dir, "blue-circle"), data={"top_k": "12"}))
+    plain = results(
+        indexed_client.post("/v1/search", files=upload(indexed_catalogue, "blue-circle"), data={"top_k": "12"})
+    )
     assert plain[0]["product_id"] == "blue-circle"
     for words, field, value in (("red", "colour", "red"), ("tshirts", "category", "Tshirts")):
-        response = client.post("/v1/search", files=upload(catalogue_dir, "blue-circle"), data={"text": words})
+        response = indexed_client.post(
+            "/v1/search", files=upload(indexed_catalogue, "blue-circle"), data={"text": words}
+        )
         found = results(response)
         wanted = [hit for hit in found if hit["payload"][field] == value]
         assert response.json()["interpreted"] == {field: value}
@@ -60,50 +52,57 @@ def test_words_with_a_photo_steer_what_is_found_and_the_photo_orders_it(
 
 
 def test_more_like_this_searches_from_stored_vectors_and_never_returns_the_liked(
-    client: TestClient, catalogue_dir: Path
+    indexed_client: TestClient, indexed_catalogue: Path
 ) -> None:
     by_photo = [
-        hit["product_id"] for hit in results(client.post("/v1/search", files=upload(catalogue_dir, "red-square")))
+        hit["product_id"]
+        for hit in results(indexed_client.post("/v1/search", files=upload(indexed_catalogue, "red-square")))
     ]
-    liked = [hit["product_id"] for hit in results(client.post("/v1/search", json={"like": ["red-square"]}))]
+    liked = [hit["product_id"] for hit in results(indexed_client.post("/v1/search", json={"like": ["red-square"]}))]
     assert "red-square" not in liked
     others = [product for product in by_photo if product != "red-square"]
     assert liked[: len(others)] == others  # the stored vector ranks as the photo it was embedded from
-    filtered = results(client.post("/v1/search", json={"like": ["red-square"], "filters": {"category": "Caps"}}))
+    filtered = results(
+        indexed_client.post("/v1/search", json={"like": ["red-square"], "filters": {"category": "Caps"}})
+    )
     assert filtered and all(hit["payload"]["category"] == "Caps" for hit in filtered)
-    both = results(client.post("/v1/search", json={"like": ["red-square"], "text": "green"}))
+    both = results(indexed_client.post("/v1/search", json={"like": ["red-square"], "text": "green"}))
     assert both[0]["payload"]["colour"] == "green" and "red-square" not in [hit["product_id"] for hit in both]
     pushed = [
         hit["product_id"]
-        for hit in results(client.post("/v1/search", json={"like": ["red-square"], "unlike": [liked[0]]}))
+        for hit in results(indexed_client.post("/v1/search", json={"like": ["red-square"], "unlike": [liked[0]]}))
     ]
     assert liked[0] not in pushed and "red-square" not in pushed
-    form = client.post("/v1/search", data={"like": "red-square, blue-square", "top_k": "12"})
+    form = indexed_client.post("/v1/search", data={"like": "red-square, blue-square", "top_k": "12"})
     assert {"red-square", "blue-square"}.isdisjoint(hit["product_id"] for hit in results(form))
     assert len(results(form)) == 10  # 12 products, the two liked never among them
 
 
-def test_offset_pages_through_one_ranking(client: TestClient) -> None:
-    whole = [hit["product_id"] for hit in results(client.post("/v1/search", json={"text": "red cap", "top_k": 8}))]
-    first = results(client.post("/v1/search", json={"text": "red cap", "top_k": 4}))
-    second = results(client.post("/v1/search", json={"text": "red cap", "top_k": 4, "offset": 4}))
+def test_offset_pages_through_one_ranking(indexed_client: TestClient) -> None:
+    whole = [
+        hit["product_id"] for hit in results(indexed_client.post("/v1/search", json={"text": "red cap", "top_k": 8}))
+    ]
+    first = results(indexed_client.post("/v1/search", json={"text": "red cap", "top_k": 4}))
+    second = results(indexed_client.post("/v1/search", json={"text": "red cap", "top_k": 4, "offset": 4}))
     assert [hit["product_id"] for hit in first + second] == whole
 
 
 def test_a_packshot_is_searched_whole_and_a_box_searches_part_of_the_photo(
-    client: TestClient, catalogue_dir: Path
+    indexed_client: TestClient, indexed_catalogue: Path
 ) -> None:
-    whole = client.post("/v1/search", files=upload(catalogue_dir, "green-square")).json()
+    whole = indexed_client.post("/v1/search", files=upload(indexed_catalogue, "green-square")).json()
     assert whole["regions"] == [] and whole["region"] is None
-    missing = client.post("/v1/search", files=upload(catalogue_dir, "green-square"), data={"garment": "lower"})
+    missing = indexed_client.post(
+        "/v1/search", files=upload(indexed_catalogue, "green-square"), data={"garment": "lower"}
+    )
     assert missing.status_code == 422 and "no 'lower' garment found in this photo" in missing.json()["detail"]
     two = photo(COLOURS["red"], "circle", (96, 128))
     two.paste(photo(COLOURS["blue"], "square", (96, 128)), (48, 0))  # a red circle half hidden by a blue square
-    boxed = client.post(
+    boxed = indexed_client.post(
         "/v1/search", files={"image": ("q.jpg", encode(two), "image/jpeg")}, data={"box": "48,0,400,128"}
     )
     assert boxed.json()["region"] == {"garment": "box", "box": [48, 0, 96, 128], "score": 1.0}  # clipped to the photo
-    outside = client.post(
+    outside = indexed_client.post(
         "/v1/search", files={"image": ("q.jpg", encode(two), "image/jpeg")}, data={"box": "[200,200,300,300]"}
     )
     assert (
@@ -135,25 +134,25 @@ def test_garment_regions_follow_the_body_landmarks() -> None:
     assert garment_regions(points, 200, 300) == []
 
 
-def test_a_photo_of_a_person_has_its_garments_found_and_searched(client: TestClient) -> None:
-    assert client.app.state.runtime.searcher.garments.finder is not None, "mediapipe is installed by the set-up"
+def test_a_photo_of_a_person_has_its_garments_found_and_searched(indexed_client: TestClient) -> None:
+    assert indexed_client.app.state.runtime.searcher.garments.finder is not None, "mediapipe is installed by the set-up"
     folder = shared_data("inshop_pairs", "img", "WOMEN", "Skirts")
     person = next(folder.glob("*/*front*.jpg"))
     found = PoseRegions().find(decode_image(person.read_bytes()))
     assert {"upper", "lower"} <= {region.garment for region in found.regions}
     files = {"image": ("p.jpg", person.read_bytes(), "image/jpeg")}
-    auto = client.post("/v1/search", files=files).json()
+    auto = indexed_client.post("/v1/search", files=files).json()
     assert {region["garment"] for region in auto["regions"]} >= {"upper", "lower"} and auto["region"] is None
     whole = [hit["product_id"] for hit in auto["results"]]  # no garment named: the whole photo
-    lower = client.post("/v1/search", files=files, data={"garment": "lower"}).json()
+    lower = indexed_client.post("/v1/search", files=files, data={"garment": "lower"}).json()
     box = next(region["box"] for region in auto["regions"] if region["garment"] == "lower")
     assert lower["region"]["garment"] == "lower" and lower["region"]["box"] == box
-    boxed = client.post("/v1/search", files=files, data={"box": ",".join(map(str, box))}).json()
+    boxed = indexed_client.post("/v1/search", files=files, data={"box": ",".join(map(str, box))}).json()
     assert [hit["product_id"] for hit in boxed["results"]] == [hit["product_id"] for hit in lower["results"]] != whole
 
 
 def test_a_variant_whose_edges_belong_to_a_sketch_tower(
-    tmp_path: Path, tiny_registry: Path, catalogue_dir: Path
+    tmp_path: Path, tiny_registry: Path, indexed_catalogue: Path
 ) -> None:
     """`tiny-over` lays `tiny-sketch`'s tower (other weights) over its edge maps: its collection's edge vector is
     named after that tower and filled by it, and a drawing is embedded by it."""
@@ -163,18 +162,18 @@ def test_a_variant_whose_edges_belong_to_a_sketch_tower(
     entry = '[[variant]]\nname = "{}"\narchitecture = "tiny.json"\nweights = "{}"\n'
     over = entry.format("tiny-over", "tiny.pt") + 'sketch_tower = "tiny-sketch"\n'
     registry.write_text(tiny_registry.read_text() + over + entry.format("tiny-sketch", tmp_path / "tiny-sketch.pt"))
-    with indexed_gateway(tmp_path / "data", registry, catalogue_dir) as client:
-        rt = client.app.state.runtime
-        rt.pipeline.run([item for item in rt_catalogue(catalogue_dir)], ["tiny-over"])
+    with indexed_gateway(tmp_path / "data", registry, indexed_catalogue) as indexed_client:
+        rt = indexed_client.app.state.runtime
+        rt.pipeline.run([item for item in rt_catalogue(indexed_catalogue)], ["tiny-over"])
         spec = rt.registry["tiny-over"]
         assert spec.edge_vector == "edge_tiny_sketch"
         stored = rt.store.product_vectors("tiny-over", ["red-circle"], "edge_tiny_sketch")["red-circle"][0]
-        edges = edge_map(decode_image((catalogue_dir / "img" / "red-circle.jpg").read_bytes()))
+        edges = edge_map(decode_image((indexed_catalogue / "img" / "red-circle.jpg").read_bytes()))
         by_tower = rt.embedder.embed_images("tiny-sketch", [edges])[0]
         by_own = rt.embedder.embed_images("tiny-over", [edges])[0]
         assert np.allclose(stored, by_tower, atol=1e-5) and not np.allclose(stored, by_own, atol=1e-3)
         assert set(rt.store.engine.vector_sizes(collection_name("tiny-over"))) == {"photo", "edge_tiny_sketch"}
-        response = client.post(
+        response = indexed_client.post(
             "/v1/search", files={"sketch": ("d.png", drawing("circle"), "image/png")}, data={"variant": "tiny-over"}
         )
         answer = [(hit["product_id"], round(hit["score"], 4)) for hit in results(response)]
@@ -185,29 +184,31 @@ def test_a_variant_whose_edges_belong_to_a_sketch_tower(
         assert answer == [(hit.product_id, round(hit.score, 4)) for hit in direct]
 
 
-def rt_catalogue(catalogue_dir: Path) -> list:
+def rt_catalogue(indexed_catalogue: Path) -> list:
     from services.catalogue import read_catalogue
 
-    return list(read_catalogue(catalogue_dir))
+    return list(read_catalogue(indexed_catalogue))
 
 
-def test_eval_text_figures_are_the_apis_answers(client: TestClient, catalogue_dir: Path, tiny_registry: Path) -> None:
+def test_eval_text_figures_are_the_apis_answers(
+    indexed_client: TestClient, indexed_catalogue: Path, tiny_registry: Path
+) -> None:
     """`stylefinder eval`'s text queries run through the search function; the same queries sent to the API over
     the same products (same vectors) give the same P@10."""
-    rt = client.app.state.runtime
+    rt = indexed_client.app.state.runtime
     model = rt.embedder.model("tiny")  # the model the API embeds with (ONNX Runtime on a CPU)
-    rows = read_catalogue_rows(catalogue_dir / "products.csv")
+    rows = read_catalogue_rows(indexed_catalogue / "products.csv")
     items = catalogue_items(rows)
     vectors = np.stack([rt.store.product_vectors("tiny", [item.id])[item.id][0] for item in items])
     with catalogue_searcher(model, items, vectors) as searcher:
         figures = text_queries(searcher, "tiny", items, min_products=2)
         for kind in ("tshirts", "caps"):
             mine = [hit.product_id for hit in searcher.search(SearchRequest(text=kind), "tiny").hits]
-            theirs = [hit["product_id"] for hit in results(client.post("/v1/search", json={"text": kind}))]
+            theirs = [hit["product_id"] for hit in results(indexed_client.post("/v1/search", json={"text": kind}))]
             assert mine == theirs
     api = []
     for kind in ("Caps", "Tshirts"):
-        hits = results(client.post("/v1/search", json={"text": kind.lower(), "top_k": 10}))
+        hits = results(indexed_client.post("/v1/search", json={"text": kind.lower(), "top_k": 10}))
         api.append(sum(hit["payload"]["category"] == kind for hit in hits) / 10)
     assert figures["query_type_P@10_interpreted"] == pytest.approx(np.mean(api))
     assert json.dumps(figures)  # plain numbers, written into the eval's JSON
@@ -247,72 +248,79 @@ def test_a_photos_garments_are_found_once_and_remembered() -> None:
     ],
 )
 def test_malformed_parts_of_a_photo_query_are_4xx(
-    client: TestClient, catalogue_dir: Path, fields: dict, message: str
+    indexed_client: TestClient, indexed_catalogue: Path, fields: dict, message: str
 ) -> None:
-    response = client.post("/v1/search", files=upload(catalogue_dir, "red-square"), data=fields)
+    response = indexed_client.post("/v1/search", files=upload(indexed_catalogue, "red-square"), data=fields)
     assert response.status_code == 422 and message in json.dumps(response.json()["detail"]), response.text
 
 
-def test_repeated_fields_and_unlike_move_the_ranking(client: TestClient) -> None:
-    both = client.post("/v1/search", data={"like": ["red-square", "blue-square"], "top_k": "12"})
+def test_repeated_fields_and_unlike_move_the_ranking(indexed_client: TestClient) -> None:
+    both = indexed_client.post("/v1/search", data={"like": ["red-square", "blue-square"], "top_k": "12"})
     assert {"red-square", "blue-square"}.isdisjoint(hit["product_id"] for hit in results(both))
     assert len(results(both)) == 10
     liked = [
-        hit["product_id"] for hit in results(client.post("/v1/search", json={"like": ["red-square"], "top_k": 11}))
+        hit["product_id"]
+        for hit in results(indexed_client.post("/v1/search", json={"like": ["red-square"], "top_k": 11}))
     ]
     away = [
         hit["product_id"]
-        for hit in results(client.post("/v1/search", json={"like": ["red-square"], "unlike": [liked[0]], "top_k": 10}))
+        for hit in results(
+            indexed_client.post("/v1/search", json={"like": ["red-square"], "unlike": [liked[0]], "top_k": 10})
+        )
     ]
     assert away != [product for product in liked if product != liked[0]]  # not just the disliked one left out
 
 
-def test_words_no_catalogue_value_names_move_a_photo_query(client: TestClient, catalogue_dir: Path) -> None:
-    plain = client.post("/v1/search", files=upload(catalogue_dir, "red-square"), data={"top_k": "12"}).json()
-    moved = client.post(
-        "/v1/search", files=upload(catalogue_dir, "red-square"), data={"text": "zzz qqq", "top_k": "12"}
+def test_words_no_catalogue_value_names_move_a_photo_query(indexed_client: TestClient, indexed_catalogue: Path) -> None:
+    plain = indexed_client.post(
+        "/v1/search", files=upload(indexed_catalogue, "red-square"), data={"top_k": "12"}
+    ).json()
+    moved = indexed_client.post(
+        "/v1/search", files=upload(indexed_catalogue, "red-square"), data={"text": "zzz qqq", "top_k": "12"}
     ).json()
     assert moved["interpreted"] == {} and [h["score"] for h in moved["results"]] != [
         h["score"] for h in plain["results"]
     ]
 
 
-def test_boxes_and_garments_are_in_the_pixels_of_the_photo_as_sent(client: TestClient) -> None:
-    """A large phone photo is decoded reduced; the box a client draws on it and the boxes it is sent back are in
+def test_boxes_and_garments_are_in_the_pixels_of_the_photo_as_sent(indexed_client: TestClient) -> None:
+    """A large phone photo is decoded reduced; the box a indexed_client draws on it and the boxes it is sent back are in
     the photo's own pixels."""
     large = photo(COLOURS["green"], "square", (3000, 2400))
-    response = client.post(
+    response = indexed_client.post(
         "/v1/search", files={"image": ("big.jpg", encode(large), "image/jpeg")}, data={"box": "1500,0,3000,2400"}
     )
     assert response.status_code == 200 and response.json()["region"]["box"] == [1500, 0, 3000, 2400]
-    strip = client.post(
+    strip = indexed_client.post(
         "/v1/search", files={"image": ("big.jpg", encode(large), "image/jpeg")}, data={"box": "0,0,3000,100"}
     )
     assert strip.status_code == 422 and "too narrow" in strip.json()["detail"]
     person = next(shared_data("inshop_pairs", "img", "WOMEN", "Skirts").glob("*/*front*.jpg"))
-    small = client.post("/v1/search", files={"image": ("p.jpg", person.read_bytes(), "image/jpeg")}).json()
+    small = indexed_client.post("/v1/search", files={"image": ("p.jpg", person.read_bytes(), "image/jpeg")}).json()
     picture = decode_image(person.read_bytes())
     bigger = encode(picture.resize((picture.width * 12, picture.height * 12)))  # a 2088x3072 photo of the same
-    big = client.post("/v1/search", files={"image": ("p.jpg", bigger, "image/jpeg")}).json()
+    big = indexed_client.post("/v1/search", files={"image": ("p.jpg", bigger, "image/jpeg")}).json()
     lower = next(r["box"] for r in small["regions"] if r["garment"] == "lower")
     found = next(r["box"] for r in big["regions"] if r["garment"] == "lower")
     assert all(abs(b - 12 * s) <= 40 for b, s in zip(found, lower, strict=True)), (found, lower)
 
 
-def test_a_failing_pose_model_fails_no_search(client: TestClient) -> None:
+def test_a_failing_pose_model_fails_no_search(indexed_client: TestClient) -> None:
     """The garments cannot be found: a photo is still searched whole with none listed; naming one is a 503."""
 
     class Broken(PoseRegions):
         def find(self, picture: Image.Image) -> Person:
             raise RuntimeError("the graph broke")
 
-    searcher = client.app.state.runtime.searcher
+    searcher = indexed_client.app.state.runtime.searcher
     working, searcher.garments = searcher.garments, Garments(Broken())
     try:
         person = next(shared_data("inshop_pairs", "img", "MEN").glob("*/*/*front*.jpg")).read_bytes()
-        whole = client.post("/v1/search", files={"image": ("p.jpg", person, "image/jpeg")})
+        whole = indexed_client.post("/v1/search", files={"image": ("p.jpg", person, "image/jpeg")})
         assert whole.status_code == 200 and whole.json()["regions"] == [] and results(whole)
-        named = client.post("/v1/search", files={"image": ("p.jpg", person, "image/jpeg")}, data={"garment": "upper"})
+        named = indexed_client.post(
+            "/v1/search", files={"image": ("p.jpg", person, "image/jpeg")}, data={"garment": "upper"}
+        )
         assert named.status_code == 503 and "give a box instead" in named.json()["detail"]
     finally:
         searcher.garments.close()
