@@ -85,6 +85,7 @@ class PoseRegions:
         pixels = np.asarray(picture.convert("RGB"))
         with self._lock:
             if self._pose is None:
+                _protobuf_shim()
                 from mediapipe.python.solutions.pose import Pose  # loads its graph: only when a photo needs it
 
                 # complexity 1 is pose_landmark_full, the model the wheel carries (others would be downloaded)
@@ -97,6 +98,15 @@ class PoseRegions:
             [[mark.x * width, mark.y * height, mark.visibility] for mark in found.pose_landmarks.landmark]
         )
         return Person(garment_regions(points, width, height, self.min_visibility))
+
+
+def _protobuf_shim() -> None:
+    """MediaPipe 0.10.21's bindings call MessageFactory.GetPrototype, which the protobuf here (6, as onnx needs) no
+    longer has: without it every graph start prints an AttributeError (landmarks still come back)."""
+    from google.protobuf import message_factory
+
+    if not hasattr(message_factory.MessageFactory, "GetPrototype"):
+        message_factory.MessageFactory.GetPrototype = lambda _, descriptor: message_factory.GetMessageClass(descriptor)
 
 
 def garment_regions(
