@@ -13,7 +13,7 @@ from services.embedding import Embedder
 from services.errors import ImageDecodeError, InvalidInput
 from services.images import decode_image, edge_map
 from services.models import Variant
-from services.payload import PIPELINE_FIELDS, catalogue_payload
+from services.payload import IMAGE_KEY, PIPELINE_FIELDS, PRODUCT_ID, catalogue_payload
 from services.store import MediaStore, VectorStore
 
 
@@ -25,10 +25,10 @@ def stored_items(store: VectorStore, variant: str) -> Iterator[CatalogueItem]:
     photos: dict[str, dict[int, str]] = {}
     for record in store.iter_points(variant):
         payload = record.payload or {}
-        product_id = str(payload["product_id"])
+        product_id = str(payload[PRODUCT_ID])
         metadata = catalogue_payload(payload)
         products.setdefault(product_id, {k: v for k, v in metadata.items() if k not in PIPELINE_FIELDS})
-        photos.setdefault(product_id, {})[int(payload.get("image_key", 0))] = str(record.id)
+        photos.setdefault(product_id, {})[int(payload.get(IMAGE_KEY, 0))] = str(record.id)
     for product_id, metadata in products.items():
         images = [f"media:{pid}" for _, pid in sorted(photos[product_id].items())]
         yield CatalogueItem.model_validate({**metadata, "id": product_id, "images": images}, context=ACCEPTED)

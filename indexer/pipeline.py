@@ -21,6 +21,7 @@ from services.embedding import Embedder
 from services.errors import InvalidInput, ServiceUnavailable, UnknownVariant, WeightsUnavailable
 from services.images import FetchError, ImageDecodeError, TransientFetchError, decode_image, edge_map
 from services.models import Registry, Variant
+from services.payload import IMAGE, IMAGE_KEY, IMAGE_SHA256
 from services.store import PHOTO, MediaStore, VectorStore, delete_product_photos, point_id
 
 Status = Literal["indexed", "unchanged", "failed"]
@@ -117,9 +118,9 @@ class IndexPipeline:
             data = self.fetch(reference)
             image = decode_image(data)
             payload = item.payload() | {
-                "image_key": key,
-                "image": reference if len(reference) < 2048 else "inline",
-                "image_sha256": hashlib.sha256(data).hexdigest(),
+                IMAGE_KEY: key,
+                IMAGE: reference if len(reference) < 2048 else "inline",
+                IMAGE_SHA256: hashlib.sha256(data).hexdigest(),
             }
             entry.photos.append(_Photo(point_id(item.id, str(key)), payload, data, image))
         return entry
@@ -135,7 +136,7 @@ class IndexPipeline:
         same_image = {
             photo.point_id: photo.payload
             for _, photo in changed
-            if stored.get(photo.point_id, {}).get("image_sha256") == photo.payload["image_sha256"]
+            if stored.get(photo.point_id, {}).get(IMAGE_SHA256) == photo.payload[IMAGE_SHA256]
         }
         to_embed = [photo for _, photo in changed if photo.point_id not in same_image]
         if same_image:

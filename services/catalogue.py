@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from services.errors import CatalogueError
-from services.payload import own_field
+from services.payload import PRODUCT_ID, own_field
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 STANDARD_FIELDS = ("title", "category", "colour", "gender", "brand", "price", "in_stock")
@@ -98,7 +98,7 @@ class CatalogueItem(BaseModel):
 
     def payload(self) -> dict[str, Any]:
         """What search results carry: standard fields that are set, then every extra field."""
-        payload: dict[str, Any] = {"product_id": self.id}
+        payload: dict[str, Any] = {PRODUCT_ID: self.id}
         payload.update({field: getattr(self, field) for field in STANDARD_FIELDS if getattr(self, field) is not None})
         payload.update(self.model_extra or {})
         return payload

@@ -12,10 +12,13 @@ from collections.abc import Mapping
 from typing import Any
 
 PRODUCT_ID = "product_id"
+IMAGE_KEY = "image_key"  # which of the product's photos the point is (0, 1, ...)
+IMAGE = "image"  # where the photo came from (a path, a URL; "inline" for base64)
+IMAGE_SHA256 = "image_sha256"  # the photo's bytes, hashed: an unchanged photo is not embedded again
 # Written by the indexing pipeline for every point: never taken from a client.
-PIPELINE_FIELDS = (PRODUCT_ID, "image_key", "image", "image_sha256")
+PIPELINE_FIELDS = (PRODUCT_ID, IMAGE_KEY, IMAGE, IMAGE_SHA256)
 STORE_PREFIX = "cluster_"  # the store's own fields (Cluster-then-Retrieve labels)
-BACK_OFFICE_FIELDS = ("image", "image_sha256")  # for operators (GET /v1/products), not for shoppers
+BACK_OFFICE_FIELDS = (IMAGE, IMAGE_SHA256)  # for operators (GET /v1/products), not for shoppers
 
 
 def own_field(key: str) -> bool:

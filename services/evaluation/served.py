@@ -15,6 +15,7 @@ from PIL import Image
 from services.catalogue import CatalogueItem
 from services.embedding import Lane
 from services.models import LoadedModel, Registry
+from services.payload import IMAGE_KEY
 from services.regions import RegionFinder
 from services.search import Searcher, SearchRequest
 from services.store import PHOTO, EdgeEngine, VectorStore, point_id
@@ -52,7 +53,7 @@ def catalogue_searcher(
     with tempfile.TemporaryDirectory(prefix="sf-eval-") as folder:
         store = VectorStore(EdgeEngine(Path(folder)))
         try:
-            payloads = [item.payload() | {"image_key": 0} for item in items]
+            payloads = [item.payload() | {IMAGE_KEY: 0} for item in items]
             ids = [point_id(item.id, "0") for item in items]
             store.upsert(model.variant.name, ids, vectors, payloads, PHOTO)
             yield Searcher(Registry([model.variant]), ModelEmbedder([model]), store, None, regions)

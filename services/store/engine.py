@@ -12,12 +12,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from services.payload import cluster_field
+from services.payload import PRODUCT_ID, cluster_field
 from services.store.filters import KEYWORD_FIELDS, Condition
 
 # Indexed payload fields and their kinds: filters and facets on these are served from the index.
 PAYLOAD_INDEXES: dict[str, str] = {
-    "product_id": "keyword",
+    PRODUCT_ID: "keyword",
     **dict.fromkeys(KEYWORD_FIELDS, "keyword"),
     "price": "float",
     "in_stock": "bool",
@@ -27,9 +27,7 @@ PAYLOAD_INDEXES: dict[str, str] = {
     cluster_field("edge"): "integer",
 }
 # Facets count values of keyword and boolean indexes (Qdrant has no facets of float ranges).
-FACET_FIELDS = tuple(
-    key for key, kind in PAYLOAD_INDEXES.items() if kind in ("keyword", "bool") and key != "product_id"
-)
+FACET_FIELDS = tuple(key for key, kind in PAYLOAD_INDEXES.items() if kind in ("keyword", "bool") and key != PRODUCT_ID)
 PAGE = 256  # points per scroll page
 COLLECTION_PREFIX = "sf_"  # StyleFinder's collections; a shared server may hold others
 PHOTO = "photo"  # the named vector of a product photo's embedding
