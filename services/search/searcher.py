@@ -1,5 +1,5 @@
 """Search: a query (photo, drawing, words, liked products, or several together) to ranked products. Every
-caller goes through `Searcher.search`: the gateway, `stylefinder eval`, the benches and the page."""
+caller goes through `Searcher.search`: the gateway (and so the page), `stylefinder eval` and the benches."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from services.models import Registry
 from services.regions import Region, RegionFinder, clip_box, scaled
 from services.search.garments import Garments
 from services.search.query import Found, SearchRequest
-from services.store import PHOTO, Hit, VectorStore
+from services.store import PHOTO, Hit, SearchFilters, VectorStore
 
 # Words with a photo, a drawing or liked products name what the shopper wants (a kind, a colour): an attribute
 # they name outweighs any difference of look (cosine scores of one query lie well within 1).
@@ -87,10 +87,8 @@ class Searcher:
                 vectors.append(self.embedder.embed_texts(variant, [query.text])[0])
                 lap("embed")
         exclude = set(query.like) | set(query.unlike)
-        if query.like or query.unlike:
+        if query.like or query.unlike:  # SearchRequest holds a photo, a drawing, words or liked products
             vectors = [self._liked(variant, query.like, query.unlike, using, vectors)]
-        elif not vectors:
-            raise InvalidInput("nothing to search for: give a photo, a drawing, words or liked products")
         vector = _normalised(np.mean(vectors, axis=0))
         weight = WEIGHT if not (query.has_image or upload is not None or query.like) else STEERING_WEIGHT
         found.hits = self._ranked(query, variant, vector, using, understood, weight, exclude)
@@ -112,8 +110,8 @@ class Searcher:
         rises, the rest stay. The shopper's own filters always hold; `offset` pages through the ranking."""
         wanted = query.offset + query.top_k
 
-        def nearest(filters: object = query.filters) -> list[Hit]:
-            return self.store.search(variant, vector, wanted, filters, using, query.retrieval, exclude)  # type: ignore[arg-type]
+        def nearest(filters: SearchFilters = query.filters) -> list[Hit]:
+            return self.store.search(variant, vector, wanted, filters, using, query.retrieval, exclude)
 
         hits = nearest()
         if understood:
@@ -209,8 +207,6 @@ class Searcher:
             what = "" if using == PHOTO else f" with a {using!r} vector (stylefinder backfill-edges fills them)"
             raise NotFound(f"no product {', '.join(map(repr, missing[:5]))}{what} in variant {variant!r}")
         positive = [*others, *(vector for product in like for vector in stored[product])]
-        if not positive:
-            raise InvalidInput("unlike needs something to search for: a photo, a drawing, words or liked products")
         liked = _normalised(np.mean(positive, axis=0))
         if not unlike:
             return liked
