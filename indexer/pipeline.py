@@ -146,20 +146,19 @@ class IndexPipeline:
         refused_items = {owner[point]: reason for point, reason in refused.items()}
         if to_embed:
             spec = self.registry[variant]
-            edges_fit = self.edges and self.store.can_hold(variant, spec.edge_vector)
-            if self.edges and not edges_fit:
+            edges = {}
+            if self.edges and self.store.can_hold(variant, spec.edge_vector):
+                # both named vectors from the start: a Qdrant server cannot add one to a collection later
+                edge_dim = self.registry[spec.edge_tower].embedding_dim if spec.sketch_tower else vectors.shape[1]
+                self.store.ensure_collection(variant, {PHOTO: vectors.shape[1], spec.edge_vector: edge_dim})
+                edges = {spec.edge_vector: edge_vectors(self.embedder, spec, {p.point_id: p.edges for p in to_embed})}
+            elif self.edges:
                 log.warning(
                     "%s's collection on the Qdrant server has no %r vector and cannot gain one: photos are indexed "
                     "without edge maps until the collection is rebuilt (delete it, then index the catalogue again)",
                     variant,
                     spec.edge_vector,
                 )
-            if edges_fit:  # both named vectors from the start: a Qdrant server cannot add one to a collection later
-                edge_dim = self.registry[spec.edge_tower].embedding_dim if spec.sketch_tower else vectors.shape[1]
-                self.store.ensure_collection(variant, {PHOTO: vectors.shape[1], spec.edge_vector: edge_dim})
-            edges = {}
-            if edges_fit:
-                edges = {spec.edge_vector: edge_vectors(self.embedder, spec, {p.point_id: p.edges for p in to_embed})}
             for photo in to_embed:
                 self.media.put(photo.point_id, photo.data)
             ids, payloads = [p.point_id for p in to_embed], [p.payload for p in to_embed]

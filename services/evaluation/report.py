@@ -60,8 +60,8 @@ def evaluate_model(
     `catalogue` CSV and `relevant` (field, value) also category-level mAP@all and P@100 of the sketches. A
     variant whose drawings and edge maps another tower embeds (`edges`, its sketch tower) is measured on
     drawings through that tower, as it serves them."""
-    sketching = is_sketch_pairs(data) and edges is not None
-    encoders: dict[str, Encoder] = {"model": (edges or model).encode_images if sketching else model.encode_images}
+    drawn_by = edges if is_sketch_pairs(data) else None  # the tower the drawings go through, where not the model
+    encoders: dict[str, Encoder] = {"model": (drawn_by or model).encode_images}
     trunk = trunk_encoder(model)
     if trunk is not None:
         encoders["baseline_trunk_features"] = trunk
@@ -71,11 +71,10 @@ def evaluate_model(
         "device": str(model.device),
         "hardware": platform.processor() or platform.machine(),
     }
-    if sketching and edges is not None:
-        report["sketch_tower"] = edges.variant.name
-    report["trained_on_this_data"] = trained_on(
-        [model.variant.card, *([edges.variant.card] if sketching and edges else [])], dataset_name(data), held_out
-    )
+    if drawn_by is not None:
+        report["sketch_tower"] = drawn_by.variant.name
+    cards = [model.variant.card, *([drawn_by.variant.card] if drawn_by else [])]
+    report["trained_on_this_data"] = trained_on(cards, dataset_name(data), held_out)
     if is_inshop(data):
         split = read_inshop(data)
         paths = [image.path for image in split.query + split.gallery]

@@ -56,7 +56,11 @@ def catalogue_searcher(
             payloads = [item.payload() | {IMAGE_KEY: 0} for item in items]
             ids = [point_id(item.id, "0") for item in items]
             store.upsert(model.variant.name, ids, vectors, payloads, PHOTO)
-            yield Searcher(Registry([model.variant]), ModelEmbedder([model]), store, None, regions)
+            searcher = Searcher(Registry([model.variant]), ModelEmbedder([model]), store, None, regions)
+            try:
+                yield searcher
+            finally:
+                searcher.close()
         finally:
             store.close()
 
