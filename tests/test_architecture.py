@@ -9,12 +9,14 @@ import tomllib
 from pathlib import Path
 
 import celery
+import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 
 import services
 from services.apps.gateway.app import create_app
-from services.embedding import LocalEmbedder
-from services.models import Registry
+from services.embedding import LocalEmbedder, local
+from services.models import LoadedModel, Registry, Variant
 from services.settings import Settings
 from tests.helpers import AUTH, photo
 
@@ -41,16 +43,34 @@ def test_inprocess_worker_leaves_celerys_process_default_untouched(settings: Set
     assert seen["app"] is not runtime_app
 
 
-def test_a_variant_loading_does_not_block_another(settings: Settings) -> None:
-    """The packaged default takes seconds to load; the tiny variant answers meanwhile (one load lock each)."""
+def test_a_variant_loading_does_not_block_another(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The packaged default is held at the end of its (real) load, its load lock taken, until the tiny variant has
+    answered: with one load lock per variant the tiny one answers meanwhile; with one lock for all it would wait.
+    (Timing the two loads against each other raced: a warm page cache let the default finish first.)"""
+    real_load, loading, release = local.load_model, threading.Event(), threading.Event()
+
+    def held(spec: Variant, *args: object) -> LoadedModel:
+        model = real_load(spec, *args)
+        if spec.name == "effl0-minilm":
+            loading.set()
+            release.wait(120)
+        return model
+
+    monkeypatch.setattr(local, "load_model", held)
     embedder = LocalEmbedder(Registry.from_settings(settings), "cpu")
     loaded: list[object] = []
+    answered: list[np.ndarray] = []
     slow = threading.Thread(target=lambda: loaded.append(embedder.model("effl0-minilm")))
     slow.start()
-    threading.Event().wait(0.3)  # let the slow load take its lock first
-    rows = embedder.embed_images("tiny", [photo((200, 0, 0))])
-    still_loading = slow.is_alive()
-    slow.join()
+    try:
+        assert loading.wait(300), "the default variant did not load"
+        quick = threading.Thread(target=lambda: answered.append(embedder.embed_images("tiny", [photo((200, 0, 0))])))
+        quick.start()
+        quick.join(60)
+        still_loading = slow.is_alive()
+    finally:
+        release.set()
+        slow.join()
     assert loaded, "the default variant failed to load, so this test measured nothing"
-    assert rows.shape == (1, 32)
-    assert still_loading, "the tiny variant waited for the default's load"
+    assert still_loading and answered, "the tiny variant waited for the default's load"
+    assert answered[0].shape == (1, 32)
