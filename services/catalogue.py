@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import re
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from services.errors import CatalogueError
 from services.payload import PRODUCT_ID, own_field
 
+CATALOGUE_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 STANDARD_FIELDS = ("title", "category", "colour", "gender", "brand", "price", "in_stock")
 # Common catalogue column names for our standard fields; the original column is kept in the payload too.
@@ -127,29 +129,52 @@ def read_catalogue(source: Path) -> Iterator[CatalogueItem]:
             yield from _read_image_folder(source)
             return
         source = listing
+    if source.suffix.lower() not in CATALOGUE_SUFFIXES:
+        raise CatalogueError(f"{source}: expected a folder, a .csv or a .jsonl catalogue")
     try:
-        if source.suffix.lower() == ".csv":
-            with source.open(newline="", encoding="utf-8") as handle:
-                rows: Iterator[dict[str, Any]] = iter(list(csv.DictReader(handle)))
-        elif source.suffix.lower() in (".jsonl", ".ndjson"):
-            rows = iter(list(_jsonl_rows(source.read_text(encoding="utf-8"), source)))
-        else:
-            raise CatalogueError(f"{source}: expected a folder, a .csv or a .jsonl catalogue")
-    except UnicodeDecodeError as error:
-        raise CatalogueError(f"{source}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+        data = source.read_bytes()
     except OSError as error:
         raise CatalogueError(f"{source}: cannot be read ({error.strerror})") from None
+    yield from parse_catalogue(data, str(source), source.parent)
+
+
+def parse_catalogue(data: bytes, name: str, base: Path | None) -> Iterator[CatalogueItem]:
+    """The items of a catalogue file's bytes (CSV or JSONL by `name`'s suffix), all checked before the first is
+    yielded. Relative image paths are relative to `base`, the file's folder; an uploaded file has none, so its
+    images must be URLs or absolute paths."""
+    suffix = Path(name).suffix.lower()
+    if suffix not in CATALOGUE_SUFFIXES:
+        raise CatalogueError(f"{name}: expected a .csv or a .jsonl catalogue")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise CatalogueError(f"{name}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    rows = _csv_rows(text, name) if suffix == ".csv" else list(_jsonl_rows(text, name))
+    items = []
     for number, row in enumerate(rows, start=1):
         try:
             item = CatalogueItem(**row)
         except ValidationError as error:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'row'}: {e['msg']}" for e in error.errors())
-            raise CatalogueError(f"{source}, product {number}: {problems}") from None
-        item.images = [_resolve(image, source.parent) for image in item.images]
-        yield item
+            raise CatalogueError(f"{name}, product {number}: {problems}") from None
+        item.images = [_resolve(image, base, f"{name}, product {number}") for image in item.images]
+        items.append(item)
+    yield from items
 
 
-def _jsonl_rows(text: str, source: Path) -> Iterator[dict[str, Any]]:
+def _csv_rows(text: str, source: str) -> list[dict[str, Any]]:
+    rows = []
+    try:
+        for number, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), start=1):
+            if None in row:
+                raise CatalogueError(f"{source}, product {number}: more values than the header has columns")
+            rows.append(row)
+    except csv.Error as error:
+        raise CatalogueError(f"{source}: not a CSV file ({error})") from None
+    return rows
+
+
+def _jsonl_rows(text: str, source: str) -> Iterator[dict[str, Any]]:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -169,7 +194,7 @@ def photo_folders(items: Iterable[CatalogueItem]) -> list[Path]:
 
 
 def _catalogue_file_in(folder: Path) -> Path | None:
-    listings = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".csv", ".jsonl", ".ndjson"))
+    listings = sorted(p for p in folder.iterdir() if p.suffix.lower() in CATALOGUE_SUFFIXES)
     if len(listings) > 1:
         raise CatalogueError(
             f"{folder} holds several catalogue files ({', '.join(p.name for p in listings)}): name one"
@@ -190,9 +215,16 @@ def is_local_path(image: str) -> bool:
     return "://" not in image and not image.startswith("data:")
 
 
-def _resolve(image: str, base: Path) -> str:
+def _resolve(image: str, base: Path | None, where: str) -> str:
     """Relative image paths in a catalogue file are relative to that file."""
     if not is_local_path(image):
         return image
     path = Path(image).expanduser()
-    return str(path if path.is_absolute() else (base / path).resolve())
+    if path.is_absolute():
+        return str(path)
+    if base is None:
+        raise CatalogueError(
+            f"{where}: image {image[:200]!r} is a relative path, and an uploaded file has no folder "
+            "it could be relative to: give a URL or an absolute path"
+        )
+    return str((base / path).resolve())

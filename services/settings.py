@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     api_key: str | None = None
     open_search: bool = False  # search (and result photos, models) without a key, rate-limited per client address
+    public_search_key: bool = True  # a search-only key the gateway hands to its page (api_keys.public_search_key)
     rate_limit_per_minute: int = Field(600, ge=1)  # requests per key (or per address where search is open)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)  # browser origins allowed to call
 

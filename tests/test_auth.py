@@ -11,10 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from services.apps.api_keys import ADMIN_KEY_FILE, KEY_FILE
+from services.apps.api_keys import ADMIN_KEY_FILE, KEY_FILE, PUBLIC_KEY_FILE
 from services.apps.gateway.app import create_app
 from services.settings import Settings
 from tests.helpers import served
@@ -94,6 +95,28 @@ def test_each_key_has_a_rate_and_429_says_when_to_retry(keyed: Settings) -> None
     with TestClient(create_app(keyed)) as client:
         guesses = [client.delete("/v1/products/p", headers=bearer(f"guess-{n}")).status_code for n in range(4)]
         assert guesses == [401, 401, 401, 429]  # guessing keys spends the guesser's address's rate
+
+
+def test_the_page_gets_a_public_search_only_key_rated_per_client_address(keyed: Settings) -> None:
+    """The key the gateway hands its page may search and nothing else, and each shopper's address has its own
+    rate: one busy client cannot use up the rate of a key every shopper shares."""
+    keyed.rate_limit_per_minute = 3
+    with served(create_app(keyed)) as url:
+        key = httpx.get(f"{url}/v1/public-key").json()["key"]
+        assert (keyed.data_dir / PUBLIC_KEY_FILE).read_text().strip() == key
+        assert key not in (keyed.data_dir / KEY_FILE).read_text()  # the key file keeps digests only
+        assert httpx.post(f"{url}/v1/products", json=ITEM, headers=bearer(key)).status_code == 403
+        here = [httpx.get(f"{url}/v1/models", headers=bearer(key)).status_code for _ in range(4)]
+        assert here == [200, 200, 200, 429]
+        other = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"))
+        assert other.get(f"{url}/v1/models", headers=bearer(key)).status_code == 200  # another shopper
+        assert httpx.get(f"{url}/v1/models", headers=bearer("reader-key")).status_code == 200  # a backend's key
+    with served(create_app(keyed)) as url:
+        assert httpx.get(f"{url}/v1/public-key").json()["key"] == key  # made once, kept
+    keyed.public_search_key = False
+    with served(create_app(keyed)) as url:
+        refused = httpx.get(f"{url}/v1/public-key")
+        assert refused.status_code == 404 and "STYLEFINDER_PUBLIC_SEARCH_KEY" in refused.json()["detail"]
 
 
 def test_cors_origins_come_from_settings(keyed: Settings) -> None:

@@ -11,6 +11,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from services.apps.gateway.app import create_app
+from services.catalogue import CatalogueItem
+from services.models import Variant, save_variant
 from services.settings import Settings
 from tests.helpers import AUTH, encode, photo
 
@@ -59,6 +61,22 @@ def test_facets_count_filter_values_from_the_store(indexed_client: TestClient) -
     }
     refused = indexed_client.get("/v1/facets", params={"field": "price"})
     assert refused.status_code == 422 and "category" in refused.json()["detail"]
+
+
+def test_the_filter_choices_are_the_fields_products_carry(indexed_client: TestClient, settings: Settings) -> None:
+    body = indexed_client.get("/v1/filters").json()
+    facets = {facet["field"]: {v["value"]: v["count"] for v in facet["values"]} for facet in body["facets"]}
+    assert body["variant"] == "tiny" and body["price"] is True
+    assert facets["category"] == {"Caps": 6, "Tshirts": 6} and facets["in_stock"] == {True: 6, False: 6}
+    assert set(facets) == {"category", "colour", "gender", "brand", "in_stock"} and len(facets["colour"]) == 6
+    with TestClient(create_app(settings), headers=AUTH) as bare:  # products without prices or brands
+        item = {
+            "id": "plain",
+            "images": [f"data:image/png;base64,{base64.b64encode(encode(photo((9, 9, 9)), 'PNG')).decode()}"],
+        }
+        bare.app.state.runtime.pipeline.run([CatalogueItem(**item, category="Caps")], ["tiny"])
+        plain = bare.get("/v1/filters").json()
+    assert plain["price"] is False and [facet["field"] for facet in plain["facets"]] == ["category"]
 
 
 def test_filters_restrict_results(indexed_client: TestClient, indexed_catalogue: Path) -> None:
@@ -215,6 +233,40 @@ def test_bad_catalogue_requests_get_a_4xx_with_a_message(
         response = indexed_client.request(method.upper(), path, json=body)
     assert response.status_code == status, response.text
     assert message in json.dumps(response.json()["detail"])
+
+
+def test_a_variant_trained_while_the_gateway_runs_is_listed_and_searched(settings: Settings) -> None:
+    with TestClient(create_app(settings), headers=AUTH) as client:
+        assert "tiny-late" not in {model["name"] for model in client.get("/v1/models").json()}
+        assert client.post("/v1/search", json={"text": "red", "variant": "tiny-late"}).status_code == 404
+        folder = settings.registry_file.parent
+        late = Variant(name="tiny-late", architecture=str(folder / "tiny.json"), weights=str(folder / "tiny.pt"))
+        save_variant(late, settings.variants_path / "tiny-late")
+        models = {model["name"]: model for model in client.get("/v1/models").json()}
+        assert models["tiny-late"]["available"] and not models["tiny-late"]["served"]
+        answer = client.post("/v1/search", json={"text": "red", "variant": "tiny-late"})
+        assert answer.status_code == 200 and answer.json()["variant"] == "tiny-late"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("new.csv", b"id,image\nsku-1,photos/sku-1.jpg\n", "relative path"),
+        ("new.csv", b"id,image\nsku-1,https://cdn.example/1.jpg\nsku-1,https://cdn.example/2.jpg\n", "repeat"),
+        ("new.csv", b"id,image\n", "holds no products"),
+        ("new.csv", b"\xff\xfe,id", "not UTF-8"),
+        ("new.csv", b"id,image\nsku-1,https://cdn.example/1.jpg,surplus\n", "more values than the header"),
+        ("new.csv", b'id,image\n"sku-1' + b"x" * 200_000 + b'",https://cdn.example/1.jpg\n', "not a CSV file"),
+        ("new.jsonl", b'{"id": "sku-1", "images": ["https://cdn.example/1.jpg"]}\n[1]\n', "line 2"),
+        ("new.xlsx", b"PK", "expected a .csv or a .jsonl"),
+    ],
+)
+def test_an_uploaded_catalogue_that_cannot_be_read_says_why(
+    settings: Settings, name: str, content: bytes, message: str
+) -> None:
+    with TestClient(create_app(settings), headers=AUTH) as client:
+        refused = client.post("/v1/catalogues", files={"file": (name, content, "text/csv")})
+    assert refused.status_code == 422 and message in refused.json()["detail"], refused.text
 
 
 def test_oversized_upload_is_refused(settings: Settings) -> None:

@@ -5,6 +5,10 @@ search), `admin` (everything, reindex too). Keys come from settings (`STYLEFINDE
 and from `$STYLEFINDER_DATA_DIR/api-keys.json`, which holds only their SHA-256 digests. A fresh deployment
 with no key at all gets an admin key on first start, written to `$STYLEFINDER_DATA_DIR/admin-api-key` (owner
 read-only), so the two README commands work without setup and the key never appears in a log.
+
+Like a hosted search engine's, the shop's page needs a key it may show to anyone: the public search key
+(`$STYLEFINDER_DATA_DIR/search-api-key`, scope search only), which the gateway hands to its page. Keys that may
+only search are rate-limited per client address, so one busy shopper cannot use up a shop's whole rate.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ SCOPES = ("search", "write", "admin")
 IMPLIED = {"search": {"search"}, "write": {"search", "write"}, "admin": set(SCOPES)}
 KEY_FILE = "api-keys.json"
 ADMIN_KEY_FILE = "admin-api-key"
+PUBLIC_KEY_FILE = "search-api-key"
+PUBLIC_KEY_NAME = "public search"
 MAX_BUCKETS = 10_000  # rate-limit buckets kept before full ones are dropped
 
 
@@ -39,6 +45,11 @@ class ApiKey:
     name: str
     digest: str
     scopes: frozenset[str]
+
+    @property
+    def search_only(self) -> bool:
+        """A key that may only search, such as the page's public one: its rate is counted per client address."""
+        return self.scopes == {"search"}
 
 
 @dataclass
@@ -58,8 +69,8 @@ class KeyRing:
                 keys.append(ApiKey(record["name"], record["sha256"], frozenset(record["scopes"])))
         return cls(keys, settings.rate_limit_per_minute)
 
-    def check(self, presented: str | None, scope: str) -> str:
-        """The name of the key allowed `scope`; Unauthorised (no or unknown key) or Forbidden (too narrow)."""
+    def check(self, presented: str | None, scope: str) -> ApiKey:
+        """The key, allowed `scope`; Unauthorised (no or unknown key) or Forbidden (too narrow)."""
         if not presented:
             raise Unauthorised(f"this needs an API key with the {scope} scope: send `Authorization: Bearer <key>`")
         wanted = digest(presented)
@@ -68,7 +79,7 @@ class KeyRing:
             raise Unauthorised("unknown API key")
         if not any(scope in IMPLIED[granted] for granted in key.scopes):
             raise Forbidden(f"key {key.name!r} may not {scope}; its scopes: {', '.join(sorted(key.scopes))}")
-        return key.name
+        return key
 
     def spend(self, who: str) -> None:
         """One request of `who` (a key's name, or a client address where search is open): a token bucket
@@ -90,18 +101,52 @@ class KeyRing:
 def ensure_admin_key(settings: Settings) -> Path | None:
     """On a deployment with no key anywhere, create an admin key; returns where its plain text was written
     (None when keys already exist). The key file keeps only the digest."""
-    stored = settings.data_dir / KEY_FILE
-    if settings.api_keys or stored.is_file():
+    records = _stored_records(settings)
+    if settings.api_keys or any(record["name"] != PUBLIC_KEY_NAME for record in records):
         return None
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(32)
     plain = settings.data_dir / ADMIN_KEY_FILE
+    key = _write_new_key(plain, 0o600)
+    _store_records(settings, [{"name": "admin", "sha256": digest(key), "scopes": ["admin"]}, *records])
+    return plain
+
+
+def public_search_key(settings: Settings) -> str | None:
+    """The search-only key the page uses, made on first call (None where settings turn it off). It is public by
+    design: it can search and nothing else, and its rate is counted per client address."""
+    if not settings.public_search_key:
+        return None
+    plain = settings.data_dir / PUBLIC_KEY_FILE
+    records = _stored_records(settings)
+    if plain.is_file() and any(record["name"] == PUBLIC_KEY_NAME for record in records):
+        return plain.read_text().strip()
+    key = _write_new_key(plain, 0o644)
+    others = [record for record in records if record["name"] != PUBLIC_KEY_NAME]
+    _store_records(settings, [*others, {"name": PUBLIC_KEY_NAME, "sha256": digest(key), "scopes": ["search"]}])
+    return key
+
+
+def _stored_records(settings: Settings) -> list[dict]:
+    stored = settings.data_dir / KEY_FILE
+    return json.loads(stored.read_text()) if stored.is_file() else []
+
+
+def _store_records(settings: Settings, records: list[dict]) -> None:
+    """Replace the key file at once (a reader never sees half of it)."""
+    stored = settings.data_dir / KEY_FILE
+    partial = stored.with_suffix(".partial")
+    partial.write_text(json.dumps(records, indent=2) + "\n")
+    partial.replace(stored)
+
+
+def _write_new_key(plain: Path, mode: int) -> str:
+    key = secrets.token_urlsafe(32)
+    plain.parent.mkdir(parents=True, exist_ok=True)
     plain.unlink(missing_ok=True)  # a leftover of an interrupted first start; never write through a link
-    descriptor = os.open(plain, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    descriptor = os.open(plain, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(key + "\n")
-    stored.write_text(json.dumps([{"name": "admin", "sha256": digest(key), "scopes": ["admin"]}], indent=2) + "\n")
-    return plain
+    os.chmod(plain, mode)  # the umask may have narrowed it
+    return key
 
 
 def local_admin_key(settings: Settings) -> str | None:

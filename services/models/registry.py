@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.resources
 import json
 import re
+import threading
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,10 +132,17 @@ def _resolve_packages(node: Any) -> Any:
 
 
 class Registry:
-    """Variants by name; later sources override earlier ones with the same name."""
+    """Variants by name; later sources override earlier ones with the same name. Variants registered after the
+    registry was read (the trainer's, a registry file edited) join it at `refresh`, without a restart; a
+    variant already known keeps its first definition while the process runs (its model may be loaded)."""
 
-    def __init__(self, variants: list[Variant]) -> None:
+    def __init__(
+        self, variants: list[Variant], registry_file: Path | None = None, variants_dir: Path | None = None
+    ) -> None:
         self._variants = {variant.name: variant for variant in variants}
+        self._sources = (registry_file, variants_dir)
+        self._seen = _signature(registry_file, variants_dir)
+        self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Registry:
@@ -143,15 +151,23 @@ class Registry:
 
     @classmethod
     def load(cls, registry_file: Path | None = None, variants_dir: Path | None = None) -> Registry:
-        variants = _read_toml(SHIPPED_REGISTRY)
-        if registry_file is not None:
-            variants += _read_toml(registry_file)
-        if variants_dir is not None and variants_dir.is_dir():
-            for path in sorted(variants_dir.glob(f"*/{VARIANT_FILE}")):
-                variants.append(Variant(**json.loads(path.read_text()), base_dir=path.parent))
-        return cls(variants)
+        return cls(_read_variants(registry_file, variants_dir), registry_file, variants_dir)
+
+    def refresh(self) -> list[str]:
+        """Add the variants registered since the sources were last read (when a file of theirs changed); returns
+        their names."""
+        with self._lock:
+            now = _signature(*self._sources)
+            if now == self._seen:
+                return []
+            self._seen = now
+            fresh = [v for v in _read_variants(*self._sources) if v.name not in self._variants]
+            self._variants = {**self._variants, **{variant.name: variant for variant in fresh}}
+            return [variant.name for variant in fresh]
 
     def __getitem__(self, name: str) -> Variant:
+        if name not in self._variants:
+            self.refresh()  # registered a moment ago, perhaps
         try:
             return self._variants[name]
         except KeyError:
@@ -162,6 +178,29 @@ class Registry:
 
     def names(self) -> list[str]:
         return list(self._variants)
+
+
+def _read_variants(registry_file: Path | None, variants_dir: Path | None) -> list[Variant]:
+    variants = _read_toml(SHIPPED_REGISTRY)
+    if registry_file is not None:
+        variants += _read_toml(registry_file)
+    for path in _variant_files(variants_dir):
+        variants.append(Variant(**json.loads(path.read_text()), base_dir=path.parent))
+    return variants
+
+
+def _variant_files(variants_dir: Path | None) -> list[Path]:
+    if variants_dir is None or not variants_dir.is_dir():
+        return []
+    return sorted(variants_dir.glob(f"*/{VARIANT_FILE}"))
+
+
+def _signature(registry_file: Path | None, variants_dir: Path | None) -> tuple[tuple[str, int], ...]:
+    """The registry's sources as (path, modification time): a new or changed file changes it."""
+    files = ([registry_file] if registry_file is not None and registry_file.is_file() else []) + _variant_files(
+        variants_dir
+    )
+    return tuple((str(path), path.stat().st_mtime_ns) for path in files)
 
 
 def _read_toml(path: Path) -> list[Variant]:

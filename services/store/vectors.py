@@ -211,6 +211,11 @@ class VectorStore:
                 fields = ", ".join(self.filter_fields(variant))
                 raise InvalidInput(f"no product has a field {key!r} to filter on: filter on one of {fields}")
 
+    def carries(self, variant: str, key: str) -> bool:
+        """Whether some product of the variant has a value for the payload field (a price to filter by, say); its
+        index alone does not say so: standard fields are indexed before any product has them."""
+        return self._carried(collection_name(variant), key)
+
     def _carried(self, name: str, key: str) -> bool:
         """Whether some point has the field (a store written before fields were indexed); it is indexed if so."""
         with self._fields_lock:

@@ -5,25 +5,38 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from importlib.resources import files
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 
-from services.apps.api_keys import ensure_admin_key
+from services.apps.api_keys import ensure_admin_key, public_search_key
 from services.apps.body_limit import BodyLimit
 from services.apps.gateway import catalogue, search
 from services.apps.gateway.deps import Search, runtime
 from services.apps.gateway.schemas import VariantInfo
 from services.apps.http_errors import add_error_handlers
 from services.apps.runtime import Runtime
+from services.errors import NotFound
 from services.models import missing_weights
 from services.settings import Settings
+from services.store import collection_name
 
-PAGE = Path(__file__).with_name("static") / "index.html"
+# What the pages may load: their own origin only (a photo's preview is a blob: URL); a CDN that Swagger UI or ReDoc
+# reach for by default is refused by the browser before it is asked.
+PAGE_POLICY = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; worker-src 'self' blob:; "
+    "style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; frame-ancestors 'self'"
+}
+STATIC = Path(__file__).with_name("static")  # the shopper's and the operator's pages: plain ES modules, no build
+# Swagger UI and ReDoc as the fastapi-offline package ships them, so /docs and /redoc render with no network.
+DOCS_ASSETS = Path(str(files("fastapi_offline") / "static"))
 log = logging.getLogger("stylefinder.gateway")
 Rt = Annotated[Runtime, Depends(runtime)]
 
@@ -45,6 +58,7 @@ def create_app(
                 "no API key was configured: an admin key was created in %s (readable by its owner only)", created
             )
         app.state.runtime = rt
+        app.state.public_key = public_search_key(rt.settings)
         worker = rt.start_inprocess_worker()
         if on_ready is not None:
             await run_in_threadpool(on_ready, rt)
@@ -61,6 +75,8 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
         description="Visual search for fashion retail: a photo or words in, top-K catalogue products out.",
+        docs_url=None,
+        redoc_url=None,
     )
     add_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
@@ -74,9 +90,49 @@ def create_app(
     app.include_router(search.router)
     app.include_router(catalogue.router)
 
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/docs-assets", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+
     @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        return FileResponse(PAGE)
+    async def shopper_page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers=PAGE_POLICY)
+
+    @app.get("/operator", include_in_schema=False)
+    async def operator_page() -> FileResponse:
+        return FileResponse(STATIC / "operator.html", headers=PAGE_POLICY)
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        return _own_origin_only(
+            get_swagger_ui_html(
+                openapi_url=str(app.openapi_url),
+                title="StyleFinder API",
+                swagger_js_url=str(request.url_for("docs-assets", path="swagger-ui-bundle.js")),
+                swagger_css_url=str(request.url_for("docs-assets", path="swagger-ui.css")),
+                swagger_favicon_url=str(request.url_for("docs-assets", path="favicon.png")),
+                swagger_ui_parameters={"validatorUrl": None},  # the default asks validator.swagger.io
+            )
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        return _own_origin_only(
+            get_redoc_html(
+                openapi_url=str(app.openapi_url),
+                title="StyleFinder API",
+                redoc_js_url=str(request.url_for("docs-assets", path="redoc.standalone.js")),
+                redoc_favicon_url=str(request.url_for("docs-assets", path="favicon.png")),
+                with_google_fonts=False,
+            )
+        )
+
+    @app.get("/v1/public-key", tags=["models"])
+    async def public_key(request: Request) -> dict[str, str]:
+        """The search-only key a shop's page may show to anyone (rate-limited per client address)."""
+        key = request.app.state.public_key
+        if key is None:
+            raise NotFound("this deployment hands out no public search key (STYLEFINDER_PUBLIC_SEARCH_KEY=false)")
+        return {"key": key, "scopes": "search"}
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
@@ -100,8 +156,15 @@ def create_app(
     return app
 
 
+def _own_origin_only(page: HTMLResponse) -> HTMLResponse:
+    page.headers.update(PAGE_POLICY)
+    return page
+
+
 def _variant_infos(rt: Runtime) -> list[VariantInfo]:
     infos = []
+    rt.registry.refresh()  # variants trained or registered since the last look join without a restart
+    unindexed = {state.name: state.unindexed for state in rt.store.states()}
     for variant in rt.registry:
         problem = missing_weights(variant)
         infos.append(
@@ -115,6 +178,7 @@ def _variant_infos(rt: Runtime) -> list[VariantInfo]:
                 available=problem is None,
                 problem=problem,
                 indexed_points=rt.store.count(variant.name),
+                unindexed_points=unindexed.get(collection_name(variant.name)),
                 card=variant.card.model_dump(),
             )
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -12,7 +12,7 @@ from indexer.backfill import stored_items
 from indexer.jobs import JobStatus
 from services.apps.gateway.deps import Admin, Write, runtime
 from services.apps.runtime import Runtime
-from services.catalogue import CatalogueItem
+from services.catalogue import CatalogueItem, parse_catalogue
 from services.errors import InvalidInput, NotFound
 from services.payload import PIPELINE_FIELDS
 from services.store import collection_name, delete_product_photos
@@ -20,6 +20,7 @@ from services.store import collection_name, delete_product_photos
 router = APIRouter(tags=["catalogue"])
 Rt = Annotated[Runtime, Depends(runtime)]
 MAX_ITEMS_PER_REQUEST = 1000
+MAX_ITEMS_PER_FILE = 100_000
 
 
 class IngestRequest(BaseModel):
@@ -29,11 +30,16 @@ class IngestRequest(BaseModel):
     @field_validator("items")
     @classmethod
     def _unique_ids(cls, items: list[CatalogueItem]) -> list[CatalogueItem]:
-        seen: set[str] = set()
-        repeated = {item.id for item in items if item.id in seen or seen.add(item.id)}
+        repeated = _repeated_ids(items)
         if repeated:
-            raise ValueError(f"item ids repeat within the batch: {sorted(repeated)[:10]}")
+            raise ValueError(f"item ids repeat within the batch: {repeated}")
         return items
+
+
+def _repeated_ids(items: list[CatalogueItem]) -> list[str]:
+    """The first ten ids given to more than one item (each id is one product)."""
+    seen: set[str] = set()
+    return sorted({item.id for item in items if item.id in seen or seen.add(item.id)})[:10]
 
 
 class JobAccepted(BaseModel):
@@ -70,6 +76,28 @@ async def add_products(body: IngestRequest, request: Request, rt: Rt) -> JobAcce
     variants = rt.index_variants(body.variants)
     job_id = await run_in_threadpool(rt.ingest.submit, body.items, variants)
     return _accepted(request, job_id, len(body.items), variants)
+
+
+@router.post("/v1/catalogues", status_code=status.HTTP_202_ACCEPTED, dependencies=[Write])
+async def add_catalogue(
+    request: Request,
+    rt: Rt,
+    file: Annotated[UploadFile, File(description="a .csv or .jsonl catalogue, as `stylefinder index` reads")],
+    variants: Annotated[str | None, Form(description="comma-separated variants; all served ones when omitted")] = None,
+) -> JobAccepted:
+    """Queue a whole catalogue file as one job (the operator's page uploads one). Its images are URLs or absolute
+    paths in the allowed image folders: an uploaded file has no folder for relative paths."""
+    data, name = await file.read(), file.filename or "upload"
+    items = await run_in_threadpool(lambda: list(parse_catalogue(data, name, None)))
+    if not items:
+        raise InvalidInput(f"{name}: holds no products")
+    if len(items) > MAX_ITEMS_PER_FILE:
+        raise InvalidInput(f"{name}: {len(items)} products; upload at most {MAX_ITEMS_PER_FILE} per file")
+    if _repeated_ids(items):
+        raise InvalidInput(f"{name}: product ids repeat: {_repeated_ids(items)}")
+    chosen = rt.index_variants([name.strip() for name in variants.split(",") if name.strip()] if variants else None)
+    job_id = await run_in_threadpool(rt.ingest.submit, items, chosen)
+    return _accepted(request, job_id, len(items), chosen)
 
 
 @router.get("/v1/jobs/{job_id}", name="job", dependencies=[Write])

@@ -18,7 +18,8 @@ def runtime(request: Request) -> Runtime:
 
 
 def allowed(scope: str) -> Callable[..., None]:
-    """A dependency: 401 without a known key, 403 when its scopes do not cover `scope`, 429 over its rate."""
+    """A dependency: 401 without a known key, 403 when its scopes do not cover `scope`, 429 over its rate
+    (a search-only key's rate is per client address: the page's public key is shared by every shopper)."""
 
     def check(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
         rt = runtime(request)
@@ -28,11 +29,11 @@ def allowed(scope: str) -> Callable[..., None]:
             rt.keys.spend(address)
             return
         try:
-            name = rt.keys.check(presented, scope)
+            key = rt.keys.check(presented, scope)
         except Unauthorised:
             rt.keys.spend(address)  # guessing keys costs the guesser's address its rate
             raise
-        rt.keys.spend(name)
+        rt.keys.spend(f"{key.name}, {address}" if key.search_only else key.name)
 
     return check
 

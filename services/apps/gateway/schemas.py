@@ -41,6 +41,22 @@ class SearchResponse(BaseModel):
     region: RegionOut | None = Field(None, description="the part of the photo searched; none: the whole photo")
 
 
+class FacetValue(BaseModel):
+    value: str | bool | int
+    count: int = Field(description="catalogue photos carrying it")
+
+
+class Facet(BaseModel):
+    field: str
+    values: list[FacetValue] = Field(description="most frequent first")
+
+
+class FilterChoices(BaseModel):
+    variant: str
+    facets: list[Facet] = Field(description="the filterable fields the products carry")
+    price: bool = Field(description="whether products carry a price (filters price_min, price_max)")
+
+
 class VariantInfo(BaseModel):
     name: str
     architecture: str
@@ -51,4 +67,8 @@ class VariantInfo(BaseModel):
     available: bool
     problem: str | None
     indexed_points: int
+    unindexed_points: int | None = Field(
+        description="points written since the store's last graph build, searched exactly until the next one; "
+        "null where the store builds its graphs itself (a Qdrant server)"
+    )
     card: dict[str, Any]

@@ -1,4 +1,4 @@
-"""`POST /v1/search` and the result photos it links to."""
+"""`POST /v1/search`, what it may filter on, and the result photos it links to."""
 
 from __future__ import annotations
 
@@ -13,7 +13,14 @@ from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
 from services.apps.gateway.deps import Search, runtime
-from services.apps.gateway.schemas import RegionOut, SearchResponse, SearchResult
+from services.apps.gateway.schemas import (
+    Facet,
+    FacetValue,
+    FilterChoices,
+    RegionOut,
+    SearchResponse,
+    SearchResult,
+)
 from services.apps.runtime import Runtime
 from services.errors import InvalidInput, NotFound, TooLarge
 from services.payload import shopper_payload
@@ -25,6 +32,7 @@ router = APIRouter(tags=["search"])
 Rt = Annotated[Runtime, Depends(runtime)]
 UPLOADS = ("image", "sketch")  # multipart file fields; `sketch` is an image searched as a drawing
 LIST_FIELDS = {"like", "unlike", "box"}
+FILTER_VALUES = 100  # values listed per field in /v1/filters, most frequent first
 MULTIPART_SCHEMA = {
     "type": "object",
     "properties": {
@@ -121,6 +129,28 @@ async def facets(
     rt.check_servable(name)
     counts = await run_in_threadpool(rt.store.facets, name, field, limit)
     return {"field": field, "variant": name, "values": [{"value": value, "count": n} for value, n in counts]}
+
+
+@router.get("/v1/filters", dependencies=[Search])
+async def filters(rt: Rt, variant: str | None = None) -> FilterChoices:
+    """What a page's filter sidebar offers: each filterable field the catalogue's products carry, with its
+    values and their counts, and whether they carry a price (filtered by price_min and price_max)."""
+    name = variant or rt.default_variant
+    rt.check_servable(name)
+
+    def read() -> FilterChoices:
+        counted = {field: rt.store.facets(name, field, FILTER_VALUES) for field in FACET_FIELDS}
+        return FilterChoices(
+            variant=name,
+            facets=[
+                Facet(field=field, values=[FacetValue(value=value, count=n) for value, n in counts if value != ""])
+                for field, counts in counted.items()
+                if any(value != "" for value, _ in counts)
+            ],
+            price=rt.store.carries(name, "price"),
+        )
+
+    return await run_in_threadpool(read)
 
 
 @router.get("/v1/images/{point_id}", name="image")  # product photos are public, like a shop's pages
