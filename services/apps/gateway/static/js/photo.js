@@ -1,0 +1,113 @@
+// The query photo beside the results: the garments the API found as boxes and chips, and a box the shopper drags.
+// Boxes are in the pixels of the photo as sent (the API's "regions" and "box").
+
+const GARMENTS = { upper: "Top", lower: "Bottom", full: "Full outfit", feet: "Shoes", box: "Your box" };
+const MIN_SIDE = 16; // the API's smallest box side
+
+export class QueryPhoto {
+  /** `pick(choice)`: {garment} or {box} or {} (the whole photo), chosen by the shopper. */
+  constructor(figure, pick) {
+    this.figure = figure;
+    this.image = figure.querySelector("#query-image");
+    this.overlay = figure.querySelector("#box-overlay");
+    this.chips = figure.querySelector("#regions");
+    this.pick = pick;
+    this.drag = null;
+    this.overlay.addEventListener("pointerdown", (event) => this.startBox(event));
+    this.overlay.addEventListener("pointermove", (event) => this.moveBox(event));
+    this.overlay.addEventListener("pointerup", (event) => this.endBox(event));
+  }
+
+  /** Show a photo (an object URL), or only a caption for one not shown (a photo's address); null, null hides. */
+  show(source, caption = null) {
+    const shown = Boolean(source || caption);
+    this.figure.hidden = !shown;
+    this.figure.parentElement.classList.toggle("no-photo", !shown);
+    this.figure.querySelector(".query-photo").hidden = !source;
+    this.figure.querySelector("#box-hint").hidden = !source;
+    this.figure.querySelector("#photo-caption").textContent = caption || "";
+    this.chips.replaceChildren();
+    this.clearBoxes();
+    if (source) this.image.src = source;
+    else this.image.removeAttribute("src");
+  }
+
+  clearBoxes() {
+    for (const box of this.figure.querySelectorAll(".box")) box.remove();
+  }
+
+  /** The regions of a search's answer, and which one was searched. */
+  regions(found, searched) {
+    this.clearBoxes();
+    const all = [...found];
+    if (searched && searched.garment === "box") all.push(searched);
+    for (const region of all) this.drawBox(region.box, sameRegion(region, searched));
+    const whole = this.chip("Whole photo", !searched, () => this.pick({}));
+    const chips = found.map((region) =>
+      this.chip(GARMENTS[region.garment] || region.garment, sameRegion(region, searched), () =>
+        this.pick({ garment: region.garment }),
+      ),
+    );
+    if (searched && searched.garment === "box") chips.push(this.chip(GARMENTS.box, true, () => {}));
+    this.chips.replaceChildren(whole, ...chips);
+  }
+
+  chip(text, pressed, clicked) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "chip";
+    button.textContent = text;
+    button.setAttribute("aria-pressed", String(pressed));
+    button.addEventListener("click", clicked);
+    return button;
+  }
+
+  drawBox([x0, y0, x1, y1], chosen) {
+    const { naturalWidth: width, naturalHeight: height } = this.image;
+    if (!width || !height) return;
+    const box = document.createElement("div");
+    box.className = chosen ? "box chosen" : "box";
+    Object.assign(box.style, {
+      left: `${(100 * x0) / width}%`, top: `${(100 * y0) / height}%`,
+      width: `${(100 * (x1 - x0)) / width}%`, height: `${(100 * (y1 - y0)) / height}%`,
+    });
+    this.figure.querySelector(".query-photo").append(box);
+    return box;
+  }
+
+  /** A pointer position in the photo's own pixels. */
+  pixel(event) {
+    const area = this.overlay.getBoundingClientRect();
+    const x = Math.min(Math.max(event.clientX - area.left, 0), area.width);
+    const y = Math.min(Math.max(event.clientY - area.top, 0), area.height);
+    return [Math.round((x / area.width) * this.image.naturalWidth), Math.round((y / area.height) * this.image.naturalHeight)];
+  }
+
+  startBox(event) {
+    event.preventDefault();
+    this.overlay.setPointerCapture?.(event.pointerId);
+    this.drag = { from: this.pixel(event), element: null };
+  }
+
+  moveBox(event) {
+    if (!this.drag) return;
+    this.drag.element?.remove();
+    this.drag.element = this.drawBox(ordered(this.drag.from, this.pixel(event)), true);
+  }
+
+  endBox(event) {
+    if (!this.drag) return;
+    const box = ordered(this.drag.from, this.pixel(event));
+    this.drag.element?.remove();
+    this.drag = null;
+    if (box[2] - box[0] >= MIN_SIDE && box[3] - box[1] >= MIN_SIDE) this.pick({ box });
+  }
+}
+
+function ordered([ax, ay], [bx, by]) {
+  return [Math.min(ax, bx), Math.min(ay, by), Math.max(ax, bx), Math.max(ay, by)];
+}
+
+function sameRegion(region, searched) {
+  return Boolean(searched) && region.garment === searched.garment && region.box.join() === searched.box.join();
+}

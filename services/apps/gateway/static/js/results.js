@@ -1,0 +1,73 @@
+// Result cards and the product view. A card opens its product (a button: Enter or a click), and asks for more or
+// less like it.
+
+const KEY_FIELDS = ["category", "colour", "gender", "brand"];
+
+export function titleOf(hit) {
+  return hit.payload.title || hit.product_id;
+}
+
+function priceOf(payload) {
+  return typeof payload.price === "number" ? `${payload.price}` : null;
+}
+
+/** One <li> per result; `actions` has open(hit), like(hit) and unlike(hit). */
+export function resultItem(hit, actions) {
+  const item = document.createElement("li");
+  item.className = "result";
+  const open = document.createElement("button");
+  open.type = "button";
+  open.className = "open";
+  open.setAttribute("aria-label", `Open ${titleOf(hit)}`);
+  const image = document.createElement("img");
+  image.src = hit.image_url;
+  image.alt = "";
+  image.loading = "lazy";
+  const title = document.createElement("span");
+  title.className = "title";
+  title.textContent = titleOf(hit);
+  const attrs = document.createElement("span");
+  attrs.className = "attrs";
+  attrs.textContent = [...KEY_FIELDS.map((key) => hit.payload[key]), priceOf(hit.payload)].filter(Boolean).join(" · ");
+  const score = document.createElement("span");
+  score.className = "score";
+  score.textContent = `score ${hit.score.toFixed(3)}`;
+  open.append(image, title, attrs, score);
+  open.addEventListener("click", () => actions.open(hit));
+  const buttons = document.createElement("div");
+  buttons.className = "actions";
+  buttons.append(
+    button("More like this", `More like ${titleOf(hit)}`, () => actions.like(hit)),
+    button("Less like this", `Less like ${titleOf(hit)}`, () => actions.unlike(hit)),
+  );
+  item.append(open, buttons);
+  return item;
+}
+
+function button(text, label, clicked) {
+  const element = document.createElement("button");
+  element.type = "button";
+  element.textContent = text;
+  element.setAttribute("aria-label", label);
+  element.addEventListener("click", clicked);
+  return element;
+}
+
+/** Fill the product <dialog> and open it. */
+export function showProduct(dialog, hit) {
+  dialog.querySelector("#product-title").textContent = titleOf(hit);
+  const image = dialog.querySelector("#product-image");
+  image.src = hit.image_url;
+  image.alt = titleOf(hit);
+  const fields = Object.entries({ id: hit.product_id, ...hit.payload }).filter(([key]) => key !== "title");
+  dialog.querySelector("#product-fields").replaceChildren(
+    ...fields.flatMap(([key, value]) => {
+      const term = document.createElement("dt");
+      term.textContent = key.replaceAll("_", " ");
+      const detail = document.createElement("dd");
+      detail.textContent = typeof value === "object" ? JSON.stringify(value) : String(value);
+      return [term, detail];
+    }),
+  );
+  dialog.showModal();
+}

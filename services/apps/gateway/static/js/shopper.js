@@ -1,0 +1,447 @@
+// The shopper's page: one query (words, a photo or a drawing, products liked or not, filters, a part of the photo)
+// sent to POST /v1/search, its results, and the query kept in the address so a search can be shared and undone.
+
+import { call, publicKey, useKey } from "./api.js";
+import { describeFilters, fieldName, showFacets } from "./facets.js";
+import { fillPicker, loadModels, searchable, showCard } from "./models.js";
+import { QueryPhoto } from "./photo.js";
+import { resultItem, showProduct, titleOf } from "./results.js";
+import { Sketchpad } from "./sketchpad.js";
+
+const PAGE_SIZE = 12;
+const MAX_OFFSET = 1000; // the API's deepest page
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  text: "",
+  photo: null, // {blob, name} from the shopper's device, or {url}
+  drawing: null, // a PNG Blob from the canvas
+  choice: {}, // {garment} or {box}: the part of the photo searched; {}: the whole photo
+  like: [],
+  unlike: [],
+  filters: {},
+  variant: null,
+  interpret: true,
+  offset: 0,
+};
+const titles = new Map(); // product id -> title, for the chips of products liked
+let models = [];
+let ticket = 0; // only the newest search paints
+let shownHit = null; // the product in the product view
+
+const results = $("results");
+const more = $("more");
+const photo = new QueryPhoto($("query-shown"), (choice) => {
+  state.choice = choice;
+  run();
+});
+const pad = new Sketchpad($("sketch-canvas"), () => {});
+
+function hasQuery() {
+  return Boolean(state.text || state.photo || state.drawing || state.like.length);
+}
+
+function formOf(offset) {
+  const form = new FormData();
+  if (state.text) form.set("text", state.text);
+  if (state.photo?.blob) form.set("image", state.photo.blob, state.photo.name || "photo");
+  if (state.photo?.url) form.set("image_url", state.photo.url);
+  if (state.drawing) form.set("sketch", state.drawing, "drawing.png");
+  if (state.choice.garment) form.set("garment", state.choice.garment);
+  if (state.choice.box) form.set("box", state.choice.box.join(","));
+  if (state.like.length) form.set("like", JSON.stringify(state.like));
+  if (state.unlike.length) form.set("unlike", JSON.stringify(state.unlike));
+  if (Object.keys(state.filters).length) form.set("filters", JSON.stringify(state.filters));
+  if (state.variant) form.set("variant", state.variant);
+  if (!state.interpret) form.set("interpret", "false");
+  form.set("top_k", String(PAGE_SIZE));
+  form.set("offset", String(offset));
+  return form;
+}
+
+function status(text) {
+  $("status").textContent = text;
+}
+
+/** Search with the page's query; `append` fetches the next page under the results shown. */
+async function run({ append = false, remember = true } = {}) {
+  if (!hasQuery()) {
+    status("Type some words, add a photo or make a drawing first.");
+    results.replaceChildren();
+    more.hidden = true;
+    return;
+  }
+  const mine = ++ticket;
+  const offset = append ? state.offset + PAGE_SIZE : 0;
+  if (remember && !append) rememberQuery();
+  $("error").textContent = "";
+  status(append ? "Loading more…" : "Searching…");
+  results.setAttribute("aria-busy", "true");
+  try {
+    const answer = await call("/v1/search", { method: "POST", body: formOf(offset) });
+    if (mine !== ticket) return;
+    state.offset = offset;
+    paint(answer, append);
+  } catch (error) {
+    if (mine !== ticket) return;
+    $("error").textContent = error.message;
+    status("");
+    if (!append) {
+      results.replaceChildren();
+      more.hidden = true;
+    }
+  } finally {
+    if (mine === ticket) results.removeAttribute("aria-busy");
+  }
+}
+
+function paint(answer, append) {
+  for (const hit of answer.results) titles.set(hit.product_id, titleOf(hit));
+  const items = answer.results.map((hit) =>
+    resultItem(hit, { open: openProduct, like: (chosen) => likeProduct(chosen), unlike: (chosen) => unlikeProduct(chosen) }),
+  );
+  if (append) results.append(...items);
+  else results.replaceChildren(...items);
+  more.hidden = answer.results.length < PAGE_SIZE || state.offset + PAGE_SIZE > MAX_OFFSET;
+  const shown = results.children.length;
+  if (!shown) {
+    const filters = describeFilters(state.filters);
+    status(filters ? `No product matches these filters (${filters}). Remove a filter to see more.` : "No results.");
+  } else {
+    status(`${shown} results from ${answer.variant} in ${Math.round(answer.took_ms)} ms.`);
+  }
+  if (!append) {
+    showTerms(answer.interpreted || {});
+    if (state.photo) photo.regions(answer.regions, answer.region);
+  }
+}
+
+// ---- the chips of what is searched: each one removes itself
+
+function showTerms(interpreted) {
+  const chips = [];
+  for (const [field, value] of Object.entries(interpreted)) {
+    for (const one of [].concat(value)) {
+      chips.push(chip(`Understood ${fieldName(field).toLowerCase()}: ${one}`, () => forgetUnderstood(one)));
+    }
+  }
+  if (state.photo) chips.push(chip("Your photo", () => clearPhoto()));
+  if (state.drawing) chips.push(chip("Your drawing", () => { state.drawing = null; run(); }));
+  for (const id of state.like) chips.push(chip(`More like: ${titles.get(id) || id}`, () => { state.like = state.like.filter((x) => x !== id); run(); }));
+  for (const id of state.unlike) chips.push(chip(`Less like: ${titles.get(id) || id}`, () => { state.unlike = state.unlike.filter((x) => x !== id); run(); }));
+  for (const [field, value] of Object.entries(state.filters)) {
+    for (const one of [].concat(value)) {
+      const words = describeFilters({ [field]: field in { price_min: 1, price_max: 1 } ? value : [one] });
+      chips.push(chip(`Filter: ${words}`, () => dropFilter(field, one)));
+    }
+  }
+  $("terms").replaceChildren(...chips);
+}
+
+function chip(text, remove) {
+  const item = document.createElement("li");
+  item.className = "chip";
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "remove";
+  button.textContent = "×";
+  button.setAttribute("aria-label", `Remove ${text}`);
+  button.addEventListener("click", remove);
+  item.append(document.createTextNode(text), button);
+  return item;
+}
+
+const stem = (word) => word.toLowerCase().replace(/[^\p{L}\p{N}]/gu, "").replace(/(es|s)$/, "");
+
+/** Take back what the words were understood as: drop the words that said it, or else stop interpreting them. */
+function forgetUnderstood(value) {
+  const said = new Set(String(value).split(/\s+/).map(stem));
+  const kept = state.text.split(/\s+/).filter((word) => !said.has(stem(word)));
+  if (kept.join(" ") !== state.text.trim().split(/\s+/).join(" ")) state.text = kept.join(" ");
+  else state.interpret = false;
+  $("words").value = state.text;
+  run();
+}
+
+function dropFilter(field, value) {
+  const left = [].concat(state.filters[field]).filter((one) => String(one) !== String(value));
+  if (left.length && !(field in { price_min: 1, price_max: 1, in_stock: 1 })) state.filters[field] = left;
+  else delete state.filters[field];
+  syncPrice();
+  refreshFacets();
+  run();
+}
+
+// ---- what the shopper sends
+
+function setPhoto(blob, name) {
+  state.photo = { blob, name };
+  state.drawing = null;
+  state.choice = {};
+  state.like = [];
+  state.unlike = [];
+  photo.show(URL.createObjectURL(blob));
+  run();
+}
+
+function setPhotoAddress(url) {
+  state.photo = { url };
+  state.drawing = null;
+  state.choice = {};
+  state.like = [];
+  state.unlike = [];
+  photo.show(null, `The photo at ${url}`); // never loaded here: the page asks nothing of other sites
+  run();
+}
+
+function clearPhoto() {
+  state.photo = null;
+  state.choice = {};
+  photo.show(null);
+  run();
+}
+
+function likeProduct(hit) {
+  state.like = [...new Set([...state.like, hit.product_id])];
+  state.unlike = state.unlike.filter((id) => id !== hit.product_id);
+  state.photo = null;
+  state.drawing = null;
+  state.choice = {};
+  photo.show(null);
+  run();
+}
+
+function unlikeProduct(hit) {
+  state.unlike = [...new Set([...state.unlike, hit.product_id])];
+  state.like = state.like.filter((id) => id !== hit.product_id);
+  run();
+}
+
+function openProduct(hit) {
+  shownHit = hit;
+  showProduct($("product"), hit);
+}
+
+$("product-like").addEventListener("click", () => { $("product").close(); likeProduct(shownHit); });
+$("product-unlike").addEventListener("click", () => { $("product").close(); unlikeProduct(shownHit); });
+$("product-close").addEventListener("click", () => $("product").close());
+
+$("words-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  state.text = $("words").value.trim();
+  state.interpret = true;
+  run();
+});
+
+for (const input of [$("photo-file"), $("photo-camera")]) {
+  input.addEventListener("change", () => {
+    if (input.files[0]) setPhoto(input.files[0], input.files[0].name);
+    input.value = "";
+  });
+}
+
+$("url-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const url = $("photo-url").value.trim();
+  if (url) setPhotoAddress(url);
+});
+
+document.addEventListener("dragover", (event) => {
+  event.preventDefault();
+  document.body.classList.add("dragging");
+});
+document.addEventListener("dragleave", (event) => {
+  if (!event.relatedTarget) document.body.classList.remove("dragging");
+});
+document.addEventListener("drop", (event) => {
+  event.preventDefault();
+  document.body.classList.remove("dragging");
+  const file = event.dataTransfer.files[0];
+  const address = event.dataTransfer.getData("text/uri-list") || event.dataTransfer.getData("text/plain");
+  if (file) setPhoto(file, file.name);
+  else if (/^https?:\/\//.test(address.trim())) setPhotoAddress(address.trim());
+});
+document.addEventListener("paste", (event) => {
+  const file = [...event.clipboardData.items].find((item) => item.kind === "file")?.getAsFile();
+  if (file) {
+    event.preventDefault();
+    setPhoto(file, file.name || "pasted photo");
+  }
+});
+
+// ---- the drawing
+
+function selectTab(name) {
+  for (const [tab, panel] of [["tab-photo", "photo-panel"], ["tab-drawing", "drawing-panel"]]) {
+    const on = tab === name;
+    $(tab).setAttribute("aria-selected", String(on));
+    $(tab).tabIndex = on ? 0 : -1;
+    $(panel).hidden = !on;
+  }
+}
+$("tab-photo").addEventListener("click", () => selectTab("tab-photo"));
+$("tab-drawing").addEventListener("click", () => selectTab("tab-drawing"));
+for (const tab of [$("tab-photo"), $("tab-drawing")]) {
+  tab.addEventListener("keydown", (event) => {
+    if (event.key !== "ArrowLeft" && event.key !== "ArrowRight") return;
+    const other = tab.id === "tab-photo" ? "tab-drawing" : "tab-photo";
+    selectTab(other);
+    $(other).focus();
+  });
+}
+selectTab("tab-photo");
+
+function pickTool(tool) {
+  pad.tool = tool;
+  $("pen").setAttribute("aria-pressed", String(tool === "pen"));
+  $("eraser").setAttribute("aria-pressed", String(tool === "eraser"));
+}
+$("pen").addEventListener("click", () => pickTool("pen"));
+$("eraser").addEventListener("click", () => pickTool("eraser"));
+$("stroke-width").addEventListener("input", () => { pad.width = Number($("stroke-width").value); });
+$("undo").addEventListener("click", () => pad.undo());
+$("clear").addEventListener("click", () => pad.clear());
+$("search-drawing").addEventListener("click", async () => {
+  if (pad.blank) {
+    $("error").textContent = "Draw something on the canvas first.";
+    return;
+  }
+  state.drawing = await pad.blob();
+  state.photo = null;
+  state.choice = {};
+  state.like = [];
+  state.unlike = [];
+  photo.show(null);
+  run();
+});
+
+// ---- filters, models, display
+
+function syncPrice() {
+  $("price-min").value = state.filters.price_min ?? "";
+  $("price-max").value = state.filters.price_max ?? "";
+}
+
+for (const [input, field] of [[$("price-min"), "price_min"], [$("price-max"), "price_max"]]) {
+  input.addEventListener("change", () => {
+    if (input.value === "") delete state.filters[field];
+    else state.filters[field] = Number(input.value);
+    run();
+  });
+}
+
+async function refreshFacets() {
+  try {
+    await showFacets($("facets"), $("price"), state.variant, state.filters, () => run());
+  } catch (error) {
+    $("facets").textContent = `Filters could not be loaded: ${error.message}`;
+  }
+}
+
+async function refreshModels() {
+  models = await loadModels();
+  const served = fillPicker($("variant"), models, state.variant);
+  state.variant = $("variant").value || null;
+  const chosen = served.find((model) => model.name === state.variant);
+  if (chosen) showCard($("card-fields"), chosen);
+  const others = models.filter((model) => !searchable(model));
+  $("unavailable").replaceChildren(
+    ...others.map((model) => {
+      const line = document.createElement("p");
+      line.className = "muted";
+      line.textContent = `${model.name}: ${model.problem || "registered; holds no products yet"}`;
+      return line;
+    }),
+  );
+}
+
+// newly trained variants appear in the picker, and the card's counts are today's
+$("variant").addEventListener("focus", () => refreshModels().catch(() => {}));
+$("model-card").addEventListener("toggle", () => $("model-card").open && refreshModels().catch(() => {}));
+$("variant").addEventListener("change", async () => {
+  state.variant = $("variant").value;
+  await refreshModels();
+  await refreshFacets();
+  run();
+});
+$("show-scores").addEventListener("change", () => document.body.classList.toggle("show-scores", $("show-scores").checked));
+more.addEventListener("click", () => run({ append: true }));
+
+// ---- the query in the address: shared links and the back button
+
+function rememberQuery() {
+  const params = new URLSearchParams();
+  if (state.text) params.set("q", state.text);
+  if (state.photo?.url) params.set("photo", state.photo.url);
+  if (state.choice.garment) params.set("garment", state.choice.garment);
+  if (state.choice.box) params.set("box", state.choice.box.join(","));
+  for (const id of state.like) params.append("like", id);
+  for (const id of state.unlike) params.append("unlike", id);
+  for (const [field, value] of Object.entries(state.filters)) {
+    for (const one of [].concat(value)) params.append(`filter.${field}`, String(one));
+  }
+  if (state.variant) params.set("variant", state.variant);
+  if (!state.interpret) params.set("interpret", "false");
+  const local = { photo: state.photo?.blob ? state.photo : null, drawing: state.drawing };
+  const address = `${location.pathname}${params.size ? `?${params}` : ""}`;
+  try {
+    history.pushState(local, "", address);
+  } catch {
+    history.pushState(null, "", address); // a photo too large to keep in the history
+  }
+}
+
+function readQuery() {
+  const params = new URLSearchParams(location.search);
+  const local = history.state || {};
+  state.text = params.get("q") || "";
+  state.photo = local.photo || (params.get("photo") ? { url: params.get("photo") } : null);
+  state.drawing = local.drawing || null;
+  const box = params.get("box");
+  state.choice = params.get("garment") ? { garment: params.get("garment") } : box ? { box: box.split(",").map(Number) } : {};
+  state.like = params.getAll("like");
+  state.unlike = params.getAll("unlike");
+  state.filters = {};
+  for (const [key, value] of params) {
+    if (!key.startsWith("filter.")) continue;
+    const field = key.slice("filter.".length);
+    if (field === "price_min" || field === "price_max") state.filters[field] = Number(value);
+    else if (field === "in_stock") state.filters.in_stock = value === "true";
+    else state.filters[field] = [...(state.filters[field] || []), value];
+  }
+  state.variant = params.get("variant") || state.variant;
+  state.interpret = params.get("interpret") !== "false";
+  $("words").value = state.text;
+  syncPrice();
+  if (state.photo?.blob) photo.show(URL.createObjectURL(state.photo.blob));
+  else if (state.photo?.url) photo.show(null, `The photo at ${state.photo.url}`);
+  else photo.show(null);
+}
+
+window.addEventListener("popstate", async () => {
+  readQuery();
+  await refreshFacets();
+  if (hasQuery()) run({ remember: false });
+  else {
+    results.replaceChildren();
+    $("terms").replaceChildren();
+    more.hidden = true;
+    status("Search with words, a photo or a drawing.");
+  }
+});
+
+async function start() {
+  if (matchMedia("(max-width: 720px)").matches) $("filters-panel").open = false; // a phone shows results first
+  useKey(await publicKey());
+  readQuery();
+  try {
+    await refreshModels();
+  } catch (error) {
+    $("error").textContent = `The models could not be listed: ${error.message}`;
+    return;
+  }
+  await refreshFacets();
+  if (hasQuery()) run({ remember: false });
+}
+
+start();

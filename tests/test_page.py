@@ -1,0 +1,404 @@
+"""The shopper's and the operator's pages in real headless Chromium (Debian's, driven by Playwright), against a real
+gateway serving the tiny variant with the test catalogue indexed. Controls are found by role and name, as a screen
+reader finds them; the page is given nothing but its address (it fetches its own search-only key)."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
+
+from services.apps.gateway.app import create_app
+from services.catalogue import CatalogueItem, read_catalogue
+from services.settings import Settings
+from tests.helpers import COLOURS, encode, make_settings, photo, photo_server, served, shared_data
+
+PAGE_SIZE = 12  # results per page on the shopper's page
+SHOP_SLICE = 30  # products of each master category in the real-model catalogue
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory, tiny_registry: Path, indexed_catalogue: Path) -> Iterator[str]:
+    """A real gateway on loopback over the tiny variant, the test catalogue indexed; yields its address."""
+    settings = make_settings(tmp_path_factory.mktemp("data"), tiny_registry)
+    settings.allowed_image_roots = [indexed_catalogue]
+    app = create_app(settings)
+    with served(app) as url:
+        outcomes = app.state.runtime.pipeline.run(list(read_catalogue(indexed_catalogue)), ["tiny"])
+        assert {outcome.status for outcome in outcomes} == {"indexed"}
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.fail("the page tests need Debian's chromium: deploy/test.sh installs it (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser, gateway: str) -> Iterator[Page]:
+    """A fresh browser context on the shopper's page; fails the test if the page sent anything to another origin
+    (ReDoc's bundle asks for its maker's logo: the gateway's content policy stops that in the browser)."""
+    context = browser.new_context(base_url=gateway, viewport={"width": 1280, "height": 900})
+    opened = context.new_page()
+    elsewhere: list[str] = []
+
+    def outside(route: Route) -> None:
+        elsewhere.append(route.request.url)
+        route.abort()
+
+    context.route(lambda url: not url.startswith(gateway), outside)
+    opened.goto("/")
+    expect(opened.get_by_label("Model")).to_have_value("tiny")
+    yield opened
+    context.close()
+    assert not elsewhere, f"the page made requests outside its origin: {elsewhere}"
+
+
+def results(page: Page) -> Locator:
+    return page.get_by_role("list", name="Results").get_by_role("listitem")
+
+
+def titles(page: Page) -> list[str]:
+    return results(page).locator(".title").all_inner_texts()
+
+
+def product_photo(name: str, shape: str) -> bytes:
+    return encode(photo(COLOURS[name], shape))
+
+
+def hand_over(page: Page, how: str, data: bytes, name: str = "query.jpg", mime: str = "image/jpeg") -> None:
+    """Drop a file on the page, or paste it, as the browser would hand it to the page's listeners."""
+    page.evaluate(
+        """([how, name, data, mime]) => {
+            const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, { type: mime }));
+            const event = how === "drop"
+                ? new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true })
+                : new ClipboardEvent("paste", { clipboardData: transfer, bubbles: true, cancelable: true });
+            (how === "drop" ? document.querySelector("main") : document).dispatchEvent(event);
+        }""",
+        [how, name, base64.b64encode(data).decode(), mime],
+    )
+
+
+def test_a_photo_dropped_pasted_or_picked_finds_its_product_and_stays_in_view(page: Page, tmp_path: Path) -> None:
+    picked = tmp_path / "yellow.jpg"
+    picked.write_bytes(product_photo("yellow", "square"))
+    ways = [
+        ("drop", "red", "circle", lambda data: hand_over(page, "drop", data)),
+        ("paste", "blue", "square", lambda data: hand_over(page, "paste", data)),
+        ("pick", "yellow", "square", lambda _: page.get_by_label("Choose a photo").set_input_files(picked)),
+    ]
+    for how, colour, shape, send in ways:
+        send(product_photo(colour, shape))
+        expect(results(page).first.locator(".title"), how).to_have_text(f"{colour} {shape}")
+        expect(results(page), how).to_have_count(PAGE_SIZE)
+        shown = page.get_by_role("img", name="The photo searched")
+        expect(shown).to_be_visible()
+        assert shown.evaluate("image => image.naturalWidth") == 96 and shown.bounding_box()["width"] >= 96
+        expect(page.get_by_role("button", name="Whole photo")).to_have_attribute("aria-pressed", "true")
+
+
+def test_a_photo_address_is_searched_and_kept_in_the_pages_address(page: Page) -> None:
+    with photo_server({"green.jpg": product_photo("green", "circle")}) as (base, hits):
+        page.get_by_label("Photo address").fill(f"{base}/green.jpg")
+        page.get_by_role("button", name="Search this photo").click()
+        expect(results(page).first.locator(".title")).to_have_text("green circle")
+    assert hits["/green.jpg"] == 1  # fetched by the gateway, not by the page
+    expect(page.get_by_text(f"The photo at {base}/green.jpg")).to_be_visible()
+    assert parse_qs(urlparse(page.url).query)["photo"] == [f"{base}/green.jpg"]
+
+
+def test_words_show_what_they_were_understood_as_and_a_chip_takes_it_back(page: Page) -> None:
+    page.get_by_label("Words").fill("red caps")
+    page.get_by_label("Words").press("Enter")
+    expect(page.get_by_text("Understood colour: red")).to_be_visible()
+    expect(page.get_by_text("Understood category: Caps")).to_be_visible()
+    expect(results(page).first.locator(".title")).to_have_text("red circle")
+    page.get_by_role("button", name="Remove Understood category: Caps").click()
+    expect(page.get_by_label("Words")).to_have_value("red")
+    expect(page.get_by_text("Understood category: Caps")).to_have_count(0)
+    expect(results(page).first.locator(".title")).to_contain_text("red")
+    assert sorted(titles(page)[:2]) == ["red circle", "red square"]
+
+
+def test_words_with_a_photo_steer_it(page: Page, tmp_path: Path) -> None:
+    square = tmp_path / "blue.jpg"
+    square.write_bytes(product_photo("blue", "square"))
+    page.get_by_label("Choose a photo").set_input_files(square)
+    expect(results(page).first.locator(".title")).to_have_text("blue square")
+    page.get_by_label("Words").fill("caps")
+    page.get_by_label("Words").press("Enter")
+    expect(page.get_by_text("Understood category: Caps")).to_be_visible()
+    expect(page.get_by_text("Your photo")).to_be_visible()
+    first_six = results(page).locator(".attrs").all_inner_texts()[:6]
+    assert all(text.startswith("Caps") for text in first_six), first_six
+
+
+def test_a_drawing_made_with_the_mouse_is_searched_as_a_drawing(page: Page) -> None:
+    page.get_by_role("tab", name="Drawing").click()
+    # the fields of each form the page sends (Chromium does not show Playwright a body that holds a file)
+    page.evaluate(
+        """() => { window.sentFields = []; const send = window.fetch;
+                   window.fetch = (url, options = {}) => {
+                       if (options.body instanceof FormData) window.sentFields.push([...options.body.keys()]);
+                       return send(url, options); }; }"""
+    )
+    page.get_by_role("button", name="Search this drawing").click()
+    expect(page.get_by_role("alert")).to_have_text("Draw something on the canvas first.")
+    draw(page, [[(0.2, 0.2), (0.8, 0.2), (0.8, 0.8), (0.2, 0.8), (0.2, 0.2)]])
+    page.get_by_role("button", name="Undo").click()
+    draw(page, [[(0.3, 0.3), (0.7, 0.3), (0.7, 0.7), (0.3, 0.7), (0.3, 0.3)]])
+    page.get_by_role("button", name="Search this drawing").click()
+    expect(results(page)).to_have_count(PAGE_SIZE)
+    expect(page.get_by_text("Your drawing")).to_be_visible()
+    sent = page.evaluate("window.sentFields")[-1]
+    assert "sketch" in sent and "image" not in sent
+    ink = page.evaluate(
+        """() => { const c = document.getElementById("sketch-canvas");
+                   const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+                   let dark = 0; for (let i = 0; i < d.length; i += 4) if (d[i] < 128) dark++; return dark; }"""
+    )
+    assert 1000 < ink < 30_000  # one square's outline: the undone stroke is gone
+
+
+def draw(page: Page, strokes: list[list[tuple[float, float]]], steps: int = 8) -> None:
+    """Strokes with the mouse, in fractions of the canvas, each segment in `steps` moves."""
+    box = page.get_by_role(
+        "img", name="Drawing canvas: draw the product with a mouse, a finger or a pen"
+    ).bounding_box()
+    for stroke in strokes:
+        (x, y), rest = stroke[0], stroke[1:]
+        page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"])
+        page.mouse.down()
+        for x, y in rest:
+            page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=steps)
+        page.mouse.up()
+
+
+def test_more_like_this_never_repeats_the_liked_product_and_less_like_this_drops_one(page: Page) -> None:
+    page.get_by_label("Words").fill("green")
+    page.get_by_label("Words").press("Enter")
+    expect(results(page)).to_have_count(PAGE_SIZE)
+    before = titles(page)
+    page.get_by_role("button", name="More like purple square").click()
+    expect(page.get_by_text("More like: purple square")).to_be_visible()
+    expect(results(page)).to_have_count(PAGE_SIZE - 1)  # the catalogue less the liked product
+    assert "purple square" not in titles(page) and titles(page) != before
+    assert parse_qs(urlparse(page.url).query)["like"] == ["purple-square"]
+    page.get_by_role("button", name="Less like black circle").click()
+    expect(results(page)).to_have_count(PAGE_SIZE - 2)
+    assert "black circle" not in titles(page)
+
+
+def test_a_result_opens_with_enter_and_more_pages_load(page: Page) -> None:
+    page.get_by_label("Words").fill("shirt")
+    page.get_by_label("Words").press("Enter")
+    expect(results(page)).to_have_count(PAGE_SIZE)
+    first = titles(page)[0]
+    page.get_by_role("button", name=f"Open {first}").focus()
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog", name=first)
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_text("acme")).to_be_visible()
+    dialog.get_by_role("button", name="Close").click()
+    expect(dialog).to_be_hidden()
+    page.get_by_label("Show scores").check()
+    expect(results(page).first.locator(".score")).to_be_visible()
+
+
+def test_facets_narrow_the_results_and_their_chips_remove_them(page: Page) -> None:
+    page.get_by_label("Words").fill("yellow")
+    page.get_by_label("Words").press("Enter")
+    expect(results(page)).to_have_count(PAGE_SIZE)
+    page.get_by_role("checkbox", name="Caps (6)").check()
+    expect(results(page)).to_have_count(6)
+    assert all(text.startswith("Caps") for text in results(page).locator(".attrs").all_inner_texts())
+    assert parse_qs(urlparse(page.url).query)["filter.category"] == ["Caps"]
+    page.get_by_role("button", name="Remove Filter: category Caps").click()
+    expect(results(page)).to_have_count(PAGE_SIZE)
+    expect(page.get_by_role("checkbox", name="Caps (6)")).not_to_be_checked()
+    page.get_by_label("Highest").fill("1")
+    page.get_by_label("Highest").press("Enter")
+    expect(page.get_by_role("status")).to_contain_text("No product matches these filters (price at most 1)")
+    page.go_back()  # the search before the price filter
+    expect(results(page)).to_have_count(PAGE_SIZE)
+    expect(page.get_by_label("Highest")).to_have_value("")
+
+
+def test_the_model_card_shows_what_the_card_holds(page: Page) -> None:
+    page.get_by_text("About this model").click()
+    card = page.locator("#card-fields")
+    expect(card).to_contain_text("Stage")
+    expect(card).to_contain_text("test")
+    expect(card).to_contain_text("Photos indexed")
+    expect(page.locator("#unavailable")).to_contain_text("ViT-B-16/openai")  # registered, weights not here
+
+
+def test_a_file_that_is_not_a_photo_gets_the_apis_message_in_words(page: Page, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a photo")
+    page.get_by_label("Choose a photo").set_input_files(notes)
+    alert = page.get_by_role("alert")
+    expect(alert).not_to_be_empty()
+    assert "{" not in alert.inner_text() and "image" in alert.inner_text().lower()
+
+
+def test_a_phone_wide_page_has_no_sideways_scroll(browser: Browser, gateway: str) -> None:
+    context = browser.new_context(base_url=gateway, viewport={"width": 390, "height": 844}, is_mobile=True)
+    phone = context.new_page()
+    phone.goto("/")
+    phone.get_by_label("Words").fill("red")
+    phone.get_by_label("Words").press("Enter")
+    expect(results(phone)).to_have_count(PAGE_SIZE)
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    phone.get_by_role("tab", name="Drawing").click()
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    context.close()
+
+
+def test_api_docs_render_offline(page: Page) -> None:
+    page.goto("/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("StyleFinder")
+    page.goto("/redoc")
+    expect(page.locator("h1").first).to_contain_text("StyleFinder")
+
+
+def test_the_operator_submits_a_catalogue_and_watches_its_job(browser: Browser, gateway: str, tmp_path: Path) -> None:
+    photos = {"coat.jpg": product_photo("black", "square"), "hat.jpg": product_photo("green", "circle")}
+    context = browser.new_context(base_url=gateway)
+    operator = context.new_page()
+    with photo_server(photos) as (base, _):
+        listing = tmp_path / "new.csv"
+        rows = [("coat-1", "coat.jpg"), ("hat-1", "hat.jpg"), ("gone-1", "missing.jpg")]
+        listing.write_text("id,image,title\n" + "".join(f"{i},{base}/{name},{i}\n" for i, name in rows))
+        operator.goto("/operator")
+        expect(operator.get_by_role("status")).to_have_text("Enter the admin key above.")
+        operator.get_by_label("Admin or write API key").fill("test-admin-key")
+        operator.get_by_role("button", name="Use this key").click()
+        expect(operator.get_by_role("cell", name="tiny", exact=True)).to_be_visible()
+        operator.get_by_label("Catalogue file").set_input_files(listing)
+        operator.get_by_role("button", name="Upload catalogue").click()
+        job = operator.get_by_role("article", name="Job: Catalogue new.csv")
+        expect(job.locator(".summary")).to_contain_text("Finished: partly failed", timeout=60_000)
+        expect(job.locator(".summary")).to_contain_text("2 indexed")
+        expect(job.get_by_role("listitem")).to_contain_text("gone-1")
+        assert job.get_by_role("progressbar").evaluate("bar => bar.value") == 3
+    assert operator.evaluate("sessionStorage.length") == 1 and operator.evaluate("localStorage.length") == 0
+    context.close()
+
+
+def test_a_region_chip_on_a_photo_of_a_person_searches_that_garment(page: Page) -> None:
+    person = next(shared_data("inshop_pairs", "img", "WOMEN", "Skirts").glob("*/*front*.jpg"))
+    page.get_by_label("Choose a photo").set_input_files(person)
+    bottom = page.get_by_role("button", name="Bottom")
+    expect(bottom).to_have_attribute("aria-pressed", "false")
+    expect(page.locator(".query-photo .box")).not_to_have_count(0)
+    with page.expect_response("**/v1/search") as answer:
+        bottom.click()
+    assert answer.value.json()["region"]["garment"] == "lower"
+    expect(page.get_by_role("button", name="Bottom")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator(".query-photo .box.chosen")).to_have_count(1)
+    area = page.get_by_role("img", name="The photo searched").bounding_box()
+    with page.expect_response("**/v1/search") as answer:
+        page.mouse.move(area["x"] + area["width"] * 0.25, area["y"] + area["height"] * 0.3)
+        page.mouse.down()
+        page.mouse.move(area["x"] + area["width"] * 0.75, area["y"] + area["height"] * 0.6, steps=5)
+        page.mouse.up()
+    assert answer.value.json()["region"]["garment"] == "box"
+    expect(page.get_by_role("button", name="Your box")).to_have_attribute("aria-pressed", "true")
+
+
+@pytest.fixture(scope="module")
+def shop_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real gateway over the packaged default variant with a slice of the Myntra catalogue indexed: the first
+    products of each master category (footwear, apparel, accessories)."""
+    myntra = shared_data("myntra")
+    rows = list(csv.DictReader((myntra / "metadata.csv").open(encoding="utf-8")))
+    chosen = []
+    for kind in ("Footwear", "Apparel", "Accessories"):
+        chosen += [row for row in rows if row["masterCategory"] == kind][:SHOP_SLICE]
+    items = [
+        CatalogueItem(
+            **{key: value for key, value in row.items() if key != "image"}, images=[str(myntra / row["image"])]
+        )
+        for row in chosen
+    ]
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("shop"),
+        redis_url=None,
+        qdrant_url=None,
+        embedder_url=None,
+        device="cpu",
+        allowed_image_roots=[myntra],
+    )
+    app = create_app(settings)
+    with served(app) as url:
+        outcomes = app.state.runtime.pipeline.run(items, app.state.runtime.served)
+        assert {outcome.status for outcome in outcomes} == {"indexed"}
+        yield url
+
+
+def test_a_shoe_drawn_with_the_mouse_finds_footwear(browser: Browser, shop_gateway: str) -> None:
+    """QMUL's test sketches of shoes, traced stroke by stroke with the mouse on the page's canvas."""
+    context = browser.new_context(base_url=shop_gateway)
+    shop = context.new_page()
+    shop.goto("/")
+    shop.get_by_text("About this model").click()
+    card = httpx.get(f"{shop_gateway}/v1/models", headers={"Authorization": f"Bearer {public_key(shop_gateway)}"})
+    default = next(model for model in card.json() if model["served"])
+    shown = shop.locator("#card-fields")
+    expect(shown).to_contain_text(f"Learning rate{figure(default['card']['lr'])}")
+    for name, value in default["card"]["metrics"].items():
+        expect(shown).to_contain_text(f"{name} {figure(value)}")
+    shop.get_by_role("tab", name="Drawing").click()
+    footwear = []
+    for sketch in sorted(shared_data("qmul_sbir", "shoes", "test", "sketch").glob("*.png"))[:3]:
+        shop.get_by_role("button", name="Clear drawing").click()
+        draw(shop, traced(sketch), steps=1)
+        with shop.expect_response("**/v1/search") as answer:
+            shop.get_by_role("button", name="Search this drawing").click()
+        expect(results(shop)).to_have_count(PAGE_SIZE)
+        found = [hit["payload"].get("masterCategory") for hit in answer.value.json()["results"]]
+        footwear.append(found.count("Footwear"))
+    context.close()
+    assert sum(footwear) >= 0.75 * 3 * PAGE_SIZE, footwear  # a third of the catalogue slice is footwear
+
+
+def public_key(gateway: str) -> str:
+    return httpx.get(f"{gateway}/v1/public-key").json()["key"]
+
+
+def figure(value: float) -> str:
+    """A card's number as the page writes it: four significant digits."""
+    return repr(float(f"{value:.4g}"))
+
+
+def traced(sketch: Path) -> list[list[tuple[float, float]]]:
+    """A drawing's strokes as mouse paths (fractions of the canvas): the outlines of its dark pixels."""
+    ink = np.asarray(Image.open(sketch).convert("L")) < 128
+    outlines, _ = cv2.findContours(ink.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    height, width = ink.shape
+    side = max(height, width)
+    return [
+        [(float(x) / side, float(y) / side) for x, y in cv2.approxPolyDP(outline, 1.0, False)[:, 0]]
+        for outline in outlines
+        if len(outline) > 2
+    ]
