@@ -60,7 +60,9 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     api_key: str | None = None
     open_search: bool = False  # search (and result photos, models) without a key, rate-limited per client address
-    public_search_key: bool = True  # a search-only key the gateway hands to its page (api_keys.public_search_key)
+    # a search-only key the gateway hands to its page (api_keys.public_search_key); by default only where keys are not
+    # configured in settings (the embedded default), so a deployment with keys of its own never opens search unasked
+    public_search_key: bool | None = None
     rate_limit_per_minute: int = Field(600, ge=1)  # requests per key (or per address where search is open)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)  # browser origins allowed to call
 

@@ -100,7 +100,10 @@ def test_each_key_has_a_rate_and_429_says_when_to_retry(keyed: Settings) -> None
 def test_the_page_gets_a_public_search_only_key_rated_per_client_address(keyed: Settings) -> None:
     """The key the gateway hands its page may search and nothing else, and each shopper's address has its own
     rate: one busy client cannot use up the rate of a key every shopper shares."""
+    with served(create_app(keyed)) as url:  # keys of its own in settings: no public key unless asked for
+        assert httpx.get(f"{url}/v1/public-key").status_code == 404
     keyed.rate_limit_per_minute = 3
+    keyed.public_search_key = True
     with served(create_app(keyed)) as url:
         key = httpx.get(f"{url}/v1/public-key").json()["key"]
         assert (keyed.data_dir / PUBLIC_KEY_FILE).read_text().strip() == key
@@ -111,6 +114,10 @@ def test_the_page_gets_a_public_search_only_key_rated_per_client_address(keyed: 
         other = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"))
         assert other.get(f"{url}/v1/models", headers=bearer(key)).status_code == 200  # another shopper
         assert httpx.get(f"{url}/v1/models", headers=bearer("reader-key")).status_code == 200  # a backend's key
+        shown = {m["name"]: m for m in other.get(f"{url}/v1/models", headers=bearer(key)).json()}["ViT-B-16/openai"]
+        private = {m["name"]: m for m in httpx.get(f"{url}/v1/models", headers=bearer("boss-key")).json()}
+        assert "/" not in shown["weights"] and shown["problem"] == "its weights are not on this server"
+        assert "HF_HOME" in private["ViT-B-16/openai"]["problem"]  # the operator sees what to fix
     with served(create_app(keyed)) as url:
         assert httpx.get(f"{url}/v1/public-key").json()["key"] == key  # made once, kept
     keyed.public_search_key = False
@@ -139,8 +146,11 @@ def test_a_fresh_deployment_gets_an_admin_key_kept_out_of_logs(
         assert stat.S_IMODE(plain.stat().st_mode) == 0o600 and len(key) >= 32
         assert client.post("/v1/reindex", json={"from": "tiny", "to": "x"}, headers=bearer(key)).status_code == 404
         assert client.post("/v1/products", json=ITEM).status_code == 401
+        public = client.get("/v1/public-key").json()["key"]  # and the page's search-only key
+        assert client.post("/v1/search", json={"text": "red"}, headers=bearer(public)).status_code == 200
     stored = (settings.data_dir / KEY_FILE).read_text()
     assert key not in stored and json.loads(stored)[0]["scopes"] == ["admin"]
+    assert [record["scopes"] for record in json.loads(stored)] == [["admin"], ["search"]]
     assert str(plain) in caplog.text and key not in caplog.text
     with TestClient(create_app(settings)):
         assert plain.read_text().strip() == key  # made once, kept

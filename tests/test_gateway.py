@@ -239,6 +239,11 @@ def test_a_variant_trained_while_the_gateway_runs_is_listed_and_searched(setting
     with TestClient(create_app(settings), headers=AUTH) as client:
         assert "tiny-late" not in {model["name"] for model in client.get("/v1/models").json()}
         assert client.post("/v1/search", json={"text": "red", "variant": "tiny-late"}).status_code == 404
+        broken = settings.variants_path / "half-written" / "variant.json"
+        broken.parent.mkdir(parents=True)
+        broken.write_text('{"name": "half')
+        assert client.get("/v1/models").status_code == 200  # a file that cannot be read yet is left out
+        broken.unlink()
         folder = settings.registry_file.parent
         late = Variant(name="tiny-late", architecture=str(folder / "tiny.json"), weights=str(folder / "tiny.pt"))
         save_variant(late, settings.variants_path / "tiny-late")

@@ -166,6 +166,14 @@ def test_facet_counts_come_from_the_engine(store: VectorStore) -> None:
     assert store.facets("v", "category", filters=SearchFilters(gender="Men")) == [("Tshirts", 2)]
 
 
+def test_a_field_is_carried_once_a_product_has_a_value_for_it(store: VectorStore) -> None:
+    assert not store.carries("v", "price") and store.facets("v", "category") == []  # nothing indexed yet
+    add(store, "plain", "0", unit(1, 0, 0), category="Caps")
+    assert not store.carries("v", "price")  # indexed from the start, held by no product
+    add(store, "priced", "0", unit(0, 1, 0), price=12.5)
+    assert store.carries("v", "price") and store.carries("v", "category") and not store.carries("v", "brand")
+
+
 def test_boolean_filters_alone_and_in_lists(store: VectorStore) -> None:
     add(store, "new", "0", unit(1, 0, 0), featured=True)
     add(store, "old", "0", unit(1, 0.1, 0), featured=False)

@@ -111,9 +111,11 @@ def ensure_admin_key(settings: Settings) -> Path | None:
 
 
 def public_search_key(settings: Settings) -> str | None:
-    """The search-only key the page uses, made on first call (None where settings turn it off). It is public by
-    design: it can search and nothing else, and its rate is counted per client address."""
-    if not settings.public_search_key:
+    """The search-only key the page uses, made on first call (None where settings turn it off, or leave it unset
+    and configure keys of their own). It is public by design: it can search and nothing else, and its rate is
+    counted per client address."""
+    wanted = settings.public_search_key if settings.public_search_key is not None else not settings.api_keys
+    if not wanted:
         return None
     plain = settings.data_dir / PUBLIC_KEY_FILE
     records = _stored_records(settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.resources
 import json
+import logging
 import re
 import threading
 import tomllib
@@ -18,6 +19,7 @@ from services.errors import InvalidInput, UnknownVariant
 from services.settings import Settings
 
 SHIPPED_REGISTRY = Path(__file__).with_name("variants.toml")
+log = logging.getLogger("stylefinder.models")
 VARIANT_FILE = "variant.json"
 PACKAGE_PREFIX = "package:"
 
@@ -155,13 +157,19 @@ class Registry:
 
     def refresh(self) -> list[str]:
         """Add the variants registered since the sources were last read (when a file of theirs changed); returns
-        their names."""
+        their names. A file that cannot be read as a variant now (being written, or broken) is left out with a
+        warning, and read again at the next refresh."""
         with self._lock:
             now = _signature(*self._sources)
             if now == self._seen:
                 return []
+            try:
+                read = _read_variants(*self._sources)
+            except (OSError, ValueError) as error:  # pydantic's and json's errors are ValueErrors
+                log.warning("the variant registry could not be read again, kept as it was: %s", error)
+                return []
             self._seen = now
-            fresh = [v for v in _read_variants(*self._sources) if v.name not in self._variants]
+            fresh = [v for v in read if v.name not in self._variants]
             self._variants = {**self._variants, **{variant.name: variant for variant in fresh}}
             return [variant.name for variant in fresh]
 
@@ -214,8 +222,11 @@ def _read_toml(path: Path) -> list[Variant]:
 
 
 def save_variant(variant: Variant, folder: Path) -> Path:
-    """Write a trained variant's entry next to its checkpoint so `Registry.load` finds it."""
+    """Write a trained variant's entry next to its checkpoint so `Registry.load` finds it (at once: a running
+    gateway's refresh never reads half of it)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / VARIANT_FILE
-    path.write_text(variant.model_dump_json(indent=2))
+    partial = path.with_suffix(".partial")
+    partial.write_text(variant.model_dump_json(indent=2))
+    partial.replace(path)
     return path

@@ -135,6 +135,9 @@ class ClientEngine:
             self.client.delete(collection, points_selector=models.PointIdsList(points=list(ids)), wait=True)
 
     def scroll(self, collection: str, conditions: Sequence[Condition], with_vectors: bool = False) -> Iterator[Found]:
+        with self._lock:
+            if not self.client.collection_exists(collection):
+                return  # nothing indexed yet, as on the embedded engine
         offset = None
         while True:
             with self._lock:

@@ -212,9 +212,10 @@ class VectorStore:
                 raise InvalidInput(f"no product has a field {key!r} to filter on: filter on one of {fields}")
 
     def carries(self, variant: str, key: str) -> bool:
-        """Whether some product of the variant has a value for the payload field (a price to filter by, say); its
-        index alone does not say so: standard fields are indexed before any product has them."""
-        return self._carried(collection_name(variant), key)
+        """Whether some product of the variant has a value for the payload field (a price to filter by, say), as of
+        now; its index alone does not say so: standard fields are indexed before any product has them. Cheap for
+        indexed fields (one look-up through the index)."""
+        return next(iter(self.engine.scroll(collection_name(variant), [Present(key)])), None) is not None
 
     def _carried(self, name: str, key: str) -> bool:
         """Whether some point has the field (a store written before fields were indexed); it is indexed if so."""

@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from services.apps.api_keys import ensure_admin_key, public_search_key
 from services.apps.body_limit import BodyLimit
 from services.apps.gateway import catalogue, search
-from services.apps.gateway.deps import Search, runtime
+from services.apps.gateway.deps import Search, operator, runtime
 from services.apps.gateway.schemas import VariantInfo
 from services.apps.http_errors import add_error_handlers
 from services.apps.runtime import Runtime
@@ -29,11 +29,11 @@ from services.settings import Settings
 from services.store import collection_name
 
 # What the pages may load: their own origin only (a photo's preview is a blob: URL); a CDN that Swagger UI or ReDoc
-# reach for by default is refused by the browser before it is asked.
-PAGE_POLICY = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; worker-src 'self' blob:; "
-    "style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; frame-ancestors 'self'"
-}
+# reach for by default is refused by the browser before it is asked. Our pages run no inline script; the docs
+# pages start Swagger UI and ReDoc with one.
+OWN_ORIGIN = "default-src 'self'; img-src 'self' data: blob:; worker-src 'self' blob:; style-src 'self' 'unsafe-inline'"
+PAGE_POLICY = {"Content-Security-Policy": f"{OWN_ORIGIN}; script-src 'self'; frame-ancestors 'self'"}
+DOCS_POLICY = {"Content-Security-Policy": f"{OWN_ORIGIN}; script-src 'self' 'unsafe-inline'; frame-ancestors 'self'"}
 STATIC = Path(__file__).with_name("static")  # the shopper's and the operator's pages: plain ES modules, no build
 # Swagger UI and ReDoc as the fastapi-offline package ships them, so /docs and /redoc render with no network.
 DOCS_ASSETS = Path(str(files("fastapi_offline") / "static"))
@@ -149,15 +149,17 @@ def create_app(
         return JSONResponse({"status": "ready", "variants": rt.served})
 
     @app.get("/v1/models", tags=["models"], dependencies=[Search])
-    async def models(rt: Rt) -> list[VariantInfo]:
-        """Every registered variant with its model card, whether it is served, and how much it has indexed."""
-        return await run_in_threadpool(_variant_infos, rt)
+    async def models(request: Request, rt: Rt) -> list[VariantInfo]:
+        """Every registered variant with its model card, whether it is served, and how much it has indexed. Where
+        weights live, and what is missing, is shown to write and admin keys only (not to the public page)."""
+        infos = await run_in_threadpool(_variant_infos, rt)
+        return infos if operator(request) else [info.for_shoppers() for info in infos]
 
     return app
 
 
 def _own_origin_only(page: HTMLResponse) -> HTMLResponse:
-    page.headers.update(PAGE_POLICY)
+    page.headers.update(DOCS_POLICY)
     return page
 
 

@@ -17,6 +17,12 @@ def runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
+def operator(request: Request) -> bool:
+    """Whether the caller holds a key that may change the catalogue (not a shopper's public or open search)."""
+    key = getattr(request.state, "key", None)
+    return key is not None and not key.search_only
+
+
 def allowed(scope: str) -> Callable[..., None]:
     """A dependency: 401 without a known key, 403 when its scopes do not cover `scope`, 429 over its rate
     (a search-only key's rate is per client address: the page's public key is shared by every shopper)."""
@@ -25,6 +31,7 @@ def allowed(scope: str) -> Callable[..., None]:
         rt = runtime(request)
         presented = credentials.credentials if credentials is not None else None
         address = f"address {request.client.host if request.client else 'unknown'}"
+        request.state.key = None  # who asked: handlers show less to an open or search-only caller
         if presented is None and scope == "search" and rt.settings.open_search:
             rt.keys.spend(address)
             return
@@ -34,6 +41,7 @@ def allowed(scope: str) -> Callable[..., None]:
             rt.keys.spend(address)  # guessing keys costs the guesser's address its rate
             raise
         rt.keys.spend(f"{key.name}, {address}" if key.search_only else key.name)
+        request.state.key = key
 
     return check
 

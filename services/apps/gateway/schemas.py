@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -69,6 +70,15 @@ class VariantInfo(BaseModel):
     indexed_points: int
     unindexed_points: int | None = Field(
         description="points written since the store's last graph build, searched exactly until the next one; "
-        "null where the store builds its graphs itself (a Qdrant server)"
+        "null where the store builds its graphs itself (a Qdrant server), or nothing is indexed"
     )
     card: dict[str, Any]
+
+    def for_shoppers(self) -> VariantInfo:
+        """Without this server's paths: the file name of the weights, and no more than that they are missing."""
+        return self.model_copy(
+            update={
+                "weights": Path(self.weights).name,
+                "problem": "its weights are not on this server" if self.problem else None,
+            }
+        )

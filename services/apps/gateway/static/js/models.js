@@ -15,14 +15,15 @@ export function searchable(model) {
 /** Fill a <select> with the searchable variants (their names); keep the chosen one where it still is. */
 export function fillPicker(select, models, chosen) {
   const served = models.filter(searchable);
-  select.replaceChildren(
-    ...served.map((model) => {
-      const option = new Option(model.name, model.name);
-      option.title = `${model.backbone}, ${model.card.stage || "stage not given"}, ${model.indexed_points} photos`;
-      return option;
-    }),
-  );
-  if (chosen && served.some((model) => model.name === chosen)) select.value = chosen;
+  const names = served.map((model) => model.name);
+  if (names.join("\n") !== [...select.options].map((option) => option.value).join("\n")) {
+    select.replaceChildren(...names.map((name) => new Option(name, name))); // rebuilt only when the list changed
+  }
+  for (const option of select.options) {
+    const model = served.find((one) => one.name === option.value);
+    option.title = `${model.backbone}, ${model.card.stage || "stage not given"}, ${model.indexed_points} photos`;
+  }
+  if (chosen && names.includes(chosen)) select.value = chosen;
   return served;
 }
 
@@ -32,6 +33,16 @@ const LABELS = {
   lr: "Learning rate", loss: "Loss", batch_size: "Batch", train_data: "Training data", trained_on: "Trained on",
   metrics: "Metrics", wall_time_s: "Wall time (s)", hardware: "Hardware",
 };
+
+/** A card's fields as [label, value]; a card it was built on (`base_card`: the image tower's, under a text
+ * alignment's) follows with its own fields, each marked as the base's. */
+function cardRows(card, prefix) {
+  return Object.entries(card).flatMap(([key, value]) =>
+    key === "base_card" && value && typeof value === "object"
+      ? cardRows(value, "Base model: ")
+      : [[`${prefix}${LABELS[key] || key}`, value]],
+  );
+}
 
 function words(value) {
   if (value === null || value === undefined || value === "") return "—";
@@ -54,7 +65,7 @@ export function showCard(list, model) {
     ["Backbone", model.backbone],
     ["Embedding size", model.embedding_dim],
     ["Photos indexed", model.indexed_points],
-    ...Object.entries(model.card).map(([key, value]) => [LABELS[key] || key, value]),
+    ...cardRows(model.card, ""),
   ];
   list.replaceChildren(
     ...rows.flatMap(([label, value]) => {

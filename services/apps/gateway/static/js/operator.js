@@ -102,7 +102,8 @@ async function poll(id, bar, summary, failures) {
     report = await call(`/v1/jobs/${encodeURIComponent(id)}`);
   } catch (error) {
     summary.textContent = `The job could not be read: ${error.message}`;
-    setTimeout(() => poll(id, bar, summary, failures), POLL_MS * 5);
+    const lasting = [401, 403, 404].includes(error.status); // no key, a narrower one, or a job forgotten
+    if (!lasting) setTimeout(() => poll(id, bar, summary, failures), POLL_MS * 5);
     return;
   }
   const finished = report.indexed + report.unchanged + report.failed;

@@ -18,7 +18,6 @@ export function resultItem(hit, actions) {
   const open = document.createElement("button");
   open.type = "button";
   open.className = "open";
-  open.setAttribute("aria-label", `Open ${titleOf(hit)}`);
   const image = document.createElement("img");
   image.src = hit.image_url;
   image.alt = "";
@@ -33,6 +32,7 @@ export function resultItem(hit, actions) {
   score.className = "score";
   score.textContent = `score ${hit.score.toFixed(3)}`;
   open.append(image, title, attrs, score);
+  open.setAttribute("aria-label", `Open ${titleOf(hit)}: ${attrs.textContent}`);
   open.addEventListener("click", () => actions.open(hit));
   const buttons = document.createElement("div");
   buttons.className = "actions";

@@ -74,6 +74,7 @@ async function run({ append = false, remember = true } = {}) {
   const mine = ++ticket;
   const offset = append ? state.offset + PAGE_SIZE : 0;
   if (remember && !append) rememberQuery();
+  if (!append) more.hidden = true; // no page 2 of a query being replaced
   $("error").textContent = "";
   status(append ? "Loading more…" : "Searching…");
   results.setAttribute("aria-busy", "true");
@@ -151,12 +152,15 @@ function chip(text, remove) {
   return item;
 }
 
-const stem = (word) => word.toLowerCase().replace(/[^\p{L}\p{N}]/gu, "").replace(/(es|s)$/, "");
+const bare = (word) => word.toLowerCase().replace(/[^\p{L}\p{N}]/gu, "");
+// "dress" said "Dresses", "t-shirt" said "Tshirts": one starts the other (short words only whole)
+const says = (word, value) =>
+  word === value || (Math.min(word.length, value.length) >= 3 && (word.startsWith(value) || value.startsWith(word)));
 
 /** Take back what the words were understood as: drop the words that said it, or else stop interpreting them. */
 function forgetUnderstood(value) {
-  const said = new Set(String(value).split(/\s+/).map(stem));
-  const kept = state.text.split(/\s+/).filter((word) => !said.has(stem(word)));
+  const meant = String(value).split(/\s+/).map(bare).filter(Boolean);
+  const kept = state.text.split(/\s+/).filter((word) => !meant.some((part) => says(bare(word), part)));
   if (kept.join(" ") !== state.text.trim().split(/\s+/).join(" ")) state.text = kept.join(" ");
   else state.interpret = false;
   $("words").value = state.text;
@@ -201,8 +205,10 @@ function clearPhoto() {
   run();
 }
 
+const MAX_LIKED = 20; // the API's cap on liked (and on disliked) products: the oldest make way
+
 function likeProduct(hit) {
-  state.like = [...new Set([...state.like, hit.product_id])];
+  state.like = [...new Set([...state.like, hit.product_id])].slice(-MAX_LIKED);
   state.unlike = state.unlike.filter((id) => id !== hit.product_id);
   state.photo = null;
   state.drawing = null;
@@ -212,7 +218,7 @@ function likeProduct(hit) {
 }
 
 function unlikeProduct(hit) {
-  state.unlike = [...new Set([...state.unlike, hit.product_id])];
+  state.unlike = [...new Set([...state.unlike, hit.product_id])].slice(-MAX_LIKED);
   state.like = state.like.filter((id) => id !== hit.product_id);
   run();
 }
@@ -356,7 +362,8 @@ async function refreshModels() {
 }
 
 // newly trained variants appear in the picker, and the card's counts are today's
-$("variant").addEventListener("focus", () => refreshModels().catch(() => {}));
+const MODELS_EVERY_MS = 60_000;
+setInterval(() => refreshModels().catch(() => {}), MODELS_EVERY_MS);
 $("model-card").addEventListener("toggle", () => $("model-card").open && refreshModels().catch(() => {}));
 $("variant").addEventListener("change", async () => {
   state.variant = $("variant").value;
@@ -372,9 +379,11 @@ more.addEventListener("click", () => run({ append: true }));
 function rememberQuery() {
   const params = new URLSearchParams();
   if (state.text) params.set("q", state.text);
-  if (state.photo?.url) params.set("photo", state.photo.url);
-  if (state.choice.garment) params.set("garment", state.choice.garment);
-  if (state.choice.box) params.set("box", state.choice.box.join(","));
+  if (state.photo?.url) {
+    params.set("photo", state.photo.url); // a photo from this device stays in the history, not in a shared link
+    if (state.choice.garment) params.set("garment", state.choice.garment);
+    if (state.choice.box) params.set("box", state.choice.box.join(","));
+  }
   for (const id of state.like) params.append("like", id);
   for (const id of state.unlike) params.append("unlike", id);
   for (const [field, value] of Object.entries(state.filters)) {
@@ -382,7 +391,7 @@ function rememberQuery() {
   }
   if (state.variant) params.set("variant", state.variant);
   if (!state.interpret) params.set("interpret", "false");
-  const local = { photo: state.photo?.blob ? state.photo : null, drawing: state.drawing };
+  const local = { photo: state.photo?.blob ? state.photo : null, drawing: state.drawing, choice: state.choice };
   const address = `${location.pathname}${params.size ? `?${params}` : ""}`;
   try {
     history.pushState(local, "", address);
@@ -398,7 +407,8 @@ function readQuery() {
   state.photo = local.photo || (params.get("photo") ? { url: params.get("photo") } : null);
   state.drawing = local.drawing || null;
   const box = params.get("box");
-  state.choice = params.get("garment") ? { garment: params.get("garment") } : box ? { box: box.split(",").map(Number) } : {};
+  const shared = params.get("garment") ? { garment: params.get("garment") } : box ? { box: box.split(",").map(Number) } : {};
+  state.choice = state.photo ? local.choice || shared : {};
   state.like = params.getAll("like");
   state.unlike = params.getAll("unlike");
   state.filters = {};
@@ -410,6 +420,9 @@ function readQuery() {
     else state.filters[field] = [...(state.filters[field] || []), value];
   }
   state.variant = params.get("variant") || state.variant;
+  if (state.variant && [...$("variant").options].some((option) => option.value === state.variant)) {
+    $("variant").value = state.variant;
+  }
   state.interpret = params.get("interpret") !== "false";
   $("words").value = state.text;
   syncPrice();
