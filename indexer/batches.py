@@ -74,7 +74,7 @@ def index_batch(
     indexing.jobs.mark_running(job_id, [item.id for item in batch])
     started = time.perf_counter()
     try:
-        outcomes = indexing.pipeline.run(batch, variants)
+        outcomes = indexing.pipeline.run(batch, variants, indexing.jobs.grant(job_id))
     except SERVICE_ERRORS as error:
         outcomes = [Outcome(item.id, "failed", f"{type(error).__name__}: {error}", transient=True) for item in batch]
     except StyleFinderError as error:  # e.g. the embedding service refused the batch: its message says why

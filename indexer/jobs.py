@@ -20,6 +20,7 @@ import redis
 from pydantic import BaseModel
 
 from indexer.pipeline import Outcome
+from services.images import NO_GRANT, Grant
 
 TERMINAL = ("indexed", "unchanged", "failed")
 JOB_TTL_S = 7 * 24 * 3600
@@ -51,7 +52,13 @@ class JobStatus(BaseModel):
 
 
 class JobBoard(Protocol):
-    def create(self, item_ids: Sequence[str], variants: Sequence[str], kind: str = "ingest") -> str: ...
+    def create(
+        self, item_ids: Sequence[str], variants: Sequence[str], kind: str = "ingest", grant: Grant = NO_GRANT
+    ) -> str: ...
+    def grant(self, job_id: str) -> Grant:
+        """What the job's photos may be read from: what the process that accepted it allowed."""
+        ...
+
     def mark_running(self, job_id: str, item_ids: Sequence[str]) -> None: ...
     def record(self, job_id: str, outcomes: Sequence[Outcome]) -> None: ...
     def status(self, job_id: str) -> JobStatus | None: ...
@@ -102,7 +109,7 @@ def summarise(job_id: str, meta: dict, items: dict[str, dict]) -> JobStatus:
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, variants TEXT NOT NULL, created_at REAL NOT NULL,
-    started_at REAL, finished_at REAL, total INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0
+    started_at REAL, finished_at REAL, total INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0, permissions TEXT
 );
 CREATE TABLE IF NOT EXISTS items (
     job TEXT NOT NULL, item TEXT NOT NULL, state TEXT NOT NULL, reason TEXT, PRIMARY KEY (job, item)
@@ -123,6 +130,8 @@ class SqliteJobBoard:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        if "permissions" not in {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}:
+            self._db.execute("ALTER TABLE jobs ADD COLUMN permissions TEXT")  # a board from before grants were kept
         self._lock = threading.Lock()
 
     @contextmanager
@@ -136,21 +145,28 @@ class SqliteJobBoard:
                 raise
             self._db.execute("COMMIT")
 
-    def create(self, item_ids: Sequence[str], variants: Sequence[str], kind: str = "ingest") -> str:
+    def create(
+        self, item_ids: Sequence[str], variants: Sequence[str], kind: str = "ingest", grant: Grant = NO_GRANT
+    ) -> str:
         job_id, now = new_job_id(), time.time()
         with self._transaction() as db:
             expired = "SELECT id FROM jobs WHERE finished_at < ?"
             db.execute(f"DELETE FROM items WHERE job IN ({expired})", (now - JOB_TTL_S,))
             db.execute("DELETE FROM jobs WHERE finished_at < ?", (now - JOB_TTL_S,))
             db.execute(
-                "INSERT INTO jobs (id, kind, variants, created_at, total) VALUES (?, ?, ?, ?, ?)",
-                (job_id, kind, json.dumps(list(variants)), now, len(set(item_ids))),
+                "INSERT INTO jobs (id, kind, variants, created_at, total, permissions) VALUES (?, ?, ?, ?, ?, ?)",
+                (job_id, kind, json.dumps(list(variants)), now, len(set(item_ids)), grant.to_json()),
             )
             db.executemany(
                 "INSERT OR IGNORE INTO items (job, item, state) VALUES (?, ?, 'queued')",
                 [(job_id, item_id) for item_id in item_ids],
             )
         return job_id
+
+    def grant(self, job_id: str) -> Grant:
+        with self._lock:
+            row = self._db.execute("SELECT permissions FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return Grant.from_json(row[0] if row else None)
 
     def mark_running(self, job_id: str, item_ids: Sequence[str]) -> None:
         with self._transaction() as db:
@@ -231,9 +247,17 @@ class RedisJobBoard:
         self._record = self.redis.register_script(_RECORD)
         self._mark_running = self.redis.register_script(_MARK_RUNNING)
 
-    def create(self, item_ids: Sequence[str], variants: Sequence[str], kind: str = "ingest") -> str:
+    def create(
+        self, item_ids: Sequence[str], variants: Sequence[str], kind: str = "ingest", grant: Grant = NO_GRANT
+    ) -> str:
         job_id = new_job_id()
-        meta = {"variants": json.dumps(list(variants)), "kind": kind, "created_at": time.time(), "done": 0}
+        meta = {
+            "variants": json.dumps(list(variants)),
+            "kind": kind,
+            "created_at": time.time(),
+            "done": 0,
+            "permissions": grant.to_json(),
+        }
         with self.redis.pipeline() as pipe:
             pipe.hset(f"sf:job:{job_id}", mapping=meta)
             if item_ids:
@@ -243,6 +267,9 @@ class RedisJobBoard:
             pipe.expire(f"sf:job:{job_id}:items", JOB_TTL_S)
             pipe.execute()
         return job_id
+
+    def grant(self, job_id: str) -> Grant:
+        return Grant.from_json(self.redis.hget(f"sf:job:{job_id}", "permissions"))
 
     def mark_running(self, job_id: str, item_ids: Sequence[str]) -> None:
         self.redis.hsetnx(f"sf:job:{job_id}", "started_at", time.time())

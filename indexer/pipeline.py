@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
@@ -19,7 +19,16 @@ from PIL import Image
 from services.catalogue import CatalogueItem
 from services.embedding import Embedder
 from services.errors import InvalidInput, ServiceUnavailable, UnknownVariant, WeightsUnavailable
-from services.images import FetchError, ImageDecodeError, TransientFetchError, decode_image, edge_map
+from services.images import (
+    NO_GRANT,
+    Fetcher,
+    FetchError,
+    Grant,
+    ImageDecodeError,
+    TransientFetchError,
+    decode_image,
+    edge_map,
+)
 from services.models import Registry, Variant
 from services.payload import IMAGE, IMAGE_KEY, IMAGE_SHA256
 from services.store import PHOTO, MediaStore, VectorStore, delete_product_photos, point_id
@@ -66,7 +75,7 @@ class IndexPipeline:
         embedder: Embedder,
         store: VectorStore,
         media: MediaStore,
-        fetch: Callable[[str], bytes],
+        fetch: Fetcher,
         registry: Registry,
         edges: bool = True,
     ) -> None:
@@ -77,12 +86,15 @@ class IndexPipeline:
         self.registry = registry  # which tower embeds each variant's edge maps, into which named vector
         self.edges = edges  # also embed each photo's edge map, for sketch queries
 
-    def run(self, items: Sequence[CatalogueItem], variants: Sequence[str]) -> list[Outcome]:
+    def run(self, items: Sequence[CatalogueItem], variants: Sequence[str], grant: Grant = NO_GRANT) -> list[Outcome]:
+        """Each item's outcome; its photos are read with what this process allows and what `grant` (the work's
+        own, kept with its job) allows."""
+        fetch = self.fetch.widened(grant)
         outcomes: dict[str, Outcome] = {}
         prepared: list[_Prepared] = []
         for item in items:
             try:
-                prepared.append(self._prepare(item))
+                prepared.append(self._prepare(item, fetch))
             except TransientFetchError as error:
                 outcomes[item.id] = Outcome(item.id, "failed", str(error), transient=True)
             except (FetchError, ImageDecodeError) as error:
@@ -112,10 +124,10 @@ class IndexPipeline:
             delete_product_photos(self.store, self.media, entry.item.id, keep={p.point_id for p in entry.photos})
         return {beyond[pid].item.id for pid in shrunk}
 
-    def _prepare(self, item: CatalogueItem) -> _Prepared:
+    def _prepare(self, item: CatalogueItem, fetch: Fetcher) -> _Prepared:
         entry = _Prepared(item)
         for key, reference in enumerate(item.images):
-            data = self.fetch(reference)
+            data = fetch(reference)
             image = decode_image(data)
             payload = item.payload() | {
                 IMAGE_KEY: key,

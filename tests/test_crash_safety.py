@@ -31,9 +31,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
+def start_server(env: dict[str, str], port: int, log: Path, *flags: str) -> subprocess.Popen:
     server = subprocess.Popen(
-        [sys.executable, "-m", "services.apps.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "services.apps.cli", "serve", "--port", str(port), *flags],
         env=env,
         stdout=log.open("a"),
         stderr=subprocess.STDOUT,
@@ -113,6 +113,51 @@ def test_killed_embedded_server_resumes_its_job_and_doubles_nothing(
     finally:
         store.close()
     assert sorted(product_ids) == sorted(item["id"] for item in items)  # each once: nothing lost, nothing doubled
+
+
+def test_work_accepted_under_serve_index_finishes_after_a_restart_without_it(
+    embedded_env: dict[str, str], settings: Settings, tmp_path: Path
+) -> None:
+    """`serve --index <catalogue>` allows reading that catalogue's photo folder. Killed with -9 in the middle and
+    started again as a supervisor would (same data folder, no --index), it finishes the job under the permission
+    the job was accepted with: no item fails as "outside the allowed image folders"."""
+    catalogue = tmp_path / "catalogue"
+    (catalogue / "img").mkdir(parents=True)
+    rows = ["id,image,title"]
+    for n in range(ITEMS * 2):
+        photo((n * 37 % 256, n * 91 % 256, n * 53 % 256), "circle" if n % 2 else "square").save(
+            catalogue / "img" / f"p{n}.jpg"
+        )
+        rows.append(f"p{n},img/p{n}.jpg,product {n}")
+    (catalogue / "products.csv").write_text("\n".join(rows) + "\n")
+    env = {**embedded_env, "STYLEFINDER_INDEX_BATCH_SIZE": "2"}
+    port, log = free_port(), tmp_path / "server.log"
+    first = start_server(env, port, log, "--index", str(catalogue))
+    try:
+        deadline = time.monotonic() + 60
+        while "GET /v1/jobs/" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        job_id = log.read_text().split("GET /v1/jobs/")[1].split()[0]
+        wait_for(port, job_id, lambda s: s["indexed"] >= 20, 120)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(30)
+    second_port = free_port()
+    second = start_server(env, second_port, log)
+    try:
+        assert job(second_port, job_id)["state"] != "done", "the job must have been cut off in the middle"
+        report = wait_for(second_port, job_id, lambda s: s["state"] == "done", 300)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(60)
+    assert report["failures"] == [] and report["outcome"] == "succeeded", report["failures"][:3]
+    assert report["indexed"] + report["unchanged"] == report["total"] == ITEMS * 2
+    store = VectorStore.open(settings.store_path)
+    try:
+        product_ids = [record.payload["product_id"] for record in store.iter_points("tiny")]
+    finally:
+        store.close()
+    assert sorted(product_ids) == sorted(f"p{n}" for n in range(ITEMS * 2))  # each once
 
 
 def test_without_redis_the_local_queue_is_consumed_here_whatever_the_store(settings: Settings) -> None:

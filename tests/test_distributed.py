@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from indexer.pipeline import Outcome
 from indexer.queue import IngestQueue
 from services.apps.gateway.app import create_app
 from services.catalogue import read_catalogue
+from services.images import NO_GRANT, Grant
 from services.settings import Settings
 from services.store import VectorStore
 from tests.helpers import AUTH, shared_data, wait_for_job
@@ -53,6 +55,9 @@ def exercise_redelivery(board: JobBoard) -> None:
     status = board.status(job_id)  # type: ignore[assignment]
     assert status.state == "done" and status.finished_at is not None and board.active_items() == 0
     assert board.status("missing") is None
+    granted = Grant(("/srv/catalogue/img",), ("10.0.0.0/8", "cdn.internal"))
+    assert board.grant(board.create(["d"], ["v"], grant=granted)) == granted  # kept with the job
+    assert board.grant(job_id) == NO_GRANT and board.grant("missing") == NO_GRANT
 
 
 def test_job_counts_survive_redelivery_in_redis(redis_url: str) -> None:
@@ -62,6 +67,21 @@ def test_job_counts_survive_redelivery_in_redis(redis_url: str) -> None:
 def test_job_counts_survive_redelivery_in_sqlite(tmp_path: Path) -> None:
     exercise_redelivery(SqliteJobBoard(str(tmp_path / "jobs.sqlite")))
     exercise_redelivery(SqliteJobBoard(":memory:"))
+
+
+def test_a_job_board_from_before_grants_were_kept_gains_them(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite"
+    with sqlite3.connect(path) as old:  # the schema of the previous version
+        old.execute(
+            "CREATE TABLE jobs (id TEXT PRIMARY KEY, kind TEXT NOT NULL, variants TEXT NOT NULL, created_at REAL"
+            " NOT NULL, started_at REAL, finished_at REAL, total INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0)"
+        )
+        old.execute(
+            "INSERT INTO jobs (id, kind, variants, created_at, total, done) VALUES ('old', 'ingest', '[]', 0, 1, 1)"
+        )
+    board = SqliteJobBoard(str(path))
+    assert board.grant("old") == NO_GRANT
+    exercise_redelivery(board)
 
 
 def test_inprocess_worker_on_redis_shares_the_gateway_store(

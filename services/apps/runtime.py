@@ -105,7 +105,7 @@ class Runtime:
 
     @cached_property
     def ingest(self) -> IngestQueue:
-        return IngestQueue(self.celery, self.jobs, self.settings.index_batch_size)
+        return IngestQueue(self.celery, self.jobs, self.settings.index_batch_size, self.fetcher.grant)
 
     def start_inprocess_worker(self) -> InProcessWorker | None:
         """An embedded store allows one owner, and the local queue (no Redis) has no other consumer, so either

@@ -6,13 +6,15 @@ Search (query photos) and ingestion (catalogue photos) both use it, so it belong
 from services.errors import FetchError, ImageDecodeError, TransientFetchError
 from services.images.decode import MAX_ASPECT, decode_image, return_freed_pixels_to_the_os, shown_size
 from services.images.edges import edge_map
-from services.images.fetch import Fetcher
+from services.images.fetch import NO_GRANT, Fetcher, Grant
 from services.images.sketch import normalise_sketch
 
 __all__ = [
     "MAX_ASPECT",
+    "NO_GRANT",
     "FetchError",
     "Fetcher",
+    "Grant",
     "ImageDecodeError",
     "TransientFetchError",
     "decode_image",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,32 @@ class PhotoReader(Protocol):
     """Where "media:<point id>" references are read from (the media store of indexed photos)."""
 
     def get(self, key: str) -> bytes | None: ...
+
+
+MAX_WIDENED = 16  # fetchers kept for the grants of work in progress
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a fetcher may read beyond the public web: local photo folders and private hosts. Work keeps the grant
+    it was accepted under until it is done, whatever flags the process that finishes it was started with."""
+
+    roots: tuple[str, ...] = ()
+    hosts: tuple[str, ...] = ()
+
+    def to_json(self) -> str:
+        return json.dumps({"roots": list(self.roots), "hosts": list(self.hosts)})
+
+    @classmethod
+    def from_json(cls, text: str | None) -> Grant:
+        """A stored grant; none (work accepted before grants were kept) grants nothing."""
+        if not text:
+            return NO_GRANT
+        stored = json.loads(text)
+        return cls(tuple(stored.get("roots", ())), tuple(stored.get("hosts", ())))
+
+
+NO_GRANT = Grant()  # what work accepted by a process allowing nothing beyond the public web carries
 
 
 @dataclass
@@ -42,6 +70,29 @@ class Fetcher:
     def __post_init__(self) -> None:
         self._roots = {root.resolve() for root in self.allowed_roots}
         self.download = Downloader(self.max_bytes, self.timeout_s, AllowList.parse(self.allowed_hosts))
+        self._widened: dict[Grant, Fetcher] = {}
+        self._widened_lock = threading.Lock()
+
+    @property
+    def grant(self) -> Grant:
+        """What this fetcher may read now, to be kept with work it accepts."""
+        return Grant(tuple(str(root) for root in self.allowed_roots), tuple(self.allowed_hosts))
+
+    def widened(self, grant: Grant) -> Fetcher:
+        """This fetcher, also allowed what `grant` allows (work accepted under it); itself where that adds
+        nothing."""
+        roots = [*self.allowed_roots, *(Path(root) for root in grant.roots if Path(root) not in self.allowed_roots)]
+        hosts = [*self.allowed_hosts, *(host for host in grant.hosts if host not in self.allowed_hosts)]
+        if len(roots) == len(self.allowed_roots) and len(hosts) == len(self.allowed_hosts):
+            return self
+        with self._widened_lock:
+            found = self._widened.get(grant)
+            if found is None:
+                if len(self._widened) >= MAX_WIDENED:
+                    self._widened.pop(next(iter(self._widened)))
+                found = Fetcher(self.max_bytes, self.timeout_s, roots, self.media, hosts)
+                self._widened[grant] = found
+            return found
 
     def __call__(self, reference: str) -> bytes:
         """A catalogue item's photo: an http(s) URL, a local path under the allowed roots, base64 (or a data:
