@@ -13,7 +13,16 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("data")
     qdrant_url: str | None = Field(None, validation_alias=AliasChoices("QDRANT_URL", "STYLEFINDER_QDRANT_URL"))
-    qdrant_api_key: str | None = Field(None, validation_alias=AliasChoices("QDRANT_API_KEY"))
+    # Collections created on a Qdrant server (a cluster): shards, copies of each, copies a write waits for, and how
+    # many copies a read asks ("majority", "quorum", "all" or a number); see docs/operations.md
+    qdrant_shards: int = Field(1, ge=1)
+    qdrant_replicas: int = Field(1, ge=1)
+    qdrant_write_consistency: int = Field(1, ge=1)
+    qdrant_read_consistency: Literal["majority", "quorum", "all"] | int = 1
+    # QDRANT__SERVICE__API_KEY is what the Qdrant server reads: one line of a compose env file serves both
+    qdrant_api_key: str | None = Field(
+        None, validation_alias=AliasChoices("QDRANT_API_KEY", "QDRANT__SERVICE__API_KEY")
+    )
     redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "STYLEFINDER_REDIS_URL"))
     embedder_url: str | None = None
     registry_file: Path | None = None

@@ -145,9 +145,13 @@ def test_worker_process_writes_an_embedded_store_read_after_it_exits(
     env = {**worker_env, "STYLEFINDER_ALLOWED_IMAGE_ROOTS": str(catalogue_dir)}
     queue = producer(env)
     job_id = queue.submit(list(read_catalogue(catalogue_dir)), ["tiny"])
+    alive = [sys.executable, "-m", "services.apps.cli", "worker-alive", "--timeout", "2"]
+    assert subprocess.run(alive, env=env, capture_output=True, timeout=60).returncode == 1  # no worker yet
     worker = start_worker(env, tmp_path / "worker.log")
     try:
         wait_until(lambda: queue.jobs.status(job_id).state == "done", 120, "the job")
+        answer = subprocess.run(alive, env=env, capture_output=True, text=True, timeout=60)
+        assert answer.returncode == 0 and "answered" in answer.stdout, answer.stderr  # the compose healthcheck
     finally:
         stop(worker)
     assert queue.jobs.status(job_id).indexed == 12

@@ -11,11 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from qdrant_client import QdrantClient
 
 from services.errors import InvalidInput
+from services.settings import Settings
 from services.store import (
     ClientEngine,
     EdgeEngine,
+    Placement,
     Point,
     SearchFilters,
     StoreLocked,
@@ -55,6 +58,30 @@ def add(store: VectorStore, product: str, key: str, vector: np.ndarray, **payloa
     pid = point_id(product, key)
     store.upsert("v", [pid], vector[None, :], [{"product_id": product, "image_key": int(key), **payload}])
     return pid
+
+
+def test_a_servers_collections_are_placed_as_the_settings_say() -> None:
+    """Shards, copies and consistency reach Qdrant (the in-memory client takes and ignores them: the calls are
+    watched on their way in)."""
+    calls: list[tuple[str, dict]] = []
+
+    class Watched(QdrantClient):
+        def create_collection(self, *args: object, **kwargs: object) -> bool:
+            calls.append(("create", kwargs))
+            return super().create_collection(*args, **kwargs)
+
+        def query_points(self, *args: object, **kwargs: object) -> object:
+            calls.append(("query", kwargs))
+            return super().query_points(*args, **kwargs)
+
+    settings = Settings(_env_file=None, qdrant_shards=6, qdrant_replicas=2, qdrant_write_consistency=2)
+    settings.qdrant_read_consistency = "majority"
+    store = VectorStore(ClientEngine(Watched(location=":memory:"), placement=Placement.from_settings(settings)))
+    add(store, "p", "0", unit(1, 0, 0))
+    store.search("v", unit(1, 0, 0), 3)
+    created = next(kwargs for kind, kwargs in calls if kind == "create")
+    assert (created["shard_number"], created["replication_factor"], created["write_consistency_factor"]) == (6, 2, 2)
+    assert next(kwargs for kind, kwargs in calls if kind == "query")["consistency"] == "majority"
 
 
 def test_collection_per_variant_with_its_dimension(store: VectorStore) -> None:

@@ -1,7 +1,7 @@
 """Vectors and payloads in Qdrant (a collection per variant: Qdrant Edge embedded, or a server), photos on disk."""
 
 from services.errors import StoreLocked
-from services.store.client_engine import ClientEngine
+from services.store.client_engine import ClientEngine, Placement
 from services.store.clusters import ClusterIndex
 from services.store.edge_engine import EdgeEngine
 from services.store.engine import COLLECTION_PREFIX, EDGE, FACET_FIELDS, PHOTO, Engine, Found, Point
@@ -24,6 +24,7 @@ __all__ = [
     "Found",
     "Hit",
     "MediaStore",
+    "Placement",
     "Point",
     "SearchFilters",
     "StoreLocked",

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from qdrant_client import QdrantClient, models
 
 from services.errors import InvalidInput
+from services.settings import Settings
 from services.store.engine import PAGE, PAYLOAD_INDEXES, PHOTO, Found, Point
 from services.store.filters import Condition, Match, Present, Range
 
@@ -26,11 +28,47 @@ SCHEMAS = {
 }
 
 
+@dataclass(frozen=True)
+class Placement:
+    """How a server's collections are spread over a cluster: created with these shards and copies, written once
+    `write_consistency` copies have the write, read from `read_consistency` copies."""
+
+    shards: int = 1
+    replicas: int = 1
+    write_consistency: int = 1
+    read_consistency: str | int = 1
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Placement:
+        return cls(
+            settings.qdrant_shards,
+            settings.qdrant_replicas,
+            settings.qdrant_write_consistency,
+            settings.qdrant_read_consistency,
+        )
+
+    @property
+    def read(self) -> models.ReadConsistency:
+        if isinstance(self.read_consistency, int):
+            return self.read_consistency
+        return models.ReadConsistencyType(self.read_consistency)
+
+
+ONE_NODE = Placement()
+
+
 class ClientEngine:
     """Calls are serialised: the in-memory and local modes are not thread-safe (a server would not mind)."""
 
-    def __init__(self, client: QdrantClient, embedded: bool = False, payload_indexes: bool = True) -> None:
+    def __init__(
+        self,
+        client: QdrantClient,
+        embedded: bool = False,
+        payload_indexes: bool = True,
+        placement: Placement = ONE_NODE,
+    ) -> None:
         self.client = client
+        self.placement = placement
         self.embedded = embedded
         self._payload_indexes = payload_indexes  # in-memory and local modes have none (they filter in Python)
         self._lock = threading.RLock()
@@ -38,8 +76,8 @@ class ClientEngine:
         self._declared: dict[str, dict[str, str]] = {}  # fields indexed in modes that have no indexes
 
     @classmethod
-    def server(cls, url: str, api_key: str | None = None) -> ClientEngine:
-        return cls(QdrantClient(url=url, api_key=api_key))
+    def server(cls, url: str, api_key: str | None = None, placement: Placement = ONE_NODE) -> ClientEngine:
+        return cls(QdrantClient(url=url, api_key=api_key), placement=placement)
 
     @classmethod
     def in_memory(cls) -> ClientEngine:
@@ -68,7 +106,13 @@ class ClientEngine:
                     name: models.VectorParams(size=size, distance=models.Distance.COSINE)
                     for name, size in vectors.items()
                 }
-                self.client.create_collection(collection, vectors_config=config)
+                self.client.create_collection(
+                    collection,
+                    vectors_config=config,
+                    shard_number=self.placement.shards,
+                    replication_factor=self.placement.replicas,
+                    write_consistency_factor=self.placement.write_consistency,
+                )
                 for key, kind in PAYLOAD_INDEXES.items() if self._payload_indexes else ():
                     self.client.create_payload_index(collection, key, field_schema=SCHEMAS[kind])
                 self._unnamed[collection] = False
@@ -108,6 +152,7 @@ class ClientEngine:
                 query_filter=_filter(conditions),
                 limit=limit,
                 with_payload=True,
+                consistency=self.placement.read,
             ).points
         return [Found(str(p.id), p.payload or {}, float(p.score)) for p in found]
 

@@ -17,7 +17,7 @@ import numpy as np
 from services.errors import InvalidInput, NotFound
 from services.payload import PRODUCT_ID, catalogue_payload, cluster_field, filterable, store_fields
 from services.settings import Settings
-from services.store.client_engine import ClientEngine
+from services.store.client_engine import ClientEngine, Placement
 from services.store.clusters import ClusterIndex, by_label
 from services.store.edge_engine import EdgeEngine
 from services.store.engine import COLLECTION_PREFIX, PHOTO, Engine, Found, Point
@@ -85,7 +85,9 @@ class VectorStore:
         older version kept in qdrant-client's local mode is migrated into it first, nothing lost)."""
         engine: Engine
         if settings.qdrant_url:
-            engine = ClientEngine.server(settings.qdrant_url, settings.qdrant_api_key)
+            engine = ClientEngine.server(
+                settings.qdrant_url, settings.qdrant_api_key, Placement.from_settings(settings)
+            )
         else:
             engine = EdgeEngine(settings.store_path, settings.store_index_after, settings.store_index_threads)
         clusters = ClusterIndex(

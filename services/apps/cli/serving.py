@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -61,6 +62,21 @@ def worker() -> None:
     if not settings.redis_url:
         raise click.UsageError("a worker process needs a broker: set REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
     run_worker_process(worker_celery(settings), settings.worker_concurrency, embedded_store=not settings.qdrant_url)
+
+
+@click.command(name="worker-alive")
+@click.option("--timeout", "timeout_s", default=5.0, show_default=True, help="seconds to wait for the answer")
+def worker_alive(timeout_s: float) -> None:
+    """Exit 0 when this host's indexing worker answers a ping through the broker (a container's healthcheck)."""
+    from services.apps.runtime import worker_celery
+
+    settings = _settings()
+    if not settings.redis_url:
+        raise click.UsageError("a worker process has a broker: set REDIS_URL as the worker has it")
+    node = f"celery@{socket.gethostname()}"
+    if not worker_celery(settings).control.ping(destination=[node], timeout=timeout_s):
+        raise click.ClickException(f"{node} did not answer a ping within {timeout_s:g} s")
+    click.echo(f"{node} answered")
 
 
 @click.command()
