@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import jsonschema
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -104,3 +105,75 @@ def test_distributed_roles() -> None:
     """Workers do the indexing; the gateway is stateless and runs none."""
     assert SERVICES["gateway"]["environment"]["STYLEFINDER_INPROCESS_WORKER"] == "false"
     assert SERVICES["worker"]["deploy"]["replicas"] >= 2
+
+
+K8S = ROOT / "deploy" / "k8s"
+MANIFESTS = [
+    doc
+    for path in sorted(K8S.glob("*.yaml"))
+    if path.name != "qdrant-values.yaml"
+    for doc in yaml.safe_load_all(path.read_text())
+    if doc
+]
+KUBERNETES = "1.37.0"
+
+
+def pods(kind: str) -> dict[str, dict]:
+    """Pod templates by workload name."""
+    return {doc["metadata"]["name"]: doc["spec"]["template"]["spec"] for doc in MANIFESTS if doc["kind"] == kind}
+
+
+def test_the_manifests_follow_the_kubernetes_schemas() -> None:
+    kinds = {doc["kind"] for doc in MANIFESTS}
+    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Secret"} <= kinds
+    for doc in MANIFESTS:
+        kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+
+
+def test_every_pod_runs_without_root_and_takes_its_secrets_from_a_secret_object() -> None:
+    templates = {**pods("Deployment"), **pods("StatefulSet")}
+    assert {"gateway", "worker", "embedder-gpu", "embedder-cpu", "redis"} <= set(templates)
+    secret = next(doc for doc in MANIFESTS if doc["kind"] == "Secret")
+    for name, spec in templates.items():
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        for container in spec["containers"]:
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False, name
+            assert not SECRETS & {env["name"] for env in container.get("env", [])}, f"{name}: a secret in plain sight"
+            for source in container.get("envFrom", []):
+                if "secretRef" in source:
+                    assert source["secretRef"]["name"] == secret["metadata"]["name"]
+    assert set(secret["stringData"]) == {"STYLEFINDER_API_KEYS", "QDRANT__SERVICE__API_KEY"}
+
+
+def test_the_gateway_is_probed_scaled_and_kept_through_drains_and_workers_scale_on_the_queue() -> None:
+    gateway = pods("Deployment")["gateway"]["containers"][0]
+    assert gateway["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert gateway["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    scalers = {doc["metadata"]["name"]: doc["spec"] for doc in MANIFESTS if doc["kind"] == "HorizontalPodAutoscaler"}
+    assert scalers["worker"]["metrics"][0]["external"]["metric"]["name"] == "stylefinder_queue_depth"
+    assert any(doc["kind"] == "PodDisruptionBudget" and doc["metadata"]["name"] == "gateway" for doc in MANIFESTS)
+    assert pods("Deployment")["worker"]["containers"][0]["livenessProbe"]["exec"]["command"] == [
+        "stylefinder",
+        "worker-alive",
+    ]
+    gpu = pods("Deployment")["embedder-gpu"]["containers"][0]["resources"]
+    assert gpu["limits"]["nvidia.com/gpu"] == "1" and "nvidia.com/gpu" not in json.dumps(
+        pods("Deployment")["embedder-cpu"]
+    )
+    for spec in {**pods("Deployment"), **pods("StatefulSet")}.values():
+        for container in spec["containers"]:
+            command = container.get("args", [])
+            if container["image"].startswith("stylefinder"):
+                assert command[0] in main.commands
+
+
+def test_the_settings_in_the_manifests_are_settings_and_qdrant_is_a_replicated_cluster() -> None:
+    config = next(doc for doc in MANIFESTS if doc["kind"] == "ConfigMap")["data"]
+    assert set(config) <= SETTING_NAMES
+    placement = {key.removeprefix("STYLEFINDER_").lower(): value for key, value in config.items() if "QDRANT_" in key}
+    placed = Settings(_env_file=None, **{key: value for key, value in placement.items() if key != "qdrant_url"})
+    assert (placed.qdrant_shards, placed.qdrant_replicas, placed.qdrant_read_consistency) == (6, 2, "majority")
+    values = yaml.safe_load((K8S / "qdrant-values.yaml").read_text())
+    assert values["replicaCount"] == 3 and values["config"]["cluster"]["enabled"] is True
+    assert values["image"]["tag"] == SERVICES["qdrant"]["image"].split(":")[1]  # as in compose
+    assert values["apiKey"]["valueFrom"]["secretKeyRef"]["key"] == "QDRANT__SERVICE__API_KEY"
