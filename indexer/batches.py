@@ -16,11 +16,12 @@ import httpx
 from pydantic import ValidationError
 from qdrant_client.http.exceptions import ResponseHandlingException
 
-from indexer.jobs import JobBoard
+from indexer.jobs import JobBoard, JobStatus
 from indexer.pipeline import IndexPipeline, Outcome
 from services.catalogue import ACCEPTED, CatalogueItem
 from services.errors import ServiceUnavailable, StyleFinderError
 from services.settings import Settings
+from services.telemetry import BATCHES, ITEM_FAILURES, JOBS, RETRIES
 
 # Failures of the services a batch depends on, not of its items: the whole batch retries.
 SERVICE_ERRORS = (httpx.TransportError, ResponseHandlingException, ConnectionError, TimeoutError, ServiceUnavailable)
@@ -70,29 +71,31 @@ def index_batch(
         try:
             batch.append(CatalogueItem.model_validate(raw, context=ACCEPTED))
         except ValidationError as error:
-            unreadable.append(Outcome(str(raw.get("id")), "failed", f"not a catalogue item: {error}"))
+            unreadable.append(Outcome(str(raw.get("id")), "failed", f"not a catalogue item: {error}", cause="invalid"))
     indexing.jobs.mark_running(job_id, [item.id for item in batch])
     started = time.perf_counter()
     try:
         outcomes = indexing.pipeline.run(batch, variants, indexing.jobs.grant(job_id))
     except SERVICE_ERRORS as error:
-        outcomes = [Outcome(item.id, "failed", f"{type(error).__name__}: {error}", transient=True) for item in batch]
+        reason = f"{type(error).__name__}: {error}"
+        outcomes = [Outcome(item.id, "failed", reason, transient=True, cause="service") for item in batch]
     except StyleFinderError as error:  # e.g. the embedding service refused the batch: its message says why
-        outcomes = [Outcome(item.id, "failed", str(error)) for item in batch]
+        outcomes = [Outcome(item.id, "failed", str(error), cause="refused") for item in batch]
     except Exception as error:  # a bug: logged with its traceback, and the batch's items say so instead of hanging
         log.exception("batch of job %s failed", job_id)
-        outcomes = [Outcome(item.id, "failed", f"{type(error).__name__}: {error}") for item in batch]
+        outcomes = [Outcome(item.id, "failed", f"{type(error).__name__}: {error}", cause="bug") for item in batch]
     may_retry = attempt + 1 < indexing.retry.max_attempts
     retry_ids = {o.item_id for o in outcomes if o.transient} if may_retry else set()
     if retry_ids:
         again = [item.model_dump(exclude_none=True) for item in batch if item.id in retry_ids]
         schedule_retry(again, attempt + 1, indexing.retry.delay_s(attempt))
     final = unreadable + [
-        o if not o.transient else Outcome(o.item_id, "failed", f"{o.reason} (after {attempt + 1} tries)")
+        o if not o.transient else Outcome(o.item_id, "failed", f"{o.reason} (after {attempt + 1} tries)", cause=o.cause)
         for o in outcomes
         if o.item_id not in retry_ids
     ]
-    indexing.jobs.record(job_id, final)
+    finished = indexing.jobs.record(job_id, final)
+    _count(final, len(retry_ids), indexing.jobs.status(job_id) if finished else None)
     seconds = time.perf_counter() - started
     log.info(
         "job %s: %d items in %.2fs (%.1f items/s), %d failed, %d to retry",
@@ -104,6 +107,16 @@ def index_batch(
         len(retry_ids),
     )
     return final
+
+
+def _count(final: list[Outcome], retried: int, finished: JobStatus | None) -> None:
+    BATCHES.inc()
+    RETRIES.inc(retried)
+    for outcome in final:
+        if outcome.status == "failed":
+            ITEM_FAILURES.labels(outcome.cause or "other").inc()
+    if finished is not None and finished.outcome is not None:
+        JOBS.labels(finished.outcome).inc()
 
 
 def split_batches(items: Sequence[CatalogueItem], size: int) -> list[list[dict[str, Any]]]:

@@ -60,7 +60,10 @@ class JobBoard(Protocol):
         ...
 
     def mark_running(self, job_id: str, item_ids: Sequence[str]) -> None: ...
-    def record(self, job_id: str, outcomes: Sequence[Outcome]) -> None: ...
+    def record(self, job_id: str, outcomes: Sequence[Outcome]) -> bool:
+        """Keep the outcomes; whether they finished the job (the last of its items reached a final state)."""
+        ...
+
     def status(self, job_id: str) -> JobStatus | None: ...
     def active_items(self) -> int: ...
 
@@ -176,7 +179,7 @@ class SqliteJobBoard:
                 [(job_id, item_id) for item_id in item_ids],
             )
 
-    def record(self, job_id: str, outcomes: Sequence[Outcome]) -> None:
+    def record(self, job_id: str, outcomes: Sequence[Outcome]) -> bool:
         with self._transaction() as db:
             newly = 0
             for outcome in outcomes:  # a redelivered item counts once
@@ -190,11 +193,14 @@ class SqliteJobBoard:
                         (outcome.status, outcome.reason, job_id, outcome.item_id),
                     )
                 newly += changed
+            before = db.execute("SELECT finished_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
             db.execute(
                 "UPDATE jobs SET done = done + ?,"
                 " finished_at = CASE WHEN done + ? >= total THEN coalesce(finished_at, ?) END WHERE id = ?",
                 (newly, newly, time.time(), job_id),
             )
+            after = db.execute("SELECT finished_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return before is not None and before[0] is None and after[0] is not None
 
     def status(self, job_id: str) -> JobStatus | None:
         with self._lock:
@@ -276,14 +282,16 @@ class RedisJobBoard:
         if item_ids:
             self._mark_running(keys=[f"sf:job:{job_id}:items"], args=list(item_ids))
 
-    def record(self, job_id: str, outcomes: Sequence[Outcome]) -> None:
+    def record(self, job_id: str, outcomes: Sequence[Outcome]) -> bool:
         if not outcomes:
-            return
+            return False
         args = [value for o in outcomes for value in (o.item_id, f"{o.status}|{o.reason or ''}")]
         done, total = self._record(keys=[f"sf:job:{job_id}:items", f"sf:job:{job_id}"], args=args)
         if done >= total:
-            self.redis.hsetnx(f"sf:job:{job_id}", "finished_at", time.time())
+            finished = bool(self.redis.hsetnx(f"sf:job:{job_id}", "finished_at", time.time()))
             self.redis.srem("sf:jobs:active", job_id)
+            return finished
+        return False
 
     def status(self, job_id: str) -> JobStatus | None:
         raw_meta = self.redis.hgetall(f"sf:job:{job_id}")

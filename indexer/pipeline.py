@@ -45,6 +45,7 @@ class Outcome:
     status: Status
     reason: str | None = None
     transient: bool = False
+    cause: str = ""  # of a failure, for metrics: fetch, decode, model, service, invalid, refused, bug
 
 
 @dataclass
@@ -96,18 +97,19 @@ class IndexPipeline:
             try:
                 prepared.append(self._prepare(item, fetch))
             except TransientFetchError as error:
-                outcomes[item.id] = Outcome(item.id, "failed", str(error), transient=True)
+                outcomes[item.id] = Outcome(item.id, "failed", str(error), transient=True, cause="fetch")
             except (FetchError, ImageDecodeError) as error:
-                outcomes[item.id] = Outcome(item.id, "failed", str(error))
+                cause = "fetch" if isinstance(error, FetchError) else "decode"
+                outcomes[item.id] = Outcome(item.id, "failed", str(error), cause=cause)
             except Exception:  # a bug met by this item's data: the item fails, its batch goes on
                 log.exception("item %r could not be prepared", item.id)
-                outcomes[item.id] = Outcome(item.id, "failed", UNREADABLE)
+                outcomes[item.id] = Outcome(item.id, "failed", UNREADABLE, cause="bug")
         changed: set[str] = set()
         for variant in variants:
             changed_here, refused = self._index_variant(prepared, variant)
             changed |= changed_here
             for item_id, reason in refused.items():
-                outcomes[item_id] = Outcome(item_id, "failed", reason)
+                outcomes[item_id] = Outcome(item_id, "failed", reason, cause="model")
             prepared = [entry for entry in prepared if entry.item.id not in refused]
         changed |= self._drop_removed_photos(prepared, variants)
         for entry in prepared:

@@ -44,14 +44,15 @@ def exercise_redelivery(board: JobBoard) -> None:
     """A batch processed twice (at-least-once delivery) must not count its items twice."""
     job_id = board.create(["a", "b", "c"], ["v"])
     board.mark_running(job_id, ["a", "b"])
-    board.record(job_id, [Outcome("a", "indexed"), Outcome("b", "failed", "not an image")])
+    assert not board.record(job_id, [Outcome("a", "indexed"), Outcome("b", "failed", "not an image")])
     board.mark_running(job_id, ["a", "b"])  # redelivered: terminal states stay
-    board.record(job_id, [Outcome("a", "indexed"), Outcome("b", "failed", "not an image")])
+    assert not board.record(job_id, [Outcome("a", "indexed"), Outcome("b", "failed", "not an image")])
     status: JobStatus = board.status(job_id)  # type: ignore[assignment]
     assert (status.state, status.indexed, status.failed, status.queued) == ("running", 1, 1, 1)
     assert [(f.item_id, f.reason) for f in status.failures] == [("b", "not an image")]
     assert board.active_items() == 1
-    board.record(job_id, [Outcome("c", "unchanged")])
+    assert board.record(job_id, [Outcome("c", "unchanged")])  # the last item: this call finished the job
+    assert not board.record(job_id, [Outcome("c", "unchanged")])  # redelivered once more: finished before
     status = board.status(job_id)  # type: ignore[assignment]
     assert status.state == "done" and status.finished_at is not None and board.active_items() == 0
     assert board.status("missing") is None

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-from fastapi import FastAPI, UploadFile
+from fastapi import FastAPI, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from services.apps.http_errors import add_error_handlers
+from services.apps.http_metrics import count_requests, metrics_response
 from services.embedding import Lane, LocalEmbedder
 from services.images import decode_image
 from services.models import Registry, missing_weights
@@ -33,10 +34,16 @@ def create_app(settings: Settings, embedder: LocalEmbedder | None = None) -> Fas
     local = embedder or LocalEmbedder.from_settings(settings, registry)
     app = FastAPI(title="StyleFinder embedding service", version="0.1.0")
     add_error_handlers(app)
+    count_requests(app)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Batch sizes, forward-pass seconds and lane waits of this service's embedder, and its requests."""
+        return metrics_response()
 
     @app.get("/v1/models")
     async def models() -> list[dict]:

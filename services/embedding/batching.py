@@ -14,6 +14,7 @@ from typing import Generic, TypeVar
 import numpy as np
 
 from services.embedding.interface import LANES, Lane
+from services.telemetry import EMBED_BATCH, EMBED_SECONDS, LANE_WAIT
 
 Item = TypeVar("Item")
 Waiting = deque[tuple[Item, Future[np.ndarray]]]
@@ -101,13 +102,16 @@ class MicroBatcher(Generic[Item]):
 
     def __call__(self, items: Sequence[Item], lane: Lane = "search") -> np.ndarray:
         futures: list[Future[np.ndarray]] = []
+        queued = time.perf_counter()
         with self._arrived:
             for item in items:
                 future: Future[np.ndarray] = Future()
                 self._lanes[lane].append((item, future))
                 futures.append(future)
             self._arrived.notify()
-        return np.stack([future.result() for future in futures])
+        rows = np.stack([future.result() for future in futures])
+        LANE_WAIT.labels(lane).observe(time.perf_counter() - queued)  # waiting and its forward pass
+        return rows
 
     def _waiting(self) -> int:
         return sum(len(queue) for queue in self._lanes.values())
@@ -136,7 +140,10 @@ class MicroBatcher(Generic[Item]):
             batch, lane = self._next_batch()
             try:
                 with self._gate.turn(lane):
+                    started = time.perf_counter()
                     rows = self._forward([item for item, _ in batch])
+                    EMBED_SECONDS.labels(lane).observe(time.perf_counter() - started)
+                    EMBED_BATCH.labels(lane).observe(len(batch))
             except Exception as error:
                 if len(batch) == 1:
                     batch[0][1].set_exception(error)

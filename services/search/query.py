@@ -108,6 +108,17 @@ class SearchRequest(BaseModel):
     def has_image(self) -> bool:
         return bool(self.image_url or self.image_base64)
 
+    def kind(self, uploaded: bool = False) -> str:
+        """What the query holds, e.g. "photo+text" (metrics count searches by it): photo or sketch, text, like."""
+        parts = []
+        if uploaded or self.has_image:
+            parts.append("sketch" if self.mode == "sketch" else "photo")
+        if self.text:
+            parts.append("text")
+        if self.like or self.unlike:
+            parts.append("like")
+        return "+".join(parts) or "none"
+
 
 @dataclass
 class Found:

@@ -53,14 +53,19 @@ def serve(host: str, port: int, catalogues: tuple[Path, ...], variants: tuple[st
 
 
 @click.command()
-def worker() -> None:
+@click.option("--metrics-port", type=int, default=None, help="serve this worker's Prometheus metrics on this port")
+def worker(metrics_port: int | None) -> None:
     """Run a Celery indexing worker process (distributed mode: set REDIS_URL, and QDRANT_URL for a server)."""
+    from prometheus_client import start_http_server
+
     from indexer.worker import run_worker_process
     from services.apps.runtime import worker_celery
 
     settings = _settings()
     if not settings.redis_url:
         raise click.UsageError("a worker process needs a broker: set REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
+    if metrics_port is not None:
+        start_http_server(metrics_port)  # batches, retries, item failures by cause, jobs by outcome, embedding
     run_worker_process(worker_celery(settings), settings.worker_concurrency, embedded_store=not settings.qdrant_url)
 
 

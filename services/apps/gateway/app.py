@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from services.apps.api_keys import ensure_admin_key, public_search_key
@@ -22,11 +22,13 @@ from services.apps.gateway import catalogue, search
 from services.apps.gateway.deps import Search, operator, runtime
 from services.apps.gateway.schemas import VariantInfo
 from services.apps.http_errors import add_error_handlers
+from services.apps.http_metrics import count_requests, metrics_response
 from services.apps.runtime import Runtime
 from services.errors import NotFound
 from services.models import missing_weights
 from services.settings import Settings
 from services.store import collection_name
+from services.telemetry import INDEXED_POINTS, QUEUE_DEPTH, UNINDEXED_POINTS
 
 # What the pages may load: their own origin only (a photo's preview is a blob: URL); a CDN that Swagger UI or ReDoc
 # reach for by default is refused by the browser before it is asked. Our pages run no inline script; the docs
@@ -80,6 +82,7 @@ def create_app(
     )
     add_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    count_requests(app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -148,6 +151,14 @@ def create_app(
             return JSONResponse({"status": "unavailable", "reason": "no variant has its weights here"}, 503)
         return JSONResponse({"status": "ready", "variants": rt.served})
 
+    @app.get("/metrics", tags=["ops"], include_in_schema=False)
+    async def metrics(rt: Rt) -> Response:
+        """Prometheus's text format: requests, search latency by kind and stage, rate-limit refusals, what each
+        variant holds and its graph covers, the queue's depth, jobs by outcome, and the in-process worker's and
+        embedder's own metrics where they run here."""
+        await run_in_threadpool(_refresh_gauges, rt)
+        return metrics_response()
+
     @app.get("/v1/models", tags=["models"], dependencies=[Search])
     async def models(request: Request, rt: Rt) -> list[VariantInfo]:
         """Every registered variant with its model card, whether it is served, and how much it has indexed. Where
@@ -156,6 +167,16 @@ def create_app(
         return infos if operator(request) else [info.for_shoppers() for info in infos]
 
     return app
+
+
+def _refresh_gauges(rt: Runtime) -> None:
+    """The gauges read at scrape time: each served variant's points and the points its graph does not cover, and
+    the queue's depth."""
+    unindexed = {state.name: state.unindexed for state in rt.store.states()}
+    for name in rt.served:
+        INDEXED_POINTS.labels(name).set(rt.store.count(name))
+        UNINDEXED_POINTS.labels(name).set(unindexed.get(collection_name(name)) or 0)
+    QUEUE_DEPTH.set(rt.jobs.active_items())
 
 
 def _own_origin_only(page: HTMLResponse) -> HTMLResponse:

@@ -8,7 +8,8 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.apps.runtime import Runtime
-from services.errors import Unauthorised
+from services.errors import RateLimited, Unauthorised
+from services.telemetry import RATE_LIMITED
 
 bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer <key>`")
 
@@ -23,6 +24,15 @@ def operator(request: Request) -> bool:
     return key is not None and not key.search_only
 
 
+def spend(rt: Runtime, who: str) -> None:
+    """One request of `who` against its rate; a refusal (429) is counted for the metrics."""
+    try:
+        rt.keys.spend(who)
+    except RateLimited:
+        RATE_LIMITED.inc()
+        raise
+
+
 def allowed(scope: str) -> Callable[..., None]:
     """A dependency: 401 without a known key, 403 when its scopes do not cover `scope`, 429 over its rate
     (a search-only key's rate is per client address: the page's public key is shared by every shopper)."""
@@ -33,14 +43,14 @@ def allowed(scope: str) -> Callable[..., None]:
         address = f"address {request.client.host if request.client else 'unknown'}"
         request.state.key = None  # who asked: handlers show less to an open or search-only caller
         if presented is None and scope == "search" and rt.settings.open_search:
-            rt.keys.spend(address)
+            spend(rt, address)
             return
         try:
             key = rt.keys.check(presented, scope)
         except Unauthorised:
-            rt.keys.spend(address)  # guessing keys costs the guesser's address its rate
+            spend(rt, address)  # guessing keys costs the guesser's address its rate
             raise
-        rt.keys.spend(f"{key.name}, {address}" if key.search_only else key.name)
+        spend(rt, f"{key.name}, {address}" if key.search_only else key.name)
         request.state.key = key
 
     return check

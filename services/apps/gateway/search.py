@@ -27,6 +27,7 @@ from services.payload import shopper_payload
 from services.regions import GARMENTS
 from services.search import SearchRequest
 from services.store import FACET_FIELDS
+from services.telemetry import SEARCH_SECONDS
 
 router = APIRouter(tags=["search"])
 Rt = Annotated[Runtime, Depends(runtime)]
@@ -112,7 +113,11 @@ async def search(request: Request, rt: Rt) -> Response:
         regions=[RegionOut.of(region) for region in found.regions],
         region=RegionOut.of(found.region) if found.region else None,
     )
-    timing = ", ".join(f"{step};dur={ms:.2f}" for step, ms in {"read": read_ms, **found.timings}.items())
+    steps = {"read": read_ms, **found.timings}
+    kind = query.kind(upload is not None)
+    for step, ms in {**steps, "total": body.took_ms}.items():
+        SEARCH_SECONDS.labels(kind, step).observe(ms / 1000)
+    timing = ", ".join(f"{step};dur={ms:.2f}" for step, ms in steps.items())
     # Serialised once, here: returned as a model, FastAPI would validate it against response_model again.
     return Response(body.model_dump_json(), media_type="application/json", headers={"Server-Timing": timing})
 

@@ -1,0 +1,53 @@
+"""The Prometheus metrics of every StyleFinder process, defined once (names and units as the ecosystem writes them:
+snake case, base units, counters ending in _total). The gateway and the embedding service serve them at /metrics;
+a worker process serves them on its own port (`stylefinder worker --metrics-port`)."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+HTTP_REQUESTS = Counter(
+    "stylefinder_http_requests_total",
+    "HTTP requests answered, by route template and status",
+    ["route", "method", "status"],
+)
+SEARCH_SECONDS = Histogram(
+    "stylefinder_search_duration_seconds",
+    "Time of a search by query kind (photo, sketch, text, like, joined by +) and stage (read, decode, embed, store, "
+    "total)",
+    ["kind", "stage"],
+    buckets=SECONDS,
+)
+RATE_LIMITED = Counter("stylefinder_rate_limited_total", "Requests refused (429) over a key's or an address's rate")
+INDEXED_POINTS = Gauge("stylefinder_indexed_points", "Points in a variant's collection", ["variant"])
+UNINDEXED_POINTS = Gauge(
+    "stylefinder_unindexed_points", "Points of a variant no search graph covers yet (searched exactly)", ["variant"]
+)
+QUEUE_DEPTH = Gauge("stylefinder_queue_depth", "Items of unfinished jobs not indexed yet")
+JOBS = Counter("stylefinder_jobs_total", "Jobs finished, by outcome (succeeded, partly_failed, failed)", ["outcome"])
+BATCHES = Counter("stylefinder_index_batches_total", "Index batches handled by this process")
+RETRIES = Counter("stylefinder_index_retries_total", "Items sent back to be tried again after a transient failure")
+ITEM_FAILURES = Counter(
+    "stylefinder_item_failures_total",
+    "Items that failed for good, by cause (fetch, decode, model, service, invalid, refused, bug)",
+    ["cause"],
+)
+EMBED_BATCH = Histogram(
+    "stylefinder_embed_batch_size", "Items per forward pass, by lane", ["lane"], buckets=(1, 2, 4, 8, 16, 32, 64, 128)
+)
+EMBED_SECONDS = Histogram(
+    "stylefinder_embed_forward_seconds", "Time of a forward pass, by lane", ["lane"], buckets=SECONDS
+)
+LANE_WAIT = Histogram(
+    "stylefinder_embed_lane_wait_seconds",
+    "Time from queueing items to having their embeddings (the wait for a pass, and the pass), by lane",
+    ["lane"],
+    buckets=SECONDS,
+)
+
+
+def exposition() -> tuple[bytes, str]:
+    """This process's metrics in Prometheus's text format, and its content type."""
+    return generate_latest(), CONTENT_TYPE_LATEST
