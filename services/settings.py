@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     fetch_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     store_index_after: int = 20_000  # unindexed points (and 20% of a collection) that start a background HNSW build
+    store_settle_s: float = Field(30.0, gt=0)  # quiet seconds after which a build covers a collection's last points
     store_index_threads: int = Field(
         default_factory=lambda: max(1, len(os.sched_getaffinity(0)) // 2)
     )  # cores it may use

@@ -84,6 +84,33 @@ def test_hnsw_builds_in_a_child_while_this_process_answers(tmp_path: Path) -> No
     reopened.close()
 
 
+def test_a_bulk_load_ends_with_every_point_in_the_graph_without_another_write(tmp_path: Path) -> None:
+    """The build a load starts sees its first points; the rest arrive during it. Once writes stop, the engine
+    builds again by itself (at once when many were left out, after a quiet time when few were)."""
+    engine = EdgeEngine(tmp_path / "store", index_after=1000, settle_after_s=1.0)
+    store = VectorStore(engine)
+    name = collection_name("v")
+    rows = vectors(4000)
+    fill(store, rows)
+    assert engine.build_index(name) is not None, "the threshold started a build during the load"
+
+    def covered(timeout_s: float) -> float:
+        started = time.monotonic()
+        while engine.unindexed(name) and time.monotonic() - started < timeout_s:
+            time.sleep(0.2)
+        assert engine.unindexed(name) == 0, f"{engine.unindexed(name)} points still outside the graph"
+        return time.monotonic() - started
+
+    covered(180)
+    fill(store, vectors(100, seed=3), start=4000)  # a few more: under the threshold, covered once quiet
+    assert engine.unindexed(name) == 100
+    covered(180)
+    assert store.count("v") == 4100
+    for i in (0, 2222, 3999):
+        assert store.search("v", rows[i], 1)[0].product_id == f"p{i}"
+    store.close()
+
+
 WRITER = """
 import sys
 import numpy as np

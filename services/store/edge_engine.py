@@ -48,6 +48,7 @@ SCHEMAS = {
 HNSW_M, HNSW_EF_CONSTRUCT, FULL_SCAN_THRESHOLD_KB = 16, 100, 10_000  # Qdrant's defaults
 REPLAY_UNDER_LOCK = 64  # journal entries left when the swap takes the lock
 RETRY_FAILED_BUILD_S = 600.0  # a failed build is not retried on every write
+SETTLE_CHECK_S = 2.0  # how often the settler looks for collections gone quiet with points outside their graph
 
 
 def new_shard(
@@ -87,23 +88,30 @@ class _Collection:
     journal: list[qe.UpdateOperation] | None = None  # writes made while a build runs
     build: threading.Thread | None = None
     retry_after: float = 0.0  # monotonic time before which a failed build is not retried
+    last_write: float = 0.0  # monotonic time of the latest write
 
 
 class EdgeEngine:
     embedded = True
 
-    def __init__(self, root: Path, index_after: int = 20_000, index_threads: int = 1) -> None:
+    def __init__(
+        self, root: Path, index_after: int = 20_000, index_threads: int = 1, settle_after_s: float = 30.0
+    ) -> None:
         """`index_after`: unindexed points that start a background HNSW build (also 20% of the collection);
-        `index_threads`: cores the build may use, leaving the rest to queries."""
+        `index_threads`: cores the build may use, leaving the rest to queries; `settle_after_s`: quiet time
+        after which a collection of at least `index_after` points gets a build covering its last points, however
+        few (a bulk load ends with every point in the graph, without another write)."""
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.index_after = index_after
         self.index_threads = index_threads
+        self.settle_after_s = settle_after_s
         self._owner = _lock_folder(root)
         self._collections: dict[str, _Collection] = {}
         self._lock = threading.Lock()  # guards the dictionary only
         self._closed = threading.Event()
         self._builders: set[subprocess.Popen] = set()
+        threading.Thread(target=self._settle, daemon=True, name="store-settler").start()
 
     # -- collections -----------------------------------------------------------------------------------------
     def collections(self) -> list[str]:
@@ -251,6 +259,21 @@ class EdgeEngine:
         if count - found.covered >= max(self.index_after, count // 5):
             self.build_index(collection)
 
+    def _settle(self) -> None:
+        """Build collections gone quiet whose graph misses points: the writes that came during a build, or the
+        last few thousand of a load, would otherwise be searched exactly until some later write."""
+        while not self._closed.wait(SETTLE_CHECK_S):
+            with self._lock:
+                loaded = list(self._collections.items())
+            for collection, found in loaded:
+                quiet = time.monotonic() - found.last_write >= self.settle_after_s
+                if found.build is not None or not quiet or time.monotonic() < found.retry_after:
+                    continue
+                with found.lock:
+                    count = found.shard.count(qe.CountRequest(exact=True))
+                if count >= self.index_after and count > found.covered and not self._closed.is_set():
+                    self.build_index(collection)
+
     def _build(self, collection: str, found: _Collection) -> None:
         """Child builds a new generation; replay the journal onto it; switch `current`; then serve it."""
         name = _generation_name(int(found.generation.split("-")[1]) + 1)
@@ -288,6 +311,7 @@ class EdgeEngine:
         shutil.rmtree(found.folder / old_name, ignore_errors=True)
         found.build = None
         log.info("collection %s: HNSW generation %s is live", collection, name)
+        self._maybe_build(collection, found)  # the writes made during this build, when they are many
 
     def _run_builder(self, found: _Collection, target: Path) -> int:
         """Stream every point to a builder child; returns how many it got."""
@@ -335,6 +359,7 @@ class EdgeEngine:
     # -- internals -------------------------------------------------------------------------------------------
     def _apply(self, found: _Collection, operation: qe.UpdateOperation) -> None:
         """Every write goes through here: to the live shard, and to the journal while a build runs."""
+        found.last_write = time.monotonic()
         found.shard.update(operation)
         if found.journal is not None:
             found.journal.append(operation)

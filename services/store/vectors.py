@@ -89,7 +89,9 @@ class VectorStore:
                 settings.qdrant_url, settings.qdrant_api_key, Placement.from_settings(settings)
             )
         else:
-            engine = EdgeEngine(settings.store_path, settings.store_index_after, settings.store_index_threads)
+            engine = EdgeEngine(
+                settings.store_path, settings.store_index_after, settings.store_index_threads, settings.store_settle_s
+            )
         clusters = ClusterIndex(
             engine, settings.cluster_k, settings.cluster_probe, settings.cluster_blend, settings.cluster_refresh
         )
