@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from celery import Celery
@@ -11,6 +12,9 @@ from indexer.jobs import JobBoard
 from indexer.tasks import INDEX_BATCH
 from services.catalogue import CatalogueItem
 from services.images import NO_GRANT, Grant
+from services.telemetry import REQUEST_ID
+
+log = logging.getLogger("stylefinder.indexer")
 
 
 class IngestQueue:
@@ -25,6 +29,8 @@ class IngestQueue:
 
     def submit(self, items: Sequence[CatalogueItem], variants: Sequence[str], kind: str = "ingest") -> str:
         job_id = self.jobs.create([item.id for item in items], variants, kind, self.grant)
+        request_id = REQUEST_ID.get()  # the worker's log lines for this job carry the request that queued it
         for batch in split_batches(items, self.batch_size):
-            self.app.send_task(INDEX_BATCH, args=(job_id, batch, list(variants)))
+            self.app.send_task(INDEX_BATCH, args=(job_id, batch, list(variants)), kwargs={"request_id": request_id})
+        log.info("job %s: %d items queued into %s", job_id, len(items), ", ".join(variants))
         return job_id

@@ -30,6 +30,12 @@ TRUE_WORDS = {"1", "true", "yes", "y", "t"}
 FALSE_WORDS = {"0", "false", "no", "n", "f"}
 
 
+# What a product's metadata may hold, checked at the door: every search result carries it (a 1 MB title made a
+# search answer 9 MB). Items already accepted (queued, or stored by an older version) are not checked again.
+MAX_TEXT = 2_000  # characters of one metadata value
+MAX_FIELDS = 64  # fields of the catalogue's own beside the standard ones
+MAX_METADATA_BYTES = 16_384  # the whole metadata as JSON
+
 # Validation context of an item that passed the door once (queued for indexing, or read back from the store).
 ACCEPTED = {"accepted": True}
 
@@ -96,6 +102,22 @@ class CatalogueItem(BaseModel):
                 raise ValueError(f"field name {key!r} is not usable: letters, digits, '_' and '-' only")
             if not _storable(self.model_extra[key]):
                 raise ValueError(f"field {key!r}: numbers must be finite and integers fit in 64 bits")
+        return self
+
+    @model_validator(mode="after")
+    def _bounded(self, info: ValidationInfo) -> CatalogueItem:
+        if (info.context or {}).get("accepted"):
+            return self
+        extra = self.model_extra or {}
+        if len(extra) > MAX_FIELDS:
+            raise ValueError(f"{len(extra)} fields of the catalogue's own: at most {MAX_FIELDS}")
+        metadata = {key: value for key, value in self.payload().items() if key != PRODUCT_ID}
+        for key, value in metadata.items():
+            if isinstance(value, str) and len(value) > MAX_TEXT:
+                raise ValueError(f"field {key!r} holds {len(value)} characters: at most {MAX_TEXT}")
+        size = len(json.dumps(metadata))
+        if size > MAX_METADATA_BYTES:
+            raise ValueError(f"the product's metadata is {size} bytes as JSON: at most {MAX_METADATA_BYTES}")
         return self
 
     def payload(self) -> dict[str, Any]:

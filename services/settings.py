@@ -46,6 +46,7 @@ class Settings(BaseSettings):
 
     store_index_after: int = 20_000  # unindexed points (and 20% of a collection) that start a background HNSW build
     store_settle_s: float = Field(30.0, gt=0)  # quiet seconds after which a build covers a collection's last points
+    store_search_ef: int = Field(256, ge=10)  # candidates an HNSW search keeps: recall against speed
     store_index_threads: int = Field(
         default_factory=lambda: max(1, len(os.sched_getaffinity(0)) // 2)
     )  # cores it may use
@@ -75,9 +76,19 @@ class Settings(BaseSettings):
     public_search_key: bool | None = None
     rate_limit_per_minute: int = Field(600, ge=1)  # requests per key (or per address where search is open)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)  # browser origins allowed to call
+    log_format: Literal["json", "text"] = "json"  # JSON lines with the request id, or text for a terminal
+    # Proxies whose X-Forwarded-For names the client (rate limits per client address): addresses or networks. None:
+    # the connecting address is the client's, whatever a header says
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     @field_validator(
-        "variants", "allowed_image_roots", "fetch_allowed_hosts", "api_keys", "cors_origins", mode="before"
+        "variants",
+        "allowed_image_roots",
+        "fetch_allowed_hosts",
+        "api_keys",
+        "cors_origins",
+        "trusted_proxies",
+        mode="before",
     )
     @classmethod
     def _comma_list(cls, value: object) -> object:

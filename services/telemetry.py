@@ -1,10 +1,20 @@
-"""The Prometheus metrics of every StyleFinder process, defined once (names and units as the ecosystem writes them:
-snake case, base units, counters ending in _total). The gateway and the embedding service serve them at /metrics;
-a worker process serves them on its own port (`stylefinder worker --metrics-port`)."""
+"""What every StyleFinder process tells its operators: Prometheus metrics, defined once (names and units as the
+ecosystem writes them: snake case, base units, counters ending in _total), and log lines as JSON carrying the id
+of the request being served. The gateway and the embedding service serve the metrics at /metrics; a worker
+process serves them on its own port (`stylefinder worker --metrics-port`)."""
 
 from __future__ import annotations
 
+import json
+import logging
+from contextvars import ContextVar
+from datetime import UTC, datetime
+
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+# The request a line of work belongs to: set by the gateway for each request, carried into the indexing tasks it
+# queues, set again by the worker that runs them.
+REQUEST_ID: ContextVar[str | None] = ContextVar("stylefinder_request_id", default=None)
 
 SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -51,3 +61,34 @@ LANE_WAIT = Histogram(
 def exposition() -> tuple[bytes, str]:
     """This process's metrics in Prometheus's text format, and its content type."""
     return generate_latest(), CONTENT_TYPE_LATEST
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, the request id where one is being served, and an
+    exception's traceback. Only what the code put in the message: never a header, a key or a photo."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = REQUEST_ID.get()
+        if request_id is not None:
+            entry["request_id"] = request_id
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(json_lines: bool, level: int) -> None:
+    """The process's one log handler, on stderr: JSON lines, or text for a person at a terminal."""
+    handler = logging.StreamHandler()
+    text = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    handler.setFormatter(JsonLines() if json_lines else text)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.captureWarnings(True)  # a library's warning is a log line like any other
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs every URL fetched, signed CDN links included

@@ -183,7 +183,15 @@ def served(app: object) -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))  # type: ignore[arg-type]
+    with served_with(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")) as url:  # type: ignore[arg-type]
+        yield url
+
+
+@contextmanager
+def served_with(config: uvicorn.Config) -> Iterator[str]:
+    """A real uvicorn server with this configuration, in a thread: yields its base URL."""
+    server = uvicorn.Server(config)
+    port = config.port
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:

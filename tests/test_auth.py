@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import stat
 import subprocess
 import sys
@@ -16,9 +17,17 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.apps.api_keys import ADMIN_KEY_FILE, KEY_FILE, PUBLIC_KEY_FILE
+from services.apps.cli.serving import served_config
 from services.apps.gateway.app import create_app
 from services.settings import Settings
-from tests.helpers import served
+from tests.helpers import served, served_with
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
 
 ITEM = {"items": [{"id": "p", "images": ["https://example.com/p.jpg"]}]}
 
@@ -124,6 +133,23 @@ def test_the_page_gets_a_public_search_only_key_rated_per_client_address(keyed: 
     with served(create_app(keyed)) as url:
         refused = httpx.get(f"{url}/v1/public-key")
         assert refused.status_code == 404 and "STYLEFINDER_PUBLIC_SEARCH_KEY" in refused.json()["detail"]
+
+
+def test_x_forwarded_for_is_believed_only_from_the_proxies_the_settings_name(keyed: Settings) -> None:
+    """Open search is rated per client address. A loopback client naming another address in X-Forwarded-For gets
+    no bucket of its own, unless loopback is a proxy the settings trust."""
+    keyed.open_search, keyed.rate_limit_per_minute = True, 2
+
+    def answers(trusted: list[str]) -> list[int]:
+        keyed.trusted_proxies = trusted
+        with served_with(served_config(create_app(keyed), keyed, "127.0.0.1", free_port())) as url:
+            return [
+                httpx.get(f"{url}/v1/models", headers={"X-Forwarded-For": f"203.0.113.{n}"}).status_code
+                for n in range(4)
+            ]
+
+    assert answers([]) == [200, 200, 429, 429]  # one client, whatever it claims
+    assert answers(["127.0.0.1"]) == [200, 200, 200, 200]  # a trusted proxy: four shoppers
 
 
 def test_cors_origins_come_from_settings(keyed: Settings) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from services.catalogue import CatalogueItem, read_catalogue
+from services.catalogue import ACCEPTED, CatalogueItem, read_catalogue
 from services.errors import CatalogueError
 from tests.helpers import photo
 
@@ -60,3 +60,17 @@ def test_bad_rows_are_refused_with_the_field_named(tmp_path: Path) -> None:
         list(read_catalogue(path))
     with pytest.raises(ValidationError, match="images"):
         CatalogueItem(id="p2")
+
+
+def test_metadata_is_bounded_at_the_door_and_kept_as_it_is_once_accepted() -> None:
+    """Every search result carries a product's metadata: a 1 MB title would make each answer megabytes."""
+    photo_url = ["https://cdn.example/p.jpg"]
+    with pytest.raises(ValidationError, match=r"field 'title' holds 1000000 characters: at most 2000"):
+        CatalogueItem(id="p", images=photo_url, title="x" * 1_000_000)
+    with pytest.raises(ValidationError, match=r"at most 64"):
+        CatalogueItem(id="p", images=photo_url, **{f"f{n}": n for n in range(65)})
+    with pytest.raises(ValidationError, match=r"bytes as JSON: at most 16384"):
+        CatalogueItem(id="p", images=photo_url, **{f"f{n}": "y" * 1500 for n in range(12)})
+    assert CatalogueItem(id="p", images=photo_url, title="x" * 2000, notes=["a"] * 100).title == "x" * 2000
+    stored = {"id": "p", "images": photo_url, "title": "x" * 5000}  # stored by an older version
+    assert CatalogueItem.model_validate(stored, context=ACCEPTED).title == "x" * 5000

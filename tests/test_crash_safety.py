@@ -31,9 +31,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(env: dict[str, str], port: int, log: Path, *flags: str) -> subprocess.Popen:
+def start_server(env: dict[str, str], port: int, log: Path, *flags: str, verbose: bool = False) -> subprocess.Popen:
     server = subprocess.Popen(
-        [sys.executable, "-m", "services.apps.cli", "serve", "--port", str(port), *flags],
+        [sys.executable, "-m", "services.apps.cli", *(["-v"] if verbose else []), "serve", "--port", str(port), *flags],
         env=env,
         stdout=log.open("a"),
         stderr=subprocess.STDOUT,

@@ -274,6 +274,15 @@ def test_an_uploaded_catalogue_that_cannot_be_read_says_why(
     assert refused.status_code == 422 and message in refused.json()["detail"], refused.text
 
 
+def test_what_a_request_sent_comes_back_in_a_message_at_a_bounded_length(indexed_client: TestClient) -> None:
+    long_name = "v" * 100_000
+    unknown = indexed_client.post("/v1/search", json={"text": "red", "variant": long_name})
+    assert unknown.status_code == 404 and len(unknown.text) < 1_200 and "characters)" in unknown.json()["detail"]
+    title = indexed_client.post("/v1/products", json={"items": [{"id": "p", "images": ["x"], "title": "t" * 10**6}]})
+    assert title.status_code == 422 and len(title.text) < 1_200, title.text[:300]
+    assert "at most 2000" in title.text
+
+
 def test_oversized_upload_is_refused(settings: Settings) -> None:
     settings.max_image_bytes = 1000
     with TestClient(create_app(settings), headers=AUTH) as small:

@@ -8,7 +8,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from services.apps.http_errors import add_error_handlers
-from services.apps.http_metrics import count_requests, metrics_response
+from services.apps.http_telemetry import count_requests, metrics_response
 from services.embedding import Lane, LocalEmbedder
 from services.images import decode_image
 from services.models import Registry, missing_weights

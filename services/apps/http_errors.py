@@ -19,18 +19,27 @@ from qdrant_client.http.exceptions import ResponseHandlingException
 from services.errors import ServiceUnavailable, StyleFinderError
 
 log = logging.getLogger("stylefinder.http")
+MAX_MESSAGE = 1_000  # characters of an error message: one that quotes what was sent quotes it this far at most
+
+
+def bounded(message: str) -> str:
+    return message if len(message) <= MAX_MESSAGE else f"{message[: MAX_MESSAGE - 30]}... ({len(message)} characters)"
 
 
 def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StyleFinderError)
     async def refused(_: Request, error: StyleFinderError) -> JSONResponse:
         headers = {"Retry-After": str(error.retry_after_s)} if error.retry_after_s is not None else None
-        return JSONResponse({"detail": error.message, "error": error.kind}, status_code=error.status, headers=headers)
+        return JSONResponse(
+            {"detail": bounded(error.message), "error": error.kind}, status_code=error.status, headers=headers
+        )
 
     @app.exception_handler(ValidationError)
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, error: ValidationError | RequestValidationError) -> JSONResponse:
-        fields = [{"loc": list(e.get("loc", [])), "msg": e["msg"]} for e in error.errors()]
+        fields = [
+            {"loc": [bounded(str(part)) for part in e.get("loc", [])], "msg": bounded(e["msg"])} for e in error.errors()
+        ]
         return JSONResponse({"detail": fields, "error": "invalid"}, status_code=422)
 
     @app.exception_handler(redis.exceptions.ConnectionError)

@@ -46,6 +46,7 @@ SCHEMAS = {
     "bool": qe.PayloadSchemaType.Bool,
 }
 HNSW_M, HNSW_EF_CONSTRUCT, FULL_SCAN_THRESHOLD_KB = 16, 100, 10_000  # Qdrant's defaults
+SEARCH_EF = 256  # candidates a graph search keeps: recall@10 0.98 vs 0.91 at 128, about the same p50 (bench.bulk_load)
 REPLAY_UNDER_LOCK = 64  # journal entries left when the swap takes the lock
 RETRY_FAILED_BUILD_S = 600.0  # a failed build is not retried on every write
 SETTLE_CHECK_S = 2.0  # how often the settler looks for collections gone quiet with points outside their graph
@@ -95,17 +96,24 @@ class EdgeEngine:
     embedded = True
 
     def __init__(
-        self, root: Path, index_after: int = 20_000, index_threads: int = 1, settle_after_s: float = 30.0
+        self,
+        root: Path,
+        index_after: int = 20_000,
+        index_threads: int = 1,
+        settle_after_s: float = 30.0,
+        search_ef: int = SEARCH_EF,
     ) -> None:
         """`index_after`: unindexed points that start a background HNSW build (also 20% of the collection);
         `index_threads`: cores the build may use, leaving the rest to queries; `settle_after_s`: quiet time
         after which a collection of at least `index_after` points gets a build covering its last points, however
-        few (a bulk load ends with every point in the graph, without another write)."""
+        few (a bulk load ends with every point in the graph, without another write); `search_ef`: candidates a
+        graph search keeps (more: better recall, slower)."""
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.index_after = index_after
         self.index_threads = index_threads
         self.settle_after_s = settle_after_s
+        self._search = qe.SearchParams(hnsw_ef=search_ef)
         self._owner = _lock_folder(root)
         self._collections: dict[str, _Collection] = {}
         self._lock = threading.Lock()  # guards the dictionary only
@@ -188,6 +196,7 @@ class EdgeEngine:
             query=qe.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist(), using=using),
             filter=_filter(conditions),
             with_payload=True,
+            params=self._search,
         )
         with found.lock:
             scored = found.shard.query(request)

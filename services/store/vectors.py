@@ -90,7 +90,11 @@ class VectorStore:
             )
         else:
             engine = EdgeEngine(
-                settings.store_path, settings.store_index_after, settings.store_index_threads, settings.store_settle_s
+                settings.store_path,
+                settings.store_index_after,
+                settings.store_index_threads,
+                settings.store_settle_s,
+                settings.store_search_ef,
             )
         clusters = ClusterIndex(
             engine, settings.cluster_k, settings.cluster_probe, settings.cluster_blend, settings.cluster_refresh

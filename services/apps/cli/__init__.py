@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import click
+from pydantic import ValidationError
 
 from services.apps.cli.catalogue import backfill_edges_command, index, reindex
 from services.apps.cli.evaluation import evaluate
@@ -12,6 +13,8 @@ from services.apps.cli.serving import embedder, serve, worker, worker_alive
 from services.apps.cli.store import store
 from services.apps.cli.training import align_text, report, train, train_sketch_command
 from services.errors import StyleFinderError
+from services.settings import Settings
+from services.telemetry import configure_logging
 
 
 class _Cli(click.Group):
@@ -28,7 +31,11 @@ class _Cli(click.Group):
 @click.option("-v", "--verbose", is_flag=True, help="log at INFO level")
 def main(verbose: bool) -> None:
     """StyleFinder: visual search for fashion retail."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    try:
+        json_lines = Settings().log_format == "json"
+    except ValidationError:
+        json_lines = True  # the command reads its settings next and says which one is wrong
+    configure_logging(json_lines, logging.INFO if verbose else logging.WARNING)
 
 
 for command in (

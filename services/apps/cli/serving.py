@@ -14,7 +14,11 @@ from services.apps.cli.common import show_progress
 from services.catalogue import photo_folders, read_catalogue
 
 if TYPE_CHECKING:
+    import uvicorn
+    from fastapi import FastAPI
+
     from services.apps.runtime import Runtime
+    from services.settings import Settings
 
 
 @click.command()
@@ -49,7 +53,25 @@ def serve(host: str, port: int, catalogues: tuple[Path, ...], variants: tuple[st
             click.echo(f"indexing {len(items)} items from {catalogue} in the background: GET /v1/jobs/{job_id}")
             threading.Thread(target=show_progress, args=(rt, job_id, catalogue.name), daemon=True).start()
 
-    uvicorn.run(create_app(settings, on_ready=index_catalogues), host=host, port=port, log_level="info")
+    uvicorn.Server(served_config(create_app(settings, on_ready=index_catalogues), settings, host, port)).run()
+
+
+def served_config(app: FastAPI, settings: Settings, host: str, port: int) -> uvicorn.Config:
+    """How the gateway is served: X-Forwarded-For is believed only from the proxies the settings name (uvicorn
+    would believe any loopback client, which could then pick its own rate-limit bucket)."""
+    import uvicorn
+
+    trusted = ",".join(settings.trusted_proxies)
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        log_config=None,  # uvicorn's lines go through this process's one handler (JSON lines by default)
+        access_log=False,  # the gateway logs each request itself, with its request id and route template
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or None,
+    )
 
 
 @click.command()

@@ -22,7 +22,7 @@ from services.apps.gateway import catalogue, search
 from services.apps.gateway.deps import Search, operator, runtime
 from services.apps.gateway.schemas import VariantInfo
 from services.apps.http_errors import add_error_handlers
-from services.apps.http_metrics import count_requests, metrics_response
+from services.apps.http_telemetry import count_requests, metrics_response
 from services.apps.runtime import Runtime
 from services.errors import NotFound
 from services.models import missing_weights
