@@ -42,6 +42,10 @@ class GatewayClient:
     def reindex(self, source: str, target: str) -> str:
         return self._call("POST", "/v1/reindex", json={"from": source, "to": target})["job_id"]
 
+    def snapshot(self, target: str) -> dict:
+        """The gateway snapshots its data folder into `target`, a path on its machine."""
+        return self._call("POST", "/v1/snapshots", json={"to": target})
+
     def follow(self, job_ids: Sequence[str], on_progress: Callable[[dict], None], poll_s: float = 0.5) -> list[dict]:
         """Poll until every job is done; `on_progress` gets summed counts after each poll."""
         while True:

@@ -348,6 +348,23 @@ class EdgeEngine:
                 child.kill()
                 child.wait()
 
+    # -- backups ---------------------------------------------------------------------------------------------
+    def snapshot(self, target: Path) -> dict[str, int]:
+        """Every collection's live generation copied into `target`, a folder this engine opens as it is; each
+        collection is copied while its writes wait (searches go on). Returns the points of each."""
+        copied: dict[str, int] = {}
+        for collection in self.collections():
+            found = self._required(collection)
+            folder = target / collection
+            folder.mkdir(parents=True)
+            with found.lock:
+                found.shard.flush()
+                shutil.copytree(found.folder / found.generation, folder / found.generation)
+                _write_json(folder / "collection.json", {"vectors": found.sizes})
+                _point_at(folder, found.generation)
+                copied[collection] = found.shard.count(qe.CountRequest(exact=True))
+        return copied
+
     # -- lifecycle -------------------------------------------------------------------------------------------
     def close(self) -> None:
         """Stop any build (its generation is discarded), close every shard, release the folder."""

@@ -394,6 +394,16 @@ class VectorStore:
         build = getattr(self.engine, "build_index", None)
         return build(collection) if build is not None else None
 
+    def snapshot(self, target: Path) -> dict[str, int]:
+        """A consistent copy of every collection of the embedded store in `target`; points per collection."""
+        snapshot = getattr(self.engine, "snapshot", None)
+        if snapshot is None:
+            raise InvalidInput(
+                "a Qdrant server's collections are backed up with Qdrant's own snapshots "
+                "(POST /collections/<name>/snapshots on each node): see docs/operations.md"
+            )
+        return snapshot(target)
+
     def count(self, variant: str) -> int:
         return self.engine.count(collection_name(variant))
 

@@ -1,9 +1,11 @@
-"""`stylefinder store ...`: the embedded store's state, an HNSW build now, clusters, moving it to a server and back."""
+"""`stylefinder store ...`: the embedded store's state, an HNSW build now, clusters, snapshots and their restore,
+moving it to a server and back."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -68,6 +70,47 @@ def store_cluster(variants: tuple[str, ...], vectors: tuple[str, ...]) -> None:
                 build.join()
     finally:
         opened.close()
+
+
+@store.command(name="snapshot")
+@click.argument("target", type=click.Path(path_type=Path))
+def store_snapshot(target: Path) -> None:
+    """Snapshot the data folder (store, photos, jobs, keys, trained variants) into TARGET, a new folder; through
+    the running gateway when it owns the embedded store (TARGET is then a path on its machine)."""
+    from services.apps.api_keys import local_admin_key
+    from services.apps.backup import snapshot
+    from services.apps.gateway_client import GatewayClient
+    from services.apps.runtime import Runtime
+    from services.store import StoreLocked
+
+    settings = _settings()
+    target = target.resolve()
+    try:
+        rt = Runtime.build(settings)
+    except StoreLocked:
+        client = GatewayClient(settings.gateway_url, local_admin_key(settings))
+        if not client.reachable():
+            raise
+        click.echo(f"the store is owned by the gateway at {settings.gateway_url}; it writes the snapshot")
+        manifest = client.snapshot(str(target))
+    else:
+        try:
+            manifest = snapshot(rt, target)
+        finally:
+            rt.close()
+    points = ", ".join(f"{name} {count}" for name, count in manifest["points"].items()) or "no collection"
+    click.echo(f"snapshot in {target}: {points} points")
+
+
+@store.command(name="restore")
+@click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def store_restore(source: Path) -> None:
+    """Restore a snapshot into STYLEFINDER_DATA_DIR, which must be empty; start `serve` on it afterwards."""
+    from services.apps.backup import restore
+
+    settings = _settings()
+    manifest = restore(source, settings)
+    click.echo(f"restored {source} into {settings.data_dir}: {sum(manifest['points'].values())} points")
 
 
 @store.command(name="export")

@@ -1,7 +1,8 @@
-"""Catalogue upkeep over HTTP: add (202 + job), inspect, change metadata, delete, backfill."""
+"""Catalogue upkeep over HTTP: add (202 + job), inspect, change metadata, delete, reindex, snapshot."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile, status
@@ -10,6 +11,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from indexer.backfill import stored_items
 from indexer.jobs import JobStatus
+from services.apps.backup import snapshot
 from services.apps.gateway.deps import Admin, Write, runtime
 from services.apps.runtime import Runtime
 from services.catalogue import CatalogueItem, parse_catalogue
@@ -154,6 +156,21 @@ async def delete_product(product_id: str, rt: Rt) -> dict[str, Any]:
     if not removed:
         raise NotFound(f"no product {product_id}")
     return {"product_id": product_id, "deleted_points": len(removed)}
+
+
+class SnapshotRequest(BaseModel):
+    to: str = Field(description="an absolute path on the gateway's machine: a new or empty folder")
+
+
+@router.post("/v1/snapshots", dependencies=[Admin])
+async def take_snapshot(body: SnapshotRequest, rt: Rt) -> dict[str, Any]:
+    """Snapshot the data folder (store, photos, jobs, keys, trained variants) while serving; `stylefinder store
+    snapshot` calls this when the gateway owns the embedded store."""
+    target = Path(body.to)
+    if not target.is_absolute():
+        raise InvalidInput("to: give an absolute path on the gateway's machine")
+    manifest = await run_in_threadpool(snapshot, rt, target)
+    return {"path": str(target), **manifest}
 
 
 @router.post("/v1/reindex", status_code=status.HTTP_202_ACCEPTED, dependencies=[Admin])

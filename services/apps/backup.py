@@ -1,0 +1,59 @@
+"""Snapshots of a deployment's data folder, and their restore into an empty one: the embedded store (each collection
+copied while its writes wait), the product photos, the queue and the job board (SQLite's online backup), the API
+keys and the trained variants. A restored folder answers the same searches with the same results."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+
+from services.apps.api_keys import ADMIN_KEY_FILE, KEY_FILE, PUBLIC_KEY_FILE
+from services.apps.runtime import Runtime
+from services.errors import InvalidInput
+from services.settings import Settings
+
+MANIFEST = "snapshot.json"
+KEY_FILES = (KEY_FILE, ADMIN_KEY_FILE, PUBLIC_KEY_FILE)
+
+
+def snapshot(rt: Runtime, target: Path) -> dict:
+    """Write a snapshot of `rt`'s data folder into `target` (absent or empty) while it keeps serving; returns its
+    manifest."""
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise InvalidInput(f"{target} is not an empty folder: a snapshot is written into a new one")
+    settings = rt.settings
+    target.mkdir(parents=True, exist_ok=True)
+    points = rt.store.snapshot(target / settings.store_path.relative_to(settings.data_dir))
+    for folder in (settings.media_path, settings.variants_path):
+        if folder.is_dir():
+            shutil.copytree(folder, target / folder.relative_to(settings.data_dir))
+    for database in (settings.jobs_path, settings.broker_path):
+        if database.is_file():
+            _copy_database(database, target / database.name)
+    for name in KEY_FILES:
+        if (settings.data_dir / name).is_file():
+            shutil.copy2(settings.data_dir / name, target / name)  # the admin key stays readable by its owner only
+    manifest = {"created_at": time.time(), "points": points}
+    (target / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def restore(source: Path, settings: Settings) -> dict:
+    """Copy a snapshot into the settings' data folder, which must be empty or absent; returns its manifest."""
+    manifest_file = source / MANIFEST
+    if not manifest_file.is_file():
+        raise InvalidInput(f"{source} is not a StyleFinder snapshot (no {MANIFEST})")
+    data = settings.data_dir
+    if data.exists() and any(data.iterdir()):
+        raise InvalidInput(f"{data} is not empty: restore into an empty data folder (STYLEFINDER_DATA_DIR)")
+    shutil.copytree(source, data, dirs_exist_ok=True, ignore=shutil.ignore_patterns(MANIFEST))
+    return json.loads(manifest_file.read_text())
+
+
+def _copy_database(source: Path, target: Path) -> None:
+    """A consistent copy of a SQLite database in use (its WAL included)."""
+    with sqlite3.connect(source) as live, sqlite3.connect(target) as copy:
+        live.backup(copy)
