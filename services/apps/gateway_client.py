@@ -42,6 +42,11 @@ class GatewayClient:
     def reindex(self, source: str, target: str) -> str:
         return self._call("POST", "/v1/reindex", json={"from": source, "to": target})["job_id"]
 
+    def switch(self, name: str, to: str | None, rollback: bool) -> dict:
+        """The gateway points a served name at another variant (or back)."""
+        body = {"name": name, "rollback": rollback} | ({"to": to} if to else {})
+        return self._call("POST", "/v1/switch", json=body)
+
     def snapshot(self, target: str) -> dict:
         """The gateway snapshots its data folder into `target`, a path on its machine."""
         return self._call("POST", "/v1/snapshots", json={"to": target})

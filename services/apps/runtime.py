@@ -19,14 +19,16 @@ from indexer.tasks import register_tasks
 from indexer.worker import InProcessWorker
 from services.apps.api_keys import KeyRing
 from services.embedding import Embedder, EmbeddingClient, LocalEmbedder
+from services.errors import ServiceUnavailable
 from services.images import Fetcher, return_freed_pixels_to_the_os
 from services.models import Registry, WeightsUnavailable, missing_weights
 from services.regions import PoseRegions
 from services.search import Searcher
 from services.settings import Settings
-from services.store import MediaStore, VectorStore
+from services.store import MediaStore, VectorStore, collection_name
 
 log = logging.getLogger("stylefinder.runtime")
+DEFAULT_NAME = "default"  # the served name a request that names no variant searches (`stylefinder switch default`)
 
 
 @dataclass
@@ -56,7 +58,37 @@ class Runtime:
 
     @property
     def default_variant(self) -> str:
-        return self.served[0]
+        """What a request that names no variant searches: the variant the served name `default` points at, once
+        `stylefinder switch` has set it, else the first served variant."""
+        return self.resolve(None)
+
+    def resolve(self, requested: str | None) -> str:
+        """The variant a request means: a served name (`default` when it names none) stands for the variant whose
+        collection it points at now; any other name is a variant's own."""
+        target = self.store.alias(requested or DEFAULT_NAME)
+        if target is None:
+            return requested or self.served[0]
+        owners = {collection_name(variant.name): variant.name for variant in self.registry}
+        if target not in owners:
+            self.registry.refresh()
+            owners = {collection_name(variant.name): variant.name for variant in self.registry}
+        if target not in owners:
+            raise ServiceUnavailable(
+                f"the served name {requested or DEFAULT_NAME} points at {target}, which no "
+                "registered variant fills: register it again, or switch the name back"
+            )
+        return owners[target]
+
+    def switch(self, name: str, to: str | None = None) -> tuple[str, str | None]:
+        """Point the served name at variant `to` (None: back to what it served before its last switch), at one
+        instant; returns what it serves now and what it served before (None: it was new)."""
+        before = self.resolve(name) if name in self.store.served_names() else None
+        if to is None:
+            self.store.rollback(name)
+        else:
+            self.index_variants([to])  # a known variant with its weights here
+            self.store.switch(name, to)
+        return self.resolve(name), before
 
     def check_servable(self, variant: str) -> None:
         """Raise UnknownVariant or WeightsUnavailable before a query is embedded."""

@@ -55,6 +55,7 @@ class Placement:
 
 
 ONE_NODE = Placement()
+ALIAS_PREFIX = "sf_alias_"  # Qdrant's aliases share one namespace with collections: ours say whose they are
 
 
 class ClientEngine:
@@ -86,6 +87,30 @@ class ClientEngine:
     def collections(self) -> list[str]:
         with self._lock:
             return [c.name for c in self.client.get_collections().collections]
+
+    def aliases(self) -> dict[str, str]:
+        """Qdrant's collection aliases named by StyleFinder (ALIAS_PREFIX + the served name)."""
+        with self._lock:
+            found = self.client.get_aliases().aliases
+        return {
+            a.alias_name.removeprefix(ALIAS_PREFIX): a.collection_name
+            for a in found
+            if a.alias_name.startswith(ALIAS_PREFIX)
+        }
+
+    def set_aliases(self, changes: Mapping[str, str | None]) -> None:
+        """One call to Qdrant's alias API: it applies the deletes and creates atomically."""
+        operations: list[models.DeleteAliasOperation | models.CreateAliasOperation] = []
+        current = self.aliases()
+        for name, target in changes.items():
+            alias = ALIAS_PREFIX + name
+            if name in current:
+                operations.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
+            if target is not None:
+                create = models.CreateAlias(collection_name=target, alias_name=alias)
+                operations.append(models.CreateAliasOperation(create_alias=create))
+        with self._lock:
+            self.client.update_collection_aliases(change_aliases_operations=operations)
 
     def vector_sizes(self, collection: str) -> dict[str, int]:
         with self._lock:

@@ -49,6 +49,7 @@ HNSW_M, HNSW_EF_CONSTRUCT, FULL_SCAN_THRESHOLD_KB = 16, 100, 10_000  # Qdrant's 
 SEARCH_EF = 256  # candidates a graph search keeps: recall@10 0.98 vs 0.91 at 128, about the same p50 (bench.bulk_load)
 REPLAY_UNDER_LOCK = 64  # journal entries left when the swap takes the lock
 RETRY_FAILED_BUILD_S = 600.0  # a failed build is not retried on every write
+ALIASES_FILE = "aliases.json"  # served names -> collections, beside the collections' folders
 SETTLE_CHECK_S = 2.0  # how often the settler looks for collections gone quiet with points outside their graph
 
 
@@ -119,6 +120,8 @@ class EdgeEngine:
         self._lock = threading.Lock()  # guards the dictionary only
         self._closed = threading.Event()
         self._builders: set[subprocess.Popen] = set()
+        aliases = self.root / ALIASES_FILE
+        self._aliases: dict[str, str] = json.loads(aliases.read_text()) if aliases.is_file() else {}
         threading.Thread(target=self._settle, daemon=True, name="store-settler").start()
 
     # -- collections -----------------------------------------------------------------------------------------
@@ -348,11 +351,25 @@ class EdgeEngine:
                 child.kill()
                 child.wait()
 
+    # -- aliases ---------------------------------------------------------------------------------------------
+    def aliases(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._aliases)
+
+    def set_aliases(self, changes: Mapping[str, str | None]) -> None:
+        """Written to `aliases.json` first (replaced in one rename), then served."""
+        with self._lock:
+            updated = {name: target for name, target in {**self._aliases, **changes}.items() if target is not None}
+            _write_json(self.root / ALIASES_FILE, updated)
+            self._aliases = updated
+
     # -- backups ---------------------------------------------------------------------------------------------
     def snapshot(self, target: Path) -> dict[str, int]:
         """Every collection's live generation copied into `target`, a folder this engine opens as it is; each
         collection is copied while its writes wait (searches go on). Returns the points of each."""
         copied: dict[str, int] = {}
+        target.mkdir(parents=True, exist_ok=True)
+        _write_json(target / ALIASES_FILE, self.aliases())
         for collection in self.collections():
             found = self._required(collection)
             folder = target / collection

@@ -46,6 +46,10 @@ def field_kind(value: object) -> str | None:
     return next((kind for cls, kind in kinds if isinstance(value, cls)), None)
 
 
+ALIAS_TTL_S = 1.0  # how stale a served name's target may be in this process
+PREVIOUS = "__previous"  # a served name's earlier target, kept for rollback, is the served name + this
+
+
 def collection_name(variant: str) -> str:
     return COLLECTION_PREFIX + re.sub(r"[^A-Za-z0-9_-]", "_", variant)
 
@@ -78,6 +82,8 @@ class VectorStore:
         self._fields: dict[str, set[str]] = {}  # collection -> payload fields known to be indexed
         self._absent: dict[tuple[str, str], float] = {}  # (collection, field) -> when no point carried it
         self._fields_lock = threading.RLock()
+        self._alias_lock = threading.Lock()
+        self._aliases: tuple[float, dict[str, str]] = (float("-inf"), {})  # (read at, served names)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> VectorStore:
@@ -393,6 +399,57 @@ class VectorStore:
         no such collection, or a server, which builds its own)."""
         build = getattr(self.engine, "build_index", None)
         return build(collection) if build is not None else None
+
+    # -- served names (aliases) -------------------------------------------------------------------------------
+    def alias(self, name: str) -> str | None:
+        """The collection a served name points at now (read again after ALIAS_TTL_S at most: a server's aliases
+        live on the server, where another gateway may switch them)."""
+        with self._alias_lock:
+            if time.monotonic() - self._aliases[0] >= ALIAS_TTL_S:
+                self._aliases = (time.monotonic(), self.engine.aliases())
+            return self._aliases[1].get(name)
+
+    def served_names(self) -> dict[str, str]:
+        """Served names and their collections, without the previous targets kept for rollback."""
+        return {name: target for name, target in self.engine.aliases().items() if not name.endswith(PREVIOUS)}
+
+    def switch(self, name: str, variant: str) -> str | None:
+        """Point `name` at `variant`'s collection, at once, once it holds every product `name` serves now; the
+        collection it pointed at is kept for `rollback`. Returns that collection (None: `name` is new)."""
+        target = collection_name(variant)
+        if not self.engine.vector_sizes(target):
+            raise InvalidInput(f"variant {variant} holds nothing yet: reindex the catalogue into it first")
+        current = self.engine.aliases().get(name)
+        if current == target:
+            raise InvalidInput(f"{name} already serves {variant}")
+        if current is not None:
+            missing = self._products(current) - self._products(target)
+            if missing:
+                examples = ", ".join(sorted(missing)[:5])
+                raise InvalidInput(
+                    f"{variant} lacks {len(missing)} of the products {name} serves now (e.g. {examples}): let its "
+                    "reindex finish, then switch"
+                )
+        self.engine.set_aliases({name: target, name + PREVIOUS: current})
+        self._forget_aliases()
+        return current
+
+    def rollback(self, name: str) -> str:
+        """Point `name` back at the collection it served before its last switch; returns that collection."""
+        aliases = self.engine.aliases()
+        previous = aliases.get(name + PREVIOUS)
+        if previous is None:
+            raise InvalidInput(f"{name} has no earlier target to go back to")
+        self.engine.set_aliases({name: previous, name + PREVIOUS: aliases.get(name)})
+        self._forget_aliases()
+        return previous
+
+    def _forget_aliases(self) -> None:
+        with self._alias_lock:
+            self._aliases = (float("-inf"), {})
+
+    def _products(self, collection: str) -> set[str]:
+        return {str(point.payload.get(PRODUCT_ID)) for point in self.engine.scroll(collection, [])}
 
     def snapshot(self, target: Path) -> dict[str, int]:
         """A consistent copy of every collection of the embedded store in `target`; points per collection."""

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from services.apps.cli.catalogue import backfill_edges_command, index, reindex
 from services.apps.cli.evaluation import evaluate
-from services.apps.cli.serving import embedder, serve, worker, worker_alive
+from services.apps.cli.serving import embedder, serve, switch, worker, worker_alive
 from services.apps.cli.store import store
 from services.apps.cli.training import align_text, report, train, train_sketch_command
 from services.errors import StyleFinderError
@@ -40,6 +40,7 @@ def main(verbose: bool) -> None:
 
 for command in (
     serve,
+    switch,
     worker,
     worker_alive,
     embedder,

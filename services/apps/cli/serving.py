@@ -91,6 +91,37 @@ def worker(metrics_port: int | None) -> None:
     run_worker_process(worker_celery(settings), settings.worker_concurrency, embedded_store=not settings.qdrant_url)
 
 
+@click.command()
+@click.argument("name", default="default")
+@click.option("--to", "variant", default=None, help="the variant NAME serves from now on")
+@click.option("--rollback", is_flag=True, help="serve what NAME served before its last switch")
+def switch(name: str, variant: str | None, rollback: bool) -> None:
+    """Point a served name (searches that name no variant use `default`) at another variant at one instant, once
+    its collection holds every product; through the running gateway when it owns the embedded store."""
+    from services.apps.api_keys import local_admin_key
+    from services.apps.gateway_client import GatewayClient
+    from services.apps.runtime import Runtime
+    from services.store import StoreLocked
+
+    if (variant is None) == (not rollback):
+        raise click.UsageError("give --to <variant> or --rollback")
+    settings = _settings()
+    try:
+        rt = Runtime.build(settings)
+    except StoreLocked:
+        client = GatewayClient(settings.gateway_url, local_admin_key(settings))
+        if not client.reachable():
+            raise
+        switched = client.switch(name, variant, rollback)
+    else:
+        try:
+            now, previous = rt.switch(name, None if rollback else variant)
+            switched = {"name": name, "variant": now, "previous": previous}
+        finally:
+            rt.close()
+    click.echo(f"{switched['name']} serves {switched['variant']} (before: {switched['previous'] or 'nothing'})")
+
+
 @click.command(name="worker-alive")
 @click.option("--timeout", "timeout_s", default=5.0, show_default=True, help="seconds to wait for the answer")
 def worker_alive(timeout_s: float) -> None:

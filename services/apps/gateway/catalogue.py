@@ -158,6 +158,39 @@ async def delete_product(product_id: str, rt: Rt) -> dict[str, Any]:
     return {"product_id": product_id, "deleted_points": len(removed)}
 
 
+class SwitchRequest(BaseModel):
+    name: str = Field("default", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="the served name (default: default)")
+    to: str | None = Field(None, description="the variant it serves from now on")
+    rollback: bool = Field(False, description="serve what it served before its last switch")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> SwitchRequest:
+        if (self.to is None) == (not self.rollback):
+            raise ValueError("give `to` (a variant) or `rollback: true`, not both")
+        return self
+
+
+class Switched(BaseModel):
+    name: str
+    variant: str = Field(description="what the name serves now")
+    previous: str | None = Field(description="what it served before (rollback goes back to it)")
+
+
+@router.post("/v1/switch", dependencies=[Admin])
+async def switch(body: SwitchRequest, rt: Rt) -> Switched:
+    """Point a served name (searches without `variant` use `default`) at another variant, at one instant, once
+    that variant's collection holds every product the name serves now; or roll the last switch back."""
+    variant, previous = await run_in_threadpool(rt.switch, body.name, None if body.rollback else body.to)
+    return Switched(name=body.name, variant=variant, previous=previous)
+
+
+@router.get("/v1/switch", dependencies=[Admin])
+async def served_names(rt: Rt) -> dict[str, str]:
+    """Each served name and the variant it serves now."""
+    names = await run_in_threadpool(rt.store.served_names)
+    return {name: await run_in_threadpool(rt.resolve, name) for name in names}
+
+
 class SnapshotRequest(BaseModel):
     to: str = Field(description="an absolute path on the gateway's machine: a new or empty folder")
 

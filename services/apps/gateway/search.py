@@ -92,7 +92,7 @@ async def search(request: Request, rt: Rt) -> Response:
     them together. The `Server-Timing` header says where the time went (milliseconds by step)."""
     started = time.perf_counter()
     query, upload = await _read_query(request, rt.settings.max_image_bytes)
-    variant = query.variant or rt.default_variant
+    variant = await run_in_threadpool(rt.resolve, query.variant)  # a served name stands for its variant now
     rt.check_servable(variant)
     read_ms = (time.perf_counter() - started) * 1000
     found = await run_in_threadpool(rt.searcher.search, query, variant, upload)
@@ -130,7 +130,7 @@ async def facets(
     by the store's payload index."""
     if field not in FACET_FIELDS:
         raise InvalidInput(f"field must be one of {', '.join(FACET_FIELDS)}")
-    name = variant or rt.default_variant
+    name = await run_in_threadpool(rt.resolve, variant)
     rt.check_servable(name)
     counts = await run_in_threadpool(rt.store.facets, name, field, limit)
     return {"field": field, "variant": name, "values": [{"value": value, "count": n} for value, n in counts]}
@@ -140,7 +140,7 @@ async def facets(
 async def filters(rt: Rt, variant: str | None = None) -> FilterChoices:
     """What a page's filter sidebar offers: each filterable field the catalogue's products carry, with its
     values and their counts, and whether they carry a price (filtered by price_min and price_max)."""
-    name = variant or rt.default_variant
+    name = await run_in_threadpool(rt.resolve, variant)
     rt.check_servable(name)
 
     def read() -> FilterChoices:
