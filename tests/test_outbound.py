@@ -10,6 +10,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,7 +22,7 @@ from services.apps.gateway.app import create_app
 from services.errors import FetchError, TransientFetchError
 from services.images.outbound import AllowList, Downloader
 from services.settings import Settings
-from tests.helpers import ADMIN_KEY, AUTH, encode, photo, wait_for_job
+from tests.helpers import ADMIN_KEY, AUTH, encode, photo, photo_server, wait_for_job
 
 PHOTO = encode(photo((200, 30, 30)))
 Route = Callable[[BaseHTTPRequestHandler], None]
@@ -271,3 +272,28 @@ def test_the_api_never_fetches_from_this_machine_and_base64_is_only_base64(expos
         report = wait_for_job(exposed, exposed.post("/v1/products", json={"items": items}).json()["job_id"])
         assert report["failed"] == 1 and "not on the public internet" in report["failures"][0]["reason"]
     assert not hits
+
+
+def test_catalogue_downloads_from_a_slow_host_never_make_a_shoppers_photo_address_wait() -> None:
+    """Every bulk download thread busy with a slow catalogue host: a shopper's photo address is fetched at once."""
+    allow = AllowList.parse(["127.0.0.1"])
+    with (
+        photo_server({"slow.jpg": encode(photo((1, 2, 3))), "quick.jpg": encode(photo((4, 5, 6)))}, delay_s=0) as (
+            base,
+            _,
+        ),
+        photo_server({"slow.jpg": encode(photo((1, 2, 3)))}, delay_s=3.0) as (slow_base, _),
+    ):
+        bulk = Downloader(10_000_000, 10.0, allow, lane="bulk")
+        shopper = Downloader(10_000_000, 10.0, allow, lane="search")
+        with ThreadPoolExecutor(64) as callers:
+            catalogue = [callers.submit(bulk, f"{slow_base}/slow.jpg") for _ in range(64)]  # twice the bulk threads
+            time.sleep(0.3)
+            started = time.perf_counter()
+            assert shopper(f"{base}/quick.jpg")
+            waited = time.perf_counter() - started
+            queued = time.perf_counter()
+            assert bulk(f"{base}/quick.jpg")  # the same call on the bulk lane waits behind the slow host
+            behind = time.perf_counter() - queued
+            assert all(future.result() for future in catalogue)
+    assert waited < 1.0 and behind > 2.0, (waited, behind)

@@ -99,7 +99,7 @@ class Runtime:
 
     @cached_property
     def fetcher(self) -> Fetcher:
-        """Fetch rules for every image reference, query photos and catalogue photos alike (from settings)."""
+        """Fetch rules for every image reference (from settings), on the shoppers' download threads."""
         return Fetcher.from_settings(self.settings, self.media)
 
     @cached_property
@@ -115,9 +115,10 @@ class Runtime:
 
     @cached_property
     def pipeline(self) -> IndexPipeline:
-        return IndexPipeline(
-            self.embedder, self.store, self.media, self.fetcher, self.registry, self.settings.index_edges
-        )
+        """Catalogue photos are fetched on download threads of their own (a slow catalogue host never makes a
+        shopper's photo address wait)."""
+        fetch = Fetcher.from_settings(self.settings, self.media, lane="bulk")
+        return IndexPipeline(self.embedder, self.store, self.media, fetch, self.registry, self.settings.index_edges)
 
     @cached_property
     def jobs(self) -> JobBoard:

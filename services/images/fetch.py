@@ -10,7 +10,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from services.errors import FetchError
 from services.images.outbound import AllowList, Downloader, shorten
@@ -56,20 +56,26 @@ class Fetcher:
     allowed_roots: list[Path] = field(default_factory=list)  # local paths are readable only below these
     media: PhotoReader | None = None  # "media:<point id>" reads a photo already indexed (backfills)
     allowed_hosts: list[str] = field(default_factory=list)  # private hosts/networks URLs may reach (outbound.py)
+    lane: Literal["search", "bulk"] = (
+        "search"  # shoppers' photos, or catalogue work: their downloads never share threads
+    )
 
     @classmethod
-    def from_settings(cls, settings: Settings, media: PhotoReader | None = None) -> Fetcher:
+    def from_settings(
+        cls, settings: Settings, media: PhotoReader | None = None, lane: Literal["search", "bulk"] = "search"
+    ) -> Fetcher:
         return cls(
             settings.max_image_bytes,
             settings.fetch_timeout_s,
             list(settings.allowed_image_roots),
             media,
             list(settings.fetch_allowed_hosts),
+            lane,
         )
 
     def __post_init__(self) -> None:
         self._roots = {root.resolve() for root in self.allowed_roots}
-        self.download = Downloader(self.max_bytes, self.timeout_s, AllowList.parse(self.allowed_hosts))
+        self.download = Downloader(self.max_bytes, self.timeout_s, AllowList.parse(self.allowed_hosts), lane=self.lane)
         self._widened: dict[Grant, Fetcher] = {}
         self._widened_lock = threading.Lock()
 
@@ -90,7 +96,7 @@ class Fetcher:
             if found is None:
                 if len(self._widened) >= MAX_WIDENED:
                     self._widened.pop(next(iter(self._widened)))
-                found = Fetcher(self.max_bytes, self.timeout_s, roots, self.media, hosts)
+                found = Fetcher(self.max_bytes, self.timeout_s, roots, self.media, hosts, self.lane)
                 self._widened[grant] = found
             return found
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as Late
 from dataclasses import dataclass, field
+from typing import Literal
 
 import httpx
 
@@ -33,8 +34,12 @@ NOT_PUBLIC = (
 )
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 # Downloads run here, so a caller waits no longer than its deadline even while a resolver or a socket hangs;
-# a download past its deadline stops at its next read (each read's timeout is what was left of it).
-_DOWNLOADS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="download")
+# a download past its deadline stops at its next read (each read's timeout is what was left of it). Shoppers' photo
+# addresses have threads of their own: catalogue photos from a slow host can fill every bulk thread, never theirs.
+_DOWNLOADS = {
+    "search": ThreadPoolExecutor(max_workers=16, thread_name_prefix="download-search"),
+    "bulk": ThreadPoolExecutor(max_workers=32, thread_name_prefix="download-bulk"),
+}
 
 
 def resolve(host: str, port: int) -> list[str]:
@@ -99,10 +104,11 @@ class Downloader:
     timeout_s: float
     allow: AllowList = field(default_factory=AllowList)
     resolver: Resolver = resolve
+    lane: Literal["search", "bulk"] = "search"  # whose download threads it uses
 
     def __call__(self, url: str) -> bytes:
         deadline = time.monotonic() + self.timeout_s
-        running = _DOWNLOADS.submit(self._download, url, deadline)
+        running = _DOWNLOADS[self.lane].submit(self._download, url, deadline)
         try:
             return running.result(timeout=self.timeout_s)
         except Late:
