@@ -68,6 +68,26 @@ def wait_for(port: int, job_id: str, done: object, timeout_s: float) -> dict:
     raise AssertionError(f"timed out; last status {status}")
 
 
+def killed_mid_job_then_restarted(
+    first: subprocess.Popen, port: int, job_id: str, env: dict[str, str], log: Path
+) -> dict:
+    """Kill -9 the server once 20 items of the job are indexed, start it again with `env` (its job id still
+    answers, the job unfinished), and return the job's final report."""
+    try:
+        wait_for(port, job_id, lambda s: s["indexed"] >= 20, 120)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(30)
+    second_port = free_port()
+    second = start_server(env, second_port, log)
+    try:
+        assert job(second_port, job_id)["state"] != "done", "the job must have been cut off in the middle"
+        return wait_for(second_port, job_id, lambda s: s["state"] == "done", 300)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(60)
+
+
 @pytest.fixture
 def embedded_env(tiny_env: dict[str, str]) -> dict[str, str]:
     env = {**tiny_env, "STYLEFINDER_INDEX_BATCH_SIZE": "5", "PYTHONUNBUFFERED": "1"}
@@ -88,23 +108,9 @@ def test_killed_embedded_server_resumes_its_job_and_doubles_nothing(
         names = sorted(photos)
         items = [{"id": f"p{i}", "images": [f"{base}/{names[i % len(names)]}"]} for i in range(ITEMS)]
         first = start_server(embedded_env, port, log)
-        try:
-            answer = httpx.post(f"http://127.0.0.1:{port}/v1/products", json={"items": items}, headers=AUTH)
-            assert answer.status_code == 202, answer.text
-            job_id = answer.json()["job_id"]
-            wait_for(port, job_id, lambda s: s["indexed"] >= 20, 120)
-        finally:
-            os.killpg(first.pid, signal.SIGKILL)
-            first.wait(30)
-        second_port = free_port()
-        second = start_server(embedded_env, second_port, log)
-        try:
-            resumed = job(second_port, job_id)  # the job id still answers after the crash
-            assert resumed["state"] != "done", "the job must have been cut off in the middle"
-            report = wait_for(second_port, job_id, lambda s: s["state"] == "done", 300)
-        finally:
-            second.send_signal(signal.SIGTERM)
-            second.wait(60)
+        answer = httpx.post(f"http://127.0.0.1:{port}/v1/products", json={"items": items}, headers=AUTH)
+        assert answer.status_code == 202, answer.text
+        report = killed_mid_job_then_restarted(first, port, answer.json()["job_id"], embedded_env, log)
     assert (report["indexed"] + report["unchanged"], report["failed"], report["total"]) == (ITEMS, 0, ITEMS)
     assert report["outcome"] == "succeeded"
     store = VectorStore.open(settings.store_path)
@@ -133,23 +139,11 @@ def test_work_accepted_under_serve_index_finishes_after_a_restart_without_it(
     env = {**embedded_env, "STYLEFINDER_INDEX_BATCH_SIZE": "2"}
     port, log = free_port(), tmp_path / "server.log"
     first = start_server(env, port, log, "--index", str(catalogue))
-    try:
-        deadline = time.monotonic() + 60
-        while "GET /v1/jobs/" not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        job_id = log.read_text().split("GET /v1/jobs/")[1].split()[0]
-        wait_for(port, job_id, lambda s: s["indexed"] >= 20, 120)
-    finally:
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait(30)
-    second_port = free_port()
-    second = start_server(env, second_port, log)
-    try:
-        assert job(second_port, job_id)["state"] != "done", "the job must have been cut off in the middle"
-        report = wait_for(second_port, job_id, lambda s: s["state"] == "done", 300)
-    finally:
-        second.send_signal(signal.SIGTERM)
-        second.wait(60)
+    deadline = time.monotonic() + 60
+    while "GET /v1/jobs/" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    job_id = log.read_text().split("GET /v1/jobs/")[1].split()[0]
+    report = killed_mid_job_then_restarted(first, port, job_id, env, log)  # restarted without --index
     assert report["failures"] == [] and report["outcome"] == "succeeded", report["failures"][:3]
     assert report["indexed"] + report["unchanged"] == report["total"] == ITEMS * 2
     store = VectorStore.open(settings.store_path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from pydantic import ValidationError
@@ -16,7 +16,10 @@ from services.errors import InvalidInput
 from services.settings import Settings
 
 if TYPE_CHECKING:
+    from services.apps.gateway_client import GatewayClient
     from services.apps.runtime import Runtime
+
+T = TypeVar("T")
 
 COUNTS = ("indexed", "unchanged", "failed")
 
@@ -47,36 +50,47 @@ def show_progress(rt: Runtime, job_id: str, label: str) -> None:
             time.sleep(1)
 
 
-def direct_or_via_gateway(
-    settings: Settings, server: str | None, direct: Callable[[Runtime], None], via: Callable, total: int | None
-) -> None:
-    """Work on the store directly unless a running gateway owns it (embedded store) or --server is given; the
-    gateway gets STYLEFINDER_API_KEY, or this machine's admin key file."""
+def here_or_at_gateway(settings: Settings, here: Callable[[Runtime], T], there: Callable[[GatewayClient], T]) -> T:
+    """`here` on this process's own runtime, or `there` through the running gateway when it owns the embedded store
+    (with STYLEFINDER_API_KEY, or this machine's admin key file)."""
     from services.apps.api_keys import local_admin_key
     from services.apps.gateway_client import GatewayClient
     from services.apps.runtime import Runtime
     from services.store import StoreLocked
 
-    if server is None:
-        try:
-            rt = Runtime.build(settings)
-        except StoreLocked:
-            client = GatewayClient(settings.gateway_url, local_admin_key(settings))
-            if not client.reachable():
-                raise
-            click.echo(f"the store is owned by the gateway at {settings.gateway_url}; sending the work there")
-            server = settings.gateway_url
-        else:
-            try:
-                direct(rt)
-            finally:
-                rt.close()
-            return
-    client = GatewayClient(server, local_admin_key(settings))
-    job_ids = via(client)
-    with tqdm(total=total, unit="item") as bar:
-        reports = client.follow(job_ids, lambda totals: show_counts(bar, totals))
-    _report({key: sum(r[key] for r in reports) for key in COUNTS}, [f for r in reports for f in r["failures"]], None)
+    try:
+        rt = Runtime.build(settings)
+    except StoreLocked:
+        client = GatewayClient(settings.gateway_url, local_admin_key(settings))
+        if not client.reachable():
+            raise
+        click.echo(f"the store is owned by the gateway at {settings.gateway_url}; sending the work there")
+        return there(client)
+    try:
+        return here(rt)
+    finally:
+        rt.close()
+
+
+def direct_or_via_gateway(
+    settings: Settings, server: str | None, direct: Callable[[Runtime], None], via: Callable, total: int | None
+) -> None:
+    """Indexing work on the store directly, unless a running gateway owns it (embedded store) or --server is given:
+    then the gateway runs it as jobs, followed here with a progress bar."""
+    from services.apps.api_keys import local_admin_key
+    from services.apps.gateway_client import GatewayClient
+
+    def follow(client: GatewayClient) -> None:
+        job_ids = via(client)
+        with tqdm(total=total, unit="item") as bar:
+            reports = client.follow(job_ids, lambda totals: show_counts(bar, totals))
+        counts = {key: sum(r[key] for r in reports) for key in COUNTS}
+        _report(counts, [f for r in reports for f in r["failures"]], None)
+
+    if server is not None:
+        follow(GatewayClient(server, local_admin_key(settings)))
+    else:
+        here_or_at_gateway(settings, direct, follow)
 
 
 def index_directly(rt: Runtime, items: Sequence[CatalogueItem], variants: list[str], kind: str) -> None:

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from services.apps.cli.common import here_or_at_gateway, show_progress
 from services.apps.cli.common import settings as _settings
-from services.apps.cli.common import show_progress
 from services.catalogue import photo_folders, read_catalogue
 
 if TYPE_CHECKING:
@@ -98,27 +98,15 @@ def worker(metrics_port: int | None) -> None:
 def switch(name: str, variant: str | None, rollback: bool) -> None:
     """Point a served name (searches that name no variant use `default`) at another variant at one instant, once
     its collection holds every product; through the running gateway when it owns the embedded store."""
-    from services.apps.api_keys import local_admin_key
-    from services.apps.gateway_client import GatewayClient
-    from services.apps.runtime import Runtime
-    from services.store import StoreLocked
-
     if (variant is None) == (not rollback):
         raise click.UsageError("give --to <variant> or --rollback")
-    settings = _settings()
-    try:
-        rt = Runtime.build(settings)
-    except StoreLocked:
-        client = GatewayClient(settings.gateway_url, local_admin_key(settings))
-        if not client.reachable():
-            raise
-        switched = client.switch(name, variant, rollback)
-    else:
-        try:
-            now, previous = rt.switch(name, None if rollback else variant)
-            switched = {"name": name, "variant": now, "previous": previous}
-        finally:
-            rt.close()
+    to = None if rollback else variant
+
+    def here(rt: Runtime) -> dict:
+        now, previous = rt.switch(name, to)
+        return {"name": name, "variant": now, "previous": previous}
+
+    switched = here_or_at_gateway(_settings(), here, lambda client: client.switch(name, variant, rollback))
     click.echo(f"{switched['name']} serves {switched['variant']} (before: {switched['previous'] or 'nothing'})")
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from services.apps.cli.common import here_or_at_gateway
 from services.apps.cli.common import settings as _settings
 from services.errors import ServiceUnavailable
 
@@ -77,27 +78,12 @@ def store_cluster(variants: tuple[str, ...], vectors: tuple[str, ...]) -> None:
 def store_snapshot(target: Path) -> None:
     """Snapshot the data folder (store, photos, jobs, keys, trained variants) into TARGET, a new folder; through
     the running gateway when it owns the embedded store (TARGET is then a path on its machine)."""
-    from services.apps.api_keys import local_admin_key
     from services.apps.backup import snapshot
-    from services.apps.gateway_client import GatewayClient
-    from services.apps.runtime import Runtime
-    from services.store import StoreLocked
 
-    settings = _settings()
     target = target.resolve()
-    try:
-        rt = Runtime.build(settings)
-    except StoreLocked:
-        client = GatewayClient(settings.gateway_url, local_admin_key(settings))
-        if not client.reachable():
-            raise
-        click.echo(f"the store is owned by the gateway at {settings.gateway_url}; it writes the snapshot")
-        manifest = client.snapshot(str(target))
-    else:
-        try:
-            manifest = snapshot(rt, target)
-        finally:
-            rt.close()
+    manifest = here_or_at_gateway(
+        _settings(), lambda rt: snapshot(rt, target), lambda client: client.snapshot(str(target))
+    )
     points = ", ".join(f"{name} {count}" for name, count in manifest["points"].items()) or "no collection"
     click.echo(f"snapshot in {target}: {points} points")
 
