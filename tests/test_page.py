@@ -270,6 +270,23 @@ def test_a_file_that_is_not_a_photo_gets_the_apis_message_in_words(page: Page, t
     assert "{" not in alert.inner_text() and "image" in alert.inner_text().lower()
 
 
+def test_a_search_sent_before_the_page_has_its_key_waits_for_it(browser: Browser, gateway: str) -> None:
+    """A shopper quicker than the page's start: the words go out once the key is there, not refused without it."""
+    context = browser.new_context(base_url=gateway)
+    held: list[Route] = []
+    context.route("**/v1/public-key", lambda route: held.append(route))  # the key's answer held back
+    shopper = context.new_page()
+    shopper.goto("/")
+    shopper.get_by_label("Words").fill("red")
+    shopper.get_by_label("Words").press("Enter")
+    shopper.wait_for_timeout(300)
+    assert len(held) == 1 and results(shopper).count() == 0
+    held[0].continue_()
+    expect(results(shopper)).to_have_count(PAGE_SIZE)
+    expect(shopper.get_by_role("alert")).to_be_empty()
+    context.close()
+
+
 def test_a_phone_wide_page_has_no_sideways_scroll(browser: Browser, gateway: str) -> None:
     context = browser.new_context(base_url=gateway, viewport={"width": 390, "height": 844}, is_mobile=True)
     phone = context.new_page()

@@ -25,6 +25,10 @@ const state = {
   offset: 0,
 };
 const titles = new Map(); // product id -> title, for the chips of products liked
+// The page's key, asked for at once: a search sent before it arrives waits for it instead of being refused.
+const keyed = publicKey()
+  .then(useKey)
+  .catch(() => useKey(null)); // unreachable: searches go without a key, and the API says what is missing
 let models = [];
 let ticket = 0; // only the newest search paints
 let shownHit = null; // the product in the product view
@@ -72,6 +76,7 @@ async function run({ append = false, remember = true } = {}) {
     return;
   }
   const mine = ++ticket;
+  await keyed;
   const offset = append ? state.offset + PAGE_SIZE : 0;
   if (remember && !append) rememberQuery();
   if (!append) more.hidden = true; // no page 2 of a query being replaced
@@ -445,8 +450,8 @@ window.addEventListener("popstate", async () => {
 
 async function start() {
   if (matchMedia("(max-width: 720px)").matches) $("filters-panel").open = false; // a phone shows results first
-  useKey(await publicKey());
-  readQuery();
+  readQuery(); // before any wait: what the shopper does meanwhile is not overwritten
+  await keyed;
   try {
     await refreshModels();
   } catch (error) {
