@@ -56,6 +56,7 @@ class InProcessWorker:
 
 
 def run_worker_process(app: Celery, concurrency: int, embedded_store: bool) -> None:
-    """`stylefinder worker`: an embedded store has one owner, so such a worker runs one task at a time."""
-    pool = ["--pool=solo"] if embedded_store else [f"--concurrency={concurrency}"]
+    """`stylefinder worker`: an embedded store has one owner, so such a worker runs one task at a time; otherwise its
+    tasks run on threads of this one process (whose /metrics then counts them all: forked children would not)."""
+    pool = ["--pool=solo"] if embedded_store else ["--pool=threads", f"--concurrency={concurrency}"]
     app.worker_main(["worker", "--loglevel=INFO", "--without-gossip", "--without-mingle", *pool])

@@ -283,6 +283,17 @@ def test_what_a_request_sent_comes_back_in_a_message_at_a_bounded_length(indexed
     assert "at most 2000" in title.text
 
 
+def test_patches_cannot_grow_a_products_metadata_past_its_bounds(settings: Settings) -> None:
+    with TestClient(create_app(settings), headers=AUTH) as client:
+        image = f"data:image/png;base64,{base64.b64encode(encode(photo((9, 9, 9)), 'PNG')).decode()}"
+        client.app.state.runtime.pipeline.run([CatalogueItem(id="p", images=[image], title="plain")], ["tiny"])
+        answers = [client.patch("/v1/products/p", json={f"note{n}": "x" * 1900}).status_code for n in range(10)]
+        assert answers[:8] == [200] * 8 and answers[-1] == 422  # each patch fits; their sum does not
+        refused = client.patch("/v1/products/p", json={"note9": "x" * 1900})
+        assert "bytes as JSON: at most 16384" in refused.text
+        assert client.patch("/v1/products/p", json={"price": 12}).status_code == 200  # small changes still go
+
+
 def test_oversized_upload_is_refused(settings: Settings) -> None:
     settings.max_image_bytes = 1000
     with TestClient(create_app(settings), headers=AUTH) as small:

@@ -25,7 +25,7 @@ def test_a_request_id_follows_a_request_into_its_indexing_and_every_line_is_json
     photos = {f"{n}.jpg": encode(photo((30 * n, 90, 200 - 20 * n))) for n in range(4)}
     port, log = free_port(), tmp_path / "server.log"
     with photo_server(photos) as (base, _):
-        server = start_server(env, port, log, verbose=True)
+        server = start_server(env, port, log)  # as a deployment starts it: no -v
         try:
             client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=AUTH, timeout=60)
             items = [{"id": f"p{n}", "images": [f"{base}/{n}.jpg"]} for n in range(4)]

@@ -4,9 +4,11 @@ says. The process's metrics accumulate across tests, so each check compares a sc
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -66,6 +68,24 @@ def test_the_gateways_metrics_follow_an_ingest_and_searches(settings: Settings, 
     assert moved(before, after, "stylefinder_embed_batch_size_count", lane="bulk") >= 1  # the ingest's photos
     assert moved(before, after, "stylefinder_embed_batch_size_sum", lane="search") >= 3  # the photo searches
     assert moved(before, after, "stylefinder_embed_lane_wait_seconds_count", lane="search") >= 3
+
+
+def test_a_bug_is_counted_as_a_500_and_logged_with_its_request_id(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with TestClient(create_app(settings), headers=AUTH, raise_server_exceptions=False) as client:
+
+        def broken(*_: object) -> None:
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(client.app.state.runtime.searcher, "search", broken)
+        before = scrape(client)
+        with caplog.at_level(logging.ERROR, logger="stylefinder.access"):
+            answer = client.post("/v1/search", json={"text": "red"}, headers={"X-Request-ID": "bug-1"})
+        after = scrape(client)
+    assert answer.status_code == 500 and "a bug" not in answer.text
+    assert moved(before, after, "stylefinder_http_requests_total", route="/v1/search", method="POST", status="500") == 1
+    assert any("POST /v1/search failed" in record.getMessage() and record.exc_info for record in caplog.records)
 
 
 def test_rate_limit_refusals_are_counted(settings: Settings) -> None:

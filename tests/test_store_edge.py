@@ -92,7 +92,6 @@ def test_a_bulk_load_ends_with_every_point_in_the_graph_without_another_write(tm
     name = collection_name("v")
     rows = vectors(4000)
     fill(store, rows)
-    assert engine.build_index(name) is not None, "the threshold started a build during the load"
 
     def covered(timeout_s: float) -> float:
         started = time.monotonic()

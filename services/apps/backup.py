@@ -1,6 +1,7 @@
-"""Snapshots of a deployment's data folder, and their restore into an empty one: the embedded store (each collection
-copied while its writes wait), the product photos, the queue and the job board (SQLite's online backup), the API
-keys and the trained variants. A restored folder answers the same searches with the same results."""
+"""Snapshots of a deployment's data folder, and their restore into an empty one: the queue and the job board
+(SQLite's online backup), the embedded store (each collection copied while its searches and writes wait), the
+product photos, the API keys and the trained variants. A restored folder answers the same searches with the same
+results."""
 
 from __future__ import annotations
 
@@ -22,17 +23,20 @@ KEY_FILES = (KEY_FILE, ADMIN_KEY_FILE, PUBLIC_KEY_FILE)
 def snapshot(rt: Runtime, target: Path) -> dict:
     """Write a snapshot of `rt`'s data folder into `target` (absent or empty) while it keeps serving; returns its
     manifest."""
+    settings = rt.settings
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise InvalidInput(f"{target} is not an empty folder: a snapshot is written into a new one")
-    settings = rt.settings
+    if target.resolve().is_relative_to(settings.data_dir.resolve()):
+        raise InvalidInput(f"{target} is inside the data folder {settings.data_dir}: write the snapshot elsewhere")
     target.mkdir(parents=True, exist_ok=True)
+    # The queue and the jobs first: a batch acknowledged after their copy is still in the store's, never in none.
+    for database in (settings.jobs_path, settings.broker_path):
+        if database.is_file():
+            _copy_database(database, target / database.name)
     points = rt.store.snapshot(target / settings.store_path.relative_to(settings.data_dir))
     for folder in (settings.media_path, settings.variants_path):
         if folder.is_dir():
             shutil.copytree(folder, target / folder.relative_to(settings.data_dir))
-    for database in (settings.jobs_path, settings.broker_path):
-        if database.is_file():
-            _copy_database(database, target / database.name)
     for name in KEY_FILES:
         if (settings.data_dir / name).is_file():
             shutil.copy2(settings.data_dir / name, target / name)  # the admin key stays readable by its owner only

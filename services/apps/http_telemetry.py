@@ -29,16 +29,28 @@ def count_requests(app: FastAPI) -> None:
         token = REQUEST_ID.set(request_id)
         started = time.perf_counter()
         try:
-            response = await call_next(request)
-            template = getattr(request.scope.get("route"), "path", "unmatched")
-            HTTP_REQUESTS.labels(template, request.method, str(response.status_code)).inc()
-            # the route's template, not the path: no product id, file name or query string in the log
-            ms = (time.perf_counter() - started) * 1000
-            access.info("%s %s %d %.1f ms", request.method, template, response.status_code, ms)
+            try:
+                response = await call_next(request)
+            except Exception:  # a bug: answered 500 further out, counted and logged here with the request's id
+                _answered(request, 500, started)
+                access.exception("%s %s failed", request.method, _template(request))
+                raise
+            _answered(request, response.status_code, started)
         finally:
             REQUEST_ID.reset(token)
         response.headers[REQUEST_ID_HEADER] = request_id
         return response
+
+
+def _template(request: Request) -> str:
+    """The route's template, not the path: no product id, file name or query string in a label or the log."""
+    return getattr(request.scope.get("route"), "path", "unmatched")
+
+
+def _answered(request: Request, status: int, started: float) -> None:
+    HTTP_REQUESTS.labels(_template(request), request.method, str(status)).inc()
+    ms = (time.perf_counter() - started) * 1000
+    access.info("%s %s %d %.1f ms", request.method, _template(request), status, ms)
 
 
 def metrics_response() -> Response:

@@ -65,9 +65,10 @@ class Runtime:
     def resolve(self, requested: str | None) -> str:
         """The variant a request means: a served name (`default` when it names none) stands for the variant whose
         collection it points at now; any other name is a variant's own."""
-        target = self.store.alias(requested or DEFAULT_NAME)
+        name = requested or DEFAULT_NAME
+        target = self.store.alias(name)
         if target is None:
-            return requested or self.served[0]
+            return self.served[0] if name == DEFAULT_NAME else name
         owners = {collection_name(variant.name): variant.name for variant in self.registry}
         if target not in owners:
             self.registry.refresh()
@@ -82,12 +83,14 @@ class Runtime:
     def switch(self, name: str, to: str | None = None) -> tuple[str, str | None]:
         """Point the served name at variant `to` (None: back to what it served before its last switch), at one
         instant; returns what it serves now and what it served before (None: it was new)."""
-        before = self.resolve(name) if name in self.store.served_names() else None
+        implicit = name == DEFAULT_NAME and name not in self.store.served_names()
+        before = self.resolve(name) if implicit or name in self.store.served_names() else None
         if to is None:
             self.store.rollback(name)
         else:
             self.index_variants([to])  # a known variant with its weights here
-            self.store.switch(name, to)
+            # before its first switch, `default` serves the first served variant: the same gate, the same rollback
+            self.store.switch(name, to, collection_name(self.served[0]) if implicit else None)
         return self.resolve(name), before
 
     def check_servable(self, variant: str) -> None:

@@ -256,7 +256,7 @@ class EdgeEngine:
         if found is None:
             return None
         with found.lock:
-            if found.build is not None:
+            if found.build is not None or self._closed.is_set():  # closing: close() reads `build` under this lock
                 return found.build
             found.journal = []
             found.build = threading.Thread(target=self._build, args=(collection, found), daemon=True)
@@ -278,13 +278,17 @@ class EdgeEngine:
             with self._lock:
                 loaded = list(self._collections.items())
             for collection, found in loaded:
-                quiet = time.monotonic() - found.last_write >= self.settle_after_s
-                if found.build is not None or not quiet or time.monotonic() < found.retry_after:
-                    continue
-                with found.lock:
-                    count = found.shard.count(qe.CountRequest(exact=True))
-                if count >= self.index_after and count > found.covered and not self._closed.is_set():
-                    self.build_index(collection)
+                try:
+                    quiet = time.monotonic() - found.last_write >= self.settle_after_s
+                    if found.build is not None or not quiet or time.monotonic() < found.retry_after:
+                        continue
+                    with found.lock:
+                        count = found.shard.count(qe.CountRequest(exact=True))
+                    if count >= self.index_after and count > found.covered:
+                        self.build_index(collection)
+                except Exception:  # the store closing under it, or a bug: logged, and the next look goes on
+                    if not self._closed.is_set():
+                        log.exception("collection %s: the settler could not look at it", collection)
 
     def _build(self, collection: str, found: _Collection) -> None:
         """Child builds a new generation; replay the journal onto it; switch `current`; then serve it."""
@@ -366,7 +370,7 @@ class EdgeEngine:
     # -- backups ---------------------------------------------------------------------------------------------
     def snapshot(self, target: Path) -> dict[str, int]:
         """Every collection's live generation copied into `target`, a folder this engine opens as it is; each
-        collection is copied while its writes wait (searches go on). Returns the points of each."""
+        collection is copied while its searches and writes wait (one at a time). Returns the points of each."""
         copied: dict[str, int] = {}
         target.mkdir(parents=True, exist_ok=True)
         _write_json(target / ALIASES_FILE, self.aliases())
@@ -392,7 +396,8 @@ class EdgeEngine:
             collections = list(self._collections.values())
             self._collections.clear()
         for found in collections:
-            build = found.build
+            with found.lock:  # a build starts before this (and is joined) or not at all: it sees `_closed`
+                build = found.build
             if build is not None:
                 build.join()  # bounded: the child is gone, and the swap refuses once closing
             with found.lock:

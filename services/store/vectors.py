@@ -413,13 +413,14 @@ class VectorStore:
         """Served names and their collections, without the previous targets kept for rollback."""
         return {name: target for name, target in self.engine.aliases().items() if not name.endswith(PREVIOUS)}
 
-    def switch(self, name: str, variant: str) -> str | None:
+    def switch(self, name: str, variant: str, serving: str | None = None) -> str | None:
         """Point `name` at `variant`'s collection, at once, once it holds every product `name` serves now; the
-        collection it pointed at is kept for `rollback`. Returns that collection (None: `name` is new)."""
+        collection it pointed at is kept for `rollback`. `serving`: the collection a name without an alias stands
+        for (the deployment's first variant, for `default`). Returns the collection served before (None: none)."""
         target = collection_name(variant)
         if not self.engine.vector_sizes(target):
             raise InvalidInput(f"variant {variant} holds nothing yet: reindex the catalogue into it first")
-        current = self.engine.aliases().get(name)
+        current = self.engine.aliases().get(name, serving)
         if current == target:
             raise InvalidInput(f"{name} already serves {variant}")
         if current is not None:

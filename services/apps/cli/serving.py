@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 from pathlib import Path
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 @click.option("--variant", "variants", multiple=True, help="variant to index into (default: all served)")
 def serve(host: str, port: int, catalogues: tuple[Path, ...], variants: tuple[str, ...]) -> None:
     """Run the gateway; with an embedded store the indexing worker runs inside it."""
+    _log_as_a_service()
     import uvicorn
 
     from services.apps.gateway.app import create_app
@@ -78,6 +80,7 @@ def served_config(app: FastAPI, settings: Settings, host: str, port: int) -> uvi
 @click.option("--metrics-port", type=int, default=None, help="serve this worker's Prometheus metrics on this port")
 def worker(metrics_port: int | None) -> None:
     """Run a Celery indexing worker process (distributed mode: set REDIS_URL, and QDRANT_URL for a server)."""
+    _log_as_a_service()
     from prometheus_client import start_http_server
 
     from indexer.worker import run_worker_process
@@ -130,8 +133,14 @@ def worker_alive(timeout_s: float) -> None:
 @click.option("--port", default=8001, show_default=True)
 def embedder(host: str, port: int) -> None:
     """Run the HTTP embedding service (the GPU box); point gateway and workers at it with STYLEFINDER_EMBEDDER_URL."""
+    _log_as_a_service()
     import uvicorn
 
     from services.apps.embedding_service import create_app
 
     uvicorn.run(create_app(_settings()), host=host, port=port, log_level="info")
+
+
+def _log_as_a_service() -> None:
+    """A service logs at INFO: its access lines and the indexing lines carry the request ids an operator follows."""
+    logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))

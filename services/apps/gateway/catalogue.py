@@ -16,7 +16,7 @@ from services.apps.gateway.deps import Admin, Write, runtime
 from services.apps.runtime import Runtime
 from services.catalogue import CatalogueItem, parse_catalogue
 from services.errors import InvalidInput, NotFound
-from services.payload import PIPELINE_FIELDS
+from services.payload import PIPELINE_FIELDS, PRODUCT_ID, catalogue_payload
 from services.store import collection_name, delete_product_photos
 
 router = APIRouter(tags=["catalogue"])
@@ -143,6 +143,12 @@ async def update_product(product_id: str, fields: dict[str, Any], rt: Rt) -> dic
         raise InvalidInput("nothing to change")
     checked = CatalogueItem(id=product_id, images=["-"], **fields)  # same rules as at ingestion
     changes = {key: value for key, value in checked.payload().items() if key in fields}
+    points = await run_in_threadpool(rt.store.product_points, product_id)
+    if not points:
+        raise NotFound(f"no product {product_id}")
+    stored = catalogue_payload(next(iter(points.values()))[0].payload)
+    kept = {key: value for key, value in stored.items() if key not in {*PIPELINE_FIELDS, PRODUCT_ID}}
+    CatalogueItem(id=product_id, images=["-"], **{**kept, **changes})  # and the metadata as it will be: bounded
     touched = await run_in_threadpool(rt.store.set_product_payload, product_id, changes)
     if not touched:
         raise NotFound(f"no product {product_id}")
