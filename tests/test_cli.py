@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from services.apps.gateway.app import create_app
 from services.settings import Settings
 from services.store import VectorStore
-from tests.helpers import AUTH, photo_server, wait_for_job
+from tests.helpers import AUTH, photo_server, served, wait_for_job
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -98,7 +98,9 @@ def test_operator_mistakes_are_one_line_without_a_traceback(
         assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-def test_store_commands_report_and_refuse_in_one_line(tiny_env: dict[str, str], catalogue_dir: Path) -> None:
+def test_store_commands_report_and_refuse_in_one_line(
+    tiny_env: dict[str, str], catalogue_dir: Path, settings: Settings
+) -> None:
     assert run(tiny_env, "index", str(catalogue_dir)).returncode == 0
     status = run(tiny_env, "store", "status")
     assert status.returncode == 0 and "sf_tiny: 12 points (photo 32-d, edge 32-d)" in status.stdout
@@ -109,6 +111,10 @@ def test_store_commands_report_and_refuse_in_one_line(tiny_env: dict[str, str], 
     ]
     built = run(tiny_env, "store", "index")
     assert built.returncode == 0 and "sf_tiny: 0 points not in an HNSW graph" in built.stdout
+    with served(create_app(settings)) as url:  # a gateway owns the store now: status asks it
+        owned = run({**tiny_env, "STYLEFINDER_GATEWAY_URL": url}, "store", "status")
+    assert owned.returncode == 0 and "sf_tiny: 12 points (photo 32-d, edge 32-d), " in owned.stdout
+    assert "not in an HNSW graph" in owned.stdout and "the gateway" in owned.stdout
     for command in ("export", "import"):
         refused = run(tiny_env, "store", command, "http://127.0.0.1:9")
         assert refused.returncode == 1 and "no Qdrant server answers at http://127.0.0.1:9" in refused.stderr

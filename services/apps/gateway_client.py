@@ -47,6 +47,10 @@ class GatewayClient:
         body = {"name": name, "rollback": rollback} | ({"to": to} if to else {})
         return self._call("POST", "/v1/switch", json=body)
 
+    def store_states(self) -> list[dict]:
+        """Each collection of the gateway's store: points, vectors, points its graph does not cover."""
+        return self._call("GET", "/v1/store")  # type: ignore[return-value]
+
     def snapshot(self, target: str) -> dict:
         """The gateway snapshots its data folder into `target`, a path on its machine."""
         return self._call("POST", "/v1/snapshots", json={"to": target})

@@ -25,11 +25,17 @@ def store() -> None:
 
 @store.command(name="status")
 def store_status() -> None:
-    """Collections with their points, vectors and points still searched exactly (not yet in an HNSW graph)."""
-    with _embedded_store() as opened:
-        for state in opened.states():
-            sizes = ", ".join(f"{vector} {size}-d" for vector, size in state.vectors.items())
-            click.echo(f"{state.name}: {state.points} points ({sizes}), {state.unindexed} not in an HNSW graph")
+    """Collections with their points, vectors and points still searched exactly (not yet in an HNSW graph); asked of
+    the running gateway when it owns the embedded store."""
+    from dataclasses import asdict
+
+    states = here_or_at_gateway(
+        _settings(), lambda rt: [asdict(state) for state in rt.store.states()], lambda client: client.store_states()
+    )
+    for state in states:
+        sizes = ", ".join(f"{vector} {size}-d" for vector, size in state["vectors"].items())
+        graph = "built by the server" if state["unindexed"] is None else f"{state['unindexed']} not in an HNSW graph"
+        click.echo(f"{state['name']}: {state['points']} points ({sizes}), {graph}")
 
 
 @store.command(name="index")

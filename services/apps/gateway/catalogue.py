@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -195,6 +196,13 @@ async def served_names(rt: Rt) -> dict[str, str]:
     """Each served name and the variant it serves now."""
     names = await run_in_threadpool(rt.store.served_names)
     return {name: await run_in_threadpool(rt.resolve, name) for name in names}
+
+
+@router.get("/v1/store", dependencies=[Admin])
+async def store_states(rt: Rt) -> list[dict[str, Any]]:
+    """Each collection: its points, named vectors and, on the embedded store, the points its HNSW graph does not
+    cover yet (searched exactly); `stylefinder store status` asks this when the gateway owns the store."""
+    return [asdict(state) for state in await run_in_threadpool(rt.store.states)]
 
 
 class SnapshotRequest(BaseModel):
