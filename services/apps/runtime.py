@@ -75,7 +75,7 @@ class Runtime:
             owners = {collection_name(variant.name): variant.name for variant in self.registry}
         if target not in owners:
             raise ServiceUnavailable(
-                f"the served name {requested or DEFAULT_NAME} points at {target}, which no "
+                f"the served name {name} points at {target}, which no "
                 "registered variant fills: register it again, or switch the name back"
             )
         return owners[target]
@@ -83,8 +83,9 @@ class Runtime:
     def switch(self, name: str, to: str | None = None) -> tuple[str, str | None]:
         """Point the served name at variant `to` (None: back to what it served before its last switch), at one
         instant; returns what it serves now and what it served before (None: it was new)."""
-        implicit = name == DEFAULT_NAME and name not in self.store.served_names()
-        before = self.resolve(name) if implicit or name in self.store.served_names() else None
+        named = name in self.store.served_names()
+        implicit = name == DEFAULT_NAME and not named
+        before = self.resolve(name) if implicit or named else None
         if to is None:
             self.store.rollback(name)
         else:

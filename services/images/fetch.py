@@ -10,10 +10,10 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
 from services.errors import FetchError
-from services.images.outbound import AllowList, Downloader, shorten
+from services.images.outbound import AllowList, Downloader, DownloadLane, shorten
 from services.settings import Settings
 
 
@@ -56,13 +56,11 @@ class Fetcher:
     allowed_roots: list[Path] = field(default_factory=list)  # local paths are readable only below these
     media: PhotoReader | None = None  # "media:<point id>" reads a photo already indexed (backfills)
     allowed_hosts: list[str] = field(default_factory=list)  # private hosts/networks URLs may reach (outbound.py)
-    lane: Literal["search", "bulk"] = (
-        "search"  # shoppers' photos, or catalogue work: their downloads never share threads
-    )
+    lane: DownloadLane = "search"  # shoppers' photos, or catalogue work: their downloads never share threads
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, media: PhotoReader | None = None, lane: Literal["search", "bulk"] = "search"
+        cls, settings: Settings, media: PhotoReader | None = None, lane: DownloadLane = "search"
     ) -> Fetcher:
         return cls(
             settings.max_image_bytes,

@@ -36,7 +36,8 @@ NAT64 = ipaddress.ip_network("64:ff9b::/96")
 # Downloads run here, so a caller waits no longer than its deadline even while a resolver or a socket hangs;
 # a download past its deadline stops at its next read (each read's timeout is what was left of it). Shoppers' photo
 # addresses have threads of their own: catalogue photos from a slow host can fill every bulk thread, never theirs.
-_DOWNLOADS = {
+DownloadLane = Literal["search", "bulk"]  # shoppers' photo addresses, or catalogue work: never the same threads
+_DOWNLOADS: dict[DownloadLane, ThreadPoolExecutor] = {
     "search": ThreadPoolExecutor(max_workers=16, thread_name_prefix="download-search"),
     "bulk": ThreadPoolExecutor(max_workers=32, thread_name_prefix="download-bulk"),
 }
@@ -104,7 +105,7 @@ class Downloader:
     timeout_s: float
     allow: AllowList = field(default_factory=AllowList)
     resolver: Resolver = resolve
-    lane: Literal["search", "bulk"] = "search"  # whose download threads it uses
+    lane: DownloadLane = "search"  # whose download threads it uses
 
     def __call__(self, url: str) -> bytes:
         deadline = time.monotonic() + self.timeout_s

@@ -229,7 +229,10 @@ class VectorStore:
         """Whether some product of the variant has a value for the payload field (a price to filter by, say), as of
         now; its index alone does not say so: standard fields are indexed before any product has them. Cheap for
         indexed fields (one look-up through the index)."""
-        return next(iter(self.engine.scroll(collection_name(variant), [Present(key)])), None) is not None
+        return self._first_carrier(collection_name(variant), key) is not None
+
+    def _first_carrier(self, name: str, key: str) -> Found | None:
+        return next(iter(self.engine.scroll(name, [Present(key)])), None)
 
     def _carried(self, name: str, key: str) -> bool:
         """Whether some point has the field (a store written before fields were indexed); it is indexed if so."""
@@ -237,7 +240,7 @@ class VectorStore:
             checked = self._absent.get((name, key))
             if checked is not None and time.monotonic() - checked < ABSENT_TTL_S:
                 return False
-        carrier = next(iter(self.engine.scroll(name, [Present(key)])), None)
+        carrier = self._first_carrier(name, key)
         if carrier is None:
             with self._fields_lock:
                 self._absent[(name, key)] = time.monotonic()

@@ -27,7 +27,7 @@ from services.apps.runtime import Runtime
 from services.errors import NotFound
 from services.models import missing_weights
 from services.settings import Settings
-from services.store import collection_name
+from services.store import CollectionState, collection_name
 from services.telemetry import INDEXED_POINTS, QUEUE_DEPTH, UNINDEXED_POINTS
 
 # What the pages may load: their own origin only (a photo's preview is a blob: URL); a CDN that Swagger UI or ReDoc
@@ -169,13 +169,19 @@ def create_app(
     return app
 
 
+def _states(rt: Runtime) -> dict[str, CollectionState]:
+    """Each collection's points and the points its graph does not cover, by collection name: one read of both."""
+    return {state.name: state for state in rt.store.states()}
+
+
 def _refresh_gauges(rt: Runtime) -> None:
     """The gauges read at scrape time: each served variant's points and the points its graph does not cover, and
     the queue's depth."""
-    unindexed = {state.name: state.unindexed for state in rt.store.states()}
+    states = _states(rt)
     for name in rt.served:
-        INDEXED_POINTS.labels(name).set(rt.store.count(name))
-        UNINDEXED_POINTS.labels(name).set(unindexed.get(collection_name(name)) or 0)
+        state = states.get(collection_name(name))
+        INDEXED_POINTS.labels(name).set(state.points if state else 0)
+        UNINDEXED_POINTS.labels(name).set(state.unindexed or 0 if state else 0)
     QUEUE_DEPTH.set(rt.jobs.active_items())
 
 
@@ -187,9 +193,10 @@ def _own_origin_only(page: HTMLResponse) -> HTMLResponse:
 def _variant_infos(rt: Runtime) -> list[VariantInfo]:
     infos = []
     rt.registry.refresh()  # variants trained or registered since the last look join without a restart
-    unindexed = {state.name: state.unindexed for state in rt.store.states()}
+    states = _states(rt)
     for variant in rt.registry:
         problem = missing_weights(variant)
+        state = states.get(collection_name(variant.name))
         infos.append(
             VariantInfo(
                 name=variant.name,
@@ -200,8 +207,8 @@ def _variant_infos(rt: Runtime) -> list[VariantInfo]:
                 served=variant.name in rt.served,
                 available=problem is None,
                 problem=problem,
-                indexed_points=rt.store.count(variant.name),
-                unindexed_points=unindexed.get(collection_name(variant.name)),
+                indexed_points=state.points if state else 0,
+                unindexed_points=state.unindexed if state else None,
                 card=variant.card.model_dump(),
             )
         )

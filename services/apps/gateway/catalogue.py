@@ -96,8 +96,9 @@ async def add_catalogue(
         raise InvalidInput(f"{name}: holds no products")
     if len(items) > MAX_ITEMS_PER_FILE:
         raise InvalidInput(f"{name}: {len(items)} products; upload at most {MAX_ITEMS_PER_FILE} per file")
-    if _repeated_ids(items):
-        raise InvalidInput(f"{name}: product ids repeat: {_repeated_ids(items)}")
+    repeated = _repeated_ids(items)
+    if repeated:
+        raise InvalidInput(f"{name}: product ids repeat: {repeated}")
     chosen = rt.index_variants([name.strip() for name in variants.split(",") if name.strip()] if variants else None)
     job_id = await run_in_threadpool(rt.ingest.submit, items, chosen)
     return _accepted(request, job_id, len(items), chosen)

@@ -183,24 +183,21 @@ function dropFilter(field, value) {
 
 // ---- what the shopper sends
 
-function setPhoto(blob, name) {
-  state.photo = { blob, name };
-  state.drawing = null;
-  state.choice = {};
-  state.like = [];
-  state.unlike = [];
-  photo.show(URL.createObjectURL(blob));
+/** A new photo or drawing starts a new query: the words and filters stay; the old picture, the part of it
+ * searched and the products liked or not go. `shown` and `caption` are what the photo beside the results shows. */
+function searchPicture({ photo: picked = null, drawing = null }, shown = null, caption = null) {
+  Object.assign(state, { photo: picked, drawing, choice: {}, like: [], unlike: [] });
+  photo.show(shown, caption);
   run();
 }
 
+function setPhoto(blob, name) {
+  searchPicture({ photo: { blob, name } }, URL.createObjectURL(blob));
+}
+
 function setPhotoAddress(url) {
-  state.photo = { url };
-  state.drawing = null;
-  state.choice = {};
-  state.like = [];
-  state.unlike = [];
-  photo.show(null, `The photo at ${url}`); // never loaded here: the page asks nothing of other sites
-  run();
+  // never loaded here: the page asks nothing of other sites
+  searchPicture({ photo: { url } }, null, `The photo at ${url}`);
 }
 
 function clearPhoto() {
@@ -317,13 +314,7 @@ $("search-drawing").addEventListener("click", async () => {
     $("error").textContent = "Draw something on the canvas first.";
     return;
   }
-  state.drawing = await pad.blob();
-  state.photo = null;
-  state.choice = {};
-  state.like = [];
-  state.unlike = [];
-  photo.show(null);
-  run();
+  searchPicture({ drawing: await pad.blob() });
 });
 
 // ---- filters, models, display
