@@ -15,6 +15,7 @@ acknowledged write (a process crash; the WAL is not fsynced for power loss).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -50,6 +51,7 @@ SEARCH_EF = 256  # candidates a graph search keeps: recall@10 0.98 vs 0.91 at 12
 REPLAY_UNDER_LOCK = 64  # journal entries left when the swap takes the lock
 RETRY_FAILED_BUILD_S = 600.0  # a failed build is not retried on every write
 ALIASES_FILE = "aliases.json"  # served names -> collections, beside the collections' folders
+WARM_CHUNK = 1 << 20  # bytes per read when a generation's files are read into the page cache
 SETTLE_CHECK_S = 2.0  # how often the settler looks for collections gone quiet with points outside their graph
 
 
@@ -298,6 +300,7 @@ class EdgeEngine:
         try:
             covered = self._run_builder(found, target)
             built = qe.EdgeShard.load(str(target))
+            read_into_page_cache(target)  # before any shopper's search reaches the new generation
             replayed = 0
             while True:
                 with found.lock:
@@ -439,6 +442,7 @@ class EdgeEngine:
         covered = info.points_count if info.indexed_vectors_count else 0
         found = _Collection(folder, sizes, shard, name, covered)
         self._collections[collection] = found
+        threading.Thread(target=read_into_page_cache, args=(folder / name,), daemon=True, name="store-warm").start()
         return found
 
 
@@ -474,6 +478,19 @@ def stream_points(found: Iterator[Found], sink: IO[bytes]) -> int:
         sent += len(page)
     pickle.dump(None, sink)
     return sent
+
+
+def read_into_page_cache(generation: Path) -> int:
+    """Read a generation's segment files once, so that the page cache holds them. Otherwise a shard just built or
+    opened reads its vectors from disk a few pages at a time during its first few hundred searches: at 100,000
+    points, p50 6 ms instead of 1 ms (bench.bulk_load). The reads release the GIL, and a file the engine removes
+    meanwhile is skipped. Returns the bytes read."""
+    chunk, read = bytearray(WARM_CHUNK), 0
+    for path in sorted((generation / "segments").rglob("*")):
+        with contextlib.suppress(OSError), path.open("rb", buffering=0) as file:
+            while size := file.readinto(chunk):
+                read += size
+    return read
 
 
 def _replay(shard: qe.EdgeShard, operations: Sequence[qe.UpdateOperation]) -> None:
