@@ -11,13 +11,16 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import open_clip
 import pytest
+import torch
 
 from services.apps.gateway.app import create_app
 from services.catalogue import read_catalogue
+from services.evaluation import evaluate_variant
 from services.settings import Settings
 from services.store import ClientEngine, EdgeEngine, VectorStore, point_id
-from tests.helpers import AUTH, served
+from tests.helpers import AUTH, TINY_CONFIG, served
 
 
 def test_a_switch_flips_searches_at_one_instant_without_an_error_and_rolls_back(
@@ -31,7 +34,7 @@ def test_a_switch_flips_searches_at_one_instant_without_an_error_and_rolls_back(
         client = httpx.Client(base_url=url, headers=AUTH, timeout=60)
         rt.pipeline.run(items, ["tiny"])
         rt.pipeline.run(items[:6], ["tiny-b"])  # the new variant's reindex, half done
-        assert client.get("/v1/switch").json() == {}  # never switched: default is the first served variant
+        assert client.get("/v1/switch").json() == {"default": "tiny"}  # never switched: the first served variant
         early = client.post("/v1/switch", json={"to": "tiny-b"})  # the first switch is gated as any other
         assert early.status_code == 422 and "lacks 6 of the products" in early.json()["detail"]
         rt.pipeline.run(items[6:], ["tiny-b"])
@@ -76,6 +79,57 @@ def test_a_switch_flips_searches_at_one_instant_without_an_error_and_rolls_back(
         assert done.returncode == 0 and "default serves tiny-b (before: tiny)" in done.stdout, done.stderr[-2000:]
         refused = client.post("/v1/switch", json={"to": "tiny-b", "rollback": True})
         assert refused.status_code == 422
+
+
+def test_a_gated_switch_goes_ahead_only_when_the_new_variant_scores_no_lower(
+    settings: Settings, tiny_registry: Path, tiny_env: dict[str, str], catalogue_dir: Path, tmp_path: Path
+) -> None:
+    """`switch --gate DATA` measures both variants as `stylefinder eval` does and refuses the worse one, here asking
+    the gateway that owns the store what the name serves."""
+    folder = tiny_registry.parent
+    model = open_clip.CLIP(**TINY_CONFIG["model_cfg"])
+    model.load_state_dict(torch.load(folder / "tiny.pt"))
+    with torch.no_grad():  # `flat` gives every photo the same vector: the worst an image tower can do
+        model.visual.ln_post.weight.zero_()
+        model.visual.ln_post.bias.fill_(1.0)
+    torch.save(model.state_dict(), tmp_path / "flat.pt")
+    entry = '[[variant]]\nname = "{}"\narchitecture = "{}"\nweights = "{}"\n[variant.card]\nstage = "test"\n'
+    settings.registry_file = tmp_path / "registry.toml"
+    settings.registry_file.write_text(
+        entry.format("tiny", folder / "tiny.json", folder / "tiny.pt")
+        + entry.format("flat", folder / "tiny.json", tmp_path / "flat.pt")
+    )
+    settings.allowed_image_roots = [catalogue_dir]
+    inshop = tmp_path / "inshop"  # each colour's square photo finds its circle photo
+    inshop.mkdir()
+    colours = sorted({path.stem.split("-")[0] for path in (catalogue_dir / "img").glob("*.jpg")})
+    rows = [f"../catalogue/img/{c}-{shape} {c} {status}" for c in colours for shape, status in GATE_SPLIT]
+    (inshop / "list_eval_partition.txt").write_text("\n".join(rows) + "\n")
+    scores = {variant: evaluate_variant(settings, variant, inshop, progress=False)["model"]["R@1"] for variant in GATED}
+    assert scores["tiny"] > scores["flat"], scores  # the data tells them apart
+    app = create_app(settings)
+    env = {**tiny_env, "STYLEFINDER_REGISTRY_FILE": str(settings.registry_file), "STYLEFINDER_GATEWAY_URL": ""}
+
+    def gated_switch(to: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "services.apps.cli", "switch", "--to", to, "--gate", str(inshop)]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+    with served(app) as url:
+        env["STYLEFINDER_GATEWAY_URL"] = url
+        client = httpx.Client(base_url=url, headers=AUTH, timeout=60)
+        app.state.runtime.pipeline.run(list(read_catalogue(catalogue_dir)), list(GATED))
+        refused = gated_switch("flat")
+        assert refused.returncode == 1 and "not switched" in refused.stderr, refused.stderr[-2000:]
+        assert f"R@1 tiny {scores['tiny']:.4f}, flat {scores['flat']:.4f}" in refused.stdout
+        assert client.get("/v1/switch").json() == {"default": "tiny"}
+        assert client.post("/v1/switch", json={"to": "flat"}).status_code == 200  # ungated, it goes ahead
+        back = gated_switch("tiny")
+        assert back.returncode == 0 and "default serves tiny (before: flat)" in back.stdout, back.stderr[-2000:]
+        assert client.get("/v1/switch").json() == {"default": "tiny"}
+
+
+GATED = ("tiny", "flat")
+GATE_SPLIT = (("square.jpg", "query"), ("circle.jpg", "gallery"))
 
 
 @pytest.mark.parametrize("kind", ["edge", "client-memory"])

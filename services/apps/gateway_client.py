@@ -47,6 +47,10 @@ class GatewayClient:
         body = {"name": name, "rollback": rollback} | ({"to": to} if to else {})
         return self._call("POST", "/v1/switch", json=body)
 
+    def served_names(self) -> dict[str, str]:
+        """Each served name and the variant it serves now (`default` always)."""
+        return self._call("GET", "/v1/switch")
+
     def store_states(self) -> list[dict]:
         """Each collection of the gateway's store: points, vectors, points its graph does not cover."""
         return self._call("GET", "/v1/store")  # type: ignore[return-value]

@@ -80,12 +80,17 @@ class Runtime:
             )
         return owners[target]
 
+    def serves(self, name: str) -> str | None:
+        """The variant a served name stands for now (`default` always stands for one); None: no such name."""
+        if name == DEFAULT_NAME or name in self.store.served_names():
+            return self.resolve(name)
+        return None
+
     def switch(self, name: str, to: str | None = None) -> tuple[str, str | None]:
         """Point the served name at variant `to` (None: back to what it served before its last switch), at one
         instant; returns what it serves now and what it served before (None: it was new)."""
-        named = name in self.store.served_names()
-        implicit = name == DEFAULT_NAME and not named
-        before = self.resolve(name) if implicit or named else None
+        implicit = name == DEFAULT_NAME and name not in self.store.served_names()
+        before = self.serves(name)
         if to is None:
             self.store.rollback(name)
         else:

@@ -15,7 +15,7 @@ from services.evaluation.datasets import (
 )
 from services.evaluation.encoding import as_drawing, as_edge_map, encode_paths, read_photo
 from services.evaluation.metrics import category_precision, category_retrieval, instance_retrieval, paired_accuracy
-from services.evaluation.report import evaluate_variant, format_table
+from services.evaluation.report import evaluate_variant, format_table, headline
 from services.evaluation.served import ModelEmbedder, catalogue_items, catalogue_searcher, text_queries
 from services.evaluation.sketches import direct_accuracy, sketch_category, sketch_retrieval
 
@@ -35,6 +35,7 @@ __all__ = [
     "encode_paths",
     "evaluate_variant",
     "format_table",
+    "headline",
     "held_out_product",
     "in_split",
     "instance_retrieval",

@@ -134,6 +134,16 @@ def trained_on(cards: list[ModelCard], name: str, held_out: bool = False) -> str
     return "; ".join(found) or None
 
 
+HEADLINES = {"inshop": ("model", "R@1"), "catalogue": ("model", "P@10"), "sketch": ("model (direct)", "acc@1")}
+
+
+def headline(report: dict[str, Any]) -> tuple[str, float]:
+    """The one figure of a report that two variants are compared on (`stylefinder switch --gate`): In-shop R@1, a
+    catalogue's P@10 by kind, a drawing's acc@1 against its own edge map."""
+    row, metric = HEADLINES[report["kind"]]
+    return metric, float(report[row][metric])
+
+
 def format_table(report: dict[str, Any]) -> str:
     rows = [(name, metrics) for name, metrics in report.items() if isinstance(metrics, dict)]
     lines = [f"{report['variant']} on {report['data']} ({report['kind']})"]

@@ -98,19 +98,59 @@ def worker(metrics_port: int | None) -> None:
 @click.argument("name", default="default")
 @click.option("--to", "variant", default=None, help="the variant NAME serves from now on")
 @click.option("--rollback", is_flag=True, help="serve what NAME served before its last switch")
-def switch(name: str, variant: str | None, rollback: bool) -> None:
+@click.option(
+    "--gate",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="first evaluate what NAME serves now and the new variant on this data (what `stylefinder eval` reads); "
+    "no switch when the new one scores lower",
+)
+@click.option("--gate-limit", type=int, default=None, help="with --gate on a catalogue: its first N products")
+def switch(name: str, variant: str | None, rollback: bool, gate: Path | None, gate_limit: int | None) -> None:
     """Point a served name (searches that name no variant use `default`) at another variant at one instant, once
     its collection holds every product; through the running gateway when it owns the embedded store."""
     if (variant is None) == (not rollback):
         raise click.UsageError("give --to <variant> or --rollback")
+    if gate is not None and variant is None:
+        raise click.UsageError("--gate compares a new variant with the one served now: give it with --to")
+    settings = _settings()
+    if gate is not None and variant is not None:
+        serving = here_or_at_gateway(
+            settings, lambda rt: rt.serves(name), lambda client: client.served_names().get(name)
+        )
+        check_gate(settings, name, serving, variant, gate, gate_limit)
     to = None if rollback else variant
 
     def here(rt: Runtime) -> dict:
         now, previous = rt.switch(name, to)
         return {"name": name, "variant": now, "previous": previous}
 
-    switched = here_or_at_gateway(_settings(), here, lambda client: client.switch(name, variant, rollback))
+    switched = here_or_at_gateway(settings, here, lambda client: client.switch(name, variant, rollback))
     click.echo(f"{switched['name']} serves {switched['variant']} (before: {switched['previous'] or 'nothing'})")
+
+
+def check_gate(
+    settings: Settings, name: str, serving: str | None, candidate: str, data: Path, limit: int | None
+) -> None:
+    """Stop the switch (exit 1) when `candidate` scores below what `name` serves now on `data`, both measured by
+    `stylefinder eval`'s own evaluation."""
+    from services.evaluation import evaluate_variant, headline
+
+    if serving is None or serving == candidate:
+        click.echo(f"gate: {name} serves {serving or 'nothing'} now, nothing to compare {candidate} with")
+        return
+    scores = {}
+    for variant in (serving, candidate):
+        report = evaluate_variant(settings, variant, data, limit)
+        if report["trained_on_this_data"]:
+            click.echo(f"gate: {variant} trained on this data ({report['trained_on_this_data']}): it is favoured")
+        metric, scores[variant] = headline(report)
+    click.echo(f"gate on {data}: {metric} {serving} {scores[serving]:.4f}, {candidate} {scores[candidate]:.4f}")
+    if scores[candidate] < scores[serving]:
+        raise click.ClickException(
+            f"{candidate} scores {metric} {scores[candidate]:.4f}, below {scores[serving]:.4f} of {serving} that "
+            f"{name} serves now: not switched (without --gate the switch goes ahead)"
+        )
 
 
 @click.command(name="worker-alive")
