@@ -23,6 +23,7 @@ from services.store import (
     copy_collections,
     point_id,
 )
+from services.store.edge_engine import read_into_page_cache
 
 DIM = 1280  # the default variant's size: 2,500 such points pass Qdrant's indexing threshold
 
@@ -82,6 +83,23 @@ def test_hnsw_builds_in_a_child_while_this_process_answers(tmp_path: Path) -> No
     wool = reopened.search("v", during[0], 5, SearchFilters.model_validate({"fabric": "wool"}))
     assert wool and all(hit.payload["fabric"] == "wool" for hit in wool)
     reopened.close()
+
+
+def test_a_generation_is_read_whole_into_the_page_cache(tmp_path: Path) -> None:
+    """What is read before a new generation is served (and when a store opens): every byte of its segment files,
+    so its first searches do not read vectors from disk a few pages at a time."""
+    engine = EdgeEngine(tmp_path / "store", index_after=10**9)
+    store = VectorStore(engine)
+    fill(store, vectors(600))
+    name = collection_name("v")
+    build = engine.build_index(name)
+    assert build is not None
+    build.join()
+    generation = engine.root / name / (engine.root / name / "current").read_text()
+    files = [path for path in (generation / "segments").rglob("*") if path.is_file()]
+    assert read_into_page_cache(generation) == sum(path.stat().st_size for path in files) > 600 * DIM * 4
+    assert read_into_page_cache(tmp_path / "no such generation") == 0
+    store.close()
 
 
 def test_a_bulk_load_ends_with_every_point_in_the_graph_without_another_write(tmp_path: Path) -> None:
