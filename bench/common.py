@@ -33,6 +33,8 @@ SHARED_DATA = Path(
     os.environ.get("STYLEFINDER_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")
 )
 MYNTRA = SHARED_DATA / "myntra"
+KEY = "bench-key"  # the benchmarks' own admin key (STYLEFINDER_API_KEYS=bench-key:admin)
+AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
 def catalogue_items(count: int) -> list[CatalogueItem]:

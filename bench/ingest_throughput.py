@@ -1,11 +1,16 @@
 """Ingestion through the gateway, embedded placement (gateway + in-process Celery worker + embedded store), same
 photos, same run, each configuration in a fresh process:
-- today's default (ONNX Runtime, Qdrant Edge) vs the configuration before it (eager PyTorch, qdrant-client local
-  mode, batch cap 2 with a 5 ms wait): submit -> searchable items/s, and embed-only items/s for reference;
+- the served default (a photo forward, and its edge map's forward through the sketch tower): submit -> searchable
+  items/s against the limit its embedding alone sets, each stage timed alone on the same photos (the photo
+  forward, drawing the edge maps, the edge forward through the sketch tower and, for comparison, through the
+  photo tower as it ran before the default had a sketch tower);
+- `effl0-minilm` on ONNX Runtime and Qdrant Edge vs the configuration before them (eager PyTorch, qdrant-client
+  local mode, batch cap 2 with a 5 ms wait): submit -> searchable items/s, and embed-only items/s for reference;
 - time until a single live append is searchable (p50/p95) while the store builds its HNSW graph in the
   background over a pre-filled collection, with a shopper searching meanwhile.
 
     .venv/bin/python -m bench.ingest_throughput [--items 256] [--appends 30] [--prefill 40000]
+                                                 [--default-only | --live-only]
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import multiprocessing
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -23,6 +29,8 @@ import httpx
 from qdrant_client import QdrantClient
 
 from bench.common import (
+    AUTH,
+    KEY,
     MYNTRA,
     VARIANT,
     catalogue_items,
@@ -35,7 +43,7 @@ from bench.common import (
 from services.apps.gateway.app import create_app
 from services.apps.runtime import Runtime
 from services.embedding import LocalEmbedder
-from services.images import decode_image
+from services.images import decode_image, edge_map
 from services.models import Registry
 from services.settings import Settings
 from services.store import ClientEngine, MediaStore, VectorStore, collection_name
@@ -50,7 +58,13 @@ def wait_done(http: httpx.Client, job_id: str) -> dict:
 
 
 def runtime_for(config: str, data: Path, index_after: int = 20_000) -> Runtime:
-    settings = Settings(data_dir=data, variants=[VARIANT], allowed_image_roots=[MYNTRA], store_index_after=index_after)
+    settings = Settings(
+        data_dir=data,
+        variants=[VARIANT],
+        allowed_image_roots=[MYNTRA],
+        store_index_after=index_after,
+        api_keys=[f"{KEY}:admin"],
+    )
     if config == "default":
         return Runtime.build(settings)
     registry = Registry.from_settings(settings)  # before: eager PyTorch, batch cap 2 + 5 ms wait, local mode
@@ -63,7 +77,7 @@ def bulk_ingest(config: str, count: int) -> dict:
     """In a fresh process: embed-only items/s, then submit -> every item searchable, same photos."""
     items = catalogue_items(count)
     rt = runtime_for(config, Path(tempfile.mkdtemp(prefix="sf-bench-")))
-    with served(create_app(prebuilt=rt)) as url, httpx.Client(base_url=url, timeout=300) as http:
+    with served(create_app(prebuilt=rt)) as url, httpx.Client(base_url=url, headers=AUTH, timeout=300) as http:
         photos = [decode_image(Path(item.images[0]).read_bytes()) for item in items]
         rt.embedder.embed_images(VARIANT, photos[:8])  # load and warm before either measurement
         started = time.perf_counter()
@@ -82,13 +96,56 @@ def bulk_ingest(config: str, count: int) -> dict:
     }
 
 
+def default_ingest(count: int) -> dict:
+    """In a fresh process, the served default: each stage of its embedding timed alone over the same photos
+    (decoded once), then submit -> every item searchable through the gateway."""
+    items = catalogue_items(count)
+    data = Path(tempfile.mkdtemp(prefix="sf-bench-"))
+    rt = Runtime.build(Settings(data_dir=data, allowed_image_roots=[MYNTRA], api_keys=[f"{KEY}:admin"]))
+    variant = rt.registry[rt.served[0]]
+    batch = rt.settings.index_batch_size
+    photos = [decode_image(Path(item.images[0]).read_bytes()) for item in items]
+
+    def seconds(stage: Callable[[list], object], inputs: list) -> float:
+        stage(inputs[:batch])  # loaded and warm before it is timed
+        started = time.perf_counter()
+        for first in range(0, len(inputs), batch):
+            stage(inputs[first : first + batch])
+        return time.perf_counter() - started
+
+    photo_s = seconds(lambda chunk: rt.embedder.embed_images(variant.name, chunk, "bulk"), photos)
+    edges_s = seconds(lambda chunk: [edge_map(photo) for photo in chunk], photos)
+    maps = [edge_map(photo) for photo in photos]
+    edge_s = seconds(lambda chunk: rt.embedder.embed_images(variant.edge_tower, chunk, "bulk"), maps)
+    edge_photo_tower_s = seconds(lambda chunk: rt.embedder.embed_images(variant.name, chunk, "bulk"), maps)
+    limit = count / (photo_s + edges_s + edge_s)
+    with served(create_app(prebuilt=rt)) as url, httpx.Client(base_url=url, headers=AUTH, timeout=600) as http:
+        started = time.perf_counter()
+        body = {"items": [item.model_dump(exclude_none=True) for item in items]}
+        report = wait_done(http, http.post("/v1/products", json=body).json()["job_id"])
+        end_to_end_s = time.perf_counter() - started
+        assert report["indexed"] == len(items), report
+    rt.close()
+    return {
+        "variant": variant.name,
+        "sketch_tower": variant.edge_tower,
+        "photo_forward_items_per_s": count / photo_s,
+        "edge_maps_drawn_per_s": count / edges_s,
+        "edge_forward_items_per_s": count / edge_s,
+        "edge_forward_through_photo_tower_items_per_s": count / edge_photo_tower_s,
+        "embedding_limit_items_per_s": limit,
+        "end_to_end_items_per_s": count / end_to_end_s,
+        "end_to_end_vs_limit": count / end_to_end_s / limit,
+    }
+
+
 def appends_while_building(prefill: int, appends: int) -> dict:
     """In a fresh process: a collection of `prefill` points, its HNSW build started, then single live appends."""
     items = catalogue_items(appends + 1)
     # No build while filling: the one measured is started below, over the whole collection.
     rt = runtime_for("default", Path(tempfile.mkdtemp(prefix="sf-bench-")), index_after=10**12)
     engine = rt.store.engine
-    with served(create_app(prebuilt=rt)) as url, httpx.Client(base_url=url, timeout=120) as http:
+    with served(create_app(prebuilt=rt)) as url, httpx.Client(base_url=url, headers=AUTH, timeout=120) as http:
         rt.embedder.embed_images(VARIANT, [decode_image(Path(items[0].images[0]).read_bytes())])
         fill(engine, clustered_unit_vectors(prefill, rt.registry[VARIANT].embedding_dim, seed=0), 0)
         build_started = time.perf_counter()
@@ -99,7 +156,7 @@ def appends_while_building(prefill: int, appends: int) -> dict:
 
         def shopper() -> None:
             query = Path(items[0].images[0]).read_bytes()
-            with httpx.Client(base_url=url, timeout=60) as own:
+            with httpx.Client(base_url=url, headers=AUTH, timeout=60) as own:
                 while not stop.is_set():
                     began = time.perf_counter()
                     own.post("/v1/search", files={"image": ("q.jpg", query)}, data={"top_k": "10"})
@@ -143,10 +200,17 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=256)
     parser.add_argument("--appends", type=int, default=30)
     parser.add_argument("--prefill", type=int, default=40000)
-    parser.add_argument("--live-only", action="store_true", help="only the appends during an HNSW build")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--live-only", action="store_true", help="only the appends during an HNSW build")
+    only.add_argument("--default-only", action="store_true", help="only the served default against its limit")
     args = parser.parse_args()
+    if args.default_only:
+        write_result("ingest_default", {"items": args.items, **in_fresh_process(default_ingest, args.items)})
+        return
     result: dict = {"variant": VARIANT, "placement": "embedded (gateway + in-process worker, memory broker)"}
     if not args.live_only:
+        result["served_default"] = in_fresh_process(default_ingest, args.items)
+        print("served default", result["served_default"], flush=True)
         before = in_fresh_process(bulk_ingest, "before", args.items)
         print("before", before, flush=True)
         default = in_fresh_process(bulk_ingest, "default", args.items)

@@ -20,11 +20,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import MYNTRA, LeanClient, catalogue_items, percentiles, write_result
+from bench.common import AUTH, KEY, MYNTRA, LeanClient, catalogue_items, percentiles, write_result
 from services.catalogue import CatalogueItem
-
-KEY = "bench-key"
-AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
 def start_server(data: Path, port: int, log: Path) -> subprocess.Popen:
