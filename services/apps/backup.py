@@ -1,7 +1,7 @@
 """Snapshots of a deployment's data folder, and their restore into an empty one: the queue and the job board
-(SQLite's online backup), the embedded store (each collection copied while its searches and writes wait), the
-product photos, the API keys and the trained variants. A restored folder answers the same searches with the same
-results."""
+(SQLite's online backup), the store (the embedded one's collections copied while their searches and writes wait; a
+Qdrant server's exported through its API, in the embedded format), the product photos, the API keys and the
+trained variants. A restored folder (and server) answers the same searches with the same results."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ import json
 import shutil
 import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 
 from services.apps.api_keys import ADMIN_KEY_FILE, KEY_FILE, PUBLIC_KEY_FILE
 from services.apps.runtime import Runtime
 from services.errors import InvalidInput
 from services.settings import Settings
+from services.store import ClientEngine, Engine, Placement, restore_collections
 
 MANIFEST = "snapshot.json"
 KEY_FILES = (KEY_FILE, ADMIN_KEY_FILE, PUBLIC_KEY_FILE)
@@ -45,16 +47,31 @@ def snapshot(rt: Runtime, target: Path) -> dict:
     return manifest
 
 
-def restore(source: Path, settings: Settings) -> dict:
-    """Copy a snapshot into the settings' data folder, which must be empty or absent; returns its manifest."""
+def restore(source: Path, settings: Settings, server: Engine | None = None) -> dict:
+    """Copy a snapshot into the settings' data folder, which must be empty or absent; its collections go into the
+    embedded store there, or into `server` (default: the Qdrant server QDRANT_URL names), which must hold none of
+    ours. Returns the snapshot's manifest."""
     manifest_file = source / MANIFEST
     if not manifest_file.is_file():
         raise InvalidInput(f"{source} is not a StyleFinder snapshot (no {MANIFEST})")
     data = settings.data_dir
     if data.exists() and any(data.iterdir()):
         raise InvalidInput(f"{data} is not empty: restore into an empty data folder (STYLEFINDER_DATA_DIR)")
-    shutil.copytree(source, data, dirs_exist_ok=True, ignore=shutil.ignore_patterns(MANIFEST))
+    if server is None and settings.qdrant_url:
+        placement = Placement.from_settings(settings)
+        with closing(ClientEngine.server(settings.qdrant_url, settings.qdrant_api_key, placement)) as opened:
+            return restore(source, settings, opened)
+    store = settings.store_path.relative_to(data)
+    if server is not None:
+        restore_collections(source / store, server)
+    leave_out = [MANIFEST, *([store.parts[0]] if server is not None else [])]
+    shutil.copytree(source, data, dirs_exist_ok=True, ignore=lambda folder, names: _top(source, folder, leave_out))
     return json.loads(manifest_file.read_text())
+
+
+def _top(source: Path, folder: str, names: list[str]) -> list[str]:
+    """`names` where they sit at the top of the snapshot, for copytree to leave out."""
+    return names if Path(folder) == source else []
 
 
 def _copy_database(source: Path, target: Path) -> None:

@@ -7,7 +7,7 @@ from services.store.edge_engine import EdgeEngine
 from services.store.engine import COLLECTION_PREFIX, EDGE, FACET_FIELDS, PHOTO, Engine, Found, Point
 from services.store.filters import SearchFilters
 from services.store.media import MediaStore
-from services.store.migrate import copy_collections, migrate_legacy_store
+from services.store.migrate import copy_collections, export_collections, migrate_legacy_store, restore_collections
 from services.store.products import delete_product_photos
 from services.store.vectors import CollectionState, Hit, VectorStore, collection_name, point_id
 
@@ -32,6 +32,8 @@ __all__ = [
     "collection_name",
     "copy_collections",
     "delete_product_photos",
+    "export_collections",
     "migrate_legacy_store",
     "point_id",
+    "restore_collections",
 ]

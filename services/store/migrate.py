@@ -1,25 +1,30 @@
-"""Moving collections between engines: an older version's local-mode folder into the embedded Edge store, and
-the embedded store to a Qdrant server or cluster and back (the path from one box to a cluster).
+"""Moving collections between engines: an older version's local-mode folder into the embedded Edge store, the
+embedded store to a Qdrant server or cluster and back (the path from one box to a cluster), and a server's
+collections into a snapshot folder in the embedded store's format and back (its backups).
 
-Points keep their ids, named vectors and payloads; copying again overwrites, so an interrupted copy is
-simply run again. Counts are compared at the end: a copy that does not add up raises instead of finishing.
+Points keep their ids, named vectors and payloads, collections their payload indexes, and served names their
+targets; copying again overwrites, so an interrupted copy is simply run again. Counts are compared at the end: a
+copy that does not add up raises instead of finishing.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from qdrant_client import QdrantClient
 
-from services.errors import StoreLocked, StyleFinderError
+from services.errors import InvalidInput, StoreLocked, StyleFinderError
 from services.store.client_engine import ClientEngine
+from services.store.edge_engine import EdgeEngine
 from services.store.engine import COLLECTION_PREFIX, PAGE, Engine, Point
 
 log = logging.getLogger("stylefinder.store")
 Progress = Callable[[str, int], None]  # (collection, points copied so far)
+NEVER_BUILD = sys.maxsize  # an embedded engine that only carries points (a snapshot's) builds no HNSW graph
 
 
 def copy_collections(source: Engine, target: Engine, progress: Progress | None = None) -> dict[str, int]:
@@ -29,6 +34,10 @@ def copy_collections(source: Engine, target: Engine, progress: Progress | None =
         if not name.startswith(COLLECTION_PREFIX):
             continue
         target.ensure(name, source.vector_sizes(name))
+        indexed = target.fields(name)
+        for key, kind in source.fields(name).items():  # the catalogue's own fields stay filterable
+            if key not in indexed:
+                target.index_field(name, key, kind)
         page: list[Point] = []
         done = 0
         for found in source.scroll(name, [], with_vectors=True):
@@ -45,7 +54,36 @@ def copy_collections(source: Engine, target: Engine, progress: Progress | None =
         if target.count(name) < source.count(name):
             raise StyleFinderError(f"copy of {name} is incomplete: {target.count(name)} of {source.count(name)} points")
         copied[name] = done
+    served = {name: collection for name, collection in source.aliases().items() if collection in copied}
+    if served:
+        target.set_aliases(served)
     return copied
+
+
+def export_collections(source: Engine, folder: Path, progress: Progress | None = None) -> dict[str, int]:
+    """A server's collections into `folder` in the embedded store's format, page by page through its API (so a
+    cluster's every shard): a snapshot that either placement restores. It is not one instant: writes made while it
+    runs may or may not be in it."""
+    copy = EdgeEngine(folder, index_after=NEVER_BUILD)
+    try:
+        return copy_collections(source, copy, progress)
+    finally:
+        copy.close()
+
+
+def restore_collections(folder: Path, target: Engine, progress: Progress | None = None) -> dict[str, int]:
+    """A snapshot's collections (`folder`, the embedded store's format) into a server that holds none of ours."""
+    held = [name for name in target.collections() if name.startswith(COLLECTION_PREFIX) and target.count(name)]
+    if held:
+        raise InvalidInput(
+            f"the Qdrant server already holds {', '.join(sorted(held))}: restore into one without StyleFinder's "
+            "collections (delete them first, or use another server)"
+        )
+    source = EdgeEngine(folder, index_after=NEVER_BUILD)
+    try:
+        return copy_collections(source, target, progress)
+    finally:
+        source.close()
 
 
 def migrate_legacy_store(legacy: Path, target: Engine, progress: Progress | None = None) -> dict[str, int]:

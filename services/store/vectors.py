@@ -22,7 +22,7 @@ from services.store.clusters import ClusterIndex, by_label
 from services.store.edge_engine import EdgeEngine
 from services.store.engine import COLLECTION_PREFIX, PHOTO, Engine, Found, Point
 from services.store.filters import Match, Present, SearchFilters
-from services.store.migrate import migrate_legacy_store
+from services.store.migrate import export_collections, migrate_legacy_store
 
 OVERFETCH = 4  # photos fetched per result slot; most products have fewer
 
@@ -456,14 +456,10 @@ class VectorStore:
         return {str(point.payload.get(PRODUCT_ID)) for point in self.engine.scroll(collection, [])}
 
     def snapshot(self, target: Path) -> dict[str, int]:
-        """A consistent copy of every collection of the embedded store in `target`; points per collection."""
+        """Every collection in `target`, a folder the embedded engine opens as it is; points per collection. The
+        embedded store copies each collection at one instant; a server's are exported through its API."""
         snapshot = getattr(self.engine, "snapshot", None)
-        if snapshot is None:
-            raise InvalidInput(
-                "a Qdrant server's collections are backed up with Qdrant's own snapshots "
-                "(POST /collections/<name>/snapshots on each node): see docs/operations.md"
-            )
-        return snapshot(target)
+        return snapshot(target) if snapshot is not None else export_collections(self.engine, target)
 
     def count(self, variant: str) -> int:
         return self.engine.count(collection_name(variant))

@@ -83,7 +83,8 @@ def store_cluster(variants: tuple[str, ...], vectors: tuple[str, ...]) -> None:
 @click.argument("target", type=click.Path(path_type=Path))
 def store_snapshot(target: Path) -> None:
     """Snapshot the data folder (store, photos, jobs, keys, trained variants) into TARGET, a new folder; through
-    the running gateway when it owns the embedded store (TARGET is then a path on its machine)."""
+    the running gateway when it owns the embedded store (TARGET is then a path on its machine). A Qdrant server's
+    collections are exported through its API into TARGET, in the embedded store's format."""
     from services.apps.backup import snapshot
 
     target = target.resolve()
@@ -97,7 +98,8 @@ def store_snapshot(target: Path) -> None:
 @store.command(name="restore")
 @click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def store_restore(source: Path) -> None:
-    """Restore a snapshot into STYLEFINDER_DATA_DIR, which must be empty; start `serve` on it afterwards."""
+    """Restore a snapshot into STYLEFINDER_DATA_DIR, which must be empty, its collections into the Qdrant server
+    QDRANT_URL names when set (which must hold none of ours); start `serve` on it afterwards."""
     from services.apps.backup import restore
 
     settings = _settings()
