@@ -146,9 +146,10 @@ def test_every_pod_runs_without_root_and_takes_its_secrets_from_a_secret_object(
 
 
 def test_the_gateway_is_probed_scaled_and_kept_through_drains_and_workers_scale_on_the_queue() -> None:
-    gateway = pods("Deployment")["gateway"]["containers"][0]
-    assert gateway["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert gateway["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    for name in ("gateway", "embedder-gpu", "embedder-cpu"):  # traffic only once ready (models loaded)
+        container = pods("Deployment")[name]["containers"][0]
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", name
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", name
     scalers = {doc["metadata"]["name"]: doc["spec"] for doc in MANIFESTS if doc["kind"] == "HorizontalPodAutoscaler"}
     assert scalers["worker"]["metrics"][0]["external"]["metric"]["name"] == "stylefinder_queue_depth"
     assert any(doc["kind"] == "PodDisruptionBudget" and doc["metadata"]["name"] == "gateway" for doc in MANIFESTS)

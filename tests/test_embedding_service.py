@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -46,3 +47,23 @@ def test_service_refusals_arrive_as_the_same_exceptions(service_url: str) -> Non
     assert response.status_code == 422 and "not an image" in response.json()["detail"]
     with pytest.raises(ImageDecodeError):  # what the client raises for such an answer
         raise from_response(response.status_code, response.json(), "the embedding service")
+
+
+def test_ready_once_the_served_variants_are_loaded_and_says_why_not(settings: Settings) -> None:
+    def settled(url: str) -> httpx.Response:
+        for _ in range(600):
+            answer = httpx.get(f"{url}/readyz")
+            if answer.json()["status"] != "loading":
+                return answer
+            time.sleep(0.1)
+        raise AssertionError("still loading after 60 s")
+
+    with served(create_app(settings)) as url:
+        assert httpx.get(f"{url}/healthz").status_code == 200  # alive at once, ready once loaded
+        ready = settled(url)
+        assert ready.status_code == 200 and ready.json() == {"status": "ready", "variants": ["tiny"]}
+    settings.variants = ["RN50/openai"]  # registered, its weights not here
+    with served(create_app(settings)) as url:
+        refused = settled(url)
+        assert refused.status_code == 503 and "RN50/openai" in refused.json()["reason"]
+        assert "not on this machine" in refused.json()["reason"]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from fastapi import FastAPI, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from services.apps.http_errors import add_error_handlers
 from services.apps.http_telemetry import count_requests, metrics_response
+from services.apps.runtime import served_variants
 from services.embedding import Lane, LocalEmbedder
 from services.images import decode_image
 from services.models import Registry, missing_weights
@@ -36,9 +40,22 @@ def create_app(settings: Settings, embedder: LocalEmbedder | None = None) -> Fas
     add_error_handlers(app)
     count_requests(app)
 
+    loading = Loading(local, served_variants(settings, registry))
+
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """Ready once the served variants (and the towers their drawings go through) are loaded; 503 before, or
+        for good when one of them cannot load here, with the reason."""
+        if loading.failed:
+            reason = "; ".join(f"{name}: {problem}" for name, problem in loading.failed.items())
+            return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+        if loading.waiting:
+            return JSONResponse({"status": "loading", "reason": f"loading {', '.join(loading.waiting)}"}, 503)
+        return JSONResponse({"status": "ready", "variants": loading.loaded})
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
@@ -66,6 +83,27 @@ def create_app(settings: Settings, embedder: LocalEmbedder | None = None) -> Fas
         )
 
     return app
+
+
+class Loading:
+    """The served variants loaded at start on a thread of their own, so that the first requests find them loaded
+    and an orchestrator sends none before (`/readyz`)."""
+
+    def __init__(self, embedder: LocalEmbedder, served: list[str]) -> None:
+        towers = [embedder.registry[name].sketch_tower for name in served]
+        self.waiting = list(dict.fromkeys([*served, *(tower for tower in towers if tower)]))
+        self.loaded: list[str] = []
+        self.failed: dict[str, str] = {}
+        threading.Thread(target=self._load, args=(embedder,), daemon=True, name="embedder-load").start()
+
+    def _load(self, embedder: LocalEmbedder) -> None:
+        for name in list(self.waiting):
+            try:
+                embedder.model(name)
+                self.loaded.append(name)
+            except Exception as error:  # missing weights, a broken checkpoint: said by /readyz, not lost in a log
+                self.failed[name] = str(error)
+            self.waiting.remove(name)
 
 
 def _vectors(variant: str, rows: np.ndarray) -> Vectors:
