@@ -102,6 +102,28 @@ def test_a_generation_is_read_whole_into_the_page_cache(tmp_path: Path) -> None:
     store.close()
 
 
+def test_a_restart_knows_which_points_the_graph_leaves_out(tmp_path: Path) -> None:
+    """Points written after the last build are still outside the graph after a restart, so the settler builds
+    them; Qdrant's own counts would call a graph over most points one over all of them."""
+    engine = EdgeEngine(tmp_path / "store", index_after=10**9)
+    store = VectorStore(engine)
+    fill(store, vectors(600))
+    name = collection_name("v")
+    build = engine.build_index(name)
+    assert build is not None
+    build.join()
+    fill(store, vectors(50, seed=1), start=600)
+    assert engine.unindexed(name) == 50
+    store.close()
+    reopened = EdgeEngine(tmp_path / "store", index_after=600, settle_after_s=0.5)
+    assert reopened.unindexed(name) == 50
+    started = time.monotonic()
+    while reopened.unindexed(name) and time.monotonic() - started < 120:
+        time.sleep(0.2)
+    assert reopened.unindexed(name) == 0 and reopened.count(name) == 650
+    reopened.close()
+
+
 def test_a_bulk_load_ends_with_every_point_in_the_graph_without_another_write(tmp_path: Path) -> None:
     """The build a load starts sees its first points; the rest arrive during it. Once writes stop, the engine
     builds again by itself (at once when many were left out, after a quiet time when few were)."""

@@ -51,6 +51,7 @@ SEARCH_EF = 256  # candidates a graph search keeps: recall@10 0.98 vs 0.91 at 12
 REPLAY_UNDER_LOCK = 64  # journal entries left when the swap takes the lock
 RETRY_FAILED_BUILD_S = 600.0  # a failed build is not retried on every write
 ALIASES_FILE = "aliases.json"  # served names -> collections, beside the collections' folders
+COVERED_FILE = "covered.json"  # beside `current`: the points the live generation's graph was built over
 WARM_CHUNK = 1 << 20  # bytes per read when a generation's files are read into the page cache
 SETTLE_CHECK_S = 2.0  # how often the settler looks for collections gone quiet with points outside their graph
 
@@ -309,6 +310,7 @@ class EdgeEngine:
                         _replay(built, pending)
                         if self._closed.is_set():
                             raise RuntimeError("the store is closing")
+                        _record_covered(found.folder, name, covered)
                         _point_at(found.folder, name)  # first on disk: a failure here leaves the old one live
                         old, found.shard, found.journal = found.shard, built, None
                         old_name, found.generation, found.covered = found.generation, name, covered
@@ -385,6 +387,7 @@ class EdgeEngine:
                 found.shard.flush()
                 shutil.copytree(found.folder / found.generation, folder / found.generation)
                 _write_json(folder / "collection.json", {"vectors": found.sizes})
+                _record_covered(folder, found.generation, found.covered)
                 _point_at(folder, found.generation)
                 copied[collection] = found.shard.count(qe.CountRequest(exact=True))
         return copied
@@ -438,9 +441,7 @@ class EdgeEngine:
             if stale.name != name:
                 shutil.rmtree(stale, ignore_errors=True)
         sizes = json.loads((folder / "collection.json").read_text())["vectors"]
-        info = shard.info()
-        covered = info.points_count if info.indexed_vectors_count else 0
-        found = _Collection(folder, sizes, shard, name, covered)
+        found = _Collection(folder, sizes, shard, name, _covered(folder, name, shard))
         self._collections[collection] = found
         threading.Thread(target=read_into_page_cache, args=(folder / name,), daemon=True, name="store-warm").start()
         return found
@@ -502,6 +503,24 @@ def _replay(shard: qe.EdgeShard, operations: Sequence[qe.UpdateOperation]) -> No
         except Exception as error:  # the binding raises its one error type; the message tells the case
             if "No point with id" not in str(error):
                 raise
+
+
+def _record_covered(folder: Path, generation: str, points: int) -> None:
+    """How many points `generation`'s graph was built over, kept for the next start (Qdrant's own counts cannot
+    tell a graph over every point from one over most of them)."""
+    _write_json(folder / COVERED_FILE, {"generation": generation, "points": points})
+
+
+def _covered(folder: Path, generation: str, shard: qe.EdgeShard) -> int:
+    """The points the live generation's graph covers, as its build recorded them; for a store from before that
+    record, all of them where Qdrant reports indexed vectors, else none."""
+    record = folder / COVERED_FILE
+    if record.is_file():
+        saved = json.loads(record.read_text())
+        if saved.get("generation") == generation:
+            return int(saved["points"])
+    info = shard.info()
+    return info.points_count if info.indexed_vectors_count else 0
 
 
 def _generation_name(number: int) -> str:
