@@ -85,16 +85,22 @@ def test_hnsw_builds_in_a_child_while_this_process_answers(tmp_path: Path) -> No
     reopened.close()
 
 
-def test_a_generation_is_read_whole_into_the_page_cache(tmp_path: Path) -> None:
-    """What is read before a new generation is served (and when a store opens): every byte of its segment files,
-    so its first searches do not read vectors from disk a few pages at a time."""
-    engine = EdgeEngine(tmp_path / "store", index_after=10**9)
+def built(folder: Path, count: int) -> tuple[EdgeEngine, VectorStore, str]:
+    """A store of `count` points whose graph a build (started here, not by a threshold) covers."""
+    engine = EdgeEngine(folder, index_after=10**9)
     store = VectorStore(engine)
-    fill(store, vectors(600))
+    fill(store, vectors(count))
     name = collection_name("v")
     build = engine.build_index(name)
     assert build is not None
     build.join()
+    return engine, store, name
+
+
+def test_a_generation_is_read_whole_into_the_page_cache(tmp_path: Path) -> None:
+    """What is read before a new generation is served (and when a store opens): every byte of its segment files,
+    so its first searches do not read vectors from disk a few pages at a time."""
+    engine, store, name = built(tmp_path / "store", 600)
     generation = engine.root / name / (engine.root / name / "current").read_text()
     files = [path for path in (generation / "segments").rglob("*") if path.is_file()]
     assert read_into_page_cache(generation) == sum(path.stat().st_size for path in files) > 600 * DIM * 4
@@ -105,13 +111,7 @@ def test_a_generation_is_read_whole_into_the_page_cache(tmp_path: Path) -> None:
 def test_a_restart_knows_which_points_the_graph_leaves_out(tmp_path: Path) -> None:
     """Points written after the last build are still outside the graph after a restart, so the settler builds
     them; Qdrant's own counts would call a graph over most points one over all of them."""
-    engine = EdgeEngine(tmp_path / "store", index_after=10**9)
-    store = VectorStore(engine)
-    fill(store, vectors(600))
-    name = collection_name("v")
-    build = engine.build_index(name)
-    assert build is not None
-    build.join()
+    engine, store, name = built(tmp_path / "store", 600)
     fill(store, vectors(50, seed=1), start=600)
     assert engine.unindexed(name) == 50
     store.close()
