@@ -20,7 +20,7 @@ from services.catalogue import read_catalogue
 from services.evaluation import evaluate_variant
 from services.settings import Settings
 from services.store import ClientEngine, EdgeEngine, VectorStore, point_id
-from tests.helpers import AUTH, TINY_CONFIG, served
+from tests.helpers import AUTH, TINY_CONFIG, served, wait_for_job
 
 
 def test_a_switch_flips_searches_at_one_instant_without_an_error_and_rolls_back(
@@ -66,6 +66,13 @@ def test_a_switch_flips_searches_at_one_instant_without_an_error_and_rolls_back(
         assert set(variants[:first_new]) == {"tiny"} and set(variants[first_new:]) == {"tiny-b"}  # one flip
         assert client.get("/v1/switch").json() == {"default": "tiny-b"}
         assert client.post("/v1/search", json={"text": "red", "variant": "default"}).json()["variant"] == "tiny-b"
+        # the settings serve tiny only: tiny-b is served now all the same, and both get new products (a rollback
+        # returns to tiny)
+        assert client.get("/readyz").json()["variants"] == ["tiny", "tiny-b"]
+        assert {m["name"] for m in client.get("/v1/models").json() if m["served"]} == {"tiny", "tiny-b"}
+        late = {"id": "late", "images": [str(next((catalogue_dir / "img").glob("*.jpg")))], "title": "late"}
+        assert wait_for_job(client, client.post("/v1/products", json={"items": [late]}).json()["job_id"])["indexed"]
+        assert rt.store.count("tiny-b") == rt.store.count("tiny") == len(items) + 1
         assert client.post("/v1/switch", json={"rollback": True}).json()["variant"] == "tiny"
         assert client.post("/v1/search", json={"text": "red cap"}).json()["variant"] == "tiny"
         env = {**tiny_env, "STYLEFINDER_GATEWAY_URL": url}  # the gateway owns the store: the CLI asks it

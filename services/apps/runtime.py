@@ -53,8 +53,17 @@ class Runtime:
         return KeyRing.from_settings(self.settings)
 
     @cached_property
-    def served(self) -> list[str]:
+    def configured(self) -> list[str]:
+        """The variants the settings serve (STYLEFINDER_VARIANTS, else every one here that is served by default)."""
         return served_variants(self.settings, self.registry)
+
+    @property
+    def served(self) -> list[str]:
+        """The variants served now: the configured ones, then those a served name points at or would roll back to.
+        A switch may point `default` at a variant the settings never named; it then gets every new product, and so
+        does the one a rollback would return to."""
+        aliased = (self._variant_of(collection) for collection in sorted(self.store.aliased()))
+        return list(dict.fromkeys([*self.configured, *(variant for variant in aliased if variant)]))
 
     @property
     def default_variant(self) -> str:
@@ -68,17 +77,22 @@ class Runtime:
         name = requested or DEFAULT_NAME
         target = self.store.alias(name)
         if target is None:
-            return self.served[0] if name == DEFAULT_NAME else name
-        owners = {collection_name(variant.name): variant.name for variant in self.registry}
-        if target not in owners:
-            self.registry.refresh()
-            owners = {collection_name(variant.name): variant.name for variant in self.registry}
-        if target not in owners:
+            return self.configured[0] if name == DEFAULT_NAME else name
+        variant = self._variant_of(target)
+        if variant is None:
             raise ServiceUnavailable(
                 f"the served name {name} points at {target}, which no "
                 "registered variant fills: register it again, or switch the name back"
             )
-        return owners[target]
+        return variant
+
+    def _variant_of(self, collection: str) -> str | None:
+        """The registered variant whose collection this is (the registry is read again once when none is)."""
+        owners = {collection_name(variant.name): variant.name for variant in self.registry}
+        if collection not in owners:
+            self.registry.refresh()
+            owners = {collection_name(variant.name): variant.name for variant in self.registry}
+        return owners.get(collection)
 
     def serves(self, name: str) -> str | None:
         """The variant a served name stands for now (`default` always stands for one); None: no such name."""
@@ -96,15 +110,16 @@ class Runtime:
         else:
             self.index_variants([to])  # a known variant with its weights here
             # before its first switch, `default` serves the first served variant: the same gate, the same rollback
-            self.store.switch(name, to, collection_name(self.served[0]) if implicit else None)
+            self.store.switch(name, to, collection_name(self.configured[0]) if implicit else None)
         return self.resolve(name), before
 
     def check_servable(self, variant: str) -> None:
         """Raise UnknownVariant or WeightsUnavailable before a query is embedded."""
-        target_variants(self.settings, self.registry, [variant])
+        target_variants(self.registry, [variant])
 
     def index_variants(self, requested: Sequence[str] | None) -> list[str]:
-        return target_variants(self.settings, self.registry, requested)
+        """The variants a piece of work goes into: those requested, else every one served now."""
+        return target_variants(self.registry, list(requested or []) or self.served)
 
     @cached_property
     def fetcher(self) -> Fetcher:
@@ -184,10 +199,9 @@ def served_variants(settings: Settings, registry: Registry) -> list[str]:
     return [v.name for v in registry if v.serve_by_default and missing_weights(v) is None]
 
 
-def target_variants(settings: Settings, registry: Registry, requested: Sequence[str] | None) -> list[str]:
-    """The variants a piece of work goes into: those requested, else every served one. Each must be known and
-    have its weights here (UnknownVariant / WeightsUnavailable), so nothing is queued only to fail per item."""
-    names = list(requested or []) or served_variants(settings, registry)
+def target_variants(registry: Registry, names: Sequence[str]) -> list[str]:
+    """`names`, each known and with its weights here (else UnknownVariant / WeightsUnavailable), so that nothing is
+    queued only to fail per item."""
     for name in names:
         problem = missing_weights(registry[name])
         if problem is not None:

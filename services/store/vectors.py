@@ -412,6 +412,10 @@ class VectorStore:
                 self._aliases = (time.monotonic(), self.engine.aliases())
             return self._aliases[1].get(name)
 
+    def aliased(self) -> set[str]:
+        """The collections served names point at, or would roll back to."""
+        return set(self.engine.aliases().values())
+
     def served_names(self) -> dict[str, str]:
         """Served names and their collections, without the previous targets kept for rollback."""
         return {name: target for name, target in self.engine.aliases().items() if not name.endswith(PREVIOUS)}

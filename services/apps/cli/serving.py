@@ -45,11 +45,12 @@ def serve(host: str, port: int, catalogues: tuple[Path, ...], variants: tuple[st
     settings = _settings()
     listed = {catalogue: list(read_catalogue(catalogue)) for catalogue in catalogues}
     # Checked before the server starts: a bad --variant is one line here, not a failure per queued item.
-    targets = target_variants(settings, Registry.from_settings(settings), variants) if catalogues else []
+    target_variants(Registry.from_settings(settings), variants)
     # The operator named these catalogues, so the server may read their photos from disk.
     settings.allowed_image_roots += photo_folders(item for items in listed.values() for item in items)
 
     def index_catalogues(rt: Runtime) -> None:
+        targets = rt.index_variants(variants)  # without --variant: every variant served now, switched ones too
         for catalogue, items in listed.items():
             job_id = rt.ingest.submit(items, targets)
             click.echo(f"indexing {len(items)} items from {catalogue} in the background: GET /v1/jobs/{job_id}")

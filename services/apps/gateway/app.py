@@ -144,12 +144,12 @@ def create_app(
     @app.get("/readyz", tags=["ops"])
     async def readyz(rt: Rt) -> JSONResponse:
         try:
-            await run_in_threadpool(rt.store.collections)
+            served = await run_in_threadpool(lambda: rt.served)  # the store answers: its served names are read
         except Exception as error:
             return JSONResponse({"status": "unavailable", "reason": f"store: {error}"}, status_code=503)
-        if not rt.served:
+        if not served:
             return JSONResponse({"status": "unavailable", "reason": "no variant has its weights here"}, 503)
-        return JSONResponse({"status": "ready", "variants": rt.served})
+        return JSONResponse({"status": "ready", "variants": served})
 
     @app.get("/metrics", tags=["ops"], include_in_schema=False)
     async def metrics(rt: Rt) -> Response:
@@ -193,7 +193,7 @@ def _own_origin_only(page: HTMLResponse) -> HTMLResponse:
 def _variant_infos(rt: Runtime) -> list[VariantInfo]:
     infos = []
     rt.registry.refresh()  # variants trained or registered since the last look join without a restart
-    states = _states(rt)
+    states, served = _states(rt), rt.served
     for variant in rt.registry:
         problem = missing_weights(variant)
         state = states.get(collection_name(variant.name))
@@ -204,7 +204,7 @@ def _variant_infos(rt: Runtime) -> list[VariantInfo]:
                 backbone=variant.backbone,
                 weights=variant.weights,
                 embedding_dim=variant.embedding_dim,
-                served=variant.name in rt.served,
+                served=variant.name in served,
                 available=problem is None,
                 problem=problem,
                 indexed_points=state.points if state else 0,
