@@ -14,7 +14,7 @@ from services.apps.gateway.app import create_app
 from services.catalogue import CatalogueItem
 from services.models import Variant, save_variant
 from services.settings import Settings
-from tests.helpers import AUTH, encode, photo
+from tests.helpers import AUTH, encode, photo, wait_for_job
 
 
 def upload(indexed_client: TestClient, path: Path, **fields: object) -> dict:
@@ -125,6 +125,7 @@ JSON = {"content-type": "application/json"}
         ({"json": {"text": "x", "top_k": 0}}, 422, "greater than or equal to 1"),
         ({"json": {"text": "x", "top_k": 101}}, 422, "less than or equal to 100"),
         ({"json": {"text": "x", "variant": "nope"}}, 404, "unknown variant"),
+        ({"json": {"text": "x", "variant": "tiny-b"}}, 404, "not served and holds no products: reindex"),
         ({"json": {"text": "x", "variant": "ViT-B-16/openai"}}, 422, "are not on this machine"),
         ({"json": {"image_base64": "bm90IGFuIGltYWdl"}}, 422, "unusable image"),
         ({"json": {"image_url": "http://127.0.0.1:9/x.jpg"}}, 422, "unusable image"),
@@ -249,8 +250,14 @@ def test_a_variant_trained_while_the_gateway_runs_is_listed_and_searched(setting
         save_variant(late, settings.variants_path / "tiny-late")
         models = {model["name"]: model for model in client.get("/v1/models").json()}
         assert models["tiny-late"]["available"] and not models["tiny-late"]["served"]
+        empty = client.post("/v1/search", json={"text": "red", "variant": "tiny-late"})
+        assert empty.status_code == 404 and "holds no products: reindex" in empty.json()["detail"]
+        product = {"id": "red", "images": [base64.b64encode(encode(photo((200, 0, 0)))).decode()]}
+        job = client.post("/v1/products", json={"items": [product], "variants": ["tiny-late"]}).json()["job_id"]
+        assert wait_for_job(client, job)["indexed"] == 1
         answer = client.post("/v1/search", json={"text": "red", "variant": "tiny-late"})
         assert answer.status_code == 200 and answer.json()["variant"] == "tiny-late"
+        assert [hit["product_id"] for hit in answer.json()["results"]] == ["red"]
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache, cached_property
 
 from celery import Celery
@@ -19,7 +19,7 @@ from indexer.tasks import register_tasks
 from indexer.worker import InProcessWorker
 from services.apps.api_keys import KeyRing
 from services.embedding import Embedder, EmbeddingClient, LocalEmbedder
-from services.errors import ServiceUnavailable
+from services.errors import NotFound, ServiceUnavailable
 from services.images import Fetcher, return_freed_pixels_to_the_os
 from services.models import Registry, WeightsUnavailable, missing_weights
 from services.regions import PoseRegions
@@ -38,6 +38,7 @@ class Runtime:
     embedder: Embedder
     store: VectorStore
     media: MediaStore
+    _holding: set[str] = field(default_factory=set, init=False, repr=False)  # variants seen holding products
 
     @classmethod
     def build(cls, settings: Settings, embedder: Embedder | None = None) -> Runtime:
@@ -114,8 +115,19 @@ class Runtime:
         return self.resolve(name), before
 
     def check_servable(self, variant: str) -> None:
-        """Raise UnknownVariant or WeightsUnavailable before a query is embedded."""
+        """Before a query is embedded: UnknownVariant, WeightsUnavailable, or NotFound for a variant that is not
+        served and holds no product (searching it would load its model only to find nothing)."""
         target_variants(self.registry, [variant])
+        if variant in self.configured or variant in self._holding:
+            return
+        if self.store.count(variant):
+            self._holding.add(variant)  # products are seldom all deleted: no second count
+        elif variant not in self.served:
+            raise NotFound(
+                f"variant {variant} is not served and holds no products: reindex the catalogue into it "
+                f"(`stylefinder reindex --from {self.default_variant} --to {variant}`), or search a served one "
+                f"({', '.join(self.served)})"
+            )
 
     def index_variants(self, requested: Sequence[str] | None) -> list[str]:
         """The variants a piece of work goes into: those requested, else every one served now."""

@@ -93,7 +93,7 @@ async def search(request: Request, rt: Rt) -> Response:
     started = time.perf_counter()
     query, upload = await _read_query(request, rt.settings.max_image_bytes)
     variant = await run_in_threadpool(rt.resolve, query.variant)  # a served name stands for its variant now
-    rt.check_servable(variant)
+    await run_in_threadpool(rt.check_servable, variant)
     read_ms = (time.perf_counter() - started) * 1000
     found = await run_in_threadpool(rt.searcher.search, query, variant, upload)
     images = str(request.url_for("image", point_id="-")).removesuffix("-")  # once: url_for walks every route
@@ -131,7 +131,7 @@ async def facets(
     if field not in FACET_FIELDS:
         raise InvalidInput(f"field must be one of {', '.join(FACET_FIELDS)}")
     name = await run_in_threadpool(rt.resolve, variant)
-    rt.check_servable(name)
+    await run_in_threadpool(rt.check_servable, name)
     counts = await run_in_threadpool(rt.store.facets, name, field, limit)
     return {"field": field, "variant": name, "values": [{"value": value, "count": n} for value, n in counts]}
 
@@ -141,7 +141,7 @@ async def filters(rt: Rt, variant: str | None = None) -> FilterChoices:
     """What a page's filter sidebar offers: each filterable field the catalogue's products carry, with its
     values and their counts, and whether they carry a price (filtered by price_min and price_max)."""
     name = await run_in_threadpool(rt.resolve, variant)
-    rt.check_servable(name)
+    await run_in_threadpool(rt.check_servable, name)
 
     def read() -> FilterChoices:
         counted = {field: rt.store.facets(name, field, FILTER_VALUES) for field in FACET_FIELDS}
