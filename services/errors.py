@@ -118,8 +118,22 @@ class ServiceUnavailable(StyleFinderError):
 def from_response(status: int, body: object, service: str) -> StyleFinderError:
     """What another StyleFinder service answered with an error status, as the class it raised there."""
     if isinstance(body, dict) and "error" in body:
-        return from_kind(str(body["error"]), str(body.get("detail", "")), status)
+        return from_kind(str(body["error"]), _in_words(body.get("detail", "")), status)
     return ServiceUnavailable(f"{service} answered HTTP {status}")
+
+
+def _in_words(detail: object) -> str:
+    """An error's detail as a line: a request's validation errors (a list of `loc` and `msg`) as "field: message"."""
+    if not isinstance(detail, list):
+        return str(detail)
+    lines = []
+    for problem in detail:
+        if isinstance(problem, dict) and "msg" in problem:
+            where = ".".join(str(part) for part in problem.get("loc", []) if part != "body")
+            lines.append(f"{where}: {problem['msg']}" if where else str(problem["msg"]))
+        else:
+            lines.append(str(problem))
+    return "; ".join(lines)
 
 
 def from_kind(kind: str, message: str, status: int | None = None) -> StyleFinderError:

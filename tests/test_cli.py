@@ -119,3 +119,16 @@ def test_store_commands_report_and_refuse_in_one_line(
         refused = run(tiny_env, "store", command, "http://127.0.0.1:9")
         assert refused.returncode == 1 and "no Qdrant server answers at http://127.0.0.1:9" in refused.stderr
         assert "Traceback" not in refused.stderr
+
+
+def test_a_store_owned_elsewhere_with_no_gateway_answering_says_what_to_set(
+    tiny_env: dict[str, str], settings: Settings
+) -> None:
+    owner = VectorStore.from_settings(settings)  # held by this process, as by a gateway serving on another port
+    try:
+        done = run({**tiny_env, "STYLEFINDER_GATEWAY_URL": "http://127.0.0.1:9"}, "switch", "--to", "tiny-b")
+    finally:
+        owner.close()
+    assert done.returncode == 1 and "open in another process" in done.stderr, done.stderr[-2000:]
+    assert "No gateway answers at http://127.0.0.1:9" in done.stderr and "set STYLEFINDER_GATEWAY_URL" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -12,6 +12,7 @@ from PIL import Image
 
 from services.apps.gateway.app import create_app
 from services.catalogue import CatalogueItem
+from services.errors import from_response
 from services.models import Variant, save_variant
 from services.settings import Settings
 from tests.helpers import AUTH, encode, photo, wait_for_job
@@ -131,7 +132,8 @@ JSON = {"content-type": "application/json"}
         ({"json": {"image_url": "http://127.0.0.1:9/x.jpg"}}, 422, "unusable image"),
         ({"json": {"text": "x", "filters": {"price_min": 9, "price_max": 1}}}, 422, "price_min is above"),
         ({"json": ["not", "an", "object"]}, 422, "must be an object"),
-        ({"content": b"{broken", "headers": {"content-type": "application/json"}}, 422, "JSON body"),
+        ({"content": b"{broken", "headers": {"content-type": "application/json"}}, 422, "body is not valid JSON"),
+        ({"content": b"{broken", "headers": {"content-type": "text/plain"}}, 422, "multipart/form-data with an"),
         ({"files": {"image": ("a.txt", b"hello", "text/plain")}}, 422, "not an image"),
         (
             {"files": {"image": ("a.jpg", encode(photo((1, 1, 1))), "image/jpeg")}, "data": {"filters": "{bad"}},
@@ -234,6 +236,8 @@ def test_bad_catalogue_requests_get_a_4xx_with_a_message(
         response = indexed_client.request(method.upper(), path, json=body)
     assert response.status_code == status, response.text
     assert message in json.dumps(response.json()["detail"])
+    said = str(from_response(status, response.json(), "the gateway"))  # what the CLI prints of it
+    assert message in said and "{'" not in said and "[" not in said.split(":")[0]
 
 
 def test_a_variant_trained_while_the_gateway_runs_is_listed_and_searched(settings: Settings) -> None:

@@ -134,7 +134,11 @@ class Fetcher:
         path = Path(reference)
         resolved = path.expanduser().resolve()
         if self._roots.isdisjoint(resolved.parents):
-            raise FetchError(f"local path {shorten(str(path))} is outside the allowed image folders")
+            raise FetchError(
+                f"local path {shorten(str(path))} is outside the allowed image folders: the server's operator "
+                "allows a folder with STYLEFINDER_ALLOWED_IMAGE_ROOTS (or `stylefinder serve --index` for that "
+                "catalogue's own); or send the photo's bytes or an http(s) address"
+            )
         if not resolved.is_file():
             raise FetchError(f"no such file: {shorten(str(path))}")
         if resolved.stat().st_size > self.max_bytes:

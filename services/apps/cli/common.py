@@ -60,10 +60,13 @@ def here_or_at_gateway(settings: Settings, here: Callable[[Runtime], T], there: 
 
     try:
         rt = Runtime.build(settings)
-    except StoreLocked:
+    except StoreLocked as locked:
         client = GatewayClient(settings.gateway_url, local_admin_key(settings))
         if not client.reachable():
-            raise
+            raise StoreLocked(
+                f"{locked} No gateway answers at {settings.gateway_url}: where the process that owns it serves "
+                "elsewhere, set STYLEFINDER_GATEWAY_URL to its address."
+            ) from None
         click.echo(f"the store is owned by the gateway at {settings.gateway_url}; sending the work there")
         return there(client)
     try:

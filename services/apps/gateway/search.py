@@ -198,7 +198,9 @@ async def _read_query(request: Request, max_bytes: int) -> tuple[SearchRequest, 
         return SearchRequest.model_validate(fields, context={"uploads": list(uploads)}), data
     try:
         body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        if "json" in kind:
+            raise InvalidInput(f"the JSON body is not valid JSON: {str(error)[:200]}") from None
         raise InvalidInput("send multipart/form-data with an `image` file, or a JSON body") from None
     if not isinstance(body, dict):
         raise InvalidInput("the JSON body must be an object")
