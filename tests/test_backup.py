@@ -35,6 +35,11 @@ def top_tens(client: httpx.Client, catalogue: Path) -> list[list[str]]:
     return [[hit["product_id"] for hit in answer.json()["results"]] for answer in answers]
 
 
+def allocated(folder: Path) -> int:
+    """Bytes a folder's files take on disk (holes take none)."""
+    return sum(path.stat().st_blocks * 512 for path in folder.rglob("*") if path.is_file())
+
+
 def test_a_snapshot_restored_into_an_empty_folder_answers_the_same(
     settings: Settings, tiny_env: dict[str, str], catalogue_dir: Path, tmp_path: Path
 ) -> None:
@@ -55,6 +60,8 @@ def test_a_snapshot_restored_into_an_empty_folder_answers_the_same(
         taken = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
         assert taken.returncode == 0, taken.stderr[-2000:]
         assert "the gateway" in taken.stdout and "sf_tiny 12" in taken.stdout  # it owns the store: it wrote it
+        # the space the engine sets aside is not copied: about what the store itself takes on disk
+        assert allocated(folder / "store") <= 1.5 * allocated(settings.store_path) + 2**20
         again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
         assert again.returncode == 1 and "not an empty folder" in again.stderr
     restored = tmp_path / "restored"

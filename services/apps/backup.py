@@ -16,7 +16,7 @@ from services.apps.api_keys import ADMIN_KEY_FILE, KEY_FILE, PUBLIC_KEY_FILE
 from services.apps.runtime import Runtime
 from services.errors import InvalidInput
 from services.settings import Settings
-from services.store import ClientEngine, Engine, Placement, restore_collections
+from services.store import ClientEngine, Engine, Placement, copy_sparse, restore_collections
 
 MANIFEST = "snapshot.json"
 KEY_FILES = (KEY_FILE, ADMIN_KEY_FILE, PUBLIC_KEY_FILE)
@@ -65,7 +65,13 @@ def restore(source: Path, settings: Settings, server: Engine | None = None) -> d
     if server is not None:
         restore_collections(source / store, server)
     leave_out = [MANIFEST, *([store.parts[0]] if server is not None else [])]
-    shutil.copytree(source, data, dirs_exist_ok=True, ignore=lambda folder, names: _top(source, folder, leave_out))
+    shutil.copytree(
+        source,
+        data,
+        dirs_exist_ok=True,
+        ignore=lambda folder, names: _top(source, folder, leave_out),
+        copy_function=copy_sparse,
+    )
     return json.loads(manifest_file.read_text())
 
 

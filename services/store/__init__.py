@@ -3,7 +3,7 @@
 from services.errors import StoreLocked
 from services.store.client_engine import ClientEngine, Placement
 from services.store.clusters import ClusterIndex
-from services.store.edge_engine import EdgeEngine
+from services.store.edge_engine import EdgeEngine, copy_sparse
 from services.store.engine import COLLECTION_PREFIX, EDGE, FACET_FIELDS, PHOTO, Engine, Found, Point
 from services.store.filters import SearchFilters
 from services.store.media import MediaStore
@@ -31,6 +31,7 @@ __all__ = [
     "VectorStore",
     "collection_name",
     "copy_collections",
+    "copy_sparse",
     "delete_product_photos",
     "export_collections",
     "migrate_legacy_store",
