@@ -168,6 +168,10 @@ def test_a_filter_on_a_field_no_product_has_is_refused_with_the_filterable_field
         store.facets("v", "category", filters=SearchFilters.model_validate({"sesaon": "Summer"}))
     store.set_product_payload("a", {"fabric": "wool"})  # a field a change brings is filterable at once
     assert [h.product_id for h in store.search("v", unit(1, 0, 0), 10, SearchFilters(fabric="wool"))] == ["a"]
+    with pytest.raises(InvalidInput, match="no product has a price to filter on"):  # not a silent empty answer
+        store.search("v", unit(1, 0, 0), 10, SearchFilters(price_min=5))
+    store.set_product_payload("a", {"price": 9.5})
+    assert [h.product_id for h in store.search("v", unit(1, 0, 0), 10, SearchFilters(price_min=5))] == ["a"]
 
 
 def test_fields_stored_before_they_were_indexed_stay_filterable(store: VectorStore) -> None:

@@ -213,8 +213,12 @@ class VectorStore:
         return standard + sorted(key for key in own if filterable(key))
 
     def check_filters(self, variant: str, filters: SearchFilters | None) -> None:
-        """InvalidInput naming the filterable fields when a filter names a field no product carries."""
+        """InvalidInput naming the filterable fields when a filter names a field no product carries, or saying that
+        no product has a price when the filter gives one."""
         name = collection_name(variant)
+        priced = filters is not None and (filters.price_min is not None or filters.price_max is not None)
+        if priced and not self.carries(variant, "price"):
+            raise InvalidInput("no product has a price to filter on: leave out price_min and price_max")
         for key in sorted((filters.model_extra or {}) if filters else ()):
             known = filterable(key) and (
                 key in self._known_fields(name)
