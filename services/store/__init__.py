@@ -3,7 +3,7 @@
 from services.errors import StoreLocked
 from services.store.client_engine import ClientEngine, Placement
 from services.store.clusters import ClusterIndex
-from services.store.edge_engine import EdgeEngine, copy_sparse
+from services.store.edge_engine import EdgeEngine, check_unowned, copy_sparse
 from services.store.engine import COLLECTION_PREFIX, EDGE, FACET_FIELDS, PHOTO, Engine, Found, Point
 from services.store.filters import SearchFilters
 from services.store.media import MediaStore
@@ -29,6 +29,7 @@ __all__ = [
     "SearchFilters",
     "StoreLocked",
     "VectorStore",
+    "check_unowned",
     "collection_name",
     "copy_collections",
     "copy_sparse",

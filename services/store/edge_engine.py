@@ -588,6 +588,12 @@ def _write_json(path: Path, value: object) -> None:
     os.replace(partial, path)
 
 
+def check_unowned(root: Path) -> None:
+    """StoreLocked when another process owns the store folder, found without opening the store."""
+    if (root / ".owner.lock").is_file():
+        _lock_folder(root).close()
+
+
 def _lock_folder(root: Path) -> IO[str]:
     """One owner per store folder (like the server's storage): a second process gets StoreLocked."""
     handle = (root / ".owner.lock").open("a")

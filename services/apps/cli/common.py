@@ -55,10 +55,13 @@ def here_or_at_gateway(settings: Settings, here: Callable[[Runtime], T], there: 
     (with STYLEFINDER_API_KEY, or this machine's admin key file)."""
     from services.apps.api_keys import local_admin_key
     from services.apps.gateway_client import GatewayClient
-    from services.apps.runtime import Runtime
-    from services.store import StoreLocked
+    from services.store import StoreLocked, check_unowned
 
     try:
+        if not settings.qdrant_url:
+            check_unowned(settings.store_path)  # before loading anything when the gateway owns the store
+        from services.apps.runtime import Runtime
+
         rt = Runtime.build(settings)
     except StoreLocked as locked:
         client = GatewayClient(settings.gateway_url, local_admin_key(settings))
