@@ -111,16 +111,16 @@ def test_a_generation_is_read_whole_into_the_page_cache(tmp_path: Path) -> None:
 def test_a_restart_knows_which_points_the_graph_leaves_out(tmp_path: Path) -> None:
     """Points written after the last build are still outside the graph after a restart, so the settler builds
     them; Qdrant's own counts would call a graph over most points one over all of them."""
-    engine, store, name = built(tmp_path / "store", 600)
-    fill(store, vectors(50, seed=1), start=600)
+    engine, store, name = built(tmp_path / "store", 2500)  # enough for Qdrant to index the segment: a real graph
+    fill(store, vectors(50, seed=1), start=2500)
     assert engine.unindexed(name) == 50
     store.close()
-    reopened = EdgeEngine(tmp_path / "store", index_after=600, settle_after_s=0.5)
+    reopened = EdgeEngine(tmp_path / "store", index_after=2500, settle_after_s=0.5)
     assert reopened.unindexed(name) == 50
     started = time.monotonic()
     while reopened.unindexed(name) and time.monotonic() - started < 120:
         time.sleep(0.2)
-    assert reopened.unindexed(name) == 0 and reopened.count(name) == 650
+    assert reopened.unindexed(name) == 0 and reopened.count(name) == 2550
     reopened.close()
 
 

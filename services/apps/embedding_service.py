@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from services.apps.http_errors import add_error_handlers
 from services.apps.http_telemetry import count_requests, metrics_response
-from services.apps.runtime import served_variants
+from services.apps.runtime import configured_variants
 from services.embedding import Lane, LocalEmbedder
 from services.images import decode_image
 from services.models import Registry, missing_weights
@@ -40,7 +40,7 @@ def create_app(settings: Settings, embedder: LocalEmbedder | None = None) -> Fas
     add_error_handlers(app)
     count_requests(app)
 
-    loading = Loading(local, served_variants(settings, registry))
+    loading = Loading(local, configured_variants(settings, registry))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -48,13 +48,14 @@ def create_app(settings: Settings, embedder: LocalEmbedder | None = None) -> Fas
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
-        """Ready once the served variants (and the towers their drawings go through) are loaded; 503 before, or
-        for good when one of them cannot load here, with the reason."""
+        """Ready once the variants the settings serve (and the towers their drawings go through) are loaded; 503
+        before, or for good when one of them cannot load here, with the reason. (A variant a switch serves later
+        is loaded by its first request.)"""
+        if loading.waiting:  # first: a variant leaves `waiting` only once it is in `loaded` or `failed`
+            return JSONResponse({"status": "loading", "reason": f"loading {', '.join(loading.waiting)}"}, 503)
         if loading.failed:
             reason = "; ".join(f"{name}: {problem}" for name, problem in loading.failed.items())
             return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
-        if loading.waiting:
-            return JSONResponse({"status": "loading", "reason": f"loading {', '.join(loading.waiting)}"}, 503)
         return JSONResponse({"status": "ready", "variants": loading.loaded})
 
     @app.get("/metrics", include_in_schema=False)
@@ -86,8 +87,8 @@ def create_app(settings: Settings, embedder: LocalEmbedder | None = None) -> Fas
 
 
 class Loading:
-    """The served variants loaded at start on a thread of their own, so that the first requests find them loaded
-    and an orchestrator sends none before (`/readyz`)."""
+    """The configured variants loaded at start on a thread of their own, so that the first requests find them
+    loaded and an orchestrator sends none before (`/readyz`)."""
 
     def __init__(self, embedder: LocalEmbedder, served: list[str]) -> None:
         towers = [embedder.registry[name].sketch_tower for name in served]

@@ -56,14 +56,14 @@ class Runtime:
     @cached_property
     def configured(self) -> list[str]:
         """The variants the settings serve (STYLEFINDER_VARIANTS, else every one here that is served by default)."""
-        return served_variants(self.settings, self.registry)
+        return configured_variants(self.settings, self.registry)
 
     @property
     def served(self) -> list[str]:
         """The variants served now: the configured ones, then those a served name points at or would roll back to.
         A switch may point `default` at a variant the settings never named; it then gets every new product, and so
         does the one a rollback would return to."""
-        aliased = (self._variant_of(collection) for collection in sorted(self.store.aliased()))
+        aliased = (self._variant_of(collection, refresh=False) for collection in sorted(self.store.aliased()))
         return list(dict.fromkeys([*self.configured, *(variant for variant in aliased if variant)]))
 
     @property
@@ -87,25 +87,23 @@ class Runtime:
             )
         return variant
 
-    def _variant_of(self, collection: str) -> str | None:
-        """The registered variant whose collection this is (the registry is read again once when none is)."""
+    def _variant_of(self, collection: str, refresh: bool = True) -> str | None:
+        """The registered variant whose collection this is (`refresh`: the registry is read again when none is)."""
         owners = {collection_name(variant.name): variant.name for variant in self.registry}
-        if collection not in owners:
+        if collection not in owners and refresh:
             self.registry.refresh()
             owners = {collection_name(variant.name): variant.name for variant in self.registry}
         return owners.get(collection)
 
-    def serves(self, name: str) -> str | None:
-        """The variant a served name stands for now (`default` always stands for one); None: no such name."""
-        if name == DEFAULT_NAME or name in self.store.served_names():
-            return self.resolve(name)
-        return None
+    def serving(self) -> dict[str, str]:
+        """Each served name and the variant it stands for now; `default` always stands for one."""
+        return {name: self.resolve(name) for name in sorted({DEFAULT_NAME, *self.store.served_names()})}
 
     def switch(self, name: str, to: str | None = None) -> tuple[str, str | None]:
         """Point the served name at variant `to` (None: back to what it served before its last switch), at one
         instant; returns what it serves now and what it served before (None: it was new)."""
         implicit = name == DEFAULT_NAME and name not in self.store.served_names()
-        before = self.serves(name)
+        before = self.serving().get(name)
         if to is None:
             self.store.rollback(name)
         else:
@@ -201,7 +199,7 @@ def worker_celery(settings: Settings) -> Celery:
     return app
 
 
-def served_variants(settings: Settings, registry: Registry) -> list[str]:
+def configured_variants(settings: Settings, registry: Registry) -> list[str]:
     """Variants this deployment serves: those configured, else every registered one with weights here that is
     served by default."""
     if settings.variants:

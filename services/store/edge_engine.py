@@ -51,7 +51,7 @@ SEARCH_EF = 256  # candidates a graph search keeps: recall@10 0.98 vs 0.91 at 12
 REPLAY_UNDER_LOCK = 64  # journal entries left when the swap takes the lock
 RETRY_FAILED_BUILD_S = 600.0  # a failed build is not retried on every write
 ALIASES_FILE = "aliases.json"  # served names -> collections, beside the collections' folders
-COVERED_FILE = "covered.json"  # beside `current`: the points the live generation's graph was built over
+COVERED_FILE = "covered.json"  # in a generation's folder: the points its graph was built over
 WARM_CHUNK = 1 << 20  # bytes per read when a generation's files are read into the page cache
 SPARSE_CHUNK = 1 << 14  # a run of zeros this long is left as a hole when a generation is copied
 SETTLE_CHECK_S = 2.0  # how often the settler looks for collections gone quiet with points outside their graph
@@ -107,17 +107,21 @@ class EdgeEngine:
         index_threads: int = 1,
         settle_after_s: float = 30.0,
         search_ef: int = SEARCH_EF,
+        read_ahead: bool = True,
     ) -> None:
         """`index_after`: unindexed points that start a background HNSW build (also 20% of the collection);
         `index_threads`: cores the build may use, leaving the rest to queries; `settle_after_s`: quiet time
         after which a collection of at least `index_after` points gets a build covering its last points, however
         few (a bulk load ends with every point in the graph, without another write); `search_ef`: candidates a
-        graph search keeps (more: better recall, slower)."""
+        graph search keeps (more: better recall, slower); `read_ahead`: read a collection's files into the page cache
+        when it is opened (a store that serves searches; not one that only carries points from one engine to
+        another)."""
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.index_after = index_after
         self.index_threads = index_threads
         self.settle_after_s = settle_after_s
+        self.read_ahead = read_ahead
         self._search = qe.SearchParams(hnsw_ef=search_ef)
         self._owner = _lock_folder(root)
         self._collections: dict[str, _Collection] = {}
@@ -301,6 +305,7 @@ class EdgeEngine:
         built = None
         try:
             covered = self._run_builder(found, target)
+            _write_json(target / COVERED_FILE, {"points": covered})  # for the next start, inside its generation
             built = qe.EdgeShard.load(str(target))
             read_into_page_cache(target)  # before any shopper's search reaches the new generation
             replayed = 0
@@ -311,7 +316,6 @@ class EdgeEngine:
                         _replay(built, pending)
                         if self._closed.is_set():
                             raise RuntimeError("the store is closing")
-                        _record_covered(found.folder, name, covered)
                         _point_at(found.folder, name)  # first on disk: a failure here leaves the old one live
                         old, found.shard, found.journal = found.shard, built, None
                         old_name, found.generation, found.covered = found.generation, name, covered
@@ -388,7 +392,6 @@ class EdgeEngine:
                 found.shard.flush()
                 shutil.copytree(found.folder / found.generation, folder / found.generation, copy_function=copy_sparse)
                 _write_json(folder / "collection.json", {"vectors": found.sizes})
-                _record_covered(folder, found.generation, found.covered)
                 _point_at(folder, found.generation)
                 copied[collection] = found.shard.count(qe.CountRequest(exact=True))
         return copied
@@ -442,9 +445,10 @@ class EdgeEngine:
             if stale.name != name:
                 shutil.rmtree(stale, ignore_errors=True)
         sizes = json.loads((folder / "collection.json").read_text())["vectors"]
-        found = _Collection(folder, sizes, shard, name, _covered(folder, name, shard))
+        found = _Collection(folder, sizes, shard, name, _covered(folder / name, shard))
         self._collections[collection] = found
-        threading.Thread(target=read_into_page_cache, args=(folder / name,), daemon=True, name="store-warm").start()
+        if self.read_ahead:
+            threading.Thread(target=read_into_page_cache, args=(folder / name,), daemon=True, name="store-warm").start()
         return found
 
 
@@ -502,10 +506,12 @@ def read_into_page_cache(generation: Path) -> int:
     points, p50 6 ms instead of 1 ms (bench.bulk_load). The reads release the GIL, and a file the engine removes
     meanwhile is skipped. Returns the bytes read."""
     chunk, read = bytearray(WARM_CHUNK), 0
-    for path in sorted((generation / "segments").rglob("*")):
-        with contextlib.suppress(OSError), path.open("rb", buffering=0) as file:
-            while size := file.readinto(chunk):
-                read += size
+    with contextlib.suppress(OSError):  # the whole generation removed meanwhile
+        paths = sorted((generation / "segments").rglob("*"))
+        for path in paths:
+            with contextlib.suppress(OSError), path.open("rb", buffering=0) as file:
+                while size := file.readinto(chunk):
+                    read += size
     return read
 
 
@@ -520,20 +526,12 @@ def _replay(shard: qe.EdgeShard, operations: Sequence[qe.UpdateOperation]) -> No
                 raise
 
 
-def _record_covered(folder: Path, generation: str, points: int) -> None:
-    """How many points `generation`'s graph was built over, kept for the next start (Qdrant's own counts cannot
-    tell a graph over every point from one over most of them)."""
-    _write_json(folder / COVERED_FILE, {"generation": generation, "points": points})
-
-
-def _covered(folder: Path, generation: str, shard: qe.EdgeShard) -> int:
-    """The points the live generation's graph covers, as its build recorded them; for a store from before that
-    record, all of them where Qdrant reports indexed vectors, else none."""
-    record = folder / COVERED_FILE
+def _covered(generation: Path, shard: qe.EdgeShard) -> int:
+    """The points a generation's graph covers, as its build recorded them; for one built before that record, all of
+    them where Qdrant reports indexed vectors, else none."""
+    record = generation / COVERED_FILE
     if record.is_file():
-        saved = json.loads(record.read_text())
-        if saved.get("generation") == generation:
-            return int(saved["points"])
+        return int(json.loads(record.read_text())["points"])
     info = shard.info()
     return info.points_count if info.indexed_vectors_count else 0
 

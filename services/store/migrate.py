@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from qdrant_client import QdrantClient
 
 from services.errors import InvalidInput, StoreLocked, StyleFinderError
 from services.store.client_engine import ClientEngine
-from services.store.edge_engine import EdgeEngine
+from services.store.edge_engine import EdgeEngine, copy_sparse
 from services.store.engine import COLLECTION_PREFIX, PAGE, Engine, Point
 
 log = logging.getLogger("stylefinder.store")
@@ -54,7 +56,8 @@ def copy_collections(source: Engine, target: Engine, progress: Progress | None =
         if target.count(name) < source.count(name):
             raise StyleFinderError(f"copy of {name} is incomplete: {target.count(name)} of {source.count(name)} points")
         copied[name] = done
-    served = {name: collection for name, collection in source.aliases().items() if collection in copied}
+    held = target.aliases()  # a served name the target has already keeps its target
+    served = {name: to for name, to in source.aliases().items() if to in copied and name not in held}
     if served:
         target.set_aliases(served)
     return copied
@@ -64,7 +67,7 @@ def export_collections(source: Engine, folder: Path, progress: Progress | None =
     """A server's collections into `folder` in the embedded store's format, page by page through its API (so a
     cluster's every shard): a snapshot that either placement restores. It is not one instant: writes made while it
     runs may or may not be in it."""
-    copy = EdgeEngine(folder, index_after=NEVER_BUILD)
+    copy = EdgeEngine(folder, index_after=NEVER_BUILD, read_ahead=False)
     try:
         return copy_collections(source, copy, progress)
     finally:
@@ -79,11 +82,13 @@ def restore_collections(folder: Path, target: Engine, progress: Progress | None 
             f"the Qdrant server already holds {', '.join(sorted(held))}: restore into one without StyleFinder's "
             "collections (delete them first, or use another server)"
         )
-    source = EdgeEngine(folder, index_after=NEVER_BUILD)
-    try:
-        return copy_collections(source, target, progress)
-    finally:
-        source.close()
+    with tempfile.TemporaryDirectory(prefix="sf-restore-") as scratch:  # the snapshot itself is only read
+        shutil.copytree(folder, Path(scratch) / "store", copy_function=copy_sparse)
+        source = EdgeEngine(Path(scratch) / "store", index_after=NEVER_BUILD, read_ahead=False)
+        try:
+            return copy_collections(source, target, progress)
+        finally:
+            source.close()
 
 
 def migrate_legacy_store(legacy: Path, target: Engine, progress: Progress | None = None) -> dict[str, int]:

@@ -84,6 +84,7 @@ class VectorStore:
         self._fields_lock = threading.RLock()
         self._alias_lock = threading.Lock()
         self._aliases: tuple[float, dict[str, str]] = (float("-inf"), {})  # (read at, served names)
+        self._priced: set[str] = set()  # collections seen with a product that has a price
 
     @classmethod
     def from_settings(cls, settings: Settings) -> VectorStore:
@@ -217,8 +218,10 @@ class VectorStore:
         no product has a price when the filter gives one."""
         name = collection_name(variant)
         priced = filters is not None and (filters.price_min is not None or filters.price_max is not None)
-        if priced and not self.carries(variant, "price"):
-            raise InvalidInput("no product has a price to filter on: leave out price_min and price_max")
+        if priced and name not in self._priced:
+            if not self.carries(variant, "price"):
+                raise InvalidInput("no product has a price to filter on: leave out price_min and price_max")
+            self._priced.add(name)  # prices are seldom all removed: no second look
         for key in sorted((filters.model_extra or {}) if filters else ()):
             known = filterable(key) and (
                 key in self._known_fields(name)
@@ -411,14 +414,17 @@ class VectorStore:
     def alias(self, name: str) -> str | None:
         """The collection a served name points at now (read again after ALIAS_TTL_S at most: a server's aliases
         live on the server, where another gateway may switch them)."""
+        return self._recent_aliases().get(name)
+
+    def aliased(self) -> set[str]:
+        """The collections served names point at, or would roll back to (as stale as `alias` may be)."""
+        return set(self._recent_aliases().values())
+
+    def _recent_aliases(self) -> dict[str, str]:
         with self._alias_lock:
             if time.monotonic() - self._aliases[0] >= ALIAS_TTL_S:
                 self._aliases = (time.monotonic(), self.engine.aliases())
-            return self._aliases[1].get(name)
-
-    def aliased(self) -> set[str]:
-        """The collections served names point at, or would roll back to."""
-        return set(self.engine.aliases().values())
+            return self._aliases[1]
 
     def served_names(self) -> dict[str, str]:
         """Served names and their collections, without the previous targets kept for rollback."""

@@ -49,10 +49,10 @@ def evaluate(
     wanted = tuple(relevant.split("=", 1)) if relevant else None
     settings = _settings()
     if variant is None:
-        from services.apps.runtime import served_variants
+        from services.apps.runtime import configured_variants
         from services.models import Registry
 
-        variant = served_variants(settings, Registry.from_settings(settings))[0]
+        variant = configured_variants(settings, Registry.from_settings(settings))[0]
     report = evaluate_variant(settings, variant, data, limit, not as_json, catalogue, wanted, held_out)
     if not as_json:
         click.echo(format_table(report))

@@ -117,7 +117,7 @@ def switch(name: str, variant: str | None, rollback: bool, gate: Path | None, ga
     settings = _settings()
     if gate is not None and variant is not None:
         serving = here_or_at_gateway(
-            settings, lambda rt: rt.serves(name), lambda client: client.served_names().get(name)
+            settings, lambda rt: rt.serving().get(name), lambda client: client.served_names().get(name)
         )
         check_gate(settings, name, serving, variant, gate, gate_limit)
     to = None if rollback else variant

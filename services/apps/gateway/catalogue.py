@@ -14,7 +14,7 @@ from indexer.backfill import stored_items
 from indexer.jobs import JobStatus
 from services.apps.backup import snapshot
 from services.apps.gateway.deps import Admin, Write, runtime
-from services.apps.runtime import DEFAULT_NAME, Runtime
+from services.apps.runtime import Runtime
 from services.catalogue import CatalogueItem, parse_catalogue
 from services.errors import InvalidInput, NotFound
 from services.payload import PIPELINE_FIELDS, PRODUCT_ID, catalogue_payload
@@ -196,8 +196,7 @@ async def switch(body: SwitchRequest, rt: Rt) -> Switched:
 async def served_names(rt: Rt) -> dict[str, str]:
     """Each served name and the variant it serves now; `default` is always one (before its first switch, the first
     served variant)."""
-    names = {DEFAULT_NAME, *await run_in_threadpool(rt.store.served_names)}
-    return {name: await run_in_threadpool(rt.resolve, name) for name in sorted(names)}
+    return await run_in_threadpool(rt.serving)
 
 
 @router.get("/v1/store", dependencies=[Admin])
