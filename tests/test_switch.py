@@ -129,6 +129,8 @@ def test_a_gated_switch_goes_ahead_only_when_the_new_variant_scores_no_lower(
         assert refused.returncode == 1 and "not switched" in refused.stderr, refused.stderr[-2000:]
         assert f"R@1 tiny {scores['tiny']:.4f}, flat {scores['flat']:.4f}" in refused.stdout
         assert client.get("/v1/switch").json() == {"default": "tiny"}
+        stale = client.post("/v1/switch", json={"to": "flat", "expect": "flat"})  # compared with what is gone
+        assert stale.status_code == 422 and "default serves tiny now, not flat" in stale.json()["detail"]
         assert client.post("/v1/switch", json={"to": "flat"}).status_code == 200  # ungated, it goes ahead
         back = gated_switch("tiny")
         assert back.returncode == 0 and "default serves tiny (before: flat)" in back.stdout, back.stderr[-2000:]

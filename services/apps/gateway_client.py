@@ -42,9 +42,9 @@ class GatewayClient:
     def reindex(self, source: str, target: str) -> str:
         return self._call("POST", "/v1/reindex", json={"from": source, "to": target})["job_id"]
 
-    def switch(self, name: str, to: str | None, rollback: bool) -> dict:
-        """The gateway points a served name at another variant (or back)."""
-        body = {"name": name, "rollback": rollback} | ({"to": to} if to else {})
+    def switch(self, name: str, to: str | None, rollback: bool, expect: str | None = None) -> dict:
+        """The gateway points a served name at another variant (or back), while it serves `expect` if given."""
+        body = {"name": name, "rollback": rollback, "to": to, "expect": expect}
         return self._call("POST", "/v1/switch", json=body)
 
     def served_names(self) -> dict[str, str]:

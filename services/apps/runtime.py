@@ -19,7 +19,7 @@ from indexer.tasks import register_tasks
 from indexer.worker import InProcessWorker
 from services.apps.api_keys import KeyRing
 from services.embedding import Embedder, EmbeddingClient, LocalEmbedder
-from services.errors import NotFound, ServiceUnavailable
+from services.errors import InvalidInput, NotFound, ServiceUnavailable
 from services.images import Fetcher, return_freed_pixels_to_the_os
 from services.models import Registry, WeightsUnavailable, missing_weights
 from services.regions import PoseRegions
@@ -99,11 +99,14 @@ class Runtime:
         """Each served name and the variant it stands for now; `default` always stands for one."""
         return {name: self.resolve(name) for name in sorted({DEFAULT_NAME, *self.store.served_names()})}
 
-    def switch(self, name: str, to: str | None = None) -> tuple[str, str | None]:
+    def switch(self, name: str, to: str | None = None, expect: str | None = None) -> tuple[str, str | None]:
         """Point the served name at variant `to` (None: back to what it served before its last switch), at one
-        instant; returns what it serves now and what it served before (None: it was new)."""
+        instant, and only while it serves `expect` where that is given (what an evaluation compared `to` with);
+        returns what it serves now and what it served before (None: it was new)."""
         implicit = name == DEFAULT_NAME and name not in self.store.served_names()
         before = self.serving().get(name)
+        if expect is not None and before != expect:
+            raise InvalidInput(f"{name} serves {before or 'nothing'} now, not {expect}: compare again, then switch")
         if to is None:
             self.store.rollback(name)
         else:

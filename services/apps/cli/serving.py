@@ -115,18 +115,19 @@ def switch(name: str, variant: str | None, rollback: bool, gate: Path | None, ga
     if gate is not None and variant is None:
         raise click.UsageError("--gate compares a new variant with the one served now: give it with --to")
     settings = _settings()
+    compared = None  # what the gate compared the new variant with: the switch happens only while it is served
     if gate is not None and variant is not None:
-        serving = here_or_at_gateway(
+        compared = here_or_at_gateway(
             settings, lambda rt: rt.serving().get(name), lambda client: client.served_names().get(name)
         )
-        check_gate(settings, name, serving, variant, gate, gate_limit)
+        check_gate(settings, name, compared, variant, gate, gate_limit)
     to = None if rollback else variant
 
     def here(rt: Runtime) -> dict:
-        now, previous = rt.switch(name, to)
+        now, previous = rt.switch(name, to, compared)
         return {"name": name, "variant": now, "previous": previous}
 
-    switched = here_or_at_gateway(settings, here, lambda client: client.switch(name, variant, rollback))
+    switched = here_or_at_gateway(settings, here, lambda client: client.switch(name, variant, rollback, compared))
     click.echo(f"{switched['name']} serves {switched['variant']} (before: {switched['previous'] or 'nothing'})")
 
 

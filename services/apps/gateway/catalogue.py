@@ -170,6 +170,7 @@ class SwitchRequest(BaseModel):
     name: str = Field("default", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="the served name (default: default)")
     to: str | None = Field(None, description="the variant it serves from now on")
     rollback: bool = Field(False, description="serve what it served before its last switch")
+    expect: str | None = Field(None, description="switch only while the name serves this variant (what was compared)")
 
     @model_validator(mode="after")
     def _one_way(self) -> SwitchRequest:
@@ -188,7 +189,7 @@ class Switched(BaseModel):
 async def switch(body: SwitchRequest, rt: Rt) -> Switched:
     """Point a served name (searches without `variant` use `default`) at another variant, at one instant, once
     that variant's collection holds every product the name serves now; or roll the last switch back."""
-    variant, previous = await run_in_threadpool(rt.switch, body.name, None if body.rollback else body.to)
+    variant, previous = await run_in_threadpool(rt.switch, body.name, None if body.rollback else body.to, body.expect)
     return Switched(name=body.name, variant=variant, previous=previous)
 
 
