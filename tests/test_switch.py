@@ -75,6 +75,13 @@ def test_a_switch_flips_searches_at_one_instant_without_an_error_and_rolls_back(
         assert rt.store.count("tiny-b") == rt.store.count("tiny") == len(items) + 1
         assert client.post("/v1/switch", json={"rollback": True}).json()["variant"] == "tiny"
         assert client.post("/v1/search", json={"text": "red cap"}).json()["variant"] == "tiny"
+        assert client.get("/readyz").json()["variants"] == ["tiny", "tiny-b"]  # kept for a rollback, and fed
+        forgot = client.post("/v1/switch", json={"forget_rollback": True})
+        assert forgot.json() == {"name": "default", "variant": "tiny", "previous": None}
+        assert client.get("/readyz").json()["variants"] == ["tiny"]  # no longer served, nor fed new products
+        again = client.post("/v1/switch", json={"forget_rollback": True})
+        assert again.status_code == 422 and "no rollback target" in again.json()["detail"]
+        assert client.post("/v1/switch", json={"rollback": True}).status_code == 422
         env = {**tiny_env, "STYLEFINDER_GATEWAY_URL": url}  # the gateway owns the store: the CLI asks it
         done = subprocess.run(
             [sys.executable, "-m", "services.apps.cli", "switch", "--to", "tiny-b"],
@@ -84,6 +91,10 @@ def test_a_switch_flips_searches_at_one_instant_without_an_error_and_rolls_back(
             timeout=300,
         )
         assert done.returncode == 0 and "default serves tiny-b (before: tiny)" in done.stdout, done.stderr[-2000:]
+        command = [sys.executable, "-m", "services.apps.cli", "switch", "--forget-rollback"]
+        forgot = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert forgot.returncode == 0 and "default serves tiny-b, with nothing to roll back to" in forgot.stdout
+        assert client.get("/readyz").json()["variants"] == ["tiny", "tiny-b"]  # tiny: what the settings serve
         refused = client.post("/v1/switch", json={"to": "tiny-b", "rollback": True})
         assert refused.status_code == 422
 

@@ -42,9 +42,12 @@ class GatewayClient:
     def reindex(self, source: str, target: str) -> str:
         return self._call("POST", "/v1/reindex", json={"from": source, "to": target})["job_id"]
 
-    def switch(self, name: str, to: str | None, rollback: bool, expect: str | None = None) -> dict:
-        """The gateway points a served name at another variant (or back), while it serves `expect` if given."""
-        body = {"name": name, "rollback": rollback, "to": to, "expect": expect}
+    def switch(
+        self, name: str, to: str | None, rollback: bool, expect: str | None = None, forget_rollback: bool = False
+    ) -> dict:
+        """The gateway points a served name at another variant (or back), while it serves `expect` if given; or
+        forgets what the name would roll back to."""
+        body = {"name": name, "rollback": rollback, "to": to, "expect": expect, "forget_rollback": forget_rollback}
         return self._call("POST", "/v1/switch", json=body)
 
     def served_names(self) -> dict[str, str]:

@@ -115,6 +115,13 @@ class Runtime:
             self.store.switch(name, to, collection_name(self.configured[0]) if implicit else None)
         return self.resolve(name), before
 
+    def forget_rollback(self, name: str) -> str:
+        """Drop what a served name would roll back to, which then stops being served and fed new products (each
+        product is embedded once again); returns what the name serves."""
+        if self.store.forget_rollback(name) is None:
+            raise InvalidInput(f"{name} has no rollback target to forget")
+        return self.resolve(name)
+
     def check_servable(self, variant: str) -> None:
         """Before a query is embedded: UnknownVariant, WeightsUnavailable, or NotFound for a variant that is not
         served and holds no product (searching it would load its model only to find nothing)."""

@@ -462,6 +462,14 @@ class VectorStore:
         self._forget_aliases()
         return previous
 
+    def forget_rollback(self, name: str) -> str | None:
+        """Drop the collection `name` would roll back to; returns it (None: there was none)."""
+        previous = self.engine.aliases().get(name + PREVIOUS)
+        if previous is not None:
+            self.engine.set_aliases({name + PREVIOUS: None})
+            self._forget_aliases()
+        return previous
+
     def _forget_aliases(self) -> None:
         with self._alias_lock:
             self._aliases = (float("-inf"), {})

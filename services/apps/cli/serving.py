@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import uvicorn
     from fastapi import FastAPI
 
+    from services.apps.gateway_client import GatewayClient
     from services.apps.runtime import Runtime
     from services.settings import Settings
 
@@ -100,6 +101,11 @@ def worker(metrics_port: int | None) -> None:
 @click.option("--to", "variant", default=None, help="the variant NAME serves from now on")
 @click.option("--rollback", is_flag=True, help="serve what NAME served before its last switch")
 @click.option(
+    "--forget-rollback",
+    is_flag=True,
+    help="drop what NAME would roll back to: it stops being served and getting new products",
+)
+@click.option(
     "--gate",
     type=click.Path(exists=True, path_type=Path),
     default=None,
@@ -107,11 +113,13 @@ def worker(metrics_port: int | None) -> None:
     "no switch when the new one scores lower",
 )
 @click.option("--gate-limit", type=int, default=None, help="with --gate on a catalogue: its first N products")
-def switch(name: str, variant: str | None, rollback: bool, gate: Path | None, gate_limit: int | None) -> None:
+def switch(
+    name: str, variant: str | None, rollback: bool, forget_rollback: bool, gate: Path | None, gate_limit: int | None
+) -> None:
     """Point a served name (searches that name no variant use `default`) at another variant at one instant, once
     its collection holds every product; through the running gateway when it owns the embedded store."""
-    if (variant is None) == (not rollback):
-        raise click.UsageError("give --to <variant> or --rollback")
+    if [variant is not None, rollback, forget_rollback].count(True) != 1:
+        raise click.UsageError("give one of --to <variant>, --rollback or --forget-rollback")
     if gate is not None and variant is None:
         raise click.UsageError("--gate compares a new variant with the one served now: give it with --to")
     settings = _settings()
@@ -124,11 +132,19 @@ def switch(name: str, variant: str | None, rollback: bool, gate: Path | None, ga
     to = None if rollback else variant
 
     def here(rt: Runtime) -> dict:
+        if forget_rollback:
+            return {"name": name, "variant": rt.forget_rollback(name), "previous": None}
         now, previous = rt.switch(name, to, compared)
         return {"name": name, "variant": now, "previous": previous}
 
-    switched = here_or_at_gateway(settings, here, lambda client: client.switch(name, variant, rollback, compared))
-    click.echo(f"{switched['name']} serves {switched['variant']} (before: {switched['previous'] or 'nothing'})")
+    def there(client: GatewayClient) -> dict:
+        return client.switch(name, variant, rollback, compared, forget_rollback)
+
+    switched = here_or_at_gateway(settings, here, there)
+    if forget_rollback:
+        click.echo(f"{switched['name']} serves {switched['variant']}, with nothing to roll back to")
+    else:
+        click.echo(f"{switched['name']} serves {switched['variant']} (before: {switched['previous'] or 'nothing'})")
 
 
 def check_gate(

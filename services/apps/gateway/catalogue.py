@@ -171,11 +171,14 @@ class SwitchRequest(BaseModel):
     to: str | None = Field(None, description="the variant it serves from now on")
     rollback: bool = Field(False, description="serve what it served before its last switch")
     expect: str | None = Field(None, description="switch only while the name serves this variant (what was compared)")
+    forget_rollback: bool = Field(
+        False, description="drop what it would roll back to: no longer served, it gets no new products"
+    )
 
     @model_validator(mode="after")
     def _one_way(self) -> SwitchRequest:
-        if (self.to is None) == (not self.rollback):
-            raise ValueError("give `to` (a variant) or `rollback: true`, not both")
+        if [self.to is not None, self.rollback, self.forget_rollback].count(True) != 1:
+            raise ValueError("give one of `to` (a variant), `rollback: true` or `forget_rollback: true`")
         return self
 
 
@@ -188,7 +191,10 @@ class Switched(BaseModel):
 @router.post("/v1/switch", dependencies=[Admin])
 async def switch(body: SwitchRequest, rt: Rt) -> Switched:
     """Point a served name (searches without `variant` use `default`) at another variant, at one instant, once
-    that variant's collection holds every product the name serves now; or roll the last switch back."""
+    that variant's collection holds every product the name serves now; or roll the last switch back; or forget
+    what it would roll back to."""
+    if body.forget_rollback:
+        return Switched(name=body.name, variant=await run_in_threadpool(rt.forget_rollback, body.name), previous=None)
     variant, previous = await run_in_threadpool(rt.switch, body.name, None if body.rollback else body.to, body.expect)
     return Switched(name=body.name, variant=variant, previous=previous)
 
