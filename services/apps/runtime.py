@@ -63,7 +63,8 @@ class Runtime:
         """The variants served now: the configured ones, then those a served name points at or would roll back to.
         A switch may point `default` at a variant the settings never named; it then gets every new product, and so
         does the one a rollback would return to."""
-        aliased = (self._variant_of(collection, refresh=False) for collection in sorted(self.store.aliased()))
+        owners = self._owners()
+        aliased = (owners.get(collection) for collection in sorted(self.store.aliased()))
         return list(dict.fromkeys([*self.configured, *(variant for variant in aliased if variant)]))
 
     @property
@@ -87,13 +88,17 @@ class Runtime:
             )
         return variant
 
-    def _variant_of(self, collection: str, refresh: bool = True) -> str | None:
-        """The registered variant whose collection this is (`refresh`: the registry is read again when none is)."""
-        owners = {collection_name(variant.name): variant.name for variant in self.registry}
-        if collection not in owners and refresh:
+    def _variant_of(self, collection: str) -> str | None:
+        """The registered variant whose collection this is (the registry is read again when none is)."""
+        owners = self._owners()
+        if collection not in owners:
             self.registry.refresh()
-            owners = {collection_name(variant.name): variant.name for variant in self.registry}
+            owners = self._owners()
         return owners.get(collection)
+
+    def _owners(self) -> dict[str, str]:
+        """Each registered variant by its collection's name."""
+        return {collection_name(variant.name): variant.name for variant in self.registry}
 
     def serving(self) -> dict[str, str]:
         """Each served name and the variant it stands for now; `default` always stands for one."""
@@ -103,7 +108,6 @@ class Runtime:
         """Point the served name at variant `to` (None: back to what it served before its last switch), at one
         instant, and only while it serves `expect` where that is given (what an evaluation compared `to` with);
         returns what it serves now and what it served before (None: it was new)."""
-        implicit = name == DEFAULT_NAME and name not in self.store.served_names()
         before = self.serving().get(name)
         if expect is not None and before != expect:
             raise InvalidInput(f"{name} serves {before or 'nothing'} now, not {expect}: compare again, then switch")
@@ -112,7 +116,7 @@ class Runtime:
         else:
             self.index_variants([to])  # a known variant with its weights here
             # before its first switch, `default` serves the first served variant: the same gate, the same rollback
-            self.store.switch(name, to, collection_name(self.configured[0]) if implicit else None)
+            self.store.switch(name, to, collection_name(self.configured[0]) if name == DEFAULT_NAME else None)
         return self.resolve(name), before
 
     def forget_rollback(self, name: str) -> str:

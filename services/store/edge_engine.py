@@ -503,7 +503,7 @@ def copy_sparse(source: str, target: str) -> str:
 def read_into_page_cache(generation: Path) -> int:
     """Read a generation's segment files once, so that the page cache holds them. Otherwise a shard just built or
     opened reads its vectors from disk a few pages at a time during its first few hundred searches: at 100,000
-    points, p50 6 ms instead of 1 ms (bench.bulk_load). The reads release the GIL, and a file the engine removes
+    points, p50 5.9 ms instead of 1.4 ms (bench.bulk_load). The reads release the GIL, and a file the engine removes
     meanwhile is skipped. Returns the bytes read."""
     chunk, read = bytearray(WARM_CHUNK), 0
     with contextlib.suppress(OSError):  # the whole generation removed meanwhile
