@@ -15,6 +15,7 @@ from services.evaluation.datasets import (
 )
 from services.evaluation.encoding import as_drawing, as_edge_map, encode_paths, read_photo
 from services.evaluation.metrics import category_precision, category_retrieval, instance_retrieval, paired_accuracy
+from services.evaluation.people import HELD_OUT_PEOPLE, PEOPLE_KINDS, PersonPhoto, people_photos
 from services.evaluation.report import evaluate_variant, format_table, headline
 from services.evaluation.served import ModelEmbedder, catalogue_items, catalogue_searcher, text_queries
 from services.evaluation.sketches import direct_accuracy, sketch_category, sketch_retrieval
@@ -22,7 +23,10 @@ from services.evaluation.sketches import direct_accuracy, sketch_category, sketc
 __all__ = [
     "CATALOGUE_TEST",
     "CATALOGUE_TRAINED",
+    "HELD_OUT_PEOPLE",
+    "PEOPLE_KINDS",
     "ModelEmbedder",
+    "PersonPhoto",
     "as_drawing",
     "as_edge_map",
     "catalogue_csv",
@@ -42,6 +46,7 @@ __all__ = [
     "is_inshop",
     "is_sketch_pairs",
     "paired_accuracy",
+    "people_photos",
     "read_catalogue_rows",
     "read_inshop",
     "read_photo",

@@ -126,8 +126,13 @@ def _catalogue_rows(source: Path, limit: int | None, held_out: bool) -> list[dic
 def trained_on(cards: list[ModelCard], name: str, held_out: bool = False) -> str | None:
     """What of dataset `name` the cards' weights (and the trainings they sit on) learned from; None: nothing, or
     only products the evaluation leaves out (`held_out` on a catalogue that training split)."""
-    bases = [getattr(card, "base_card", None) for card in cards]  # the training an alignment sits on
-    stages = [*cards, *(ModelCard(**base) for base in bases if isinstance(base, dict))]
+    stages: list[ModelCard] = []
+    for card in cards:
+        stage: ModelCard | None = card
+        while stage is not None:  # and the trainings it sits on (`base_card`), each on the one before
+            stages.append(stage)
+            base = getattr(stage, "base_card", None)
+            stage = ModelCard(**base) if isinstance(base, dict) else None
     found = [stage.trained_on[name] for stage in stages if name in stage.trained_on]
     if held_out:
         found = [items for items in found if HELD_OUT_MARK not in items]

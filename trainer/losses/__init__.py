@@ -4,7 +4,7 @@ from trainer.losses.consistency import consistency_loss
 from trainer.losses.contrastive import clip_loss
 from trainer.losses.distribution import distribution_alignment_loss
 from trainer.losses.identity import IdentityHead
-from trainer.losses.supcon import supcon_loss
+from trainer.losses.supcon import supcon_loss, supcon_mask_loss
 from trainer.losses.triplet import batch_hard_triplet_loss
 
 __all__ = [
@@ -14,4 +14,5 @@ __all__ = [
     "consistency_loss",
     "distribution_alignment_loss",
     "supcon_loss",
+    "supcon_mask_loss",
 ]

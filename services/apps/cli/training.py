@@ -1,4 +1,5 @@
-"""`stylefinder train`, `align-text`, `train-sketch`, `report`: the trainer's stages and its results table."""
+"""`stylefinder train`, `align-text`, `train-sketch`, `train-wearing`, `report`: the trainer's stages and its
+results table."""
 
 from __future__ import annotations
 
@@ -150,6 +151,38 @@ def train_sketch_command(
     click.echo(f"wrote {target} and its card; best epoch {extra.get('best_epoch')}")
     for key, value in card.metrics.items():
         click.echo(f"  {key:<32} {_number(value):>8}   (zero-shot {_number(extra.get('zero_shot', {}).get(key))})")
+
+
+@click.command(name="train-wearing")
+@click.option("--inshop", type=click.Path(exists=True, path_type=Path), required=True, help="In-shop folder")
+@click.option("--catalogue", type=click.Path(exists=True, path_type=Path), required=True, help="catalogue CSV/folder")
+@click.option("--base", default="effl2-minilm-tuned", show_default=True, help="variant to start from")
+@click.option("--steps", type=int, default=None, help="override the stage's 300 steps")
+@click.option(
+    "--bench-products",
+    type=click.IntRange(min=0),
+    default=2500,
+    show_default=True,
+    help="the catalogue's first apparel products, left untrained for the people-photo bench",
+)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="default: the packaged wearing alignment")
+def train_wearing_command(
+    inshop: Path, catalogue: Path, base: str, steps: int | None, bench_products: int, out: Path | None
+) -> None:
+    """Train the wearing stage (trainer/wearing.py): photos of people among the catalogue's products of the kind
+    worn; write the tensors it changed and their card (by default where effl2-minilm-wearing loads them from)."""
+    from dataclasses import replace
+
+    from trainer.wearing import SHIPPED, WearingConfig, train_wearing
+
+    config = replace(WearingConfig(), bench_products=bench_products)
+    config = config if steps is None else replace(config, steps=steps)
+    target = out or SHIPPED
+    card = train_wearing(_settings(), base, inshop, catalogue, target, config)
+    zero_shot = (card.model_extra or {}).get("zero_shot", {})
+    click.echo(f"wrote {target} and its card")
+    for key, value in card.metrics.items():
+        click.echo(f"  {key:<24} {_number(value):>8}   (before {_number(zero_shot.get(key))})")
 
 
 @click.command()
