@@ -252,3 +252,18 @@ def test_text_alignment_over_a_trained_image_tower_carries_its_tensors_and_card(
     assert all(torch.equal(shipped[name], tensor) for name, tensor in image_tail.items() if name.startswith("visual."))
     assert card.stage.startswith(base.card.stage.split(", then")[0]) and card.stage.count("text alignment") == 1
     assert card.model_extra["base_card"]["stage"] == base.card.stage
+
+
+def test_the_results_report_sets_the_papers_own_tables_beside_ours(tmp_path: Path) -> None:
+    """Its captions and table rows, read where the shared folder has them; its prose and a missing file add nothing."""
+    from trainer.report import paper_tables
+
+    source = tmp_path / "PAPER-RESULTS.md"
+    source.write_text(
+        "# heading\n\nTable I, ViT-B/16:\n\n| variant | Rank-1 |\n|---|---|\n| baseline | 53.31 |\n\nWhat it says.\n"
+    )
+    lines = paper_tables(source)
+    assert "Table I, ViT-B/16:" in lines and "| baseline | 53.31 |" in lines
+    assert not any("What it says" in line or "heading" in line for line in lines)
+    assert lines.index("| variant | Rank-1 |") == lines.index("Table I, ViT-B/16:") + 2  # a blank line between
+    assert paper_tables(tmp_path / "absent.md") == []
