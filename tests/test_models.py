@@ -30,12 +30,12 @@ from tests.helpers import SHARED_DATA, TINY_CONFIG, photo
 
 def test_shipped_registry_lists_default_and_openai_variants() -> None:
     registry = Registry.load()
-    assert registry.names()[:4] == ["effl2-minilm-tuned", "effl0-minilm", "ViT-B-16/openai", "RN50/openai"]
-    assert next(v.name for v in registry if v.serve_by_default) == "effl2-minilm-tuned"  # the default
-    assert registry["effl2-minilm-tuned"].embedding_dim == registry["effl0-minilm"].embedding_dim == 1280
+    assert registry.names()[:3] == ["effl2-minilm-wearing", "effl2-minilm-tuned", "effl0-minilm"]
+    assert next(v.name for v in registry if v.serve_by_default) == "effl2-minilm-wearing"  # the default
+    assert registry["effl2-minilm-wearing"].embedding_dim == registry["effl0-minilm"].embedding_dim == 1280
     assert registry["ViT-B-16/openai"].embedding_dim == 512
     assert registry["RN50/openai"].embedding_dim == 1024
-    with pytest.raises(UnknownVariant, match="known: effl2-minilm-tuned, effl0-minilm"):
+    with pytest.raises(UnknownVariant, match="known: effl2-minilm-wearing, effl2-minilm-tuned, effl0-minilm"):
         registry["nope"]
 
 
@@ -202,6 +202,23 @@ def test_the_tuned_lite2_variant_changes_only_the_tail_of_its_image_tower() -> N
     trunk_run = (card.model_extra or {})["base_card"]
     assert trunk_run["preset"] == "v5" and trunk_run["config"]["inshop_test_fraction"] == 0
     assert card.metrics["text_category_P@10"] > 10 * card.metrics["text_chance_R@10"]  # words work on it
+
+
+def test_the_wearing_variant_is_the_tuned_one_with_the_tail_of_its_image_tower_trained_further() -> None:
+    """effl2-minilm-wearing lays the wearing stage's tensors over effl2-minilm-tuned's: the same trunk in front of
+    the last block and the same text tower (its text projection carried over), a different last block and
+    projection; its card names the training each of them learnt from."""
+    registry = Registry.load()
+    wearing = load_model(registry["effl2-minilm-wearing"], "cpu").model.state_dict()
+    tuned = load_model(registry["effl2-minilm-tuned"], "cpu").model.state_dict()
+    changed = {name for name, tensor in wearing.items() if not torch.equal(tensor, tuned[name])}
+    assert "visual.head.proj.weight" in changed and any(name.startswith("visual.trunk.blocks.6.") for name in changed)
+    assert not any(name.startswith(("visual.trunk.blocks.5.", "text.")) for name in changed)
+    card = registry["effl2-minilm-wearing"].card
+    extra = card.model_extra or {}
+    assert card.stage.startswith("wearing") and extra["base_variant"] == "effl2-minilm-tuned"
+    assert extra["base_card"]["trained_on"]["myntra"].startswith("text projection")  # what it carries over
+    assert card.metrics["people_kind_P@10"] > extra["zero_shot"]["people_kind_P@10"]
 
 
 def test_a_process_leaves_no_config_folder_behind(tiny_registry: Path, tmp_path: Path) -> None:

@@ -422,8 +422,10 @@ def public_key(gateway: str) -> str:
 
 
 def figure(value: float) -> str:
-    """A card's number as the page writes it: four significant digits."""
-    return repr(float(f"{value:.4g}"))
+    """A card's number as the page writes it: four significant digits, a whole number without a decimal point (as
+    JavaScript's String(1.0) is "1")."""
+    rounded = float(f"{value:.4g}")
+    return str(int(rounded)) if rounded.is_integer() else repr(rounded)
 
 
 def traced(sketch: Path) -> list[list[tuple[float, float]]]:
