@@ -6,7 +6,7 @@
   shares the photo's colour;
 - like: each sampled product liked: P@10 of its kind against the kind's base rate; liked products never returned.
 
-    .venv/bin/python -m bench.combined_queries [--catalogue-limit 2500] [--queries 60]
+    .venv/bin/python -m bench.combined_queries [--catalogue-limit 2500] [--queries 60] [--variant V]
 
 Writes bench/results/combined_queries.json.
 """
@@ -31,9 +31,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--catalogue-limit", type=int, default=2500)
     parser.add_argument("--queries", type=int, default=60)
+    parser.add_argument("--variant", default=None, help="default: the default variant")
     args = parser.parse_args()
     registry = Registry.from_settings(Settings())
-    variant = next(v.name for v in registry if v.serve_by_default)
+    variant = args.variant or next(v.name for v in registry if v.serve_by_default)
     model = load_model(registry[variant], "cpu")
     rows = [r for r in read_catalogue_rows(MYNTRA / "metadata.csv") if r["masterCategory"] == "Apparel"]
     rows = rows[: args.catalogue_limit]

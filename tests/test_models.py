@@ -30,12 +30,13 @@ from tests.helpers import SHARED_DATA, TINY_CONFIG, photo
 
 def test_shipped_registry_lists_default_and_openai_variants() -> None:
     registry = Registry.load()
-    assert registry.names()[:3] == ["effl2-minilm-wearing", "effl2-minilm-tuned", "effl0-minilm"]
-    assert next(v.name for v in registry if v.serve_by_default) == "effl2-minilm-wearing"  # the default
-    assert registry["effl2-minilm-wearing"].embedding_dim == registry["effl0-minilm"].embedding_dim == 1280
+    assert registry.names()[:3] == ["effl2-minilm-tuned", "effl2-minilm-wearing", "effl0-minilm"]
+    assert next(v.name for v in registry if v.serve_by_default) == "effl2-minilm-tuned"  # the default
+    assert not registry["effl2-minilm-wearing"].serve_by_default  # served only where STYLEFINDER_VARIANTS names it
+    assert registry["effl2-minilm-tuned"].embedding_dim == registry["effl0-minilm"].embedding_dim == 1280
     assert registry["ViT-B-16/openai"].embedding_dim == 512
     assert registry["RN50/openai"].embedding_dim == 1024
-    with pytest.raises(UnknownVariant, match="known: effl2-minilm-wearing, effl2-minilm-tuned, effl0-minilm"):
+    with pytest.raises(UnknownVariant, match="known: effl2-minilm-tuned, effl2-minilm-wearing, effl0-minilm"):
         registry["nope"]
 
 
