@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -57,6 +59,18 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"evaluation data not present: {path}")
     return path
+
+
+def run_stage_cli(tiny_env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:
+    """`stylefinder <arguments>` with the tiny settings' environment but the shipped registry: a trainer stage starts
+    from a shipped variant."""
+    env = {
+        key: value
+        for key, value in tiny_env.items()
+        if key not in ("STYLEFINDER_VARIANTS", "STYLEFINDER_REGISTRY_FILE")
+    }
+    command = [sys.executable, "-m", "services.apps.cli", *arguments]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
 
 
 def wait_for_job(client: object, job_id: str, timeout_s: float = 60.0) -> dict:

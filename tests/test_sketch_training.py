@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,7 @@ from PIL import Image, ImageDraw
 
 from services.evaluation import paired_accuracy, read_catalogue_rows, read_sketch_pairs, sketch_retrieval
 from services.models import Registry, load_model
-from tests.helpers import photo, shared_data
+from tests.helpers import photo, run_stage_cli, shared_data
 from trainer.losses import consistency_loss, distribution_alignment_loss
 from trainer.sketch import SketchTower
 from trainer.unseen import unseen_category_pairs
@@ -86,18 +84,17 @@ def test_a_short_run_through_the_cli_writes_a_servable_alignment(tmp_path: Path,
         rows.append(f"{index},images/{index}.jpg,{kind},Thing{index % 3},Blue")
     (catalogue / "metadata.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "sketch.pt"
-    env = {
-        key: value
-        for key, value in tiny_env.items()
-        if key not in ("STYLEFINDER_VARIANTS", "STYLEFINDER_REGISTRY_FILE")
-    }
-    command = [sys.executable, "-m", "services.apps.cli", "train-sketch", "--pairs", str(pairs), "--catalogue"]
-    result = subprocess.run(
-        [*command, str(catalogue), "--epochs", "2", "--out", str(out)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = run_stage_cli(
+        tiny_env,
+        "train-sketch",
+        "--pairs",
+        str(pairs),
+        "--catalogue",
+        str(catalogue),
+        "--epochs",
+        "2",
+        "--out",
+        str(out),
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "sketch_acc@1_direct" in result.stdout and "(zero-shot" in result.stdout

@@ -5,8 +5,6 @@ photos of people it never trained on, searched through the API's search function
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +22,7 @@ from services.evaluation import (
 )
 from services.models import Registry, load_model
 from services.search import SearchRequest
-from tests.helpers import shared_data
+from tests.helpers import run_stage_cli, shared_data
 from trainer.losses import supcon_loss, supcon_mask_loss
 
 
@@ -91,29 +89,10 @@ def test_a_short_run_through_the_cli_writes_a_servable_alignment(tmp_path: Path,
         rows.append(f"{index},images/{index}.jpg,Apparel,{kind},Blue")
     (catalogue / "metadata.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "wearing.pt"
-    env = {
-        key: value
-        for key, value in tiny_env.items()
-        if key not in ("STYLEFINDER_VARIANTS", "STYLEFINDER_REGISTRY_FILE")
-    }
-    command = [sys.executable, "-m", "services.apps.cli", "train-wearing", "--inshop", str(inshop), "--catalogue"]
-    result = subprocess.run(
-        [
-            *command,
-            str(catalogue),
-            "--base",
-            "effl0-minilm",
-            "--steps",
-            "3",
-            "--bench-products",
-            "9",
-            "--out",
-            str(out),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = run_stage_cli(
+        tiny_env,
+        *("train-wearing", "--inshop", str(inshop), "--catalogue", str(catalogue), "--base", "effl0-minilm"),
+        *("--steps", "3", "--bench-products", "9", "--out", str(out)),
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "people_kind_P@10" in result.stdout and "(before" in result.stdout
