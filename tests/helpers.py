@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw
 
 from services.apps.gateway.app import create_app
 from services.catalogue import read_catalogue
+from services.models import LoadedModel, Registry, load_model
 from services.settings import Settings
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -71,6 +72,16 @@ def run_stage_cli(tiny_env: dict[str, str], *arguments: str) -> subprocess.Compl
     }
     command = [sys.executable, "-m", "services.apps.cli", *arguments]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+
+
+def laid_over(base: str, alignment: Path, folder: Path) -> LoadedModel:
+    """The shipped variant `base` with a stage's written tensors laid over it, as a registry entry would serve it."""
+    registry = folder / "registry.toml"
+    registry.write_text(
+        f'[[variant]]\nname = "mine"\narchitecture = "{Registry.load()[base].config_path}"\n'
+        f'weights = "packaged"\nalignment = "{alignment}"\n'
+    )
+    return load_model(Registry.load(registry)["mine"], "cpu", runtime="torch")
 
 
 def wait_for_job(client: object, job_id: str, timeout_s: float = 60.0) -> dict:

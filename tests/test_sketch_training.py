@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 
 from services.evaluation import paired_accuracy, read_catalogue_rows, read_sketch_pairs, sketch_retrieval
 from services.models import Registry, load_model
-from tests.helpers import photo, run_stage_cli, shared_data
+from tests.helpers import laid_over, photo, run_stage_cli, shared_data
 from trainer.losses import consistency_loss, distribution_alignment_loss
 from trainer.sketch import SketchTower
 from trainer.unseen import unseen_category_pairs
@@ -103,12 +103,7 @@ def test_a_short_run_through_the_cli_writes_a_servable_alignment(tmp_path: Path,
     assert {"sketch_acc@10_cluster", "footwear_P@100_edge", "footwear_mAP@all_photo"} <= set(card["metrics"])
     tensors = torch.load(out, weights_only=True)
     assert "text.proj.weight" in tensors and "visual.head.proj.weight" in tensors  # words keep working
-    registry = tmp_path / "registry.toml"
-    registry.write_text(
-        f'[[variant]]\nname = "mine"\narchitecture = "{Registry.load()["effl0-minilm"].config_path}"\n'
-        f'weights = "packaged"\nalignment = "{out}"\n'
-    )
-    served = load_model(Registry.load(registry)["mine"], "cpu", runtime="torch")
+    served = laid_over("effl0-minilm", out, tmp_path)
     assert served.variant.card.stage.startswith("sketch")
     weight = served.model.visual.head.proj.weight.detach()
     np.testing.assert_allclose(weight.numpy(), tensors["visual.head.proj.weight"].float().numpy(), atol=1e-6)

@@ -22,7 +22,7 @@ from services.evaluation import (
 )
 from services.models import Registry, load_model
 from services.search import SearchRequest
-from tests.helpers import run_stage_cli, shared_data
+from tests.helpers import laid_over, run_stage_cli, shared_data
 from trainer.losses import supcon_loss, supcon_mask_loss
 
 
@@ -105,12 +105,7 @@ def test_a_short_run_through_the_cli_writes_a_servable_alignment(tmp_path: Path,
     assert "past its first 9 apparel products" in card["trained_on"]["catalogue"]
     tensors = torch.load(out, weights_only=True)
     assert "text.proj.weight" in tensors and "visual.head.proj.weight" in tensors  # words keep working
-    registry = tmp_path / "registry.toml"
-    registry.write_text(
-        f'[[variant]]\nname = "mine"\narchitecture = "{Registry.load()["effl0-minilm"].config_path}"\n'
-        f'weights = "packaged"\nalignment = "{out}"\n'
-    )
-    served = load_model(Registry.load(registry)["mine"], "cpu", runtime="torch")
+    served = laid_over("effl0-minilm", out, tmp_path)
     base = load_model(Registry.load()["effl0-minilm"], "cpu", runtime="torch")
     assert served.variant.card.stage.startswith("wearing")
     weight = served.model.visual.head.proj.weight.detach()
