@@ -91,7 +91,7 @@ def train_text_alignment(
         f"validation, {len(data.text_test)} held out for the test metrics",
         metrics=after,
         wall_time_s=time.perf_counter() - started,
-        hardware=f"{platform.machine()} CPU x{torch.get_num_threads()} threads",
+        hardware=hardware(loaded),
         base_variant=base,
         zero_shot=before,
         best_step=best_step,
@@ -105,6 +105,13 @@ def train_text_alignment(
     tensors = torch.load(carried, map_location="cpu", weights_only=True) if carried is not None else {}
     write_alignment(out, tensors | {PROJECTION: best_weight}, card)
     return card
+
+
+def hardware(loaded: LoadedModel) -> str:
+    """What a card says a run ran on: the GPU's name, or the CPU and the threads torch used."""
+    if loaded.device.type == "cuda":
+        return torch.cuda.get_device_name(loaded.device)
+    return f"{platform.machine()} CPU x{torch.get_num_threads()} threads"
 
 
 def write_alignment(out: Path, tensors: dict[str, torch.Tensor], card: ModelCard) -> None:

@@ -6,7 +6,6 @@ variant.json with the model card). Every run, stage 1 included, leaves its card 
 from __future__ import annotations
 
 import json
-import platform
 import re
 import shutil
 import time
@@ -19,7 +18,7 @@ import torch
 from services.evaluation import CATALOGUE_TRAINED, dataset_name, is_inshop
 from services.models import LoadedModel, ModelCard, Registry, Variant, load_model, save_variant
 from services.settings import Settings
-from trainer.alignment import write_alignment
+from trainer.alignment import hardware, write_alignment
 from trainer.config import TrainConfig
 from trainer.data import TrainingData, load_training_data
 from trainer.evaluate import test_metrics
@@ -84,7 +83,7 @@ def run_stage(
         trained_on=_trained_on(sources, data),
         metrics=final,
         wall_time_s=time.perf_counter() - started,
-        hardware=_hardware(loaded),
+        hardware=hardware(loaded),
         base_variant=base_name,
         backbone=base.backbone,
         zero_shot=zero_shot,
@@ -167,12 +166,6 @@ def _trained_on(sources: Sequence[Path], data: TrainingData) -> dict[str, str]:
         else:
             described[dataset_name(source)] = "every item"
     return described
-
-
-def _hardware(loaded: LoadedModel) -> str:
-    if loaded.device.type == "cuda":
-        return torch.cuda.get_device_name(loaded.device)
-    return f"{platform.machine()} CPU x{torch.get_num_threads()} threads"
 
 
 def card_summary(card: ModelCard) -> list[tuple[str, Any, Any, Any]]:

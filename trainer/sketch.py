@@ -14,7 +14,6 @@ that learn travel (`services/models/alignments/`), laid over the packaged weight
 
 from __future__ import annotations
 
-import platform
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -44,7 +43,7 @@ from services.evaluation import (
 from services.images import decode_image, edge_map, normalise_sketch
 from services.models import LoadedModel, ModelCard, Registry, load_model
 from services.settings import Settings
-from trainer.alignment import write_alignment
+from trainer.alignment import hardware, write_alignment
 from trainer.losses import clip_loss, consistency_loss, distribution_alignment_loss, supcon_loss
 from trainer.tower import SplitTower
 from trainer.unseen import SKETCHED, is_proxy_row, unseen_category_pairs
@@ -254,7 +253,7 @@ def train_sketch(
         ),
         metrics=after,
         wall_time_s=time.perf_counter() - started,
-        hardware=f"{platform.machine()} {loaded.device.type} x{torch.get_num_threads()} threads",
+        hardware=hardware(loaded),
         base_variant=base,
         zero_shot=before,
         best_epoch=best_epoch,

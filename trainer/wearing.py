@@ -18,7 +18,6 @@ the cache, so a step costs the tail only. Only the tensors that learn travel, la
 
 from __future__ import annotations
 
-import platform
 import random
 import time
 from collections import defaultdict
@@ -50,7 +49,7 @@ from services.evaluation import (
 from services.images import decode_image
 from services.models import LoadedModel, ModelCard, Registry, load_model
 from services.settings import Settings
-from trainer.alignment import write_alignment
+from trainer.alignment import hardware, write_alignment
 from trainer.config import TrainConfig
 from trainer.losses import consistency_loss, supcon_mask_loss
 from trainer.stages import set_trainable, train_mode
@@ -180,7 +179,7 @@ def train_wearing(
         ),
         metrics=after,
         wall_time_s=time.perf_counter() - started,
-        hardware=f"{platform.machine()} {loaded.device.type} x{torch.get_num_threads()} threads",
+        hardware=hardware(loaded),
         base_variant=base,
         base_card=loaded.variant.card.model_dump(),  # what the base learnt from: `stylefinder eval` reads it
         zero_shot=before,
