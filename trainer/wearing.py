@@ -131,11 +131,12 @@ def train_wearing(
     parameters = [p for p in loaded.model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     history = []
+    kind_names, item_names = sorted(by_kind), sorted(by_item)
+    train_mode(loaded.model, frozen_statistics=True)
     for step in tqdm(range(1, config.steps + 1), desc="wearing steps", disable=not progress):
-        train_mode(loaded.model, frozen_statistics=True)
-        chosen = rng.choices(sorted(by_kind), k=config.kinds_per_step)
+        chosen = rng.choices(kind_names, k=config.kinds_per_step)
         product_batch = [rng.choice(by_kind[kind]) for kind in chosen for _ in range(config.per_kind)]
-        items = rng.sample(sorted(by_item), min(config.items_per_step, len(by_item)))
+        items = rng.sample(item_names, min(config.items_per_step, len(item_names)))
         people_batch = [position for item in items for position in _two(rng, by_item[item])]
         parts = _step(
             tower,
@@ -232,19 +233,27 @@ def _front(tower: SplitTower, loaded: LoadedModel, pictures: Sequence[Image.Imag
         return tower.front(torch.stack([loaded.preprocess(p) for p in pictures]).to(loaded.device)).cpu().half()
 
 
-def _cache(
-    tower: SplitTower, loaded: LoadedModel, paths: Sequence[Path], label: str, progress: bool, mirrored: bool = True
-) -> _Cached:
-    """The front's outputs on each photo as served and, to train on, mirrored (half precision: the cache is the
-    stage's memory), and the frozen tail's features of the photo as served."""
+def _cache(tower: SplitTower, loaded: LoadedModel, paths: Sequence[Path], label: str, progress: bool) -> _Cached:
+    """What training reads: the front's outputs on each photo as served and mirrored, and the frozen tail's
+    features of the photo as served."""
+    front = _fronts(tower, loaded, paths, label, progress, mirrored=True)
+    return _Cached(front, _tail(tower, front[0]))
+
+
+def _fronts(
+    tower: SplitTower, loaded: LoadedModel, paths: Sequence[Path], label: str, progress: bool, mirrored: bool
+) -> torch.Tensor:
+    """The front's outputs [view, photo, ...] on each photo as served and, with `mirrored`, its mirror image (half
+    precision: the cache is the stage's memory); none where there are no paths."""
     views: list[list[torch.Tensor]] = [[], []] if mirrored else [[]]
+    if not paths:
+        return torch.empty(len(views), 0)
     for first in tqdm(range(0, len(paths), 32), desc=f"caching {label}", disable=not progress):
         pictures = [decode_image(read_photo(path)) for path in paths[first : first + 32]]
         views[0].append(_front(tower, loaded, pictures))
         if mirrored:
             views[1].append(_front(tower, loaded, [ImageOps.mirror(p) for p in pictures]))
-    front = torch.stack([torch.cat(view) for view in views])
-    return _Cached(front, _tail(tower, front[0]))
+    return torch.stack([torch.cat(view) for view in views])
 
 
 def _tail(tower: SplitTower, front: torch.Tensor) -> torch.Tensor:
@@ -281,21 +290,23 @@ class _Scored:
         split = read_inshop(inshop) if is_inshop(inshop) else None  # without its partition file: no pairs to score
         query = [image for image in split.query if in_split(image.label, *HELD_OUT_PEOPLE)] if split else []
         gallery = [image for image in split.gallery if in_split(image.label, *HELD_OUT_PEOPLE)] if split else []
-        sides = {
-            "bench catalogue": [Path(r["image"]) for r in bench],
-            "held-out people": [p.path for p in tested],
-            "held-out In-shop queries": [image.path for image in query],
-            "held-out In-shop gallery": [image.path for image in gallery],
-        }
-        fronts = [_cache(tower, loaded, paths, label, progress, False).front[0] for label, paths in sides.items()]
+        catalogue = [Path(r["image"]) for r in bench]
+        # the held-out photos of people are among the held-out In-shop photos: each goes through the front once
+        held_out = list(dict.fromkeys([p.path for p in tested] + [image.path for image in query + gallery]))
+        seen = _fronts(tower, loaded, held_out, "held-out In-shop photos", progress, mirrored=False)[0]
+        position = {path: index for index, path in enumerate(held_out)}
+
+        def fronts(paths: Sequence[Path]) -> torch.Tensor:
+            return seen[[position[path] for path in paths]]
+
         return cls(
-            fronts[0],
+            _fronts(tower, loaded, catalogue, "bench catalogue", progress, mirrored=False)[0],
             np.array([r["articleType"] for r in bench]),
-            fronts[1],
+            fronts([p.path for p in tested]),
             [p.kinds for p in tested],
-            fronts[2],
+            fronts([image.path for image in query]),
             [image.label for image in query],
-            fronts[3],
+            fronts([image.path for image in gallery]),
             [image.label for image in gallery],
         )
 
