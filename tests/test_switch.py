@@ -4,6 +4,7 @@ holds every product, at one instant for the searches running through it, and rol
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -143,6 +144,10 @@ def test_a_gated_switch_goes_ahead_only_when_the_new_variant_scores_no_lower(
         stale = client.post("/v1/switch", json={"to": "flat", "expect": "flat"})  # compared with what is gone
         assert stale.status_code == 422 and "default serves tiny now, not flat" in stale.json()["detail"]
         assert client.post("/v1/switch", json={"to": "flat"}).status_code == 200  # ungated, it goes ahead
+        command = [sys.executable, "-m", "services.apps.cli", "eval", str(inshop), "--json"]
+        evaluated = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+        assert json.loads(evaluated.stdout)["variant"] == "flat"  # eval with no variant: what `default` serves now
         back = gated_switch("tiny")
         assert back.returncode == 0 and "default serves tiny (before: flat)" in back.stdout, back.stderr[-2000:]
         assert client.get("/v1/switch").json() == {"default": "tiny"}

@@ -70,7 +70,7 @@ def here_or_at_gateway(settings: Settings, here: Callable[[Runtime], T], there: 
                 f"{locked} No gateway answers at {settings.gateway_url}: where the process that owns it serves "
                 "elsewhere, set STYLEFINDER_GATEWAY_URL to its address."
             ) from None
-        click.echo(f"the store is owned by the gateway at {settings.gateway_url}; sending the work there")
+        click.echo(f"the store is owned by the gateway at {settings.gateway_url}; sending the work there", err=True)
         return there(client)
     try:
         return here(rt)

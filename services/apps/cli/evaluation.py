@@ -7,13 +7,14 @@ from pathlib import Path
 
 import click
 
+from services.apps.cli.common import here_or_at_gateway
 from services.apps.cli.common import settings as _settings
 from services.errors import InvalidInput
 
 
 @click.command(name="eval")
 @click.argument("data", type=click.Path(exists=True, path_type=Path))
-@click.option("--variant", default=None, help="variant to evaluate (default: the default variant, first served)")
+@click.option("--variant", default=None, help="variant to evaluate (default: the one searches naming no variant get, after any switch)")
 @click.option("--json", "as_json", is_flag=True, help="print only the JSON report")
 @click.option("--limit", type=int, default=None, help="catalogue evaluation: use the first N products")
 @click.option(
@@ -48,11 +49,12 @@ def evaluate(
         raise InvalidInput("give --catalogue and --relevant FIELD=VALUE together (e.g. masterCategory=Footwear)")
     wanted = tuple(relevant.split("=", 1)) if relevant else None
     settings = _settings()
-    if variant is None:
-        from services.apps.runtime import configured_variants
-        from services.models import Registry
+    if variant is None:  # what a search naming no variant is served by, `stylefinder switch` included
+        from services.apps.runtime import DEFAULT_NAME
 
-        variant = configured_variants(settings, Registry.from_settings(settings))[0]
+        variant = here_or_at_gateway(
+            settings, lambda rt: rt.default_variant, lambda client: client.served_names()[DEFAULT_NAME]
+        )
     report = evaluate_variant(settings, variant, data, limit, not as_json, catalogue, wanted, held_out)
     if not as_json:
         click.echo(format_table(report))
