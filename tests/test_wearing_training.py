@@ -24,6 +24,7 @@ from services.models import Registry, load_model
 from services.search import SearchRequest
 from tests.helpers import laid_over, run_stage_cli, shared_data
 from trainer.losses import supcon_loss, supcon_mask_loss
+from trainer.report import read_cards, results_table
 
 
 def test_supcon_with_several_kinds_a_photo_matches_a_hand_computation() -> None:
@@ -100,8 +101,12 @@ def test_a_short_run_through_the_cli_writes_a_servable_alignment(tmp_path: Path,
     assert card["base_variant"] == "effl0-minilm" and card["history"][-1]["step"] == 3
     held = sum(photo.held_out for photo in people_photos(inshop))
     assert 0 < held < 24 and card["metrics"]["people_held_out"] == held  # scored on the held-out items' photos only
-    assert 0 <= card["metrics"]["inshop_held_out_R@1"] <= 1 and "inshop_held_out_mAP" in card["zero_shot"]
+    assert 0 <= card["metrics"]["R@1"] <= 1 and "mAP" in card["zero_shot"]
     assert f"{24 - held} photos of people" in card["trained_on"]["inshop"]
+    runs = Path(tiny_env["STYLEFINDER_DATA_DIR"]) / "runs"  # its run card, where `stylefinder report` reads them
+    assert json.loads((runs / "effl0-minilm-wearing.json").read_text())["card"]["metrics"] == card["metrics"]
+    row = next(line for line in results_table(read_cards(runs)).splitlines() if "effl0-minilm-wearing" in line)
+    assert "efficientnet_lite0 | wearing" in row and f"{card['metrics']['people_kind_P@10']:.3f}" in row
     assert "past its first 9 apparel products" in card["trained_on"]["catalogue"]
     tensors = torch.load(out, weights_only=True)
     assert "text.proj.weight" in tensors and "visual.head.proj.weight" in tensors  # words keep working

@@ -101,9 +101,7 @@ def run_stage(
             for group in (result.groups if result else [])
         ],
     )
-    runs = settings.data_dir / "runs"
-    runs.mkdir(parents=True, exist_ok=True)
-    (runs / f"{slug(name)}.json").write_text(json.dumps({"name": name, "card": card.model_dump()}, indent=2))
+    save_card(settings, name, card)
     if stage > 1:
         register(settings, base, loaded, name, card)
     if ship is not None and stage > 1:
@@ -140,6 +138,15 @@ def register(settings: Settings, base: Variant, loaded: LoadedModel, name: str, 
     variant = Variant(name=name, architecture=architecture, weights="model.pt", card=card, base_dir=folder)
     save_variant(variant, folder)
     return variant
+
+
+def save_card(settings: Settings, name: str, card: ModelCard) -> Path:
+    """Keep a run's card in `$STYLEFINDER_DATA_DIR/runs`, where `stylefinder report` reads its results table from."""
+    runs = settings.data_dir / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    path = runs / f"{slug(name)}.json"
+    path.write_text(json.dumps({"name": name, "card": card.model_dump()}, indent=2))
+    return path
 
 
 def slug(name: str) -> str:

@@ -52,6 +52,7 @@ from services.settings import Settings
 from trainer.alignment import hardware, write_alignment
 from trainer.config import TrainConfig
 from trainer.losses import consistency_loss, supcon_mask_loss
+from trainer.run import save_card
 from trainer.stages import set_trainable, train_mode
 from trainer.tower import SplitTower
 
@@ -182,6 +183,7 @@ def train_wearing(
         wall_time_s=time.perf_counter() - started,
         hardware=hardware(loaded),
         base_variant=base,
+        backbone=loaded.variant.backbone,
         base_card=loaded.variant.card.model_dump(),  # what the base learnt from: `stylefinder eval` reads it
         zero_shot=before,
         history=history,
@@ -190,6 +192,7 @@ def train_wearing(
     carried = loaded.variant.alignment_path  # the base variant's own tensors: its text projection among them
     base_tensors = torch.load(carried, map_location="cpu", weights_only=True) if carried is not None else {}
     write_alignment(out, base_tensors | tower.trained_tensors(), card)
+    save_card(settings, f"{base}-wearing", card)
     return card
 
 
@@ -319,7 +322,7 @@ class _Scored:
                 _tail(tower, self.gallery).numpy(),
                 self.gallery_items,
             )
-            found |= {f"inshop_held_out_{key}": retrieval[key] for key in ("R@1", "mAP")}
+            found |= {key: retrieval[key] for key in ("R@1", "mAP")}  # as every stage's card names them
         if not len(self.bench) or not len(self.tested):
             return found
         catalogue, people = _tail(tower, self.bench), _tail(tower, self.tested)
