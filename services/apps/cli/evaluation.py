@@ -14,7 +14,9 @@ from services.errors import InvalidInput
 
 @click.command(name="eval")
 @click.argument("data", type=click.Path(exists=True, path_type=Path))
-@click.option("--variant", default=None, help="variant to evaluate (default: the one searches naming no variant get, after any switch)")
+@click.option(
+    "--variant", default=None, help="variant to evaluate (default: what searches naming none get, after any switch)"
+)
 @click.option("--json", "as_json", is_flag=True, help="print only the JSON report")
 @click.option("--limit", type=int, default=None, help="catalogue evaluation: use the first N products")
 @click.option(
