@@ -107,6 +107,7 @@ def test_a_short_run_through_the_cli_writes_a_servable_alignment(tmp_path: Path,
     assert json.loads((runs / "effl0-minilm-wearing.json").read_text())["card"]["metrics"] == card["metrics"]
     row = next(line for line in results_table(read_cards(runs)).splitlines() if "effl0-minilm-wearing" in line)
     assert "efficientnet_lite0 | wearing" in row and f"{card['metrics']['people_kind_P@10']:.3f}" in row
+    assert "| 3 steps | " in row  # a stage that counts steps says so, not "0" epochs
     assert "past its first 9 apparel products" in card["trained_on"]["catalogue"]
     tensors = torch.load(out, weights_only=True)
     assert "text.proj.weight" in tensors and "visual.head.proj.weight" in tensors  # words keep working

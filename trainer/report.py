@@ -112,8 +112,11 @@ def _views(card: Mapping[str, Any]) -> str:
 
 
 def _epochs(card: Mapping[str, Any]) -> str:
-    """Epochs run; with a refit, also the epochs validation chose and the refit ran on every training photo;
-    where no epoch beat the start on validation, that the run kept its start."""
+    """Epochs run (or steps, for a stage that counts those); with a refit, also the epochs validation chose and the
+    refit ran on every training photo; where no epoch beat the start on validation, that the run kept its start."""
+    steps = (card.get("config") or {}).get("steps")
+    if not card.get("epochs") and steps:  # a stage that counts steps, not epochs (the wearing stage)
+        return f"{steps} steps"
     refit = card.get("refit")
     notes = [f"refit: {refit['epochs']}"] if refit else []
     notes += ["kept its start"] if card.get("kept_start") else []
