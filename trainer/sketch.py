@@ -1,5 +1,5 @@
-"""The sketch stage: the image tower's last block, its head convolution and its projection module learn to put a drawing
-next to its item's edge map, without forgetting what the frozen tower knew.
+"""The sketch stage: the image tower's last two stages, its head convolution and its projection module learn to put a
+drawing next to its item's edge map, without forgetting what the frozen tower knew.
 
 Losses (each its own module in trainer/losses): InfoNCE between sketches and their edge maps (QMUL-Shoe train pairs,
 mirrored copies added); semantic-consistency regularisation (each input's tuned feature stays near its frozen
@@ -48,15 +48,15 @@ from trainer.losses import clip_loss, consistency_loss, distribution_alignment_l
 from trainer.tower import SplitTower
 from trainer.unseen import SKETCHED, is_proxy_row, unseen_category_pairs
 
-SHIPPED = Path(__file__).resolve().parents[1] / "services" / "models" / "alignments" / "effl0-minilm-sketch.pt"
-CUT = 6  # the tower's blocks from this one on (with its head) learn; the ones before stay ImageNet's
+SHIPPED = Path(__file__).resolve().parents[1] / "services" / "models" / "alignments" / "effl0-minilm-sketch-v2.pt"
 
 
 @dataclass
 class SketchConfig:
-    epochs: int = 30
+    epochs: int = 20
+    cut: int = 5  # the tower's stages from this one on (with its head) learn; the ones before stay ImageNet's
     batch_size: int = 48
-    lr: float = 1e-4  # the tower's last block and head convolution
+    lr: float = 1e-4  # the tower's stages that learn and its head convolution
     projection_lr: float = 1e-3  # the projection module (visual.head)
     weight_decay: float = 1e-4
     temperature: float = 0.07
@@ -72,12 +72,12 @@ class SketchConfig:
 
 
 class SketchTower(SplitTower):
-    """The image tower split before its stage CUT: a frozen front and the tail that learns."""
+    """The image tower split before one of its stages: a frozen front and the tail that learns."""
 
-    def __init__(self, loaded: LoadedModel) -> None:
+    def __init__(self, loaded: LoadedModel, cut: int) -> None:
         stages = loaded.model.visual.trunk.blocks
         loaded.model.requires_grad_(False)  # the front, and everything outside the image tower, stays
-        super().__init__(loaded.model, cut=2 + sum(len(stage) for stage in stages[:CUT]))  # after stem + norm
+        super().__init__(loaded.model, cut=2 + sum(len(stage) for stage in stages[:cut]))  # after stem + norm
         self.loaded = loaded
         self.head = self.visual.head  # the projection module
         for module in [*self.body(), self.head]:
@@ -142,7 +142,7 @@ def train_sketch(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     loaded = load_model(Registry.from_settings(settings)[base], settings.device, runtime="torch")
-    tower = SketchTower(loaded)
+    tower = SketchTower(loaded, config.cut)
     tower.visual.eval()  # batch-norm statistics stay the pretrained ones; only weights learn
     rows = read_catalogue_rows(catalogue_csv(catalogue))
 
@@ -229,9 +229,9 @@ def train_sketch(
     card = ModelCard(
         stage="sketch (image tower tail + projection module, semantic consistency, distribution alignment)",
         description=(
-            f"{base} with the last block, head convolution and projection module of its image tower trained to "
-            "match drawings to their items' edge maps; its text projection is the base variant's. Sketch queries "
-            "search the photos' edge vectors"
+            f"{base} with the last {len(tower.visual.trunk.blocks) - config.cut} stages, head convolution and "
+            "projection module of its image tower trained to match drawings to their items' edge maps; its text "
+            "projection is the base variant's. Sketch queries search the photos' edge vectors"
         ),
         epochs=config.epochs,
         optimiser="AdamW",

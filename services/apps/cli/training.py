@@ -133,13 +133,13 @@ def align_text(sources: tuple[Path, ...], base: str, out: Path | None) -> None:
 @click.option("--doodles", type=click.Path(exists=True, path_type=Path), default=None, help="Quick, Draw! .npy")
 @click.option("--catalogue", type=click.Path(exists=True, path_type=Path), required=True, help="catalogue CSV/folder")
 @click.option("--base", default="effl0-minilm", show_default=True, help="variant to start from")
-@click.option("--epochs", type=int, default=None, help="override the stage's 30 epochs")
+@click.option("--epochs", type=int, default=None, help="override the stage's 20 epochs")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="default: the packaged sketch alignment")
 def train_sketch_command(
     pairs: Path, doodles: Path | None, catalogue: Path, base: str, epochs: int | None, out: Path | None
 ) -> None:
     """Train the sketch stage (trainer/sketch.py); write the tensors it changed and their card (by default
-    where the shipped variant effl0-minilm-sketch loads them from)."""
+    where the shipped variant effl0-minilm-sketch-v2 loads them from)."""
     from dataclasses import replace
 
     from trainer.sketch import SHIPPED, SketchConfig, train_sketch
