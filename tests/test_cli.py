@@ -114,7 +114,7 @@ def test_store_commands_report_and_refuse_in_one_line(
     with served(create_app(settings)) as url:  # a gateway owns the store now: status asks it
         owned = run({**tiny_env, "STYLEFINDER_GATEWAY_URL": url}, "store", "status")
     assert owned.returncode == 0 and "sf_tiny: 12 points (photo 32-d, edge 32-d), " in owned.stdout
-    assert "not in an HNSW graph" in owned.stdout and "the gateway" in owned.stdout
+    assert "not in an HNSW graph" in owned.stdout and "the gateway" in owned.stderr
     for command in ("export", "import"):
         refused = run(tiny_env, "store", command, "http://127.0.0.1:9")
         assert refused.returncode == 1 and "no Qdrant server answers at http://127.0.0.1:9" in refused.stderr
