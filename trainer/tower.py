@@ -36,6 +36,12 @@ class SplitTower:
             return F.normalize(self.model.encode_image(activations).float(), dim=-1)
         return F.normalize(self.visual.head(_chain(self.layers[self.cut :], activations)).float(), dim=-1)
 
+    @torch.no_grad()
+    def features(self, activations: torch.Tensor, batch: int = 128) -> torch.Tensor:
+        """The tail over cached front outputs (half precision allowed), a chunk at a time and without gradients:
+        consistency targets and the figures measured between steps."""
+        return torch.cat([self.tail(activations[i : i + batch].float()) for i in range(0, len(activations), batch)])
+
     def body(self) -> list[torch.nn.Module]:
         """The tail's trunk modules (without the projection module)."""
         return [layer for layer in self.layers[self.cut :] if isinstance(layer, torch.nn.Module)]

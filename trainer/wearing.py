@@ -240,7 +240,7 @@ def _cache(tower: SplitTower, loaded: LoadedModel, paths: Sequence[Path], label:
     """What training reads: the front's outputs on each photo as served and mirrored, and the frozen tail's
     features of the photo as served."""
     front = _fronts(tower, loaded, paths, label, progress, mirrored=True)
-    return _Cached(front, _tail(tower, front[0]))
+    return _Cached(front, tower.features(front[0]))
 
 
 def _fronts(
@@ -257,11 +257,6 @@ def _fronts(
         if mirrored:
             views[1].append(_front(tower, loaded, [ImageOps.mirror(p) for p in pictures]))
     return torch.stack([torch.cat(view) for view in views])
-
-
-def _tail(tower: SplitTower, front: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat([tower.tail(front[i : i + 128].float()) for i in range(0, len(front), 128)])
 
 
 @dataclass
@@ -317,15 +312,15 @@ class _Scored:
         found: dict[str, float] = {}
         if len(self.query) and len(self.gallery):
             retrieval = instance_retrieval(
-                _tail(tower, self.query).numpy(),
+                tower.features(self.query).numpy(),
                 self.query_items,
-                _tail(tower, self.gallery).numpy(),
+                tower.features(self.gallery).numpy(),
                 self.gallery_items,
             )
             found |= {key: retrieval[key] for key in ("R@1", "mAP")}  # as every stage's card names them
         if not len(self.bench) or not len(self.tested):
             return found
-        catalogue, people = _tail(tower, self.bench), _tail(tower, self.tested)
+        catalogue, people = tower.features(self.bench), tower.features(self.tested)
         nearest = (people @ catalogue.T).topk(min(10, len(catalogue)), dim=1).indices.numpy()
         worn = np.mean(
             [

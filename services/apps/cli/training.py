@@ -139,7 +139,7 @@ def train_sketch_command(
     pairs: Path, doodles: Path | None, catalogue: Path, base: str, epochs: int | None, out: Path | None
 ) -> None:
     """Train the sketch stage (trainer/sketch.py); write the tensors it changed and their card (by default
-    where the shipped variant effl0-minilm-sketch-v2 loads them from)."""
+    where the shipped variant effl0-minilm-sketch-v3 loads them from)."""
     from dataclasses import replace
 
     from trainer.sketch import SHIPPED, SketchConfig, train_sketch
