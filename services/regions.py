@@ -1,8 +1,10 @@
 """Garments in a photo of a person: where the upper-body garment, the lower one, the full-length outfit and the
 shoes are, so that a search can look at the garment rather than at the pose, the face and the background.
 
-The regions come from MediaPipe's BlazePose (`pose_landmark_full`, which the mediapipe 0.10.x wheel carries inside
-the package: nothing is downloaded). A photo without a person (a packshot) has no regions.
+The regions come from BlazePose's landmark model (`pose_landmark_full.tflite`, which the mediapipe 0.10.x wheel
+carries inside the package: nothing is downloaded), run by LiteRT on the whole photo. MediaPipe's own pipeline
+first runs a person detector to frame the person; a shop's photo of a person is already framed on them, so the
+detector's cost (about as much again) is left out. A photo without a person (a packshot) has no regions.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import importlib.util
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -22,7 +25,7 @@ Garment = Literal["upper", "lower", "full", "feet"]
 GARMENTS: tuple[Garment, ...] = ("upper", "lower", "full", "feet")
 Part = Garment | Literal["box"]  # a garment found, or a box the shopper drew
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels of the photo, x1 and y1 exclusive
-MIN_VISIBILITY = 0.5  # a landmark MediaPipe is less sure of than this does not place a region
+MIN_VISIBILITY = 0.5  # a landmark the model is less sure of than this does not place a region
 MIN_SIDE = 16  # pixels: a smaller region is no garment worth searching
 # BlazePose landmark indices.
 SHOULDERS, ELBOWS, WRISTS, HIPS, KNEES, ANKLES, HEELS, TOES = (
@@ -63,50 +66,59 @@ class RegionFinder(Protocol):
 
 
 class PoseRegions:
-    """BlazePose on one photo at a time (a MediaPipe graph is not safe to share between threads: one lock)."""
+    """BlazePose's landmarks on one photo at a time (a LiteRT interpreter is not safe to share between threads: one
+    lock), on one thread: a search embeds the photo beside it on the others."""
+
+    INPUT = 256  # the model's square input, in pixels
+    MARGIN = 1.5  # the square it sees: the photo's longer side this many times, the photo in its middle
+    MIN_PRESENCE = 0.5  # the model's own score that a person is in the picture
 
     def __init__(self, min_visibility: float = MIN_VISIBILITY) -> None:
         self.min_visibility = min_visibility
-        self._pose: Any = None
+        self._model: Any = None
         self._lock = threading.Lock()
 
     @staticmethod
     def installed() -> bool:
-        """Whether MediaPipe is here (deploy/setup.sh installs it)."""
-        return importlib.util.find_spec("mediapipe") is not None
+        """Whether the model's file (in mediapipe) and its runtime (LiteRT) are here (deploy/setup.sh installs
+        both)."""
+        return all(importlib.util.find_spec(name) is not None for name in ("mediapipe", "ai_edge_litert"))
 
     def close(self) -> None:
         with self._lock:
-            if self._pose is not None:
-                self._pose.close()
-                self._pose = None
+            self._model = None
 
     def find(self, picture: Image.Image) -> Person:
-        pixels = np.asarray(picture.convert("RGB"))
+        width, height = picture.size
+        side = round(self.MARGIN * max(width, height))
+        left, top = (width - side) // 2, (height - side) // 2
+        square = picture.convert("RGB").crop((left, top, left + side, top + side))  # black beyond the photo
+        pixels = np.asarray(square.resize((self.INPUT, self.INPUT), Image.Resampling.BILINEAR), dtype=np.float32)
         with self._lock:
-            if self._pose is None:
-                _protobuf_shim()
-                from mediapipe.python.solutions.pose import Pose  # loads its graph: only when a photo needs it
-
-                # complexity 1 is pose_landmark_full, the model the wheel carries (others would be downloaded)
-                self._pose = Pose(static_image_mode=True, model_complexity=1)
-            found = self._pose.process(pixels)
-        if found.pose_landmarks is None:
+            model = self._model = self._model or _landmark_model()
+            model.set_tensor(model.get_input_details()[0]["index"], pixels[None] / 255)
+            model.invoke()
+            named = {detail["name"]: detail["index"] for detail in model.get_output_details()}
+            presence, marks = (model.get_tensor(named[name]) for name in ("Identity_1", "Identity"))
+        if float(presence.ravel()[0]) < self.MIN_PRESENCE:
             return Person([])
-        height, width = pixels.shape[:2]
-        points = np.array(
-            [[mark.x * width, mark.y * height, mark.visibility] for mark in found.pose_landmarks.landmark]
-        )
+        marks = marks.reshape(-1, 5)[:33]  # x, y (input pixels), z, visibility, presence (logits)
+        scale = side / self.INPUT
+        visibility = 1 / (1 + np.exp(-np.clip(marks[:, 3], -30, 30)))
+        points = np.stack([marks[:, 0] * scale + left, marks[:, 1] * scale + top, visibility], axis=1)
         return Person(garment_regions(points, width, height, self.min_visibility))
 
 
-def _protobuf_shim() -> None:
-    """MediaPipe 0.10.21's bindings call MessageFactory.GetPrototype, which the protobuf here (6, as onnx needs) no
-    longer has: without it every graph start prints an AttributeError (landmarks still come back)."""
-    from google.protobuf import message_factory
+def _landmark_model() -> Any:
+    """The interpreter of the landmark model the mediapipe wheel carries (loaded when a photo first needs it)."""
+    from ai_edge_litert.interpreter import Interpreter
 
-    if not hasattr(message_factory.MessageFactory, "GetPrototype"):
-        message_factory.MessageFactory.GetPrototype = lambda _, descriptor: message_factory.GetMessageClass(descriptor)
+    spec = importlib.util.find_spec("mediapipe")
+    assert spec is not None and spec.origin is not None
+    path = Path(spec.origin).parent / "modules" / "pose_landmark" / "pose_landmark_full.tflite"
+    model = Interpreter(model_path=str(path), num_threads=1)
+    model.allocate_tensors()
+    return model
 
 
 def garment_regions(
@@ -114,7 +126,7 @@ def garment_regions(
 ) -> list[Region]:
     """Regions from BlazePose landmarks (x, y in pixels, visibility), largest first. The upper garment spans the
     shoulders to the hips and the arms; the lower one the hips to the ankles (to the photo's edge when the legs
-    leave it); full length both; the feet the ankles, heels and toes."""
+    leave it), placed by knees seen or inside the photo; full length both; the feet the ankles, heels and toes."""
 
     def seen(*groups: tuple[int, ...]) -> bool:
         return all(points[i, 2] >= min_visibility for group in groups for i in group)
@@ -142,6 +154,8 @@ def garment_regions(
         Region("upper", box(x0 - pad, shoulder_y - 0.2 * torso, x1 + pad, hip_y + 0.15 * torso), score(SHOULDERS, HIPS))
     )
     legs = [group for group in (KNEES, ANKLES) if seen(group)]
+    if KNEES not in legs and all(0 <= points[i, 1] < height for i in KNEES):
+        legs.insert(0, KNEES)  # in the photo, if near its edge (the model is unsure there): the thighs show
     if KNEES in legs:
         bottom = float(points[list(ANKLES), 1].max()) + 0.1 * torso if ANKLES in legs else float(height)
         lx0, _, lx1, _ = span(HIPS, *legs)

@@ -130,12 +130,15 @@ def test_garment_regions_follow_the_body_landmarks() -> None:
     points[[27, 28, 29, 30, 31, 32], 2] = 0.1  # the photo ends at the knees
     cut = {region.garment: region for region in garment_regions(points, 200, 300)}
     assert set(cut) == {"upper", "lower", "full"} and cut["lower"].box[3] == 300
+    points[[25, 26], 2] = 0.3  # unsure of the knees, which the photo still shows near its edge: the thighs show
+    assert {"upper", "lower", "full"} <= {region.garment for region in garment_regions(points, 200, 300)}
+    assert [region.garment for region in garment_regions(points, 200, 260)] == ["upper"]  # it ends above them
     points[[23, 24], 2] = 0.1  # no hips seen: no garment can be placed
     assert garment_regions(points, 200, 300) == []
 
 
 def test_a_photo_of_a_person_has_its_garments_found_and_searched(indexed_client: TestClient) -> None:
-    assert indexed_client.app.state.runtime.searcher.garments.finder is not None, "mediapipe is installed by the set-up"
+    assert indexed_client.app.state.runtime.searcher.garments.finder is not None, "set-up installs the pose model"
     folder = shared_data("inshop_pairs", "img", "WOMEN", "Skirts")
     person = next(folder.glob("*/*front*.jpg"))
     found = PoseRegions().find(decode_image(person.read_bytes()))

@@ -158,7 +158,7 @@ class Runtime:
         if self.settings.regions and PoseRegions.installed():
             regions = PoseRegions()
         elif self.settings.regions:
-            log.warning("mediapipe is not installed: photos of people are searched whole, no garments listed")
+            log.warning("the pose model is not installed: photos of people are searched whole, no garments listed")
         return Searcher(self.registry, self.embedder, self.store, self.fetcher, regions)
 
     @cached_property
