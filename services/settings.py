@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     )  # cores it may use
 
     index_edges: bool = True  # also embed each photo's edge map (the `edge` vector sketch queries search)
-    regions: bool = True  # find the garments in query photos of people (MediaPipe pose) and search the one meant
+    regions: bool = True  # find the garments in query photos of people (BlazePose landmarks) and search the one meant
     cluster_k: int = 0  # Cluster-then-Retrieve: clusters per collection and vector; 0 = the square root of its size
     cluster_probe: int = 0  # clusters searched per query; 0 = a tenth of them, at least 3
     cluster_blend: float = Field(0.8, ge=0, le=1)  # weight of an item's own score against its cluster's

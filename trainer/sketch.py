@@ -2,14 +2,15 @@
 drawing next to its item's edge map, without forgetting what the frozen tower knew.
 
 Losses (each its own module in trainer/losses): InfoNCE between sketches and their edge maps (QMUL-Shoe train pairs,
-mirrored copies added); semantic-consistency regularisation (each input's tuned feature stays near its frozen
-feature: sketches, edge maps, Quick, Draw! doodles, catalogue photos and their edge maps, so categories the pairs
-never show and photo search survive); distribution alignment (sketch-side and edge-side features matched to one
-Gaussian); a supervised contrast of sketches with the catalogue's edge maps by category (a shoe sketch belongs with
-footwear edge maps, not with those of shirts). The frozen front of the tower runs once per input (an activation
-cache), so an epoch on a CPU takes seconds. The epoch kept is the best on validation pairs (the later of equals)
-among those that keep the unseen- category check (trainer/unseen.py) at or above the frozen tower's. Only the tensors
-that learn travel (`services/models/alignments/`), laid over the packaged weights like the text alignment.
+mirrored copies and randomly shifted, scaled and turned copies added); semantic-consistency regularisation (each
+input's tuned feature stays near its frozen feature: sketches, edge maps, Quick, Draw! doodles, catalogue photos and
+their edge maps, so categories the pairs never show and photo search survive); distribution alignment (sketch-side
+and edge-side features matched to one Gaussian); a supervised contrast of sketches with the catalogue's edge maps by
+category (a shoe sketch belongs with footwear edge maps, not with those of shirts). The frozen front of the tower
+runs once per input (an activation cache), so an epoch on a CPU takes seconds. The epoch kept is the best on
+validation pairs (the later of equals) among those that keep the unseen-category check (trainer/unseen.py) at or
+above the frozen tower's. Only the tensors that learn travel (`services/models/alignments/`), laid over the packaged
+weights like the text alignment.
 """
 
 from __future__ import annotations
@@ -333,8 +334,9 @@ def _test_metrics(
 
 
 def _jittered(drawing: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """A drawing shifted (up to 6% a side), scaled (0.85-1.05) and turned (up to 8 degrees) on white: a shopper's
-    drawing never lines up with the edge map of its product."""
+    """A drawing shifted (up to 6% a side), scaled (0.85-1.05) and turned (up to 8 degrees) on white: more pairs
+    than the few hundred drawn ones, none lined up stroke for stroke with its edge map (as a shopper's drawing is
+    not, even once both are cropped to their strokes and centred)."""
     width, height = drawing.size
     scale = rng.uniform(0.85, 1.05)
     resized = drawing.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BILINEAR)
