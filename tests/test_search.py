@@ -217,6 +217,14 @@ def test_eval_text_figures_are_the_apis_answers(
     assert json.dumps(figures)  # plain numbers, written into the eval's JSON
 
 
+def test_products_on_white_show_no_person_whatever_their_colour_or_shape() -> None:
+    """Without the selfie segmentation's say, the landmark model alone saw a person in some of these."""
+    finder = PoseRegions()
+    for colour in COLOURS.values():
+        for shape in ("square", "circle"):
+            assert finder.find(decode_image(encode(photo(colour, shape)))).regions == [], (colour, shape)
+
+
 def test_a_photos_garments_are_found_once_and_remembered() -> None:
     """The page searches a photo, then the garment the shopper picks: the second search finds no garments again."""
     person = next(shared_data("inshop_pairs", "img", "WOMEN", "Skirts").glob("*/*front*.jpg")).read_bytes()
