@@ -85,7 +85,7 @@ class PoseRegions:
 
     @staticmethod
     def installed() -> bool:
-        """Whether the model's file (in the mediapipe 0.10.x wheel) and its runtime (LiteRT) are here
+        """Whether the models' files (in the mediapipe 0.10.x wheel) and their runtime (LiteRT) are here
         (deploy/setup.sh installs both)."""
         paths = [_model_path(name) for name in MODELS]
         return all(path is not None and path.is_file() for path in paths) and bool(find_spec("ai_edge_litert"))
@@ -99,12 +99,13 @@ class PoseRegions:
         shrink = self.INPUT / (self.MARGIN * max(width, height))  # the photo shrunk first: a long one stays cheap
         shown = (max(1, round(width * shrink)), max(1, round(height * shrink)))
         left, top = (self.INPUT - shown[0]) // 2, (self.INPUT - shown[1]) // 2
+        picture = picture.convert("RGB")
         square = Image.new("RGB", (self.INPUT, self.INPUT))  # black around the photo
-        square.paste(picture.convert("RGB").resize(shown, Image.Resampling.BILINEAR), (left, top))
+        square.paste(picture.resize(shown, Image.Resampling.BILINEAR), (left, top))
         with self._lock:
             segmentation, landmarks = self._models = self._models or (_model("segmentation"), _model("landmarks"))
             side = segmentation.get_input_details()[0]["shape"][1:3]  # the whole photo, squeezed to its input
-            squeezed = picture.convert("RGB").resize((side[1], side[0]), Image.Resampling.BILINEAR)
+            squeezed = picture.resize((side[1], side[0]), Image.Resampling.BILINEAR)
             (person,) = _outputs(segmentation, squeezed).values()  # one output: how sure each pixel is a person's
             if float((person > 0.5).mean()) < self.MIN_PERSON_SHARE:
                 return Person([])
