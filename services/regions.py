@@ -96,19 +96,19 @@ class PoseRegions:
 
     def find(self, picture: Image.Image) -> Person:
         width, height = picture.size
-        shrink = self.INPUT / (self.MARGIN * max(width, height))  # the photo shrunk first: a long one stays cheap
-        shown = (max(1, round(width * shrink)), max(1, round(height * shrink)))
-        left, top = (self.INPUT - shown[0]) // 2, (self.INPUT - shown[1]) // 2
         picture = picture.convert("RGB")
-        square = Image.new("RGB", (self.INPUT, self.INPUT))  # black around the photo
-        square.paste(picture.resize(shown, Image.Resampling.BILINEAR), (left, top))
         with self._lock:
             segmentation, landmarks = self._models = self._models or (_model("segmentation"), _model("landmarks"))
             side = segmentation.get_input_details()[0]["shape"][1:3]  # the whole photo, squeezed to its input
             squeezed = picture.resize((side[1], side[0]), Image.Resampling.BILINEAR)
             (person,) = _outputs(segmentation, squeezed).values()  # one output: how sure each pixel is a person's
             if float((person > 0.5).mean()) < self.MIN_PERSON_SHARE:
-                return Person([])
+                return Person([])  # a packshot: no square framed, no landmark pass
+            shrink = self.INPUT / (self.MARGIN * max(width, height))  # the photo shrunk first: a long one stays cheap
+            shown = (max(1, round(width * shrink)), max(1, round(height * shrink)))
+            left, top = (self.INPUT - shown[0]) // 2, (self.INPUT - shown[1]) // 2
+            square = Image.new("RGB", (self.INPUT, self.INPUT))  # black around the photo
+            square.paste(picture.resize(shown, Image.Resampling.BILINEAR), (left, top))
             found = _outputs(landmarks, square, ("Identity_1", "Identity"))
         presence, marks = found["Identity_1"], found["Identity"]
         if float(presence.ravel()[0]) < self.MIN_PRESENCE:
