@@ -2,9 +2,10 @@
 shoes are, so that a search can look at the garment rather than at the pose, the face and the background.
 
 The regions come from BlazePose's landmark model (`pose_landmark_full.tflite`, which the mediapipe 0.10.x wheel
-carries inside the package: nothing is downloaded), run by LiteRT on the whole photo. MediaPipe's own pipeline
-first runs a person detector to frame the person; a shop's photo of a person is already framed on them, so the
-detector (about 11 ms a photo on one core, beside the landmark model's 15) and MediaPipe's graph are left out.
+carries inside the package: nothing is downloaded), run by LiteRT on the whole photo and cut down to the outputs
+read. MediaPipe's own pipeline first runs a person detector to frame the person; a shop's photo of a person is
+already framed on them, so the detector (about 11 ms a photo on one core, beside the landmark model's 8) and
+MediaPipe's graph are left out.
 Alone, the landmark model sees people in a third of the shoes, bags and caps of a catalogue; MediaPipe's selfie
 segmentation (in the same wheel, about 4 ms) says first whether a person fills enough of the photo, so a photo
 without one (a packshot) has no regions and costs no landmark pass.
@@ -12,6 +13,7 @@ without one (a packshot) has no regions and costs no landmark pass.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -70,15 +72,16 @@ class RegionFinder(Protocol):
 
 class PoseRegions:
     """The selfie segmentation's say whether a person is there, then BlazePose's landmarks, on one photo at a time (a
-    LiteRT interpreter is not safe to share between threads: one lock) and one thread each: a search embeds the
-    photo beside them on the others."""
+    LiteRT interpreter is not safe to share between threads: one lock), each on `threads` cores (0: every core, as
+    the embedding's runtime: a search finds the garments first, then embeds the photo)."""
 
     INPUT = 256  # the landmark model's square input, in pixels
     MARGIN = 1.5  # the square it sees: the photo's longer side this many times, the photo in its middle
     MIN_PRESENCE = 0.8  # the landmark model's own score that a person is in the picture
     MIN_PERSON_SHARE = 0.1  # of the photo's pixels the segmentation must call a person's
 
-    def __init__(self, min_visibility: float = MIN_VISIBILITY) -> None:
+    def __init__(self, threads: int = 0, min_visibility: float = MIN_VISIBILITY) -> None:
+        self.threads = threads or os.cpu_count() or 1
         self.min_visibility = min_visibility
         self._models: tuple[Any, Any] | None = None  # segmentation, landmarks
         self._lock = threading.Lock()
@@ -87,7 +90,7 @@ class PoseRegions:
     def installed() -> bool:
         """Whether the models' files (in the mediapipe 0.10.x wheel) and their runtime (LiteRT) are here
         (deploy/setup.sh installs both)."""
-        paths = [_model_path(name) for name in MODELS]
+        paths = [model_path(name) for name in MODELS]
         return all(path is not None and path.is_file() for path in paths) and bool(find_spec("ai_edge_litert"))
 
     def close(self) -> None:
@@ -98,7 +101,7 @@ class PoseRegions:
         width, height = picture.size
         picture = picture.convert("RGB")
         with self._lock:
-            segmentation, landmarks = self._models = self._models or (_model("segmentation"), _model("landmarks"))
+            segmentation, landmarks = self._models = self._models or self._loaded()
             side = segmentation.get_input_details()[0]["shape"][1:3]  # the whole photo, squeezed to its input
             squeezed = picture.resize((side[1], side[0]), Image.Resampling.BILINEAR)
             (person,) = _outputs(segmentation, squeezed).values()  # one output: how sure each pixel is a person's
@@ -109,7 +112,7 @@ class PoseRegions:
             left, top = (self.INPUT - shown[0]) // 2, (self.INPUT - shown[1]) // 2
             square = Image.new("RGB", (self.INPUT, self.INPUT))  # black around the photo
             square.paste(picture.resize(shown, Image.Resampling.BILINEAR), (left, top))
-            found = _outputs(landmarks, square, ("Identity_1", "Identity"))
+            found = _outputs(landmarks, square)  # its presence and landmarks: all it computes
         presence, marks = found["Identity_1"], found["Identity"]
         if float(presence.ravel()[0]) < self.MIN_PRESENCE:
             return Person([])
@@ -119,14 +122,22 @@ class PoseRegions:
         points = np.stack([xs, ys, visibility], axis=1)
         return Person(garment_regions(points, width, height, self.min_visibility))
 
+    def _loaded(self) -> tuple[Any, Any]:
+        """The segmentation's and the landmark model's interpreters (loaded when a photo first needs them)."""
+        return _model("segmentation", self.threads), _model("landmarks", self.threads)
+
 
 MODELS = {  # in the mediapipe 0.10.x wheel
     "segmentation": ("selfie_segmentation", "selfie_segmentation.tflite"),
     "landmarks": ("pose_landmark", "pose_landmark_full.tflite"),
 }
+# The outputs read of each model (none: its only one). The landmark model also draws a person's mask, heatmaps
+# and landmarks in metres: cut down to its landmarks and presence, it takes 8.4 ms a photo instead of 13.8 on one
+# LiteRT thread, with the same outputs (docs/benchmarks.md, "Every kind of query").
+OUTPUTS: dict[str, tuple[str, ...] | None] = {"segmentation": None, "landmarks": ("Identity_1", "Identity")}
 
 
-def _model_path(name: str) -> Path | None:
+def model_path(name: str) -> Path | None:
     """Where the mediapipe wheel keeps a model (none: mediapipe is not installed)."""
     spec = find_spec("mediapipe")  # finds the package without importing it
     if spec is None or spec.origin is None:
@@ -134,21 +145,51 @@ def _model_path(name: str) -> Path | None:
     return Path(spec.origin).parent.joinpath("modules", *MODELS[name])
 
 
-def _model(name: str) -> Any:
-    """A model's interpreter on one thread (loaded when a photo first needs it)."""
+def _model(name: str, threads: int) -> Any:
+    """A model's interpreter, computing the outputs read only, ready to run."""
     from ai_edge_litert.interpreter import Interpreter
 
-    model = Interpreter(model_path=str(_model_path(name)), num_threads=1)
+    path, outputs = model_path(name), OUTPUTS[name]
+    assert path is not None, "PoseRegions.installed() is checked before a model is loaded"
+    content = path.read_bytes()
+    model = Interpreter(model_content=cut_to(content, outputs) if outputs else content, num_threads=threads)
     model.allocate_tensors()
     return model
 
 
-def _outputs(model: Any, picture: Image.Image, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-    """A model's outputs (those named, or all) on a picture of its input's size, as pixels 0-1."""
+def cut_to(content: bytes, outputs: Sequence[str]) -> bytes:
+    """A LiteRT model (a .tflite file's bytes) that computes only the named outputs: LiteRT runs every operator of
+    a graph, read or not, so those that no named output depends on are dropped."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(content, 0))
+    graph = model.subgraphs[0]
+    kept = [tensor for tensor in graph.outputs if graph.tensors[tensor].name.decode() in outputs]
+    if len(kept) != len(outputs):
+        known = [graph.tensors[tensor].name.decode() for tensor in graph.outputs]
+        raise ValueError(f"the model's outputs are {known}, not all of {list(outputs)}")
+    made_by = {tensor: index for index, operator in enumerate(graph.operators) for tensor in operator.outputs}
+    needed: set[int] = set()
+    pending = list(kept)
+    while pending:
+        operator = made_by.get(pending.pop())  # None: an input or a weight
+        if operator is not None and operator not in needed:
+            needed.add(operator)
+            pending.extend(tensor for tensor in graph.operators[operator].inputs if tensor >= 0)
+    graph.operators = [operator for index, operator in enumerate(graph.operators) if index in needed]
+    graph.outputs = kept
+    builder = flatbuffers.Builder(len(content))
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _outputs(model: Any, picture: Image.Image) -> dict[str, np.ndarray]:
+    """A model's outputs by name on a picture of its input's size, as pixels 0-1."""
     model.set_tensor(model.get_input_details()[0]["index"], np.asarray(picture, dtype=np.float32)[None] / 255)
     model.invoke()
     indices = {detail["name"]: detail["index"] for detail in model.get_output_details()}
-    return {name: model.get_tensor(indices[name]) for name in names or indices}
+    return {name: model.get_tensor(index) for name, index in indices.items()}
 
 
 def garment_regions(

@@ -16,7 +16,7 @@ from PIL import Image
 
 from services.evaluation import catalogue_items, catalogue_searcher, read_catalogue_rows, text_queries
 from services.images import decode_image, edge_map, normalise_sketch
-from services.regions import Person, PoseRegions, garment_regions
+from services.regions import Person, PoseRegions, cut_to, garment_regions, model_path
 from services.search import Garments, SearchRequest
 from services.store import collection_name
 from tests.helpers import COLOURS, TINY_CONFIG, encode, indexed_gateway, photo, shared_data
@@ -225,6 +225,31 @@ def test_products_on_white_show_no_person_whatever_their_colour_or_shape() -> No
             assert finder.find(decode_image(encode(photo(colour, shape)))).regions == [], (colour, shape)
 
 
+def test_the_landmark_model_cut_to_the_outputs_read_gives_the_same_landmarks_and_drops_operators() -> None:
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.interpreter import Interpreter
+
+    path = model_path("landmarks")
+    assert path is not None, "set-up installs the pose model"
+    whole = path.read_bytes()
+    person = next(shared_data("inshop_pairs", "img", "WOMEN").glob("*/*/*front*.jpg"))
+    pixels = np.asarray(decode_image(person.read_bytes()).convert("RGB").resize((256, 256)), np.float32)[None] / 255
+    answers, operators = [], []
+    for content in (whole, cut_to(whole, ("Identity_1", "Identity"))):
+        model = Interpreter(model_content=content)
+        model.allocate_tensors()
+        model.set_tensor(model.get_input_details()[0]["index"], pixels)
+        model.invoke()
+        answers.append({d["name"]: model.get_tensor(d["index"]) for d in model.get_output_details()})
+        operators.append(schema.Model.GetRootAsModel(content, 0).Subgraphs(0).OperatorsLength())
+    assert set(answers[1]) == {"Identity_1", "Identity"} and len(answers[0]) == 5
+    assert all(np.array_equal(answers[0][name], answers[1][name]) for name in answers[1])
+    assert float(answers[1]["Identity_1"].ravel()[0]) > 0.8  # a person, so the landmarks compared are real ones
+    assert operators[1] < 0.8 * operators[0]
+    with pytest.raises(ValueError, match="not all of"):
+        cut_to(whole, ("Identity", "mask"))
+
+
 def test_a_photos_garments_are_found_once_and_remembered() -> None:
     """The page searches a photo, then the garment the shopper picks: the second search finds no garments again."""
     person = next(shared_data("inshop_pairs", "img", "WOMEN", "Skirts").glob("*/*front*.jpg")).read_bytes()
@@ -236,14 +261,14 @@ def test_a_photos_garments_are_found_once_and_remembered() -> None:
             return super().find(picture)
 
     garments = Garments(Counting())
-    first = garments.find(decode_image(person), person).result()
-    again = garments.find(decode_image(person), person).result()
+    first = garments.find(decode_image(person), person)
+    again = garments.find(decode_image(person), person)
     assert first == again and {region.garment for region in first} >= {"upper", "lower"} and len(calls) == 1
     forgetful = Garments(Counting(), remembered=0)
-    forgetful.find(decode_image(person), person).result()
-    forgetful.find(decode_image(person), person).result()
+    forgetful.find(decode_image(person), person)
+    forgetful.find(decode_image(person), person)
     assert len(calls) == 3
-    assert Garments(None).find(decode_image(person), person).result() == []
+    assert Garments(None).find(decode_image(person), person) == []
 
 
 @pytest.mark.parametrize(

@@ -156,7 +156,7 @@ class Runtime:
         allow)."""
         regions = None
         if self.settings.regions and PoseRegions.installed():
-            regions = PoseRegions()
+            regions = PoseRegions(self.settings.embed_threads)
         elif self.settings.regions:
             log.warning("the pose model is not installed: photos of people are searched whole, no garments listed")
         return Searcher(self.registry, self.embedder, self.store, self.fetcher, regions)
