@@ -7,8 +7,23 @@ python=$(command -v python3.11 || command -v python3)
 # torch first, pinned: these builds install from the local wheel cache; anything else downloads gigabytes.
 .venv/bin/pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
 .venv/bin/pip install -q --disable-pip-version-check -e ".[dev]"
-# Garment regions in photos of people: MediaPipe 0.10.21, whose wheel carries selfie_segmentation.tflite and
-# pose_landmark_full.tflite (the 1.x wheels carry no models); LiteRT (ai-edge-litert, in pyproject.toml) runs them.
-# Installed for those files only: its declared pins (protobuf<5, numpy<2) clash with onnx's. tests/test_search.py
-# runs the models.
+# Garment regions in photos of people, run by LiteRT (ai-edge-litert, in pyproject.toml); tests/test_search.py runs
+# both models. MediaPipe 0.10.21's wheel carries selfie_segmentation.tflite (the 1.x wheels carry no models):
+# installed for that file only, its declared pins (protobuf<5, numpy<2) clash with onnx's.
 .venv/bin/pip install -q --disable-pip-version-check --no-deps mediapipe==0.10.21
+# BlazePose's lite landmark model is in no wheel: npm's @mediapipe/pose carries it (npm checks the tarball against
+# the registry's digest). services/regions.py reads it from <prefix>/share/stylefinder.
+pose=.venv/share/stylefinder/pose_landmark_lite.tflite
+if [ ! -f "$pose" ]; then
+  if ! command -v npm >/dev/null && [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm) >/dev/null 2>&1 || true
+  fi
+  if ! command -v npm >/dev/null; then
+    echo "setup needs npm for BlazePose's landmark model (Debian: apt-get install npm)" >&2
+    exit 1
+  fi
+  unpacked=$(mktemp -d)
+  (cd "$unpacked" && npm pack --silent @mediapipe/pose@0.5.1675469404 >/dev/null \
+    && tar -xzf mediapipe-pose-0.5.1675469404.tgz package/pose_landmark_lite.tflite)
+  mkdir -p "$(dirname "$pose")" && install -m 644 "$unpacked/package/pose_landmark_lite.tflite" "$pose" && rm -rf "$unpacked"
+fi

@@ -1,19 +1,20 @@
 """Garments in a photo of a person: where the upper-body garment, the lower one, the full-length outfit and the
 shoes are, so that a search can look at the garment rather than at the pose, the face and the background.
 
-The regions come from BlazePose's landmark model (`pose_landmark_full.tflite`, which the mediapipe 0.10.x wheel
-carries inside the package: nothing is downloaded), run by LiteRT on the whole photo and cut down to the outputs
-read. MediaPipe's own pipeline first runs a person detector to frame the person; a shop's photo of a person is
-already framed on them, so the detector (about 11 ms a photo on one core, beside the landmark model's 8) and
-MediaPipe's graph are left out.
+The regions come from BlazePose's lite landmark model (`pose_landmark_lite.tflite`, from npm's @mediapipe/pose,
+which deploy/setup.sh and the Dockerfile install: nothing is downloaded at run time), run by LiteRT on the whole
+photo and cut down to the outputs read (about 5 ms a photo on one core; the full model, in the mediapipe wheel, 8).
+MediaPipe's own pipeline first runs a person detector to frame the person; a shop's photo of a person is already
+framed on them, so the detector (about 11 ms) and MediaPipe's graph are left out.
 Alone, the landmark model sees people in a third of the shoes, bags and caps of a catalogue; MediaPipe's selfie
-segmentation (in the same wheel, about 4 ms) says first whether a person fills enough of the photo, so a photo
-without one (a packshot) has no regions and costs no landmark pass.
+segmentation (`selfie_segmentation.tflite`, inside the mediapipe 0.10.x wheel, about 4 ms) says first whether a
+person fills enough of the photo, so a photo without one (a packshot) has no regions and costs no landmark pass.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -88,9 +89,8 @@ class PoseRegions:
 
     @staticmethod
     def installed() -> bool:
-        """Whether the models' files (in the mediapipe 0.10.x wheel) and their runtime (LiteRT) are here
-        (deploy/setup.sh installs both)."""
-        paths = [model_path(name) for name in MODELS]
+        """Whether the models' files and their runtime (LiteRT) are here (deploy/setup.sh installs them)."""
+        paths = [model_path(name) for name in OUTPUTS]
         return all(path is not None and path.is_file() for path in paths) and bool(find_spec("ai_edge_litert"))
 
     def close(self) -> None:
@@ -127,22 +127,24 @@ class PoseRegions:
         return _model("segmentation", self.threads), _model("landmarks", self.threads)
 
 
-MODELS = {  # in the mediapipe 0.10.x wheel
-    "segmentation": ("selfie_segmentation", "selfie_segmentation.tflite"),
-    "landmarks": ("pose_landmark", "pose_landmark_full.tflite"),
-}
+# npm's @mediapipe/pose (Apache-2.0) is the one package that carries the lite landmark model (no wheel does):
+# deploy/setup.sh and the Dockerfile put its file here, beside the Python packages.
+LANDMARK_MODEL = Path(sys.prefix, "share", "stylefinder", "pose_landmark_lite.tflite")
 # The outputs read of each model (none: its only one). The landmark model also draws a person's mask, heatmaps
-# and landmarks in metres: cut down to its landmarks and presence, it takes 8.4 ms a photo instead of 13.8 on one
-# LiteRT thread, with the same outputs (docs/benchmarks.md, "Every kind of query").
+# and landmarks in metres: cut down to its landmarks and presence, it takes 4.6 ms a photo instead of 10 on one
+# LiteRT thread (the full model: 8.4 instead of 13.8), with the same outputs (docs/benchmarks.md, "Every kind of
+# query").
 OUTPUTS: dict[str, tuple[str, ...] | None] = {"segmentation": None, "landmarks": ("Identity_1", "Identity")}
 
 
 def model_path(name: str) -> Path | None:
-    """Where the mediapipe wheel keeps a model (none: mediapipe is not installed)."""
+    """Where a model's file is installed (None: the mediapipe wheel that carries the segmentation is not)."""
+    if name == "landmarks":
+        return LANDMARK_MODEL
     spec = find_spec("mediapipe")  # finds the package without importing it
     if spec is None or spec.origin is None:
         return None
-    return Path(spec.origin).parent.joinpath("modules", *MODELS[name])
+    return Path(spec.origin).parent / "modules" / "selfie_segmentation" / "selfie_segmentation.tflite"
 
 
 def _model(name: str, threads: int) -> Any:

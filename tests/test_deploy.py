@@ -89,7 +89,10 @@ def test_our_services_run_real_cli_commands_from_the_built_image() -> None:
         assert (ROOT / spec["build"]["context"] / spec["build"]["dockerfile"]).is_file()
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
     assert "torch==2.14.1" in dockerfile and 'ENTRYPOINT ["stylefinder"]' in dockerfile
-    assert "mediapipe==0.10.21" in dockerfile  # as deploy/setup.sh: garments in photos of people
+    setup = (ROOT / "deploy" / "setup.sh").read_text()
+    for package in ("mediapipe==0.10.21", "@mediapipe/pose@0.5.1675469404"):  # garments in photos of people
+        assert package in dockerfile and package in setup, package
+    assert "/usr/local/share/stylefinder/pose_landmark_lite.tflite" in dockerfile  # sys.prefix of python:3.11-slim
     assert "\nUSER 10001\n" in dockerfile  # never root
 
 

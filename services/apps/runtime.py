@@ -158,7 +158,10 @@ class Runtime:
         if self.settings.regions and PoseRegions.installed():
             regions = PoseRegions(self.settings.embed_threads)
         elif self.settings.regions:
-            log.warning("the pose model is not installed: photos of people are searched whole, no garments listed")
+            log.warning(
+                "the pose models are not installed (deploy/setup.sh installs them): photos of people are searched "
+                "whole, no garments listed"
+            )
         return Searcher(self.registry, self.embedder, self.store, self.fetcher, regions)
 
     @cached_property
