@@ -3,10 +3,11 @@ shoes are, so that a search can look at the garment rather than at the pose, the
 
 The regions come from BlazePose's lite landmark model (`pose_landmark_lite.tflite`, from npm's @mediapipe/pose,
 which deploy/setup.sh and the Dockerfile install: nothing is downloaded at run time), run by LiteRT on the whole
-photo and cut down to the outputs read (about 5 ms a photo on one core; the full model, in the mediapipe wheel, 8).
+photo and cut down to the outputs read (measured on one core: about 5 ms a photo; the full model, in the mediapipe
+wheel, 8).
 MediaPipe's own pipeline first runs a person detector to frame the person; a shop's photo of a person is already
 framed on them, so the detector (about 11 ms) and MediaPipe's graph are left out.
-Alone, the landmark model sees people in a third of the shoes, bags and caps of a catalogue; MediaPipe's selfie
+Alone, the full landmark model saw people in a third of the shoes, bags and caps of a catalogue; MediaPipe's selfie
 segmentation (`selfie_segmentation.tflite`, inside the mediapipe 0.10.x wheel, about 4 ms) says first whether a
 person fills enough of the photo, so a photo without one (a packshot) has no regions and costs no landmark pass.
 """
@@ -82,9 +83,10 @@ class PoseRegions:
     MIN_PERSON_SHARE = 0.1  # of the photo's pixels the segmentation must call a person's
 
     def __init__(self, threads: int = 0, min_visibility: float = MIN_VISIBILITY) -> None:
-        self.threads = threads or os.cpu_count() or 1
+        self.threads = threads or len(os.sched_getaffinity(0))  # the cores this process may use (as the embedding)
         self.min_visibility = min_visibility
         self._models: tuple[Any, Any] | None = None  # segmentation, landmarks
+        self._unloadable: str | None = None  # why the models failed to load: not tried again at every photo
         self._lock = threading.Lock()
 
     @staticmethod
@@ -101,7 +103,7 @@ class PoseRegions:
         width, height = picture.size
         picture = picture.convert("RGB")
         with self._lock:
-            segmentation, landmarks = self._models = self._models or self._loaded()
+            segmentation, landmarks = self._models = self._models or self._loaded()  # raises once loading failed
             side = segmentation.get_input_details()[0]["shape"][1:3]  # the whole photo, squeezed to its input
             squeezed = picture.resize((side[1], side[0]), Image.Resampling.BILINEAR)
             (person,) = _outputs(segmentation, squeezed).values()  # one output: how sure each pixel is a person's
@@ -124,7 +126,13 @@ class PoseRegions:
 
     def _loaded(self) -> tuple[Any, Any]:
         """The segmentation's and the landmark model's interpreters (loaded when a photo first needs them)."""
-        return _model("segmentation", self.threads), _model("landmarks", self.threads)
+        if self._unloadable is not None:
+            raise RuntimeError(f"the pose models failed to load: {self._unloadable}")
+        try:
+            return _model("segmentation", self.threads), _model("landmarks", self.threads)
+        except Exception as error:
+            self._unloadable = f"{type(error).__name__}: {error}"
+            raise
 
 
 # npm's @mediapipe/pose (Apache-2.0) is the one package that carries the lite landmark model (no wheel does):
@@ -166,9 +174,13 @@ def cut_to(content: bytes, outputs: Sequence[str]) -> bytes:
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(content, 0))
+    if len(model.subgraphs) != 1 or model.signatureDefs:
+        raise ValueError("only a model of one graph and no signatures is cut (others may call or name what is cut)")
     graph = model.subgraphs[0]
+    if any(not operator.outputs for operator in graph.operators):
+        raise ValueError("the model has operators without outputs (stateful ones), which cutting would drop")
     kept = [tensor for tensor in graph.outputs if graph.tensors[tensor].name.decode() in outputs]
-    if len(kept) != len(outputs):
+    if len(kept) != len(set(outputs)):
         known = [graph.tensors[tensor].name.decode() for tensor in graph.outputs]
         raise ValueError(f"the model's outputs are {known}, not all of {list(outputs)}")
     made_by = {tensor: index for index, operator in enumerate(graph.operators) for tensor in operator.outputs}

@@ -4,6 +4,7 @@ and against the code it runs."""
 from __future__ import annotations
 
 import json
+import sys
 from importlib.metadata import version
 from pathlib import Path
 from urllib.parse import urlparse
@@ -14,6 +15,7 @@ import pytest
 import yaml
 
 from services.apps.cli import main
+from services.regions import LANDMARK_MODEL
 from services.settings import Settings
 from tests.helpers import SHARED_DATA
 
@@ -92,7 +94,8 @@ def test_our_services_run_real_cli_commands_from_the_built_image() -> None:
     setup = (ROOT / "deploy" / "setup.sh").read_text()
     for package in ("mediapipe==0.10.21", "@mediapipe/pose@0.5.1675469404"):  # garments in photos of people
         assert package in dockerfile and package in setup, package
-    assert "/usr/local/share/stylefinder/pose_landmark_lite.tflite" in dockerfile  # sys.prefix of python:3.11-slim
+    where = LANDMARK_MODEL.relative_to(sys.prefix)  # where services/regions.py reads the landmark model
+    assert f"/usr/local/{where}" in dockerfile and f".venv/{where}" in setup  # the image's prefix; setup's venv
     assert "\nUSER 10001\n" in dockerfile  # never root
 
 

@@ -14,6 +14,7 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from services import regions
 from services.evaluation import catalogue_items, catalogue_searcher, read_catalogue_rows, text_queries
 from services.images import decode_image, edge_map, normalise_sketch
 from services.regions import Person, PoseRegions, cut_to, garment_regions, model_path
@@ -248,6 +249,25 @@ def test_the_landmark_model_cut_to_the_outputs_read_gives_the_same_landmarks_and
     assert operators[1] < 0.8 * operators[0]
     with pytest.raises(ValueError, match="not all of"):
         cut_to(whole, ("Identity", "mask"))
+    served = PoseRegions()._loaded()[1]  # what a search runs: the cut model
+    assert {detail["name"] for detail in served.get_output_details()} == {"Identity_1", "Identity"}
+
+
+def test_a_landmark_model_that_fails_to_load_is_not_loaded_again_at_every_photo(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    broken = tmp_path / "pose_landmark_lite.tflite"
+    broken.write_bytes(b"not a model")
+    monkeypatch.setattr(regions, "LANDMARK_MODEL", broken)
+    loads: list[str] = []
+    load = regions._model
+    monkeypatch.setattr(regions, "_model", lambda name, threads: loads.append(name) or load(name, threads))
+    finder, person = PoseRegions(), decode_image(encode(photo(COLOURS["red"], "square")))
+    with pytest.raises(Exception):  # noqa: B017 - whatever LiteRT raises for a file that is no model
+        finder.find(person)
+    with pytest.raises(RuntimeError, match="failed to load"):
+        finder.find(person)
+    assert loads == ["segmentation", "landmarks"]
 
 
 def test_a_photos_garments_are_found_once_and_remembered() -> None:

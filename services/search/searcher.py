@@ -176,7 +176,10 @@ class Searcher:
         if query.garment is None:
             return picture
         if self.garments.finder is None:
-            raise InvalidInput("this deployment looks for no garments in photos (STYLEFINDER_REGIONS): give a box")
+            raise InvalidInput(
+                "this deployment looks for no garments in photos (STYLEFINDER_REGIONS is off, or the pose models are "
+                "not installed: deploy/setup.sh installs them): give a box"
+            )
         found.region = next((r for r in found.regions if r.garment == query.garment), None)
         if found.region is None:
             seen = ", ".join(region.garment for region in found.regions) or "none (no person found)"
