@@ -14,7 +14,6 @@ person fills enough of the photo, so a photo without one (a packshot) has no reg
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 from collections.abc import Sequence
@@ -74,16 +73,15 @@ class RegionFinder(Protocol):
 
 class PoseRegions:
     """The selfie segmentation's say whether a person is there, then BlazePose's landmarks, on one photo at a time (a
-    LiteRT interpreter is not safe to share between threads: one lock), each on `threads` cores (0: every core, as
-    the embedding's runtime: a search finds the garments first, then embeds the photo)."""
+    LiteRT interpreter is not safe to share between threads: one lock) and one thread each: a search embeds the
+    photo beside them on the others."""
 
     INPUT = 256  # the landmark model's square input, in pixels
     MARGIN = 1.5  # the square it sees: the photo's longer side this many times, the photo in its middle
     MIN_PRESENCE = 0.8  # the landmark model's own score that a person is in the picture
     MIN_PERSON_SHARE = 0.1  # of the photo's pixels the segmentation must call a person's
 
-    def __init__(self, threads: int = 0, min_visibility: float = MIN_VISIBILITY) -> None:
-        self.threads = threads or len(os.sched_getaffinity(0))  # the cores this process may use (as the embedding)
+    def __init__(self, min_visibility: float = MIN_VISIBILITY) -> None:
         self.min_visibility = min_visibility
         self._models: tuple[Any, Any] | None = None  # segmentation, landmarks
         self._unloadable: str | None = None  # why the models failed to load: not tried again at every photo
@@ -129,7 +127,7 @@ class PoseRegions:
         if self._unloadable is not None:
             raise RuntimeError(f"the pose models failed to load: {self._unloadable}")
         try:
-            return _model("segmentation", self.threads), _model("landmarks", self.threads)
+            return _model("segmentation"), _model("landmarks")
         except Exception as error:
             self._unloadable = f"{type(error).__name__}: {error}"
             raise
@@ -155,14 +153,14 @@ def model_path(name: str) -> Path | None:
     return Path(spec.origin).parent / "modules" / "selfie_segmentation" / "selfie_segmentation.tflite"
 
 
-def _model(name: str, threads: int) -> Any:
-    """A model's interpreter, computing the outputs read only, ready to run."""
+def _model(name: str) -> Any:
+    """A model's interpreter on one thread, computing the outputs read only, ready to run."""
     from ai_edge_litert.interpreter import Interpreter
 
     path, outputs = model_path(name), OUTPUTS[name]
     assert path is not None, "PoseRegions.installed() is checked before a model is loaded"
     content = path.read_bytes()
-    model = Interpreter(model_content=cut_to(content, outputs) if outputs else content, num_threads=threads)
+    model = Interpreter(model_content=cut_to(content, outputs) if outputs else content, num_threads=1)
     model.allocate_tensors()
     return model
 

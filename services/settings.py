@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     device: str = "auto"
 
     embed_runtime: Literal["auto", "onnx", "torch"] = "auto"  # auto: ONNX Runtime on a CPU, PyTorch on CUDA
-    embed_threads: int = 0  # threads of each model runtime (ONNX Runtime, LiteRT); 0 = every core
+    embed_threads: int = 0  # intra-op threads of each model runtime; 0 = every core
     embed_max_batch: int | None = None  # None: 32 on a GPU, 4 on a CPU (bench/embed_throughput.py)
     embed_max_wait_ms: float = 0.0  # greedy batching; measured on 2 cores, a 5 ms wait halved a lone query's rate
     # while shoppers wait, catalogue work gets this share of the embedded items: no more, no less

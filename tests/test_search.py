@@ -261,7 +261,7 @@ def test_a_landmark_model_that_fails_to_load_is_not_loaded_again_at_every_photo(
     monkeypatch.setattr(regions, "LANDMARK_MODEL", broken)
     loads: list[str] = []
     load = regions._model
-    monkeypatch.setattr(regions, "_model", lambda name, threads: loads.append(name) or load(name, threads))
+    monkeypatch.setattr(regions, "_model", lambda name: loads.append(name) or load(name))
     finder, person = PoseRegions(), decode_image(encode(photo(COLOURS["red"], "square")))
     with pytest.raises(Exception):  # noqa: B017 - whatever LiteRT raises for a file that is no model
         finder.find(person)
@@ -281,14 +281,14 @@ def test_a_photos_garments_are_found_once_and_remembered() -> None:
             return super().find(picture)
 
     garments = Garments(Counting())
-    first = garments.find(decode_image(person), person)
-    again = garments.find(decode_image(person), person)
+    first = garments.find(decode_image(person), person).result()
+    again = garments.find(decode_image(person), person).result()
     assert first == again and {region.garment for region in first} >= {"upper", "lower"} and len(calls) == 1
     forgetful = Garments(Counting(), remembered=0)
-    forgetful.find(decode_image(person), person)
-    forgetful.find(decode_image(person), person)
+    forgetful.find(decode_image(person), person).result()
+    forgetful.find(decode_image(person), person).result()
     assert len(calls) == 3
-    assert Garments(None).find(decode_image(person), person) == []
+    assert Garments(None).find(decode_image(person), person).result() == []
 
 
 @pytest.mark.parametrize(

@@ -156,7 +156,7 @@ class Runtime:
         allow)."""
         regions = None
         if self.settings.regions and PoseRegions.installed():
-            regions = PoseRegions(self.settings.embed_threads)
+            regions = PoseRegions()
         elif self.settings.regions:
             log.warning(
                 "the pose models are not installed (deploy/setup.sh installs them): photos of people are searched "

@@ -1,5 +1,5 @@
-"""The garments of query photos, remembered per photo: a client (a page) that shows a photo's garments searches the
-same photo again once the shopper picks one."""
+"""The garments of query photos, found beside the photo's embedding and remembered per photo: a client (a page)
+that shows a photo's garments searches the same photo again once the shopper picks one."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import hashlib
 import logging
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from PIL import Image
 
@@ -22,20 +23,30 @@ class Garments:
         self.remembered = remembered
         self._known: OrderedDict[bytes, list[Region]] = OrderedDict()
         self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="garments")
 
-    def find(self, picture: Image.Image, data: bytes) -> list[Region] | None:
-        """The garments of a photo (`data`: its bytes, which name it), in the decoded picture's pixels; none where
-        no finder is configured; None where the finder failed (logged). They are found before the photo is
-        embedded, not beside it: both runtimes use every core, and on two cores running them side by side saved
-        nothing (docs/benchmarks.md, "Every kind of query")."""
+    def find(self, picture: Image.Image, data: bytes) -> Future[list[Region] | None]:
+        """The garments of a photo (`data`: its bytes, which name it), in the decoded picture's pixels, being found
+        while the caller goes on; none where no finder is configured; None where the finder failed (logged)."""
         key = hashlib.sha256(data).digest()
         with self._lock:
             known = self._known.get(key)
             if known is not None:
                 self._known.move_to_end(key)
-                return known
-        if self.finder is None:
-            return []
+        if known is not None or self.finder is None:
+            done: Future[list[Region] | None] = Future()
+            done.set_result(known or [])
+            return done
+        return self._pool.submit(self._find, picture, key)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        close = getattr(self.finder, "close", None)
+        if close is not None:
+            close()
+
+    def _find(self, picture: Image.Image, key: bytes) -> list[Region] | None:
+        assert self.finder is not None
         try:
             regions = self.finder.find(picture).regions
         except Exception:  # the pose model failing must not fail the search: the photo is searched whole
@@ -46,8 +57,3 @@ class Garments:
             while len(self._known) > self.remembered:
                 self._known.popitem(last=False)
         return regions
-
-    def close(self) -> None:
-        close = getattr(self.finder, "close", None)
-        if close is not None:
-            close()

@@ -137,18 +137,28 @@ class Searcher:
         found: Found,
         lap: Callable[[str], None],
     ) -> np.ndarray:
-        """The embedding of the part of a photo searched, its garments found first. Boxes are given and answered
-        in the photo's pixels as sent, which the decoded picture may have reduced."""
+        """The embedding of the part of a photo searched, its garments found meanwhile. Boxes are given and
+        answered in the photo's pixels as sent, which the decoded picture may have reduced."""
         sent = shown_size(data)
         to_sent = sent[0] / picture.width
-        regions = self.garments.find(picture, data)
-        if regions is None and query.garment is not None:
-            raise ServiceUnavailable("garments cannot be found in photos right now: give a box instead")
-        found.regions = [Region(r.garment, scaled(r.box, to_sent), r.score) for r in regions or []]
-        lap("regions")
+        pending = self.garments.find(picture, data)
+
+        def garments() -> list[Region]:
+            regions = pending.result()
+            if regions is None:
+                if query.garment is not None:
+                    raise ServiceUnavailable("garments cannot be found in photos right now: give a box instead")
+                return []
+            return [Region(r.garment, scaled(r.box, to_sent), r.score) for r in regions]
+
+        if query.garment is not None:
+            found.regions = garments()
+            lap("regions")
         part = self._part(query, picture, found, sent)
         vector = self.embedder.embed_images(variant, [part])[0]
         lap("embed")
+        found.regions = garments()
+        lap("regions")
         return vector
 
     def _image_bytes(self, query: SearchRequest, upload: bytes | None) -> bytes:
