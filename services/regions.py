@@ -113,7 +113,7 @@ class PoseRegions:
             square = Image.new("RGB", (self.INPUT, self.INPUT))  # black around the photo
             square.paste(picture.resize(shown, Image.Resampling.BILINEAR), (left, top))
             found = _outputs(landmarks, square)  # its presence and landmarks: all it computes
-        presence, marks = found["Identity_1"], found["Identity"]
+        presence, marks = found[PRESENCE], found[LANDMARKS]
         if float(presence.ravel()[0]) < self.MIN_PRESENCE:
             return Person([])
         marks = marks.reshape(-1, 5)[:33]  # x, y (input pixels), z, visibility, presence (logits)
@@ -140,7 +140,8 @@ LANDMARK_MODEL = Path(sys.prefix, "share", "stylefinder", "pose_landmark_lite.tf
 # and landmarks in metres: cut down to its landmarks and presence, it takes 4.6 ms a photo instead of 10 on one
 # LiteRT thread (the full model: 8.4 instead of 13.8), with the same outputs (docs/benchmarks.md, "Every kind of
 # query").
-OUTPUTS: dict[str, tuple[str, ...] | None] = {"segmentation": None, "landmarks": ("Identity_1", "Identity")}
+PRESENCE, LANDMARKS = "Identity_1", "Identity"  # the landmark model's outputs read, by name
+OUTPUTS: dict[str, tuple[str, ...] | None] = {"segmentation": None, "landmarks": (PRESENCE, LANDMARKS)}
 
 
 def model_path(name: str) -> Path | None:

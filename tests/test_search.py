@@ -17,7 +17,7 @@ from PIL import Image
 from services import regions
 from services.evaluation import catalogue_items, catalogue_searcher, read_catalogue_rows, text_queries
 from services.images import decode_image, edge_map, normalise_sketch
-from services.regions import Person, PoseRegions, cut_to, garment_regions, model_path
+from services.regions import LANDMARKS, PRESENCE, Person, PoseRegions, cut_to, garment_regions, model_path
 from services.search import Garments, SearchRequest
 from services.store import collection_name
 from tests.helpers import COLOURS, TINY_CONFIG, encode, indexed_gateway, photo, shared_data
@@ -236,21 +236,21 @@ def test_the_landmark_model_cut_to_the_outputs_read_gives_the_same_landmarks_and
     person = next(shared_data("inshop_pairs", "img", "WOMEN").glob("*/*/*front*.jpg"))
     pixels = np.asarray(decode_image(person.read_bytes()).convert("RGB").resize((256, 256)), np.float32)[None] / 255
     answers, operators = [], []
-    for content in (whole, cut_to(whole, ("Identity_1", "Identity"))):
+    for content in (whole, cut_to(whole, (PRESENCE, LANDMARKS))):
         model = Interpreter(model_content=content)
         model.allocate_tensors()
         model.set_tensor(model.get_input_details()[0]["index"], pixels)
         model.invoke()
         answers.append({d["name"]: model.get_tensor(d["index"]) for d in model.get_output_details()})
         operators.append(schema.Model.GetRootAsModel(content, 0).Subgraphs(0).OperatorsLength())
-    assert set(answers[1]) == {"Identity_1", "Identity"} and len(answers[0]) == 5
+    assert set(answers[1]) == {PRESENCE, LANDMARKS} and len(answers[0]) == 5
     assert all(np.array_equal(answers[0][name], answers[1][name]) for name in answers[1])
-    assert float(answers[1]["Identity_1"].ravel()[0]) > 0.8  # a person, so the landmarks compared are real ones
+    assert float(answers[1][PRESENCE].ravel()[0]) > 0.8  # a person, so the landmarks compared are real ones
     assert operators[1] < 0.8 * operators[0]
     with pytest.raises(ValueError, match="not all of"):
-        cut_to(whole, ("Identity", "mask"))
+        cut_to(whole, (LANDMARKS, "mask"))
     served = PoseRegions()._loaded()[1]  # what a search runs: the cut model
-    assert {detail["name"] for detail in served.get_output_details()} == {"Identity_1", "Identity"}
+    assert {detail["name"] for detail in served.get_output_details()} == {PRESENCE, LANDMARKS}
 
 
 def test_a_landmark_model_that_fails_to_load_is_not_loaded_again_at_every_photo(
