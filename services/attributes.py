@@ -17,6 +17,19 @@ from typing import Any
 FIELDS: dict[str, bool] = {"colour": True, "category": True, "gender": False, "brand": False}
 WEIGHT = 0.1  # score added per understood attribute an item has (cosine scores of one query differ by less)
 
+# What a garment of a photo of a person can be, in the words retailers name their kinds with: a catalogue kind is
+# the garment's when one of its words is one of these ("Track Pants" is worn below, "Casual Shoes" on the feet).
+# The full-length region has none: it is a dress on one photo and a whole outfit of two garments on another.
+GARMENT_WORDS: dict[str, frozenset[str]] = {
+    "upper": frozenset({"shirt", "tshirt", "tee", "top", "tank", "blouse", "polo", "sweater", "sweatshirt", "hoodie"})
+    | frozenset({"jumper", "pullover", "cardigan", "jacket", "coat", "blazer", "waistcoat", "vest", "gilet"})
+    | frozenset({"kurta", "kurti", "tunic", "camisole", "shrug"}),
+    "lower": frozenset({"skirt", "short", "trouser", "jean", "pant", "legging", "jegging", "capri", "chino", "jogger"})
+    | frozenset({"culotte", "palazzo", "salwar", "churidar", "patiala", "dhoti", "tight", "stocking"}),
+    "feet": frozenset({"shoe", "sneaker", "trainer", "boot", "sandal", "heel", "flat", "flop", "slipper", "loafer"})
+    | frozenset({"moccasin", "pump", "clog", "espadrille", "sock"}),
+}
+
 Interpreted = dict[str, list[str]]
 
 
@@ -53,6 +66,13 @@ def interpret(text: str, vocabulary: Mapping[str, Iterable[str]]) -> Interpreted
             if shared:
                 understood[field] = shared
     return understood
+
+
+def garment_kinds(garment: str, kinds: Iterable[str]) -> list[str]:
+    """The catalogue's kinds (its category values) that are the garment: what a shopper who picks the garment
+    of a photo of a person wants, whatever else the photo shows. None for a garment that is no one kind."""
+    named = GARMENT_WORDS.get(garment, frozenset())
+    return sorted(kind for kind in kinds if named & set(words(kind)))
 
 
 def agreement(payload: Mapping[str, Any], understood: Interpreted) -> int:

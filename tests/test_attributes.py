@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from services.attributes import agreement, interpret, rerank, words
+from services.attributes import agreement, garment_kinds, interpret, rerank, words
 from tests.helpers import indexed_gateway, write_catalogue
 
 VOCABULARY = {
@@ -39,6 +39,20 @@ def test_words_fold_case_plurals_and_hyphens() -> None:
 )
 def test_queries_are_understood_in_the_catalogues_own_values(text: str, expected: dict) -> None:
     assert interpret(text, VOCABULARY) == expected
+
+
+@pytest.mark.parametrize(
+    "garment,expected",
+    [
+        ("upper", ["Shirts", "T-Shirts", "Tshirts"]),  # words whole: "Topwear" holds no "top"
+        ("lower", ["Jeans", "Track Pants"]),
+        ("feet", ["Casual Shoes", "Flip Flops", "Sports Shoes"]),
+        ("full", []),  # a dress on one photo, a whole outfit on another: no one kind
+    ],
+)
+def test_a_garment_of_a_photo_is_the_catalogues_kinds_worn_there(garment: str, expected: list[str]) -> None:
+    kinds = [*VOCABULARY["category"], "T-Shirts", "Flip Flops", "Handbags", "Topwear Sets"]
+    assert garment_kinds(garment, kinds) == expected
 
 
 def test_soft_filters_lift_matching_items_without_dropping_the_rest() -> None:

@@ -342,6 +342,13 @@ def test_a_region_chip_on_a_photo_of_a_person_searches_that_garment(page: Page) 
     region = answer.value.json()["region"]
     assert region["garment"] == "lower"
     expect(page.get_by_role("button", name="Bottom")).to_have_attribute("aria-pressed", "true")
+    expect(page.get_by_text("Understood category:")).to_have_count(0)  # the test catalogue has no lower garments
+    with page.expect_response("**/v1/search"):
+        page.get_by_role("button", name="Top").click()
+    expect(page.get_by_text("Understood category: Tshirts")).to_be_visible()  # the kinds of the garment picked
+    with page.expect_response("**/v1/search") as answer:
+        bottom.click()
+    region = answer.value.json()["region"]
     chosen = page.locator(".query-photo .box.chosen")
     expect(chosen).to_have_count(1)
     image = page.get_by_role("img", name="The photo searched")

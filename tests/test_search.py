@@ -152,7 +152,25 @@ def test_a_photo_of_a_person_has_its_garments_found_and_searched(indexed_client:
     box = next(region["box"] for region in auto["regions"] if region["garment"] == "lower")
     assert lower["region"]["garment"] == "lower" and lower["region"]["box"] == box
     boxed = indexed_client.post("/v1/search", files=files, data={"box": ",".join(map(str, box))}).json()
+    # the test catalogue has no lower garments (squares are Tshirts, circles Caps): nothing to steer to
+    assert lower["interpreted"] is None
     assert [hit["product_id"] for hit in boxed["results"]] == [hit["product_id"] for hit in lower["results"]] != whole
+
+
+def test_a_garment_named_steers_to_the_catalogues_kinds_of_that_garment(indexed_client: TestClient) -> None:
+    """The tiny model's crop of a top is as near a cap as a t-shirt: the garment named decides which come first."""
+    person = next(shared_data("inshop_pairs", "img", "WOMEN", "Skirts").glob("*/*front*.jpg"))
+    files = {"image": ("p.jpg", person.read_bytes(), "image/jpeg")}
+    upper = indexed_client.post("/v1/search", files=files, data={"garment": "upper", "top_k": "12"}).json()
+    assert upper["interpreted"] == {"category": "Tshirts"}
+    assert [hit["payload"]["category"] for hit in upper["results"]] == ["Tshirts"] * 6 + ["Caps"] * 6
+    boxed = indexed_client.post("/v1/search", files=files, data={"box": ",".join(map(str, upper["region"]["box"]))})
+    assert boxed.json()["interpreted"] is None  # a box is no garment: the crop alone ranks
+    assert [hit["payload"]["category"] for hit in boxed.json()["results"]] != ["Tshirts"] * 6 + ["Caps"] * 6
+    worded = indexed_client.post("/v1/search", files=files, data={"garment": "upper", "text": "caps"}).json()
+    assert worded["interpreted"] == {"category": "Caps"}  # words that name a kind win
+    plain = indexed_client.post("/v1/search", files=files, data={"garment": "upper", "interpret": "false"}).json()
+    assert plain["interpreted"] is None
 
 
 def test_a_variant_whose_edges_belong_to_a_sketch_tower(

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from services.attributes import FIELDS, WEIGHT, Interpreted, interpret, rerank, shown
+from services.attributes import FIELDS, WEIGHT, Interpreted, garment_kinds, interpret, rerank, shown
 from services.embedding import Embedder
 from services.errors import (
     FetchError,
@@ -86,6 +86,10 @@ class Searcher:
                     )
                 vectors.append(self.embedder.embed_texts(variant, [query.text])[0])
                 lap("embed")
+        worn = self._worn_kinds(query, variant)
+        if worn and "category" not in understood:
+            understood["category"] = worn
+            found.interpreted = shown(understood)
         exclude = set(query.like) | set(query.unlike)
         if query.like or query.unlike:  # SearchRequest holds a photo, a drawing, words or liked products
             vectors = [self._liked(variant, query.like, query.unlike, using, vectors)]
@@ -127,6 +131,13 @@ class Searcher:
                 hit.score = score
             hits = sorted(unique, key=lambda hit: -hit.score)
         return hits[query.offset : wanted]
+
+    def _worn_kinds(self, query: SearchRequest, variant: str) -> list[str]:
+        """A garment named steers like its kind in words: the catalogue's kinds of that garment (a lower garment
+        is no shirt, however like one its crop looks). Words that name a kind win; `interpret` off, none."""
+        if query.garment is None or not query.interpret:
+            return []
+        return garment_kinds(query.garment, self.store.vocabulary(variant, list(FIELDS)).get("category", []))
 
     def _photo_vector(
         self,

@@ -127,9 +127,10 @@ function paint(answer, append) {
 function showTerms(interpreted) {
   const chips = [];
   for (const [field, value] of Object.entries(interpreted)) {
-    for (const one of [].concat(value)) {
-      chips.push(chip(`Understood ${fieldName(field).toLowerCase()}: ${one}`, () => forgetUnderstood(one)));
-    }
+    // one chip a field: a garment picked on a photo of a person is every kind of that garment the catalogue has
+    const values = [].concat(value);
+    const named = values.length > 3 ? `${values.slice(0, 3).join(", ")} and ${values.length - 3} more` : values.join(", ");
+    chips.push(chip(`Understood ${fieldName(field).toLowerCase()}: ${named}`, () => forgetUnderstood(values.join(" "))));
   }
   if (state.photo) chips.push(chip("Your photo", () => clearPhoto()));
   if (state.drawing) chips.push(chip("Your drawing", () => { state.drawing = null; run(); }));
