@@ -18,8 +18,9 @@ FIELDS: dict[str, bool] = {"colour": True, "category": True, "gender": False, "b
 WEIGHT = 0.1  # score added per understood attribute an item has (cosine scores of one query differ by less)
 
 # What a garment of a photo of a person can be, in the words retailers name their kinds with: a catalogue kind is
-# the garment's when one of its words is one of these ("Track Pants" is worn below, "Casual Shoes" on the feet).
-# The full-length region has none: it is a dress on one photo and a whole outfit of two garments on another.
+# the garment's when its last word, the thing it is, is one of these ("Track Pants" are worn below, "Casual Shoes" on
+# the feet; "Shirt Dresses", "Flat Caps" and "Kurta Sets" are none). The full-length region has none: it is a dress
+# on one photo and a whole outfit of two garments on another.
 GARMENT_WORDS: dict[str, frozenset[str]] = {
     "upper": frozenset({"shirt", "tshirt", "tee", "top", "tank", "blouse", "polo", "sweater", "sweatshirt", "hoodie"})
     | frozenset({"jumper", "pullover", "cardigan", "jacket", "coat", "blazer", "waistcoat", "vest", "gilet"})
@@ -72,7 +73,12 @@ def garment_kinds(garment: str, kinds: Iterable[str]) -> list[str]:
     """The catalogue's kinds (its category values) that are the garment: what a shopper who picks the garment
     of a photo of a person wants, whatever else the photo shows. None for a garment that is no one kind."""
     named = GARMENT_WORDS.get(garment, frozenset())
-    return sorted(kind for kind in kinds if named & set(words(kind)))
+    return sorted(kind for kind in kinds if _thing(kind) in named)
+
+
+def _thing(kind: str) -> str:
+    """A kind's last word (stemmed), the thing it is: "Boot Cut Jeans" are jeans, "Top-Handle Bags" bags."""
+    return next(reversed(words(kind.replace("-", " "))), "")
 
 
 def agreement(payload: Mapping[str, Any], understood: Interpreted) -> int:

@@ -347,6 +347,12 @@ def test_a_region_chip_on_a_photo_of_a_person_searches_that_garment(page: Page) 
         page.get_by_role("button", name="Top").click()
     expect(page.get_by_text("Understood category: Tshirts")).to_be_visible()  # the kinds of the garment picked
     with page.expect_response("**/v1/search") as answer:
+        page.get_by_role("button", name="Remove Understood category: Tshirts").click()
+    assert answer.value.json()["interpreted"] is None  # the crop alone ranks
+    with page.expect_response("**/v1/search") as answer:
+        page.get_by_role("button", name="Top").click()
+    assert answer.value.json()["interpreted"] == {"category": "Tshirts"}  # picked again: it steers again
+    with page.expect_response("**/v1/search") as answer:
         bottom.click()
     region = answer.value.json()["region"]
     chosen = page.locator(".query-photo .box.chosen")

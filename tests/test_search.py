@@ -4,6 +4,7 @@ more like this, paging, garments in photos of people, a drawing searched by anot
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -171,6 +172,10 @@ def test_a_garment_named_steers_to_the_catalogues_kinds_of_that_garment(indexed_
     assert worded["interpreted"] == {"category": "Caps"}  # words that name a kind win
     plain = indexed_client.post("/v1/search", files=files, data={"garment": "upper", "interpret": "false"}).json()
     assert plain["interpreted"] is None
+    sent = base64.b64encode(person.read_bytes()).decode()
+    caps = {"image_base64": sent, "garment": "upper", "filters": {"category": "Caps"}}
+    own = indexed_client.post("/v1/search", json=caps).json()  # the shopper's own kinds stand
+    assert own["interpreted"] is None and {hit["payload"]["category"] for hit in own["results"]} == {"Caps"}
 
 
 def test_a_variant_whose_edges_belong_to_a_sketch_tower(

@@ -43,7 +43,9 @@ class SearchRequest(BaseModel):
         "direct", description="direct: nearest items; cluster: nearest clusters first (Cluster-then-Retrieve)"
     )
     interpret: bool = Field(
-        True, description="words: match them to the catalogue's colours, categories, genders and brands"
+        True,
+        description="match the words to the catalogue's colours, categories, genders and brands, and a garment "
+        "named to the catalogue's kinds of that garment; false: neither steers",
     )
     top_k: int = Field(10, ge=1, le=100)
     offset: int = Field(0, ge=0, le=MAX_OFFSET, description="results to skip: the next page is offset + top_k")

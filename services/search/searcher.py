@@ -134,8 +134,9 @@ class Searcher:
 
     def _worn_kinds(self, query: SearchRequest, variant: str) -> list[str]:
         """A garment named steers like its kind in words: the catalogue's kinds of that garment (a lower garment
-        is no shirt, however like one its crop looks). Words that name a kind win; `interpret` off, none."""
-        if query.garment is None or not query.interpret:
+        is no shirt, however like one its crop looks). Words that name a kind win; the shopper's own kinds
+        (`filters.category`) stand; `interpret` off, none."""
+        if query.garment is None or not query.interpret or query.filters.category is not None:
             return []
         return garment_kinds(query.garment, self.store.vocabulary(variant, list(FIELDS)).get("category", []))
 

@@ -34,7 +34,8 @@ class SearchResponse(BaseModel):
     variant: str
     took_ms: float
     interpreted: dict[str, str | list[str]] | None = Field(
-        None, description="words: the catalogue attributes they were understood as"
+        None,
+        description="the catalogue attributes the words were understood as, and a garment named as its kinds",
     )
     regions: list[RegionOut] = Field(
         default_factory=list, description="photos of a person: the garments found, largest first"

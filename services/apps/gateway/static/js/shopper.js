@@ -37,6 +37,7 @@ const results = $("results");
 const more = $("more");
 const photo = new QueryPhoto($("query-shown"), (choice) => {
   state.choice = choice;
+  if (choice.garment) state.interpret = true; // a garment picked steers to its kinds, even after a chip was removed
   run();
 });
 const pad = new Sketchpad($("sketch-canvas"), () => {});
