@@ -168,6 +168,13 @@ def test_a_garment_named_steers_to_the_catalogues_kinds_of_that_garment(indexed_
     boxed = indexed_client.post("/v1/search", files=files, data={"box": ",".join(map(str, upper["region"]["box"]))})
     assert boxed.json()["interpreted"] is None  # a box is no garment: the crop alone ranks
     assert [hit["payload"]["category"] for hit in boxed.json()["results"]] != ["Tshirts"] * 6 + ["Caps"] * 6
+    red = indexed_client.post("/v1/search", files=files, data={"garment": "upper", "text": "red"}).json()
+    assert red["interpreted"] == {"colour": "red", "category": "Tshirts"}  # the words' colour and the garment's kinds
+    assert red["results"][0]["product_id"] == "red-square"  # the one red t-shirt has both
+    second = indexed_client.post("/v1/search", files=files, data={"garment": "upper", "top_k": "6", "offset": "6"})
+    assert [hit["product_id"] for hit in second.json()["results"]] == [
+        hit["product_id"] for hit in upper["results"][6:]
+    ]  # paging through one steered ranking
     worded = indexed_client.post("/v1/search", files=files, data={"garment": "upper", "text": "caps"}).json()
     assert worded["interpreted"] == {"category": "Caps"}  # words that name a kind win
     plain = indexed_client.post("/v1/search", files=files, data={"garment": "upper", "interpret": "false"}).json()
