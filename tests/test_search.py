@@ -129,6 +129,11 @@ def test_garment_regions_follow_the_body_landmarks() -> None:
     assert upper[1] < 100 < 200 < upper[3] < lower[3] and upper[0] <= 55 and upper[2] >= 145
     assert lower[1] < 200 and lower[3] >= 360 and full[1] == upper[1] and full[3] == lower[3]
     assert feet[1] < 360 and feet[3] > 380
+    assert lower[0] <= 60 and lower[2] >= 140  # as wide as the pelvis, twice the hip joints' 40 px
+    together = points.copy()
+    together[[25, 27, 29, 31], 0], together[[26, 28, 30, 32], 0] = 96, 104  # knees and feet together
+    narrow = next(region.box for region in garment_regions(together, 200, 400) if region.garment == "lower")
+    assert narrow[0] <= 60 and narrow[2] >= 140  # a skirt over legs held together is still that wide
     points[[27, 28, 29, 30, 31, 32], 2] = 0.1  # the photo ends at the knees
     cut = {region.garment: region for region in garment_regions(points, 200, 300)}
     assert set(cut) == {"upper", "lower", "full"} and cut["lower"].box[3] == 300
