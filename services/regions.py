@@ -210,8 +210,8 @@ def garment_regions(
 ) -> list[Region]:
     """Regions from BlazePose landmarks (x, y in pixels, visibility), largest first. The upper garment spans the
     shoulders to the hips and the arms; the lower one the hips to the ankles (to the photo's edge when the legs
-    leave it), placed by knees seen or inside the photo, at least as wide as the pelvis; full length both; the feet
-    the ankles, heels and toes."""
+    leave it), placed by knees seen or inside the photo, as wide as the pelvis at least (inside the photo); full
+    length both; the feet the ankles, heels and toes."""
 
     def seen(*groups: tuple[int, ...]) -> bool:
         return all(points[i, 2] >= min_visibility for group in groups for i in group)
@@ -245,7 +245,7 @@ def garment_regions(
         bottom = float(points[list(ANKLES), 1].max()) + 0.1 * torso if ANKLES in legs else float(height)
         lx0, _, lx1, _ = span(HIPS, *legs)
         lpad = 0.25 * (lx1 - lx0)
-        # the pelvis is about twice as wide as its joints are apart: legs held together still wear a garment that wide
+        # the pelvis is about twice as wide as its joints are apart (horizontally): legs held together wear that much
         middle, pelvis = float(points[list(HIPS), 0].mean()), 2.0 * float(np.ptp(points[list(HIPS), 0]))
         lx0, lx1 = min(lx0 - lpad, middle - pelvis / 2), max(lx1 + lpad, middle + pelvis / 2)
         regions.append(Region("lower", box(lx0, hip_y - 0.2 * torso, lx1, bottom), score(HIPS, KNEES)))
