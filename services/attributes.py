@@ -77,8 +77,10 @@ def garment_kinds(garment: str, kinds: Iterable[str]) -> list[str]:
 
 
 def _thing(kind: str) -> str:
-    """A kind's last word (stemmed), the thing it is: "Boot Cut Jeans" are jeans, "Top-Handle Bags" bags."""
-    return next(reversed(words(kind.replace("-", " "))), "")
+    """A kind's last word (stemmed), the thing it is: "Boot Cut Jeans" are jeans, "Top-Handle Bags" bags; sizes
+    and what is in brackets are not words of it ("Capris 3/4", "Shoes (Men)")."""
+    plain = re.sub(r"\([^)]*\)", " ", kind).replace("-", " ")
+    return next((word for word in reversed(words(plain)) if word.isalpha()), "")
 
 
 def agreement(payload: Mapping[str, Any], understood: Interpreted) -> int:

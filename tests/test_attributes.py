@@ -45,14 +45,15 @@ def test_queries_are_understood_in_the_catalogues_own_values(text: str, expected
     "garment,expected",
     [
         ("upper", ["Jean Jackets", "Shirts", "T-Shirts", "Tshirts"]),  # words whole: "Topwear" holds no "top"
-        ("lower", ["Boot Cut Jeans", "Jeans", "Track Pants"]),
-        ("feet", ["Casual Shoes", "Flip Flops", "Sports Shoes"]),  # not "Shoe Accessories": they are accessories
+        ("lower", ["Boot Cut Jeans", "Capris 3/4", "Jeans", "Track Pants"]),
+        ("feet", ["Casual Shoes", "Flip Flops", "Shoes (Men)", "Sports Shoes"]),  # not "Shoe Accessories"
         ("full", []),  # a dress on one photo, a whole outfit on another: no one kind
     ],
 )
 def test_a_garment_of_a_photo_is_the_catalogues_kinds_worn_there(garment: str, expected: list[str]) -> None:
     kinds = [*VOCABULARY["category"], "T-Shirts", "Flip Flops", "Handbags", "Topwear Sets", "Top-Handle Bags"]
     kinds += ["Shirt Dresses", "Boot Cut Jeans", "Jean Jackets", "Shoe Accessories", "Flat Caps", "Kurta Sets"]
+    kinds += ["Capris 3/4", "Shoes (Men)", "", "---", "3/4"]  # nothing to go by in the last three
     assert garment_kinds(garment, kinds) == expected
 
 
