@@ -94,10 +94,19 @@ def test_a_packshot_is_searched_whole_and_a_box_searches_part_of_the_photo(
 ) -> None:
     whole = indexed_client.post("/v1/search", files=upload(indexed_catalogue, "green-square")).json()
     assert whole["regions"] == [] and whole["region"] is None
-    missing = indexed_client.post(
-        "/v1/search", files=upload(indexed_catalogue, "green-square"), data={"garment": "lower"}
+    # a garment named on a photo with no person: the whole photo is that garment, steered to its kinds
+    cap = results(
+        indexed_client.post("/v1/search", files=upload(indexed_catalogue, "red-circle"), data={"top_k": "12"})
     )
-    assert missing.status_code == 422 and "no 'lower' garment found in this photo" in missing.json()["detail"]
+    assert cap[0]["payload"]["category"] == "Caps"  # unsteered, a cap's photo finds caps first
+    named = indexed_client.post(
+        "/v1/search", files=upload(indexed_catalogue, "red-circle"), data={"garment": "upper", "top_k": "12"}
+    ).json()
+    assert named["region"] is None and named["regions"] == [] and named["interpreted"] == {"category": "Tshirts"}
+    assert [hit["payload"]["category"] for hit in named["results"]] == ["Tshirts"] * 6 + ["Caps"] * 6
+    assert [hit["product_id"] for hit in named["results"] if hit["payload"]["category"] == "Caps"] == [
+        hit["product_id"] for hit in cap if hit["payload"]["category"] == "Caps"
+    ]  # the whole photo's vector orders them, as unnamed
     two = photo(COLOURS["red"], "circle", (96, 128))
     two.paste(photo(COLOURS["blue"], "square", (96, 128)), (48, 0))  # a red circle half hidden by a blue square
     boxed = indexed_client.post(
@@ -155,6 +164,9 @@ def test_a_photo_of_a_person_has_its_garments_found_and_searched(indexed_client:
     assert {region["garment"] for region in auto["regions"]} >= {"upper", "lower"} and auto["region"] is None
     whole = [hit["product_id"] for hit in auto["results"]]  # no garment named: the whole photo
     lower = indexed_client.post("/v1/search", files=files, data={"garment": "lower"}).json()
+    assert "feet" not in {region["garment"] for region in auto["regions"]}  # the photo ends above her feet
+    feet = indexed_client.post("/v1/search", files=files, data={"garment": "feet"})
+    assert feet.status_code == 422 and "no 'feet' garment found on the person in this photo" in feet.json()["detail"]
     box = next(region["box"] for region in auto["regions"] if region["garment"] == "lower")
     assert lower["region"]["garment"] == "lower" and lower["region"]["box"] == box
     boxed = indexed_client.post("/v1/search", files=files, data={"box": ",".join(map(str, box))}).json()

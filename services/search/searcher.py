@@ -188,9 +188,10 @@ class Searcher:
             raise type(error)(f"unusable image: {error}") from None
 
     def _part(self, query: SearchRequest, picture: Image.Image, found: Found, sent: tuple[int, int]) -> Image.Image:
-        """The part of a photo to search: the box given, or the garment named, found on the person in it. Without
-        either the whole photo is searched: on photos of people against a packshot catalogue no garment region
-        found by itself beat the whole photo (docs/benchmarks.md, "Photos of people")."""
+        """The part of a photo to search: the box given, or the garment named, found on the person in it (on a
+        photo with no person, the whole photo is that garment). Without either the whole photo is searched: on
+        photos of people against a packshot catalogue no garment region found by itself beat the whole photo
+        (docs/benchmarks.md, "Photos of people")."""
         to_picture = picture.width / sent[0]
         if query.box is not None:
             found.region = Region("box", clip_box(query.box, *sent, MAX_ASPECT), 1.0)
@@ -202,10 +203,12 @@ class Searcher:
                 "this deployment looks for no garments in photos (STYLEFINDER_REGIONS is off, or the pose models are "
                 "not installed: deploy/setup.sh installs them): give a box"
             )
+        if not found.regions:  # no person: the photo shows the garment itself (a packshot, a close-up)
+            return picture
         found.region = next((r for r in found.regions if r.garment == query.garment), None)
         if found.region is None:
-            seen = ", ".join(region.garment for region in found.regions) or "none (no person found)"
-            raise InvalidInput(f"no {query.garment!r} garment found in this photo; found: {seen}")
+            seen = ", ".join(region.garment for region in found.regions)
+            raise InvalidInput(f"no {query.garment!r} garment found on the person in this photo; found: {seen}")
         return picture.crop(scaled(found.region.box, to_picture))
 
     def close(self) -> None:
