@@ -33,6 +33,11 @@ Part = Garment | Literal["box"]  # a garment found, or a box the shopper drew
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels of the photo, x1 and y1 exclusive
 MIN_VISIBILITY = 0.5  # a landmark the model is less sure of than this does not place a region
 MIN_SIDE = 16  # pixels: a smaller region is no garment worth searching
+# A body seen from the side is about half as deep as its torso is tall (shoulders to hips), where its shoulders and
+# hips, one behind the other, span a few pixels: the upper and full-length boxes are at least that wide (seen from the
+# front the shoulders are wider). The lower box keeps the pelvis's width: widened to this, it cost skirts on photos
+# of people (docs/benchmarks.md).
+MIN_DEPTH = 0.5
 # BlazePose landmark indices.
 SHOULDERS, ELBOWS, WRISTS, HIPS, KNEES, ANKLES, HEELS, TOES = (
     (11, 12),
@@ -211,7 +216,8 @@ def garment_regions(
     """Regions from BlazePose landmarks (x, y in pixels, visibility), largest first. The upper garment spans the
     shoulders to the hips and the arms; the lower one the hips to the ankles (to the photo's edge when the legs
     leave it), placed by knees seen or inside the photo, as wide as the pelvis at least (inside the photo); full
-    length both; the feet the ankles, heels and toes."""
+    length both; the feet the ankles, heels and toes. Seen from the side, the upper and full-length boxes are as wide
+    as the body is deep (`MIN_DEPTH`) at least."""
 
     def seen(*groups: tuple[int, ...]) -> bool:
         return all(points[i, 2] >= min_visibility for group in groups for i in group)
@@ -226,6 +232,11 @@ def garment_regions(
     def box(x0: float, y0: float, x1: float, y1: float) -> Box:
         return (max(0, int(x0)), max(0, int(y0)), min(width, int(np.ceil(x1))), min(height, int(np.ceil(y1))))
 
+    def across(x0: float, x1: float, joints: tuple[int, ...], least: float) -> tuple[float, float]:
+        """x0 to x1, widened to `least` about the joints' middle where narrower."""
+        middle = float(points[list(joints), 0].mean())
+        return min(x0, middle - least / 2), max(x1, middle + least / 2)
+
     regions: list[Region] = []
     if not seen(SHOULDERS, HIPS):
         return regions
@@ -235,9 +246,8 @@ def garment_regions(
     arms = [group for group in (ELBOWS, WRISTS) if seen(group)]
     x0, _, x1, _ = span(SHOULDERS, HIPS, *arms)
     pad = 0.1 * (x1 - x0)
-    regions.append(
-        Region("upper", box(x0 - pad, shoulder_y - 0.2 * torso, x1 + pad, hip_y + 0.15 * torso), score(SHOULDERS, HIPS))
-    )
+    x0, x1 = across(x0 - pad, x1 + pad, SHOULDERS + HIPS, MIN_DEPTH * torso)
+    regions.append(Region("upper", box(x0, shoulder_y - 0.2 * torso, x1, hip_y + 0.15 * torso), score(SHOULDERS, HIPS)))
     legs = [group for group in (KNEES, ANKLES) if seen(group)]
     if KNEES not in legs and all(0 <= points[i, 1] < height for i in KNEES):
         legs.insert(0, KNEES)  # inside the photo however unsure the model is (it is near the photo's edge): legs show
@@ -246,14 +256,12 @@ def garment_regions(
         lx0, _, lx1, _ = span(HIPS, *legs)
         lpad = 0.25 * (lx1 - lx0)
         # the pelvis is about twice as wide as its joints are apart (horizontally): legs held together wear that much
-        middle, pelvis = float(points[list(HIPS), 0].mean()), 2.0 * float(np.ptp(points[list(HIPS), 0]))
-        lx0, lx1 = min(lx0 - lpad, middle - pelvis / 2), max(lx1 + lpad, middle + pelvis / 2)
+        lx0, lx1 = across(lx0 - lpad, lx1 + lpad, HIPS, 2.0 * float(np.ptp(points[list(HIPS), 0])))
         regions.append(Region("lower", box(lx0, hip_y - 0.2 * torso, lx1, bottom), score(HIPS, KNEES)))
         fx0, _, fx1, _ = span(SHOULDERS, HIPS, *arms, *legs)
         fpad = 0.1 * (fx1 - fx0)
-        regions.append(
-            Region("full", box(fx0 - fpad, shoulder_y - 0.2 * torso, fx1 + fpad, bottom), score(SHOULDERS, HIPS, KNEES))
-        )
+        fx0, fx1 = across(fx0 - fpad, fx1 + fpad, SHOULDERS + HIPS, MIN_DEPTH * torso)
+        regions.append(Region("full", box(fx0, shoulder_y - 0.2 * torso, fx1, bottom), score(SHOULDERS, HIPS, KNEES)))
     if seen(ANKLES, HEELS, TOES):
         sx0, sy0, sx1, sy1 = span(ANKLES, HEELS, TOES)
         spad = 0.3 * max(sx1 - sx0, sy1 - sy0, 0.2 * torso)

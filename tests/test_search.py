@@ -143,6 +143,13 @@ def test_garment_regions_follow_the_body_landmarks() -> None:
     apart[[25, 27, 29, 31], 0], apart[[26, 28, 30, 32], 0] = 40, 160  # legs apart, wider than the pelvis
     wide = next(region.box for region in garment_regions(apart, 200, 400) if region.garment == "lower")
     assert (wide[0], wide[2]) == (10, 190)  # the knees and a quarter of their span on each side, as before
+    side = points.copy()  # seen from the side: each pair of joints one behind the other, the arms hidden
+    side[[11, 23, 25, 27, 29, 31], 0], side[[12, 24, 26, 28, 30, 32], 0] = 96, 104
+    side[[13, 14, 15, 16], 2] = 0.1
+    profile = {region.garment: region.box for region in garment_regions(side, 200, 400)}
+    assert set(profile) == {"upper", "lower", "full", "feet"}  # the joints alone span 8 px: narrower than a garment
+    assert {(box[0], box[2]) for box in (profile["upper"], profile["full"])} == {(75, 125)}  # half the torso's 100 px
+    assert (profile["lower"][0], profile["lower"][2]) == (92, 108)  # the pelvis: twice the hip joints' 8 px
     points[[27, 28, 29, 30, 31, 32], 2] = 0.1  # the photo ends at the knees
     cut = {region.garment: region for region in garment_regions(points, 200, 300)}
     assert set(cut) == {"upper", "lower", "full"} and cut["lower"].box[3] == 300
