@@ -93,12 +93,13 @@ def test_a_short_run_through_the_cli_writes_a_servable_alignment(tmp_path: Path,
     result = run_stage_cli(
         tiny_env,
         *("train-wearing", "--inshop", str(inshop), "--catalogue", str(catalogue), "--base", "effl0-minilm"),
-        *("--steps", "3", "--bench-products", "9", "--out", str(out)),
+        *("--steps", "3", "--consistency", "2", "--bench-products", "9", "--out", str(out)),
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "people_kind_P@10" in result.stdout and "(before" in result.stdout
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["base_variant"] == "effl0-minilm" and card["history"][-1]["step"] == 3
+    assert card["config"]["consistency"] == 2.0 and "2.0 x semantic consistency" in card["loss"]
     held = sum(photo.held_out for photo in people_photos(inshop))
     assert 0 < held < 24 and card["metrics"]["people_held_out"] == held  # scored on the held-out items' photos only
     assert 0 <= card["metrics"]["R@1"] <= 1 and "mAP" in card["zero_shot"]

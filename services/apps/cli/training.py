@@ -159,6 +159,12 @@ def train_sketch_command(
 @click.option("--base", default="effl2-minilm-tuned", show_default=True, help="variant to start from")
 @click.option("--steps", type=int, default=None, help="override the stage's 300 steps")
 @click.option(
+    "--consistency",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="override the consistency term's weight (0.3): higher keeps more of the base's instance search",
+)
+@click.option(
     "--bench-products",
     type=click.IntRange(min=0),
     default=2500,
@@ -167,7 +173,13 @@ def train_sketch_command(
 )
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="default: the packaged wearing alignment")
 def train_wearing_command(
-    inshop: Path, catalogue: Path, base: str, steps: int | None, bench_products: int, out: Path | None
+    inshop: Path,
+    catalogue: Path,
+    base: str,
+    steps: int | None,
+    consistency: float | None,
+    bench_products: int,
+    out: Path | None,
 ) -> None:
     """Train the wearing stage (trainer/wearing.py): photos of people among the catalogue's products of the kind
     worn; write the tensors it changed and their card (by default where effl2-minilm-wearing loads them from)."""
@@ -177,6 +189,7 @@ def train_wearing_command(
 
     config = replace(WearingConfig(), bench_products=bench_products)
     config = config if steps is None else replace(config, steps=steps)
+    config = config if consistency is None else replace(config, consistency=consistency)
     target = out or SHIPPED
     card = train_wearing(_settings(), base, inshop, catalogue, target, config)
     zero_shot = (card.model_extra or {}).get("zero_shot", {})
