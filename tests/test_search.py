@@ -139,6 +139,7 @@ def test_garment_regions_follow_the_body_landmarks() -> None:
     assert lower[1] < 200 and lower[3] >= 360 and full[1] == upper[1] and full[3] == lower[3]
     assert feet[1] < 360 and feet[3] > 380
     assert (lower[0], lower[2]) == (60, 140)  # as wide as the pelvis: twice the hip joints' 40 px (1.5 times before)
+    assert (upper, full) == ((46, 80, 154, 215), (46, 80, 154, 370))  # from the front: the joints' span and 10%
     apart = points.copy()
     apart[[25, 27, 29, 31], 0], apart[[26, 28, 30, 32], 0] = 40, 160  # legs apart, wider than the pelvis
     wide = next(region.box for region in garment_regions(apart, 200, 400) if region.garment == "lower")

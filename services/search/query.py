@@ -20,8 +20,8 @@ class SearchRequest(BaseModel):
     """A photo (an upload, `image_url` or `image_base64`), a drawing (the same with `mode: "sketch"`), words,
     products liked and disliked: any of them together, at least one of photo, drawing, words or liked products.
     Of a photo, the part searched is the garment named (`garment`), found on the person in it (a photo with no
-    person is the garment), or the box given; with neither, the whole photo. The response lists the garments found
-    and says which part was searched."""
+    garment found is the garment), or the box given; with neither, the whole photo. The response lists the garments
+    found and says which part was searched."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -36,8 +36,8 @@ class SearchRequest(BaseModel):
     )
     garment: Garment | None = Field(
         None,
-        description="the garment of a photo of a person to search (422 where the person found does not show it); "
-        "on a photo with no person, the whole photo as that garment",
+        description="the garment of a photo of a person to search (422 where other garments are found, not this "
+        "one); on a photo where none is found (a packshot), the whole photo as that garment",
     )
     box: tuple[float, float, float, float] | None = Field(
         None, description="[x0, y0, x1, y1]: the part of the photo to search, in its pixels"

@@ -189,9 +189,9 @@ class Searcher:
 
     def _part(self, query: SearchRequest, picture: Image.Image, found: Found, sent: tuple[int, int]) -> Image.Image:
         """The part of a photo to search: the box given, or the garment named, found on the person in it (on a
-        photo with no person, the whole photo is that garment). Without either the whole photo is searched: on
-        photos of people against a packshot catalogue no garment region found by itself beat the whole photo
-        (docs/benchmarks.md, "Photos of people")."""
+        photo where no garment is found, the whole photo is that garment). Without either the whole photo is
+        searched: on photos of people against a packshot catalogue no garment region found by itself beat the whole
+        photo (docs/benchmarks.md, "Photos of people")."""
         to_picture = picture.width / sent[0]
         if query.box is not None:
             found.region = Region("box", clip_box(query.box, *sent, MAX_ASPECT), 1.0)
@@ -203,7 +203,7 @@ class Searcher:
                 "this deployment looks for no garments in photos (STYLEFINDER_REGIONS is off, or the pose models are "
                 "not installed: deploy/setup.sh installs them): give a box"
             )
-        if not found.regions:  # no person: the photo shows the garment itself (a packshot, a close-up)
+        if not found.regions:  # no person, or too little of one: the photo shows the garment (a packshot, a close-up)
             return picture
         found.region = next((r for r in found.regions if r.garment == query.garment), None)
         if found.region is None:
