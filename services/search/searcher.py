@@ -4,7 +4,7 @@ caller goes through `Searcher.search`: the gateway (and so the page), `stylefind
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
@@ -71,10 +71,13 @@ class Searcher:
                 lap("embed")
             else:
                 vectors.append(self._photo_vector(query, variant, picture, data, found, lap))
+        # the catalogue's values, read once for the words and a garment named, where either steers
+        steers = query.interpret and bool(query.text or query.garment)
+        vocabulary = self.store.vocabulary(variant, list(FIELDS)) if steers else {}
         understood: Interpreted = {}
         if query.text:
             if query.interpret:
-                understood = interpret(query.text, self.store.vocabulary(variant, list(FIELDS)))
+                understood = interpret(query.text, vocabulary)
                 found.interpreted = shown(understood)
             # Alone, the words' embedding is the query; beside a photo or liked products it moves the query
             # where the words name none of the catalogue's values (their attributes steer otherwise).
@@ -86,8 +89,8 @@ class Searcher:
                     )
                 vectors.append(self.embedder.embed_texts(variant, [query.text])[0])
                 lap("embed")
-        worn = self._worn_kinds(query, variant)
-        if worn and "category" not in understood:
+        worn = self._worn_kinds(query, vocabulary) if "category" not in understood else []
+        if worn:
             understood["category"] = worn
             found.interpreted = shown(understood)
         exclude = set(query.like) | set(query.unlike)
@@ -132,13 +135,13 @@ class Searcher:
             hits = sorted(unique, key=lambda hit: -hit.score)
         return hits[query.offset : wanted]
 
-    def _worn_kinds(self, query: SearchRequest, variant: str) -> list[str]:
+    def _worn_kinds(self, query: SearchRequest, vocabulary: Mapping[str, Sequence[str]]) -> list[str]:
         """A garment named steers like its kind in words: the catalogue's kinds of that garment (a lower garment
         is no shirt, however like one its crop looks). Words that name a kind win; the shopper's own kinds
         (`filters.category`) stand; `interpret` off, none."""
         if query.garment is None or not query.interpret or query.filters.category is not None:
             return []
-        return garment_kinds(query.garment, self.store.vocabulary(variant, list(FIELDS)).get("category", []))
+        return garment_kinds(query.garment, vocabulary.get("category", []))
 
     def _photo_vector(
         self,
