@@ -73,10 +73,10 @@ def garment_kinds(garment: str, kinds: Iterable[str]) -> list[str]:
     """The catalogue's kinds (its category values) that are the garment: what a shopper who picks the garment
     of a photo of a person wants, whatever else the photo shows. None for a garment that is no one kind."""
     named = GARMENT_WORDS.get(garment, frozenset())
-    return sorted(kind for kind in kinds if _thing(kind) in named)
+    return sorted(kind for kind in kinds if kind_thing(kind) in named)
 
 
-def _thing(kind: str) -> str:
+def kind_thing(kind: str) -> str:
     """A kind's last word (stemmed), the thing it is: "Boot Cut Jeans" are jeans, "Top-Handle Bags" bags; sizes
     and what is in brackets are not words of it ("Capris 3/4", "Shoes (Men)")."""
     plain = re.sub(r"\([^)]*\)", " ", kind).replace("-", " ")

@@ -19,7 +19,7 @@ from services import regions
 from services.evaluation import catalogue_items, catalogue_searcher, read_catalogue_rows, text_queries
 from services.images import decode_image, edge_map, normalise_sketch
 from services.regions import LANDMARKS, PRESENCE, Person, PoseRegions, cut_to, garment_regions, model_path
-from services.search import Garments, SearchRequest
+from services.search import Garments, KindGuess, SearchRequest
 from services.store import collection_name
 from tests.helpers import COLOURS, TINY_CONFIG, encode, indexed_gateway, photo, shared_data
 from tests.test_sketch_search import drawing
@@ -250,6 +250,43 @@ def rt_catalogue(indexed_catalogue: Path) -> list:
     from services.catalogue import read_catalogue
 
     return list(read_catalogue(indexed_catalogue))
+
+
+def test_a_photo_of_a_person_steers_to_the_kind_its_variant_guesses(
+    indexed_client: TestClient, indexed_catalogue: Path
+) -> None:
+    """A head that always finds one thing likeliest: whichever it is, a photo of a person with no kind named comes
+    back as that kind, unless the photo is taken for a catalogue product's own or the shopper named a kind."""
+    searcher = indexed_client.app.state.runtime.searcher
+    dimensions = searcher.embedder.embed_texts("tiny", ["a cap"]).shape[1]
+    person = next(shared_data("inshop_pairs", "img", "WOMEN", "Skirts").glob("*/*front*.jpg"))
+    files = {"image": ("p.jpg", person.read_bytes(), "image/jpeg")}
+
+    def guessing(thing: str, instance: float = 1.5, **fields: str) -> dict:  # 1.5: no photo is taken for its own
+        things = ("cap", "tshirt")
+        bias = np.array([1.0 if known == thing else 0.0 for known in things], dtype=np.float32)
+        searcher.kind_guesses["tiny"] = KindGuess(things, np.zeros((dimensions, 2), np.float32), bias, instance)
+        try:
+            return indexed_client.post("/v1/search", files=files, data={"top_k": "12", **fields}).json()
+        finally:
+            searcher.kind_guesses.pop("tiny")
+
+    for thing, kind, other in (("cap", "Caps", "Tshirts"), ("tshirt", "Tshirts", "Caps")):
+        found = guessing(thing)
+        assert found["interpreted"] == {"category": kind} and found["region"] is None  # the whole photo, steered
+        assert [hit["payload"]["category"] for hit in found["results"]] == [kind] * 6 + [other] * 6
+    assert guessing("cap", instance=-1.0)["interpreted"] is None  # its nearest product is taken for its own photo
+    assert guessing("cap", garment="upper")["interpreted"] == {"category": "Tshirts"}  # no cap is worn above
+    assert guessing("cap", text="tshirts")["interpreted"] == {"category": "Tshirts"}  # words that name a kind win
+    assert guessing("cap", text="red")["interpreted"] == {"colour": "red", "category": "Caps"}
+    assert guessing("cap", interpret="false")["interpreted"] is None
+    packshot = upload(indexed_catalogue, "blue-square")  # no person: nothing to guess
+    searcher.kind_guesses["tiny"] = KindGuess(("cap",), np.zeros((dimensions, 1), np.float32), np.ones(1), 0.9)
+    try:
+        found = indexed_client.post("/v1/search", files=packshot).json()
+    finally:
+        searcher.kind_guesses.pop("tiny")
+    assert found["interpreted"] is None and found["results"][0]["product_id"] == "blue-square"
 
 
 def test_eval_text_figures_are_the_apis_answers(

@@ -80,6 +80,25 @@ class _Cached:
     frozen: torch.Tensor  # the untrained tail's output on the photo as served: the consistency target
 
 
+def worn_training_data(
+    inshop: Path, catalogue: Path, bench_products: int, stage: str
+) -> tuple[list[dict[str, str]], list[dict[str, str]], list[PersonPhoto], list[PersonPhoto]]:
+    """What the stages that learn photos of people read: the bench's catalogue (the first `bench_products` apparel
+    products, never trained on), the apparel products past it but the catalogue's held-out share, and the photos of
+    people of the In-shop items trained on and of those held out."""
+    apparel = [r for r in read_catalogue_rows(catalogue_csv(catalogue)) if r.get("masterCategory") == "Apparel"]
+    bench, rest = apparel[:bench_products], apparel[bench_products:]
+    products = [r for r in rest if not held_out_product(r["id"])]
+    photos = people_photos(inshop)
+    people = [p for p in photos if not p.held_out]
+    if not products or len({p.item for p in people}) < 2:
+        raise InvalidInput(
+            f"{stage} needs apparel products in {catalogue} past its first {bench_products} and photos of people "
+            f"of two items or more in {inshop}/img/<MEN|WOMEN>/<category>/<item>/"
+        )
+    return bench, products, people, [p for p in photos if p.held_out]
+
+
 def train_wearing(
     settings: Settings,
     base: str,
@@ -100,17 +119,7 @@ def train_wearing(
     tower = SplitTower(loaded.model)
     loaded.model.eval()
 
-    apparel = [r for r in read_catalogue_rows(catalogue_csv(catalogue)) if r.get("masterCategory") == "Apparel"]
-    bench, rest = apparel[: config.bench_products], apparel[config.bench_products :]
-    products = [r for r in rest if not held_out_product(r["id"])]
-    photos = people_photos(inshop)
-    people = [p for p in photos if not p.held_out]
-    tested = [p for p in photos if p.held_out]
-    if not products or len({p.item for p in people}) < 2:
-        raise InvalidInput(
-            f"the wearing stage needs apparel products in {catalogue} past its first {config.bench_products} and "
-            f"photos of people of two items or more in {inshop}/img/<MEN|WOMEN>/<category>/<item>/"
-        )
+    bench, products, people, tested = worn_training_data(inshop, catalogue, config.bench_products, "the wearing stage")
 
     kinds = sorted({r["articleType"] for r in products} | {kind for p in people for kind in p.kinds})
     index = {kind: i for i, kind in enumerate(kinds)}

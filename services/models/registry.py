@@ -61,6 +61,9 @@ class Variant(BaseModel):
     # A sketch-trained variant whose image tower embeds this variant's edge maps and drawings (its `edge` vector
     # then belongs to that tower and is named after it); None: this variant's own image tower does.
     sketch_tower: str | None = None
+    # A linear head over this variant's photo vectors that guesses what garment a photo of a person shows (e.g.
+    # "tshirt", a kind's last word: `stylefinder train-kind-guess`); None: no kind is guessed.
+    kind_guess: str | None = None
     serve_by_default: bool = True  # False: served only where STYLEFINDER_VARIANTS names it (comparison variants)
     card: ModelCard = Field(default_factory=ModelCard)
     base_dir: Path = Field(default=SHIPPED_REGISTRY.parent, exclude=True)
@@ -86,6 +89,10 @@ class Variant(BaseModel):
     @property
     def alignment_path(self) -> Path | None:
         return (self.base_dir / self.alignment).resolve() if self.alignment else None
+
+    @property
+    def kind_guess_path(self) -> Path | None:
+        return (self.base_dir / self.kind_guess).resolve() if self.kind_guess else None
 
     @property
     def config_path(self) -> Path | None:

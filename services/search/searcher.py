@@ -3,6 +3,7 @@ caller goes through `Searcher.search`: the gateway (and so the page), `stylefind
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -23,8 +24,11 @@ from services.images import MAX_ASPECT, Fetcher, decode_image, normalise_sketch,
 from services.models import Registry
 from services.regions import Region, RegionFinder, clip_box, scaled
 from services.search.garments import Garments
+from services.search.kind_guess import KindGuess
 from services.search.query import Found, SearchRequest
 from services.store import PHOTO, Hit, SearchFilters, VectorStore
+
+log = logging.getLogger("stylefinder.search")
 
 # Words with a photo, a drawing or liked products name what the shopper wants (a kind, a colour): an attribute
 # they name outweighs any difference of look (cosine scores of one query lie well within 1).
@@ -45,6 +49,7 @@ class Searcher:
         self.store = store
         self.fetcher = fetcher
         self.garments = Garments(regions)
+        self.kind_guesses: dict[str, KindGuess | None] = {}  # by variant, loaded at its first photo of a person
 
     def search(self, query: SearchRequest, variant: str, upload: bytes | None = None) -> Found:
         """Ranked products for the query in the variant's collection; `upload` is the query photo's bytes when
@@ -71,8 +76,9 @@ class Searcher:
                 lap("embed")
             else:
                 vectors.append(self._photo_vector(query, variant, picture, data, found, lap))
-        # the catalogue's values, read once for the words and a garment named, where either steers
-        steers = query.interpret and bool(query.text or query.garment)
+        guess = self._kind_guess(query, variant, found)
+        # the catalogue's values, read once for the words, a garment named and a kind guessed, where any steers
+        steers = query.interpret and bool(query.text or query.garment or guess)
         vocabulary = self.store.vocabulary(variant, list(FIELDS)) if steers else {}
         understood: Interpreted = {}
         if query.text:
@@ -89,11 +95,12 @@ class Searcher:
                     )
                 vectors.append(self.embedder.embed_texts(variant, [query.text])[0])
                 lap("embed")
-        worn = self._worn_kinds(query, vocabulary) if "category" not in understood else []
+        exclude = set(query.like) | set(query.unlike)
+        photo = vectors[0] if guess is not None else None  # a guess is of a photo, the first vector
+        worn = [] if "category" in understood else self._worn_kinds(query, variant, vocabulary, guess, photo, exclude)
         if worn:
             understood["category"] = worn
             found.interpreted = shown(understood)
-        exclude = set(query.like) | set(query.unlike)
         if query.like or query.unlike:  # SearchRequest holds a photo, a drawing, words or liked products
             vectors = [self._liked(variant, query.like, query.unlike, using, vectors)]
         vector = _normalised(np.mean(vectors, axis=0))
@@ -135,13 +142,51 @@ class Searcher:
             hits = sorted(unique, key=lambda hit: -hit.score)
         return hits[query.offset : wanted]
 
-    def _worn_kinds(self, query: SearchRequest, vocabulary: Mapping[str, Sequence[str]]) -> list[str]:
-        """A garment named steers like its kind in words: the catalogue's kinds of that garment (a lower garment
-        is no shirt, however like one its crop looks). Words that name a kind win; the shopper's own kinds
-        (`filters.category`) stand; `interpret` off, none."""
-        if query.garment is None or not query.interpret or query.filters.category is not None:
+    def _worn_kinds(
+        self,
+        query: SearchRequest,
+        variant: str,
+        vocabulary: Mapping[str, Sequence[str]],
+        guess: KindGuess | None,
+        photo: np.ndarray | None,
+        exclude: set[str],
+    ) -> list[str]:
+        """The kinds a photo of a person steers to, where the words name none. A garment named: the catalogue's kinds
+        of that garment (a lower garment is no shirt, however like one its crop looks), of those the one the
+        variant's kind guess finds likeliest; of a garment that is no one kind (the full-length region: a dress or a
+        whole outfit), the kind guessed. No garment named: the kind guessed, unless the photo is one of the
+        catalogue's own. The shopper's own kinds (`filters.category`) stand; `interpret` off, none."""
+        if not query.interpret or query.filters.category is not None:
             return []
-        return garment_kinds(query.garment, vocabulary.get("category", []))
+        kinds = vocabulary.get("category", [])
+        named = garment_kinds(query.garment, kinds) if query.garment is not None else []
+        if guess is None or photo is None:
+            return named
+        if named:
+            return guess.kinds(photo, named) or named
+        if query.garment is None and self._catalogues_own(variant, photo, guess, query, exclude):
+            return []
+        return guess.kinds(photo, kinds)
+
+    def _kind_guess(self, query: SearchRequest, variant: str, found: Found) -> KindGuess | None:
+        """The variant's kind guess where it steers: a photo of a person (garments were found on it), searched whole
+        or by a garment named, with no kinds of the shopper's own (`filters.category`) and `interpret` on."""
+        if not found.regions or query.box is not None or not query.interpret or query.filters.category is not None:
+            return None
+        if variant not in self.kind_guesses:
+            path = self.registry[variant].kind_guess_path
+            if path is not None and not path.is_file():
+                log.warning("variant %s: no kind guess at %s (stylefinder train-kind-guess writes it)", variant, path)
+            self.kind_guesses[variant] = KindGuess.load(path) if path is not None and path.is_file() else None
+        return self.kind_guesses[variant]
+
+    def _catalogues_own(
+        self, variant: str, vector: np.ndarray, guess: KindGuess, query: SearchRequest, exclude: set[str]
+    ) -> bool:
+        """Whether the photo is (nearly) one of the catalogue's own: a shopper who sends a product's photo wants that
+        product first, whatever kind the guess would steer to (its models wear it: garments are found on it too)."""
+        nearest = self.store.search(variant, vector, 1, query.filters, PHOTO, query.retrieval, exclude)
+        return bool(nearest) and nearest[0].score >= guess.instance
 
     def _photo_vector(
         self,

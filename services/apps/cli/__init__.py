@@ -11,7 +11,14 @@ from services.apps.cli.catalogue import backfill_edges_command, index, reindex
 from services.apps.cli.evaluation import evaluate
 from services.apps.cli.serving import embedder, serve, switch, worker, worker_alive
 from services.apps.cli.store import store
-from services.apps.cli.training import align_text, report, train, train_sketch_command, train_wearing_command
+from services.apps.cli.training import (
+    align_text,
+    report,
+    train,
+    train_kind_guess_command,
+    train_sketch_command,
+    train_wearing_command,
+)
 from services.errors import StyleFinderError
 from services.settings import Settings
 from services.telemetry import configure_logging
@@ -52,6 +59,7 @@ for command in (
     align_text,
     train_sketch_command,
     train_wearing_command,
+    train_kind_guess_command,
     report,
     evaluate,
 ):

@@ -198,6 +198,34 @@ def train_wearing_command(
         click.echo(f"  {key:<24} {_number(value):>8}   (before {_number(zero_shot.get(key))})")
 
 
+@click.command(name="train-kind-guess")
+@click.option("--inshop", type=click.Path(exists=True, path_type=Path), required=True, help="In-shop folder")
+@click.option("--catalogue", type=click.Path(exists=True, path_type=Path), required=True, help="catalogue CSV/folder")
+@click.option("--variant", default="effl2-minilm-tuned", show_default=True, help="variant whose photo vectors it reads")
+@click.option(
+    "--bench-products",
+    type=click.IntRange(min=0),
+    default=2500,
+    show_default=True,
+    help="the catalogue's first apparel products, left untrained for the people-photo bench",
+)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="default: the packaged default's kind guess")
+def train_kind_guess_command(
+    inshop: Path, catalogue: Path, variant: str, bench_products: int, out: Path | None
+) -> None:
+    """Fit a variant's kind guess (trainer/kind_guess.py): what garment a photo of a person shows, from its photo
+    vector; a search of such a photo steers to that kind. A variant serves it once its `kind_guess` names the file."""
+    from trainer.kind_guess import SHIPPED, KindGuessConfig, train_kind_guess
+
+    target = out or SHIPPED
+    card = train_kind_guess(
+        _settings(), variant, inshop, catalogue, target, KindGuessConfig(bench_products=bench_products)
+    )
+    click.echo(f"wrote {target} and its card")
+    for key, value in card["metrics"].items():  # type: ignore[union-attr]
+        click.echo(f"  {key:<32} {_number(value):>8}")
+
+
 @click.command()
 @click.option("--out", default=Path("docs/results.md"), type=click.Path(path_type=Path), show_default=True)
 @click.option(
