@@ -20,8 +20,9 @@ class SearchRequest(BaseModel):
     """A photo (an upload, `image_url` or `image_base64`), a drawing (the same with `mode: "sketch"`), words,
     products liked and disliked: any of them together, at least one of photo, drawing, words or liked products.
     Of a photo, the part searched is the garment named (`garment`), found on the person in it (a photo with no
-    garment found is the garment), or the box given; with neither, the whole photo. The response lists the garments
-    found and says which part was searched."""
+    garment found is the garment), or the box given; with neither, the whole photo. A photo of a person steers to the
+    kind its variant guesses it shows (of the garment named, where one is). The response lists the garments found,
+    says which part was searched and which kinds steered (`interpreted`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -49,8 +50,9 @@ class SearchRequest(BaseModel):
     )
     interpret: bool = Field(
         True,
-        description="match the words to the catalogue's colours, categories, genders and brands, and a garment "
-        "named to the catalogue's kinds of that garment; false: neither steers",
+        description="match the words to the catalogue's colours, categories, genders and brands, a garment named "
+        "to the catalogue's kinds of that garment, and a photo of a person to the kind it is guessed to show; false: "
+        "none of them steers",
     )
     top_k: int = Field(10, ge=1, le=100)
     offset: int = Field(0, ge=0, le=MAX_OFFSET, description="results to skip: the next page is offset + top_k")

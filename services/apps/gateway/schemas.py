@@ -35,7 +35,8 @@ class SearchResponse(BaseModel):
     took_ms: float
     interpreted: dict[str, str | list[str]] | None = Field(
         None,
-        description="the catalogue attributes the words were understood as, and a garment named as its kinds",
+        description="the catalogue attributes the words were understood as, a garment named as its kinds, and the "
+        "kind guessed for a photo of a person",
     )
     regions: list[RegionOut] = Field(
         default_factory=list, description="photos of a person: the garments found, largest first"
