@@ -28,7 +28,7 @@ GARMENT_WORDS: dict[str, frozenset[str]] = {
     "lower": frozenset({"skirt", "short", "trouser", "jean", "pant", "legging", "jegging", "capri", "chino", "jogger"})
     | frozenset({"culotte", "palazzo", "salwar", "churidar", "patiala", "dhoti", "tight", "stocking"}),
     "feet": frozenset({"shoe", "sneaker", "trainer", "boot", "sandal", "heel", "flat", "flop", "slipper", "loafer"})
-    | frozenset({"moccasin", "pump", "clog", "espadrille", "sock"}),
+    | frozenset({"moccasin", "pump", "clog", "espadrille", "sock", "flipflop"}),
 }
 
 Interpreted = dict[str, list[str]]
@@ -77,10 +77,11 @@ def garment_kinds(garment: str, kinds: Iterable[str]) -> list[str]:
 
 
 def kind_thing(kind: str) -> str:
-    """A kind's last word (stemmed), the thing it is: "Boot Cut Jeans" are jeans, "Top-Handle Bags" bags; sizes
-    and what is in brackets are not words of it ("Capris 3/4", "Shoes (Men)")."""
-    plain = re.sub(r"\([^)]*\)", " ", kind).replace("-", " ")
-    return next((word for word in reversed(words(plain)) if word.isalpha()), "")
+    """A kind's last word (stemmed), the thing it is: "Boot Cut Jeans" are jeans, "Top-Handle Bags" bags, "T-Shirts"
+    (a hyphenated last word is one word) the same as "Tshirts"; sizes and what is in brackets are not words of it
+    ("Capris 3/4", "Shoes (Men)")."""
+    last = re.findall(r"[a-z]+(?:-[a-z]+)*", re.sub(r"\([^)]*\)", " ", kind.lower()))
+    return _singular(last[-1].replace("-", "")) if last else ""
 
 
 def agreement(payload: Mapping[str, Any], understood: Interpreted) -> int:

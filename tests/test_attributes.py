@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from services.attributes import agreement, garment_kinds, interpret, rerank, words
+from services.attributes import agreement, garment_kinds, interpret, kind_thing, rerank, words
 from tests.helpers import indexed_gateway, write_catalogue
 
 VOCABULARY = {
@@ -55,6 +55,18 @@ def test_a_garment_of_a_photo_is_the_catalogues_kinds_worn_there(garment: str, e
     kinds += ["Shirt Dresses", "Boot Cut Jeans", "Jean Jackets", "Shoe Accessories", "Flat Caps", "Kurta Sets"]
     kinds += ["Capris 3/4", "Shoes (Men)", "", "---", "3/4"]  # nothing to go by in the last three
     assert garment_kinds(garment, kinds) == expected
+
+
+def test_a_kinds_thing_is_its_last_word_whatever_the_catalogue_spells_it() -> None:
+    assert {kind_thing(kind) for kind in ("T-Shirts", "Tshirts", "Polo T-shirt", "tshirt")} == {"tshirt"}
+    assert [kind_thing(kind) for kind in ("Top-Handle Bags", "Capris 3/4", "Shoes (Men)", "Flip-Flops", "3/4")] == [
+        "bag",
+        "capri",
+        "shoe",
+        "flipflop",
+        "",
+    ]
+    assert garment_kinds("feet", ["Flip-Flops", "Flip Flops"]) == ["Flip Flops", "Flip-Flops"]
 
 
 def test_soft_filters_lift_matching_items_without_dropping_the_rest() -> None:
