@@ -263,9 +263,9 @@ def test_a_photo_of_a_person_steers_to_the_kind_its_variant_guesses(
     files = {"image": ("p.jpg", person.read_bytes(), "image/jpeg")}
 
     def guessing(thing: str, instance: float = 1.5, **fields: str) -> dict:  # 1.5: no photo is taken for its own
-        things = ("cap", "tshirt")
+        things = ("cap", "jacket", "tshirt")
         bias = np.array([1.0 if known == thing else 0.0 for known in things], dtype=np.float32)
-        searcher.kind_guesses["tiny"] = KindGuess(things, np.zeros((dimensions, 2), np.float32), bias, instance)
+        searcher.kind_guesses["tiny"] = KindGuess(things, np.zeros((dimensions, 3), np.float32), bias, instance)
         try:
             return indexed_client.post("/v1/search", files=files, data={"top_k": "12", **fields}).json()
         finally:
@@ -276,6 +276,8 @@ def test_a_photo_of_a_person_steers_to_the_kind_its_variant_guesses(
         assert found["interpreted"] == {"category": kind} and found["region"] is None  # the whole photo, steered
         assert [hit["payload"]["category"] for hit in found["results"]] == [kind] * 6 + [other] * 6
     assert guessing("cap", instance=-1.0)["interpreted"] is None  # its nearest product is taken for its own photo
+    assert guessing("jacket")["interpreted"] is None  # a thing this catalogue has no kind of steers nowhere
+    assert guessing("jacket", garment="upper")["interpreted"] == {"category": "Tshirts"}  # the garment's kinds
     assert guessing("cap", garment="upper")["interpreted"] == {"category": "Tshirts"}  # no cap is worn above
     assert guessing("cap", text="tshirts")["interpreted"] == {"category": "Tshirts"}  # words that name a kind win
     assert guessing("cap", text="red")["interpreted"] == {"colour": "red", "category": "Caps"}

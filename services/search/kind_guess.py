@@ -48,13 +48,13 @@ class KindGuess:
         """Each thing's logit for each photo vector (of unit length, as the head was fitted on)."""
         return np.asarray(vectors, dtype=np.float32) @ self.weights + self.bias
 
-    def kinds(self, vector: np.ndarray, candidates: Collection[str]) -> list[str]:
-        """The candidate kinds (a catalogue's, or its kinds of the garment named) that are the likeliest thing
-        among the things they are; none where the head knows none of them."""
-        present = {kind_thing(kind) for kind in candidates}
-        known = [index for index, thing in enumerate(self.things) if thing in present]
-        if not known:
+    def kinds(self, vector: np.ndarray, candidates: Collection[str], among: Collection[str] | None = None) -> list[str]:
+        """The candidate kinds (a catalogue's, or its kinds of a garment named) of the thing the photo most likely
+        shows, of the things `among` where given (a garment's). None where the catalogue has no kind of that thing:
+        a guess of a thing the catalogue lacks steers nowhere rather than to the next likeliest it has."""
+        allowed = [index for index, thing in enumerate(self.things) if among is None or thing in among]
+        if not allowed:
             return []
         logits = self.scores(vector[None, :] / max(float(np.linalg.norm(vector)), 1e-12))[0]
-        likeliest = self.things[max(known, key=lambda index: logits[index])]
+        likeliest = self.things[max(allowed, key=lambda index: logits[index])]
         return sorted(kind for kind in candidates if kind_thing(kind) == likeliest)

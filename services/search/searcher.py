@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 from PIL import Image
 
-from services.attributes import FIELDS, WEIGHT, Interpreted, garment_kinds, interpret, rerank, shown
+from services.attributes import FIELDS, GARMENT_WORDS, WEIGHT, Interpreted, garment_kinds, interpret, rerank, shown
 from services.embedding import Embedder
 from services.errors import (
     FetchError,
@@ -163,7 +163,7 @@ class Searcher:
         if guess is None or photo is None:
             return named
         if named:
-            return guess.kinds(photo, named) or named
+            return guess.kinds(photo, named, GARMENT_WORDS[query.garment]) or named
         if query.garment is None and self._catalogues_own(variant, photo, guess, query, exclude):
             return []
         return guess.kinds(photo, kinds)
