@@ -3,6 +3,7 @@ results table."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -153,9 +154,32 @@ def train_sketch_command(
         click.echo(f"  {key:<32} {_number(value):>8}   (zero-shot {_number(extra.get('zero_shot', {}).get(key))})")
 
 
+def _people_and_catalogue(command: Callable[..., None]) -> Callable[..., None]:
+    """The options of the stages that learn photos of people: the In-shop folder, the catalogue, and how many of
+    its first apparel products stay untrained for the people-photo bench."""
+    for option in reversed(
+        [
+            click.option(
+                "--inshop", type=click.Path(exists=True, path_type=Path), required=True, help="In-shop folder"
+            ),
+            click.option(
+                "--catalogue", type=click.Path(exists=True, path_type=Path), required=True, help="catalogue CSV/folder"
+            ),
+            click.option(
+                "--bench-products",
+                type=click.IntRange(min=0),
+                default=2500,
+                show_default=True,
+                help="the catalogue's first apparel products, left untrained for the people-photo bench",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
 @click.command(name="train-wearing")
-@click.option("--inshop", type=click.Path(exists=True, path_type=Path), required=True, help="In-shop folder")
-@click.option("--catalogue", type=click.Path(exists=True, path_type=Path), required=True, help="catalogue CSV/folder")
+@_people_and_catalogue
 @click.option("--base", default="effl2-minilm-tuned", show_default=True, help="variant to start from")
 @click.option("--steps", type=int, default=None, help="override the stage's 300 steps")
 @click.option(
@@ -163,13 +187,6 @@ def train_sketch_command(
     type=click.FloatRange(min=0),
     default=None,
     help="override the consistency term's weight (0.3): higher keeps more of the base's instance search",
-)
-@click.option(
-    "--bench-products",
-    type=click.IntRange(min=0),
-    default=2500,
-    show_default=True,
-    help="the catalogue's first apparel products, left untrained for the people-photo bench",
 )
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="default: the packaged wearing alignment")
 def train_wearing_command(
@@ -199,16 +216,8 @@ def train_wearing_command(
 
 
 @click.command(name="train-kind-guess")
-@click.option("--inshop", type=click.Path(exists=True, path_type=Path), required=True, help="In-shop folder")
-@click.option("--catalogue", type=click.Path(exists=True, path_type=Path), required=True, help="catalogue CSV/folder")
+@_people_and_catalogue
 @click.option("--variant", default="effl2-minilm-tuned", show_default=True, help="variant whose photo vectors it reads")
-@click.option(
-    "--bench-products",
-    type=click.IntRange(min=0),
-    default=2500,
-    show_default=True,
-    help="the catalogue's first apparel products, left untrained for the people-photo bench",
-)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="default: the packaged default's kind guess")
 def train_kind_guess_command(
     inshop: Path, catalogue: Path, variant: str, bench_products: int, out: Path | None
