@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +40,20 @@ def test_shipped_registry_lists_default_and_openai_variants() -> None:
     assert registry["RN50/openai"].embedding_dim == 1024
     with pytest.raises(UnknownVariant, match="known: effl2-minilm-tuned, effl2-minilm-wearing, effl0-minilm"):
         registry["nope"]
+
+
+def test_every_file_the_shipped_variants_name_is_packaged_with_them() -> None:
+    """An installed package (the Docker image's `pip install .`) carries only what package-data names."""
+    patterns = tomllib.loads(Path("pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["*"]
+    named = []
+    for variant in Registry.load():
+        named += [path for path in (variant.alignment_path, variant.kind_guess_path, variant.config_path) if path]
+        if variant.alignment_path is not None:
+            named.append(variant.alignment_path.with_suffix(".json"))  # its card
+    assert any(variant.kind_guess_path for variant in Registry.load())
+    for path in named:
+        assert path.is_file(), path
+        assert any(fnmatch.fnmatch(path.name, pattern) for pattern in patterns), f"{path.name}: not in package-data"
 
 
 def test_package_references_resolve_to_installed_model_folder() -> None:
