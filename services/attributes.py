@@ -30,6 +30,22 @@ GARMENT_WORDS: dict[str, frozenset[str]] = {
     "feet": frozenset({"shoe", "sneaker", "trainer", "boot", "sandal", "heel", "flat", "flop", "slipper", "loafer"})
     | frozenset({"moccasin", "pump", "clog", "espadrille", "sock", "flipflop"}),
 }
+# The words other retailers name the same thing by: a kind guessed as a "sweatshirt" is a catalogue's "Hoodies" where
+# it has no kind whose last word is "sweatshirt".
+THING_SYNONYMS: dict[str, frozenset[str]] = {
+    "tshirt": frozenset({"tee", "teeshirt", "polo"}),
+    "top": frozenset({"blouse", "camisole", "tank"}),
+    "sweatshirt": frozenset({"hoodie", "hoody"}),
+    "sweater": frozenset({"jumper", "pullover", "cardigan", "knitwear"}),
+    "jacket": frozenset({"coat", "blazer", "parka", "anorak"}),
+    "waistcoat": frozenset({"gilet"}),
+    "trouser": frozenset({"pant", "chino", "slack"}),
+    "pant": frozenset({"trouser", "chino", "slack", "jogger"}),
+    "jean": frozenset({"denim"}),
+    "legging": frozenset({"jegging"}),
+    "dress": frozenset({"gown", "frock"}),
+}
+_THINGS = frozenset().union(*GARMENT_WORDS.values(), THING_SYNONYMS, *THING_SYNONYMS.values())
 
 Interpreted = dict[str, list[str]]
 
@@ -77,11 +93,14 @@ def garment_kinds(garment: str, kinds: Iterable[str]) -> list[str]:
 
 
 def kind_thing(kind: str) -> str:
-    """A kind's last word (stemmed), the thing it is: "Boot Cut Jeans" are jeans, "Top-Handle Bags" bags, "T-Shirts"
-    (a hyphenated last word is one word) the same as "Tshirts"; sizes and what is in brackets are not words of it
-    ("Capris 3/4", "Shoes (Men)")."""
+    """A kind's last word (stemmed), the thing it is: "Boot Cut Jeans" are jeans, "Top-Handle Bags" bags, "Crop-Tops"
+    tops; a hyphenated last word that is a thing whole is that thing ("T-Shirts" the same as "Tshirts", "Flip-Flops").
+    Sizes and what is in brackets are not words of it ("Capris 3/4", "Shoes (Men)")."""
     last = re.findall(r"[a-z]+(?:-[a-z]+)*", re.sub(r"\([^)]*\)", " ", kind.lower()))
-    return _singular(last[-1].replace("-", "")) if last else ""
+    if not last:
+        return ""
+    whole = _singular(last[-1].replace("-", ""))
+    return whole if whole in _THINGS else _singular(last[-1].split("-")[-1])
 
 
 def agreement(payload: Mapping[str, Any], understood: Interpreted) -> int:

@@ -59,13 +59,10 @@ def test_a_garment_of_a_photo_is_the_catalogues_kinds_worn_there(garment: str, e
 
 def test_a_kinds_thing_is_its_last_word_whatever_the_catalogue_spells_it() -> None:
     assert {kind_thing(kind) for kind in ("T-Shirts", "Tshirts", "Polo T-shirt", "tshirt")} == {"tshirt"}
-    assert [kind_thing(kind) for kind in ("Top-Handle Bags", "Capris 3/4", "Shoes (Men)", "Flip-Flops", "3/4")] == [
-        "bag",
-        "capri",
-        "shoe",
-        "flipflop",
-        "",
-    ]
+    kinds = ("Top-Handle Bags", "Capris 3/4", "Shoes (Men)", "Flip-Flops", "3/4", "Crop-Tops", "Track-Pants")
+    assert [kind_thing(kind) for kind in kinds] == ["bag", "capri", "shoe", "flipflop", "", "top", "pant"]
+    assert garment_kinds("upper", ["Crop-Tops", "Sweat-Shirts"]) == ["Crop-Tops", "Sweat-Shirts"]
+    assert garment_kinds("lower", ["Track-Pants", "Mini-Skirts", "Top-Handle Bags"]) == ["Mini-Skirts", "Track-Pants"]
     assert garment_kinds("feet", ["Flip-Flops", "Flip Flops"]) == ["Flip Flops", "Flip-Flops"]
 
 
