@@ -70,7 +70,7 @@ def main() -> None:
         **{f"always {g}": lambda garment, word, g=g: {"garment": g} for g in GARMENTS},  # else the whole photo
     }
     precision: dict[str, dict[str, list[float]]] = {way: {} for way in ways}
-    held_out: dict[str, list[float]] = {way: [] for way in ways}  # items the wearing stage never trained on
+    held_out: dict[str, dict[str, list[float]]] = {way: {} for way in ways}  # by kind: items no kind was learnt of
     latency: dict[str, list[float]] = {"regions off": [], "regions on": []}
     finder = PoseRegions()
     # each photo's garments found afresh, as on its first search
@@ -92,7 +92,7 @@ def main() -> None:
                 hits = [hit.payload.get("category") in wanted for hit in found.hits] if found else []
                 precision[way].setdefault(folder, []).append(sum(hits) / 10)
                 if person.held_out:
-                    held_out[way].append(sum(hits) / 10)
+                    held_out[way].setdefault(folder, []).append(sum(hits) / 10)
             remembered = searcher.garments
             for label, fresh in afresh.items():
                 searcher.garments = fresh
@@ -128,10 +128,12 @@ def main() -> None:
         every = [value for values in by_kind.values() for value in values]
         result[way] = {
             "P@10": float(np.mean(every)),
-            "P@10_held_out": float(np.mean(held_out[way])),
+            "P@10_held_out": float(np.mean([value for values in held_out[way].values() for value in values])),
             "by_kind": {
                 folder: {
                     "P@10": float(np.mean(values)),
+                    "P@10_held_out": float(np.mean(held_out[way][folder])) if folder in held_out[way] else None,
+                    "held_out_photos": len(held_out[way].get(folder, [])),
                     "base_rate": float(np.isin(kinds, list(PEOPLE_KINDS[folder][1])).mean()),
                 }
                 for folder, values in sorted(by_kind.items())

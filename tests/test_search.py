@@ -265,7 +265,7 @@ def test_a_photo_of_a_person_steers_to_the_kind_its_variant_guesses(
     def guessing(thing: str, instance: float = 1.5, **fields: str) -> dict:  # 1.5: no photo is taken for its own
         things = ("cap", "jacket", "tshirt")
         bias = np.array([1.0 if known == thing else 0.0 for known in things], dtype=np.float32)
-        searcher.kind_guesses["tiny"] = KindGuess(things, np.zeros((dimensions, 3), np.float32), bias, instance)
+        searcher.kind_guesses["tiny"] = KindGuess("tiny", things, np.zeros((dimensions, 3), np.float32), bias, instance)
         try:
             return indexed_client.post("/v1/search", files=files, data={"top_k": "12", **fields}).json()
         finally:
@@ -278,17 +278,32 @@ def test_a_photo_of_a_person_steers_to_the_kind_its_variant_guesses(
     assert guessing("cap", instance=-1.0)["interpreted"] is None  # its nearest product is taken for its own photo
     assert guessing("jacket")["interpreted"] is None  # a thing this catalogue has no kind of steers nowhere
     assert guessing("jacket", garment="upper")["interpreted"] == {"category": "Tshirts"}  # the garment's kinds
+    assert guessing("cap", garment="lower")["interpreted"] is None  # no lower kinds here: not a cap instead
+    assert guessing("cap", box="0,0,100,200")["interpreted"] is None  # a box is the shopper's own part: no guess
     assert guessing("cap", garment="upper")["interpreted"] == {"category": "Tshirts"}  # no cap is worn above
     assert guessing("cap", text="tshirts")["interpreted"] == {"category": "Tshirts"}  # words that name a kind win
     assert guessing("cap", text="red")["interpreted"] == {"colour": "red", "category": "Caps"}
     assert guessing("cap", interpret="false")["interpreted"] is None
     packshot = upload(indexed_catalogue, "blue-square")  # no person: nothing to guess
-    searcher.kind_guesses["tiny"] = KindGuess(("cap",), np.zeros((dimensions, 1), np.float32), np.ones(1), 0.9)
+    searcher.kind_guesses["tiny"] = KindGuess("tiny", ("cap",), np.zeros((dimensions, 1), np.float32), np.ones(1), 0.9)
     try:
         found = indexed_client.post("/v1/search", files=packshot).json()
     finally:
         searcher.kind_guesses.pop("tiny")
     assert found["interpreted"] is None and found["results"][0]["product_id"] == "blue-square"
+
+
+def test_a_kind_guess_reads_the_direction_of_a_photo_vector_and_maps_to_a_catalogues_own_words() -> None:
+    things = ("jacket", "skirt", "sweatshirt", "tshirt")
+    guess = KindGuess("v", things, 5 * np.eye(4, dtype=np.float32), np.zeros(4, np.float32), 0.9)
+    photo = np.array([0.0, 0.0, 3.0, 2.0], dtype=np.float32)  # most like a sweatshirt, then a t-shirt
+    assert guess.kinds(photo, ["Sweatshirts", "Tshirts", "Skirts"]) == ["Sweatshirts"]
+    assert guess.kinds(photo / 100, ["Sweatshirts", "Tshirts"]) == ["Sweatshirts"]  # any length: its direction
+    assert guess.kinds(photo, ["Hoodies", "T-Shirts"]) == ["Hoodies"]  # another catalogue's word for it
+    assert guess.kinds(photo, ["Tees", "Skirts"]) == []  # the likeliest thing is not in this catalogue
+    assert guess.kinds(photo, ["Tees", "Skirts"], among={"tshirt", "skirt"}) == ["Tees"]  # of a garment's things
+    with pytest.raises(ValueError, match="4 things"):
+        KindGuess("v", things, np.eye(3, dtype=np.float32), np.zeros(4, np.float32), 0.9)
 
 
 def test_eval_text_figures_are_the_apis_answers(

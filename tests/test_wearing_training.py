@@ -188,10 +188,19 @@ def test_the_kind_guess_learns_what_photos_of_people_show_and_serves_from_its_fi
     assert result.returncode == 0, result.stderr[-2000:]
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["things"] == ["skirt", "top", "tshirt"] and card["variant"] == "effl0-minilm"
+    assert len(card["cross_validation"]) == 12 and card["chosen"]["people_weight"] in (2, 5, 10, 20)
+    assert (
+        max(card["cross_validation"].values())
+        == card["cross_validation"][f"weight {card['chosen']['people_weight']:g}, C {card['chosen']['c']:g}"]
+    )  # the pair that did best without the half it guessed
     held = [photo for photo in people_photos(inshop) if photo.held_out]
     assert card["metrics"]["people_held_out"] == len(held) > 0
     assert f"{24 - len(held)} photos of people" in card["trained_on"]["inshop"]
     guess = KindGuess.load(out)
+    assert guess.variant == "effl0-minilm"  # a searcher uses it for that variant only
+    data = ("--inshop", str(inshop), "--catalogue", str(catalogue))
+    unnamed = run_stage_cli(tiny_env, "train-kind-guess", *data, "--variant", "effl0-minilm")
+    assert unnamed.returncode != 0 and "'effl0-minilm' names no kind_guess file: give --out" in unnamed.stderr
     model = load_model(Registry.load()["effl0-minilm"], "cpu", runtime="torch")
     vectors, _ = encode_paths(model.encode_images, [photo.path for photo in held], False, "held out")
     catalogue_kinds = ["Skirts", "Tshirts", "Tops", "Caps"]

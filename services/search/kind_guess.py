@@ -1,6 +1,6 @@
-"""The kind of garment a photo of a person most likely shows, guessed from its photo vector by a linear head that
-each variant trains (`stylefinder train-kind-guess`). The photo's look alone puts too few of the garment's kind in
-its top 10 (the pose and the other garments weigh in); the guess steers it as the kind's word would."""
+"""The kind of garment a photo of a person most likely shows, guessed from its photo vector by a linear head fitted
+for one variant (`stylefinder train-kind-guess`). The photo's look alone puts too few of the garment's kind in its
+top 10 (the pose and the other garments weigh in); the guess steers it as the kind's word would."""
 
 from __future__ import annotations
 
@@ -10,23 +10,33 @@ from pathlib import Path
 
 import numpy as np
 
-from services.attributes import kind_thing
+from services.attributes import THING_SYNONYMS, kind_thing
 
 
 @dataclass(frozen=True)
 class KindGuess:
-    # What a garment is, as a kind's last word ("tshirt", "skirt": `kind_thing`), so any catalogue's kinds map to it.
+    variant: str  # whose photo vectors it reads: another tower's vectors mean something else
+    # What a garment is, as a kind's last word ("tshirt", "skirt": `kind_thing`), so a catalogue's kinds map to it.
     things: tuple[str, ...]
     weights: np.ndarray  # (vector dimensions, things)
     bias: np.ndarray  # (things,)
     # A photo whose nearest product is at least this close (cosine) is that product's own photo, or nearly: it
-    # searches for the product, not for a kind.
+    # searches for the product, not for a kind. Set by the trainer for its variant's tower.
     instance: float
+
+    def __post_init__(self) -> None:
+        if (
+            self.weights.ndim != 2
+            or self.weights.shape[1] != len(self.things)
+            or self.bias.shape != (len(self.things),)
+        ):
+            raise ValueError(f"a kind guess of {len(self.things)} things with weights {self.weights.shape}")
 
     @classmethod
     def load(cls, path: Path) -> KindGuess:
         with np.load(path, allow_pickle=False) as saved:
             return cls(
+                str(saved["variant"]),
                 tuple(str(thing) for thing in saved["things"]),
                 saved["weights"].astype(np.float32),
                 saved["bias"].astype(np.float32),
@@ -38,6 +48,7 @@ class KindGuess:
         with path.open("wb") as file:
             np.savez(
                 file,
+                variant=np.array(self.variant),
                 things=np.array(self.things),
                 weights=self.weights,
                 bias=self.bias,
@@ -50,11 +61,14 @@ class KindGuess:
 
     def kinds(self, vector: np.ndarray, candidates: Collection[str], among: Collection[str] | None = None) -> list[str]:
         """The candidate kinds (a catalogue's, or its kinds of a garment named) of the thing the photo most likely
-        shows, of the things `among` where given (a garment's). None where the catalogue has no kind of that thing:
-        a guess of a thing the catalogue lacks steers nowhere rather than to the next likeliest it has."""
+        shows, of the things `among` where given (a garment's): the kinds that are that thing, else those named by
+        a word other retailers use for it (`THING_SYNONYMS`). None where the catalogue has neither: a guess of a
+        thing the catalogue lacks steers nowhere rather than to the next likeliest it has."""
         allowed = [index for index, thing in enumerate(self.things) if among is None or thing in among]
         if not allowed:
             return []
         logits = self.scores(vector[None, :] / max(float(np.linalg.norm(vector)), 1e-12))[0]
         likeliest = self.things[max(allowed, key=lambda index: logits[index])]
-        return sorted(kind for kind in candidates if kind_thing(kind) == likeliest)
+        things = {kind: kind_thing(kind) for kind in candidates}
+        same = [kind for kind, thing in things.items() if thing == likeliest]
+        return sorted(same or [kind for kind, thing in things.items() if thing in THING_SYNONYMS.get(likeliest, ())])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -96,11 +97,13 @@ class Searcher:
                 vectors.append(self.embedder.embed_texts(variant, [query.text])[0])
                 lap("embed")
         exclude = set(query.like) | set(query.unlike)
-        photo = vectors[0] if guess is not None else None  # a guess is of a photo, the first vector
-        worn = [] if "category" in understood else self._worn_kinds(query, variant, vocabulary, guess, photo, exclude)
-        if worn:
-            understood["category"] = worn
-            found.interpreted = shown(understood)
+        if "category" not in understood:  # words that name a kind win
+            worn = self._worn_kinds(query, vocabulary)
+            if guess is not None:  # a guess is of a photo, the first vector
+                worn = self._guessed_kinds(query, variant, guess, vectors[0], vocabulary, worn, exclude) or worn
+            if worn:
+                understood["category"] = worn
+                found.interpreted = shown(understood)
         if query.like or query.unlike:  # SearchRequest holds a photo, a drawing, words or liked products
             vectors = [self._liked(variant, query.like, query.unlike, using, vectors)]
         vector = _normalised(np.mean(vectors, axis=0))
@@ -142,50 +145,50 @@ class Searcher:
             hits = sorted(unique, key=lambda hit: -hit.score)
         return hits[query.offset : wanted]
 
-    def _worn_kinds(
-        self,
-        query: SearchRequest,
-        variant: str,
-        vocabulary: Mapping[str, Sequence[str]],
-        guess: KindGuess | None,
-        photo: np.ndarray | None,
-        exclude: set[str],
-    ) -> list[str]:
-        """The kinds a photo of a person steers to, where the words name none. A garment named: the catalogue's kinds
-        of that garment (a lower garment is no shirt, however like one its crop looks), of those the one the
-        variant's kind guess finds likeliest; of a garment that is no one kind (the full-length region: a dress or a
-        whole outfit), the kind guessed. No garment named: the kind guessed, unless the photo is one of the
-        catalogue's own. The shopper's own kinds (`filters.category`) stand; `interpret` off, none."""
-        if not query.interpret or query.filters.category is not None:
+    def _worn_kinds(self, query: SearchRequest, vocabulary: Mapping[str, Sequence[str]]) -> list[str]:
+        """A garment named steers like its kind in words: the catalogue's kinds of that garment (a lower garment
+        is no shirt, however like one its crop looks). The shopper's own kinds (`filters.category`) stand;
+        `interpret` off, none."""
+        if query.garment is None or not query.interpret or query.filters.category is not None:
             return []
-        kinds = vocabulary.get("category", [])
-        named = garment_kinds(query.garment, kinds) if query.garment is not None else []
-        if guess is None or photo is None:
-            return named
-        if named:
-            return guess.kinds(photo, named, GARMENT_WORDS[query.garment]) or named
-        if query.garment is None and self._catalogues_own(variant, photo, guess, query, exclude):
-            return []
-        return guess.kinds(photo, kinds)
+        return garment_kinds(query.garment, vocabulary.get("category", []))
 
     def _kind_guess(self, query: SearchRequest, variant: str, found: Found) -> KindGuess | None:
-        """The variant's kind guess where it steers: a photo of a person (garments were found on it), searched whole
-        or by a garment named, with no kinds of the shopper's own (`filters.category`) and `interpret` on."""
+        """The variant's kind guess where it may steer: a photo of a person (garments were found on it), searched
+        whole or by a garment named, with no kinds of the shopper's own (`filters.category`) and `interpret` on."""
         if not found.regions or query.box is not None or not query.interpret or query.filters.category is not None:
             return None
         if variant not in self.kind_guesses:
-            path = self.registry[variant].kind_guess_path
-            if path is not None and not path.is_file():
-                log.warning("variant %s: no kind guess at %s (stylefinder train-kind-guess writes it)", variant, path)
-            self.kind_guesses[variant] = KindGuess.load(path) if path is not None and path.is_file() else None
+            self.kind_guesses[variant] = _read_guess(variant, self.registry[variant].kind_guess_path)
         return self.kind_guesses[variant]
+
+    def _guessed_kinds(
+        self,
+        query: SearchRequest,
+        variant: str,
+        guess: KindGuess,
+        photo: np.ndarray,
+        vocabulary: Mapping[str, Sequence[str]],
+        worn: list[str],
+        exclude: set[str],
+    ) -> list[str]:
+        """The kinds the photo is guessed to show: of a garment named, the likeliest of its kinds (`worn`); of the
+        full-length region (a dress or a whole outfit: no one kind) and of a photo with no garment named, the
+        likeliest of the catalogue's, unless the photo is one of the catalogue's own."""
+        if query.garment in GARMENT_WORDS:
+            return guess.kinds(photo, worn, GARMENT_WORDS[query.garment])
+        likely = guess.kinds(photo, vocabulary.get("category", []))
+        if likely and query.garment is None and self._catalogues_own(variant, photo, guess, query, exclude):
+            return []
+        return likely
 
     def _catalogues_own(
         self, variant: str, vector: np.ndarray, guess: KindGuess, query: SearchRequest, exclude: set[str]
     ) -> bool:
         """Whether the photo is (nearly) one of the catalogue's own: a shopper who sends a product's photo wants that
-        product first, whatever kind the guess would steer to (its models wear it: garments are found on it too)."""
-        nearest = self.store.search(variant, vector, 1, query.filters, PHOTO, query.retrieval, exclude)
+        product first, whatever kind the guess would steer to (its models wear it: garments are found on it too).
+        By cosine, whatever `retrieval` the search asked for."""
+        nearest = self.store.search(variant, vector, 1, query.filters, PHOTO, "direct", exclude)
         return bool(nearest) and nearest[0].score >= guess.instance
 
     def _photo_vector(
@@ -278,6 +281,24 @@ class Searcher:
             return liked
         disliked = _normalised(np.mean([vector for product in unlike for vector in stored[product]], axis=0))
         return _normalised(liked + (liked - disliked))
+
+
+def _read_guess(variant: str, path: Path | None) -> KindGuess | None:
+    """The variant's kind guess from its file; none where it names none, or where the file is missing, unreadable or
+    another variant's (said once in the log: searches go on unsteered)."""
+    if path is None:
+        return None
+    try:
+        guess = KindGuess.load(path)
+    except (OSError, KeyError, ValueError) as error:
+        log.error(
+            "variant %s: no kind guess from %s (stylefinder train-kind-guess writes it): %s", variant, path, error
+        )
+        return None
+    if guess.variant != variant:
+        log.error("variant %s: the kind guess at %s is variant %s's; not used", variant, path, guess.variant)
+        return None
+    return guess
 
 
 def _decoded(data: bytes, drawing: bool) -> Image.Image:

@@ -218,21 +218,27 @@ def train_wearing_command(
 @click.command(name="train-kind-guess")
 @_people_and_catalogue
 @click.option("--variant", default="effl2-minilm-tuned", show_default=True, help="variant whose photo vectors it reads")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="default: the packaged default's kind guess")
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="default: the file the variant's kind_guess names"
+)
 def train_kind_guess_command(
-    inshop: Path, catalogue: Path, variant: str, bench_products: int, out: Path | None
+    inshop: Path, catalogue: Path, bench_products: int, variant: str, out: Path | None
 ) -> None:
     """Fit a variant's kind guess (trainer/kind_guess.py): what garment a photo of a person shows, from its photo
     vector; a search of such a photo steers to that kind. A variant serves it once its `kind_guess` names the file."""
-    from trainer.kind_guess import SHIPPED, KindGuessConfig, train_kind_guess
+    from services.models import Registry
+    from trainer.kind_guess import KindGuessConfig, train_kind_guess
 
-    target = out or SHIPPED
+    settings = _settings()
+    target = out or Registry.from_settings(settings)[variant].kind_guess_path
+    if target is None:
+        raise click.UsageError(f"variant {variant!r} names no kind_guess file: give --out")
     card = train_kind_guess(
-        _settings(), variant, inshop, catalogue, target, KindGuessConfig(bench_products=bench_products)
+        settings, variant, inshop, catalogue, target, KindGuessConfig(bench_products=bench_products)
     )
-    click.echo(f"wrote {target} and its card")
-    for key, value in card["metrics"].items():  # type: ignore[union-attr]
-        click.echo(f"  {key:<32} {_number(value):>8}")
+    click.echo(f"wrote {target} and its card; chosen by cross-validation: {card['chosen']}")
+    for key, value in card["metrics"].items():
+        click.echo(f"  {key:<36} {_number(value):>8}")
 
 
 @click.command()
