@@ -24,9 +24,11 @@ WEIGHT = 0.1  # score added per understood attribute an item has (cosine scores 
 GARMENT_WORDS: dict[str, frozenset[str]] = {
     "upper": frozenset({"shirt", "tshirt", "tee", "top", "tank", "blouse", "polo", "sweater", "sweatshirt", "hoodie"})
     | frozenset({"jumper", "pullover", "cardigan", "jacket", "coat", "blazer", "waistcoat", "vest", "gilet"})
-    | frozenset({"kurta", "kurti", "tunic", "camisole", "shrug"}),
+    | frozenset({"kurta", "kurti", "tunic", "camisole", "shrug", "teeshirt", "hoody", "parka", "anorak", "knitwear"}),
     "lower": frozenset({"skirt", "short", "trouser", "jean", "pant", "legging", "jegging", "capri", "chino", "jogger"})
-    | frozenset({"culotte", "palazzo", "salwar", "churidar", "patiala", "dhoti", "tight", "stocking"}),
+    | frozenset(
+        {"culotte", "palazzo", "salwar", "churidar", "patiala", "dhoti", "tight", "stocking", "slack", "denim"}
+    ),
     "feet": frozenset({"shoe", "sneaker", "trainer", "boot", "sandal", "heel", "flat", "flop", "slipper", "loafer"})
     | frozenset({"moccasin", "pump", "clog", "espadrille", "sock", "flipflop"}),
 }
@@ -96,11 +98,10 @@ def kind_thing(kind: str) -> str:
     """A kind's last word (stemmed), the thing it is: "Boot Cut Jeans" are jeans, "Top-Handle Bags" bags, "Crop-Tops"
     tops; a hyphenated last word that is a thing whole is that thing ("T-Shirts" the same as "Tshirts", "Flip-Flops").
     Sizes and what is in brackets are not words of it ("Capris 3/4", "Shoes (Men)")."""
-    last = re.findall(r"[a-z]+(?:-[a-z]+)*", re.sub(r"\([^)]*\)", " ", kind.lower()))
-    if not last:
-        return ""
-    whole = _singular(last[-1].replace("-", ""))
-    return whole if whole in _THINGS else _singular(last[-1].split("-")[-1])
+    tokens = re.findall(r"[a-z0-9]+(?:-[a-z0-9]+)*", re.sub(r"\([^)]*\)", " ", kind.lower()))
+    last = next((token for token in reversed(tokens) if token.replace("-", "").isalpha()), "")
+    whole = _singular(last.replace("-", ""))
+    return whole if whole in _THINGS or not last else _singular(last.split("-")[-1])
 
 
 def agreement(payload: Mapping[str, Any], understood: Interpreted) -> int:

@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from services.attributes import agreement, garment_kinds, interpret, kind_thing, rerank, words
+from services.attributes import (
+    GARMENT_WORDS,
+    THING_SYNONYMS,
+    agreement,
+    garment_kinds,
+    interpret,
+    kind_thing,
+    rerank,
+    words,
+)
 from tests.helpers import indexed_gateway, write_catalogue
 
 VOCABULARY = {
@@ -61,9 +70,21 @@ def test_a_kinds_thing_is_its_last_word_whatever_the_catalogue_spells_it() -> No
     assert {kind_thing(kind) for kind in ("T-Shirts", "Tshirts", "Polo T-shirt", "tshirt")} == {"tshirt"}
     kinds = ("Top-Handle Bags", "Capris 3/4", "Shoes (Men)", "Flip-Flops", "3/4", "Crop-Tops", "Track-Pants")
     assert [kind_thing(kind) for kind in kinds] == ["bag", "capri", "shoe", "flipflop", "", "top", "pant"]
-    assert garment_kinds("upper", ["Crop-Tops", "Sweat-Shirts"]) == ["Crop-Tops", "Sweat-Shirts"]
+    assert kind_thing("Shoes 2in1") == "shoe" and kind_thing("Tee-Shirts") == "teeshirt"
+    assert garment_kinds("upper", ["Crop-Tops", "Sweat-Shirts", "Tee-Shirts"]) == [
+        "Crop-Tops",
+        "Sweat-Shirts",
+        "Tee-Shirts",
+    ]
     assert garment_kinds("lower", ["Track-Pants", "Mini-Skirts", "Top-Handle Bags"]) == ["Mini-Skirts", "Track-Pants"]
     assert garment_kinds("feet", ["Flip-Flops", "Flip Flops"]) == ["Flip Flops", "Flip-Flops"]
+
+
+def test_another_retailers_word_for_a_thing_is_worn_where_the_thing_is() -> None:
+    for thing, others in THING_SYNONYMS.items():
+        worn = {garment for garment, named in GARMENT_WORDS.items() if thing in named}
+        for other in others:  # a guess may steer to it: naming the garment must reach it too
+            assert {garment for garment, named in GARMENT_WORDS.items() if other in named} == worn, (thing, other)
 
 
 def test_soft_filters_lift_matching_items_without_dropping_the_rest() -> None:

@@ -293,6 +293,33 @@ def test_a_photo_of_a_person_steers_to_the_kind_its_variant_guesses(
     assert found["interpreted"] is None and found["results"][0]["product_id"] == "blue-square"
 
 
+def test_a_kind_guess_file_that_cannot_serve_its_variant_fails_no_search(
+    indexed_client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Cut short, another variant's or missing: searches of photos of people go on unsteered, and it is said once."""
+    searcher = indexed_client.app.state.runtime.searcher
+    dimensions = searcher.embedder.embed_texts("tiny", ["a cap"]).shape[1]
+    person = next(shared_data("inshop_pairs", "img", "WOMEN", "Skirts").glob("*/*front*.jpg"))
+    files = {"image": ("p.jpg", person.read_bytes(), "image/jpeg")}
+    others = tmp_path / "other.npz"
+    KindGuess("other", ("cap",), np.zeros((dimensions, 1), np.float32), np.ones(1, np.float32), 1.5).save(others)
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(others.read_bytes()[:100])
+    for path in (cut, others, tmp_path / "missing.npz"):
+        monkeypatch.setattr(searcher.registry["tiny"], "kind_guess", str(path))
+        searcher.kind_guesses.pop("tiny", None)
+        caplog.clear()
+        for _ in range(2):
+            response = indexed_client.post("/v1/search", files=files)
+            assert response.status_code == 200 and response.json()["interpreted"] is None, response.text
+        assert [record.levelname for record in caplog.records if "kind guess" in record.getMessage()] == ["ERROR"]
+    KindGuess("tiny", ("cap",), np.zeros((dimensions, 1), np.float32), np.ones(1, np.float32), 1.5).save(others)
+    monkeypatch.setattr(searcher.registry["tiny"], "kind_guess", str(others))
+    searcher.kind_guesses.pop("tiny")
+    assert indexed_client.post("/v1/search", files=files).json()["interpreted"] == {"category": "Caps"}  # its own
+    searcher.kind_guesses.pop("tiny")
+
+
 def test_a_kind_guess_reads_the_direction_of_a_photo_vector_and_maps_to_a_catalogues_own_words() -> None:
     things = ("jacket", "skirt", "sweatshirt", "tshirt")
     guess = KindGuess("v", things, 5 * np.eye(4, dtype=np.float32), np.zeros(4, np.float32), 0.9)

@@ -44,8 +44,10 @@ class KindGuess:
             )
 
     def save(self, path: Path) -> None:
+        """Written beside, then moved over the old file: a server reading it never sees half of one."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("wb") as file:
+        partial = path.with_name(path.name + ".partial")
+        with partial.open("wb") as file:
             np.savez(
                 file,
                 variant=np.array(self.variant),
@@ -54,6 +56,7 @@ class KindGuess:
                 bias=self.bias,
                 instance=np.float32(self.instance),
             )
+        partial.replace(path)
 
     def scores(self, vectors: np.ndarray) -> np.ndarray:
         """Each thing's logit for each photo vector (of unit length, as the head was fitted on)."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -22,7 +21,7 @@ from services.errors import (
     TransientFetchError,
 )
 from services.images import MAX_ASPECT, Fetcher, decode_image, normalise_sketch, shown_size
-from services.models import Registry
+from services.models import Registry, Variant
 from services.regions import Region, RegionFinder, clip_box, scaled
 from services.search.garments import Garments
 from services.search.kind_guess import KindGuess
@@ -159,7 +158,7 @@ class Searcher:
         if not found.regions or query.box is not None or not query.interpret or query.filters.category is not None:
             return None
         if variant not in self.kind_guesses:
-            self.kind_guesses[variant] = _read_guess(variant, self.registry[variant].kind_guess_path)
+            self.kind_guesses[variant] = _read_guess(self.registry[variant])
         return self.kind_guesses[variant]
 
     def _guessed_kinds(
@@ -283,20 +282,21 @@ class Searcher:
         return _normalised(liked + (liked - disliked))
 
 
-def _read_guess(variant: str, path: Path | None) -> KindGuess | None:
-    """The variant's kind guess from its file; none where it names none, or where the file is missing, unreadable or
-    another variant's (said once in the log: searches go on unsteered)."""
+def _read_guess(variant: Variant) -> KindGuess | None:
+    """The variant's kind guess from its file; none where it names none, or where the file is missing, unreadable,
+    another variant's or of another width (said once in the log: searches go on unsteered)."""
+    path = variant.kind_guess_path
     if path is None:
         return None
     try:
         guess = KindGuess.load(path)
-    except (OSError, KeyError, ValueError) as error:
-        log.error(
-            "variant %s: no kind guess from %s (stylefinder train-kind-guess writes it): %s", variant, path, error
-        )
+    except Exception as error:  # whatever a missing, cut or foreign file raises, no search fails for it
+        log.error("variant %s: no kind guess from %s (train-kind-guess writes it): %r", variant.name, path, error)
         return None
-    if guess.variant != variant:
-        log.error("variant %s: the kind guess at %s is variant %s's; not used", variant, path, guess.variant)
+    if guess.variant != variant.name or guess.weights.shape[0] != variant.embedding_dim:
+        log.error(
+            "variant %s: the kind guess at %s is for variant %s's vectors; not used", variant.name, path, guess.variant
+        )
         return None
     return guess
 
