@@ -81,9 +81,9 @@ class _Examples:
         for vector, photo, cropped, kept in zip(self.vectors, self.photos, self.cropped, keep, strict=True):
             if kept:
                 among = GARMENT_WORDS.get(photo.garment) if cropped else None
-                likeliest = guess.kinds(vector, guess.things, among)
+                guessed = guess.kinds(vector, guess.things, among)  # the head's own things: the likeliest alone
                 worn = {kind_thing(kind) for kind in photo.kinds}
-                found["crop" if cropped else "whole"].append(bool(likeliest) and set(likeliest) <= worn)
+                found["crop" if cropped else "whole"].append(bool(guessed) and set(guessed) <= worn)
         return {way: float(np.mean(hits)) for way, hits in found.items() if hits}
 
 

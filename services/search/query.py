@@ -117,6 +117,12 @@ class SearchRequest(BaseModel):
     def has_image(self) -> bool:
         return bool(self.image_url or self.image_base64)
 
+    @property
+    def steers_kinds(self) -> bool:
+        """Whether a garment named or a kind guessed may steer: `interpret` on and no kinds of the shopper's own
+        (`filters.category`)."""
+        return self.interpret and self.filters.category is None
+
     def kind(self, uploaded: bool = False) -> str:
         """What the query holds, e.g. "photo+text" (metrics count searches by it): photo or sketch, text, like."""
         parts = []

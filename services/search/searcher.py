@@ -148,14 +148,14 @@ class Searcher:
         """A garment named steers like its kind in words: the catalogue's kinds of that garment (a lower garment
         is no shirt, however like one its crop looks). The shopper's own kinds (`filters.category`) stand;
         `interpret` off, none."""
-        if query.garment is None or not query.interpret or query.filters.category is not None:
+        if query.garment is None or not query.steers_kinds:
             return []
         return garment_kinds(query.garment, vocabulary.get("category", []))
 
     def _kind_guess(self, query: SearchRequest, variant: str, found: Found) -> KindGuess | None:
         """The variant's kind guess where it may steer: a photo of a person (garments were found on it), searched
         whole or by a garment named, with no kinds of the shopper's own (`filters.category`) and `interpret` on."""
-        if not found.regions or query.box is not None or not query.interpret or query.filters.category is not None:
+        if not found.regions or query.box is not None or not query.steers_kinds:
             return None
         if variant not in self.kind_guesses:
             self.kind_guesses[variant] = _read_guess(self.registry[variant])
