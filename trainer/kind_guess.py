@@ -2,7 +2,10 @@
 what the garment is (a kind's last word: "tshirt", "skirt"), fitted on the catalogue's apparel photos and the In-shop
 photos of people of the items the trainer's test split does not hold out, whole and cropped to the garment they wear
 (each weighed as several products: they are few, and they are what the guess is for; how many, and the penalty, by
-cross-validation over those items). The tower is left as it is, so nothing it served before changes.
+cross-validation over those items). To the head's logits it adds, weighed likewise, each thing's cosine to the
+variant's own text vector of the catalogue's kind names for it (what those words would find): packshots alone place
+photos of people poorly, and the words' reading of them is another view. The sum is again linear in the photo vector:
+the file holds it as one head. The tower is left as it is, so nothing it served before changes.
 
 Nothing the figures are measured on trains: the same held-out In-shop items, the catalogue's held-out share and its
 first `bench_products` apparel products as the wearing stage (`worn_training_data`).
@@ -15,7 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,8 @@ class KindGuessConfig:
     # (two-fold cross-validation by item: the held-out items choose nothing):
     people_weights: tuple[float, ...] = (2.0, 5.0, 10.0, 20.0)  # a photo of a person weighs as this many products
     cs: tuple[float, ...] = (1.0, 3.0, 10.0)  # inverse strength of the L2 penalty, as scikit-learn's C
+    # How much each thing's cosine to the words for it adds to its logit (0 first: on a tie, the head alone).
+    word_weights: tuple[float, ...] = (0.0, 5.0, 10.0, 15.0, 20.0)
     # The cosine from which a photo's nearest product is taken for its own photo; the card records how near the
     # photos of people come to the products it trained on (on the default: 0.78 at most; a product's own photo is 1).
     instance: float = 0.9
@@ -73,6 +78,11 @@ class _Examples:
             np.concatenate(rows), np.array(labels), np.concatenate(weights), len(things), c, iterations
         )
         return KindGuess("", tuple(things), matrix, bias, 0.0)
+
+    @staticmethod
+    def with_words(head: KindGuess, words: np.ndarray, weight: float) -> KindGuess:
+        """The head with each thing's cosine to its words (`words`: a unit vector a thing) added to its logit."""
+        return replace(head, weights=(head.weights + weight * words.T).astype(np.float32))
 
     def right(self, guess: KindGuess, keep: Sequence[bool]) -> dict[str, float]:
         """How often the guess is right: on whole photos of any thing, on crops of the garment's things (as a search
@@ -135,12 +145,17 @@ def train_kind_guess(
     finally:
         if finder is not None:
             finder.close()
-    things = sorted({*trained.product_things, *(kind_thing(k) for p in people for k in p.kinds)})
+    named = _kind_names([r["articleType"] for r in products] + [kind for p in people for kind in p.kinds])
+    things = sorted(named)
+    words = _unit(np.stack([_unit(loaded.encode_texts(named[thing])).mean(axis=0) for thing in things]))
     folds = [in_split(photo.item, 0.5, "kind-guess-folds") for photo in trained.photos]
-    pairs = list(itertools.product(config.people_weights, config.cs))
-    tried = {pair: _cross_validated(trained, folds, things, *pair, config.iterations) for pair in pairs}
-    weight, c = max(pairs, key=tried.__getitem__)
-    fitted = trained.fit([True] * len(trained.photos), things, weight, c, config.iterations)
+    tried: dict[tuple[float, float, float], float] = {}
+    for weight, c in itertools.product(config.people_weights, config.cs):
+        scores = _cross_validated(trained, folds, things, words, weight, c, config.word_weights, config.iterations)
+        tried |= {(weight, c, word_weight): score for word_weight, score in scores.items()}
+    weight, c, word_weight = max(tried, key=tried.__getitem__)
+    head = trained.fit([True] * len(trained.photos), things, weight, c, config.iterations)
+    fitted = _Examples.with_words(head, words, word_weight)
     guess = KindGuess(variant, fitted.things, fitted.weights, fitted.bias, config.instance)
     guess.save(out)
     nearest = [float((e.vectors @ e.product_vectors.T).max()) for e in (trained, held_out) if e and len(e.vectors)]
@@ -155,8 +170,11 @@ def train_kind_guess(
         "what": "a linear head over the variant's photo vectors: what garment a photo of a person shows",
         "things": list(things),
         "config": asdict(config),
-        "chosen": {"people_weight": weight, "c": c},
-        "cross_validation": {f"weight {w:g}, C {strength:g}": score for (w, strength), score in tried.items()},
+        "words": {thing: named[thing] for thing in things},
+        "chosen": {"people_weight": weight, "c": c, "word_weight": word_weight},
+        "cross_validation": {
+            f"weight {w:g}, C {strength:g}, words {by:g}": score for (w, strength, by), score in tried.items()
+        },
         "trained_on": {
             dataset_name(inshop): (
                 f"{len(people)} photos of people of the items its test split does not hold out, whole, and "
@@ -175,15 +193,33 @@ def train_kind_guess(
 
 
 def _cross_validated(
-    examples: _Examples, folds: list[bool], things: list[str], weight: float, c: float, iterations: int
-) -> float:
-    """The share of guesses right on each half of the trained items' photos of people, fitted without that half
-    (whole photos and crops alike)."""
-    scores = []
+    examples: _Examples,
+    folds: list[bool],
+    things: list[str],
+    words: np.ndarray,
+    weight: float,
+    c: float,
+    word_weights: Sequence[float],
+    iterations: int,
+) -> dict[float, float]:
+    """For each weight of the words, the share of guesses right on each half of the trained items' photos of people
+    (whole photos and crops alike), the head fitted without that half."""
+    scores: dict[float, list[float]] = {word_weight: [] for word_weight in word_weights}
     for side in (True, False):
-        guess = examples.fit([fold != side for fold in folds], things, weight, c, iterations)
-        scores += examples.right(guess, [fold == side for fold in folds]).values()
-    return float(np.mean(scores))
+        head = examples.fit([fold != side for fold in folds], things, weight, c, iterations)
+        for word_weight, right in scores.items():
+            guess = _Examples.with_words(head, words, word_weight)
+            right += examples.right(guess, [fold == side for fold in folds]).values()
+    return {word_weight: float(np.mean(right)) for word_weight, right in scores.items()}
+
+
+def _kind_names(kinds: Sequence[str]) -> dict[str, list[str]]:
+    """Each thing and the kind names that are it ("tshirt": ["Tshirts"]), as the catalogue and In-shop's folders
+    name them: the words embedded for it."""
+    named: dict[str, set[str]] = {}
+    for kind in kinds:
+        named.setdefault(kind_thing(kind), set()).add(kind)
+    return {thing: sorted(names) for thing, names in named.items()}
 
 
 def _examples(
