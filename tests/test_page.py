@@ -24,7 +24,7 @@ from services.settings import Settings
 from tests.helpers import COLOURS, encode, make_settings, photo, photo_server, served, shared_data
 
 PAGE_SIZE = 12  # results per page on the shopper's page
-SHOP_SLICE = 30  # products of each master category in the real-model catalogue
+SHOP_SLICE = 30  # products of each master category in the real-model catalogue (of apparel, 17 Tshirts)
 
 
 @pytest.fixture(scope="module")
@@ -428,6 +428,34 @@ def test_a_shoe_drawn_with_the_mouse_finds_footwear(browser: Browser, shop_gatew
         footwear.append(found.count("Footwear"))
     context.close()
     assert sum(footwear) >= 0.75 * 3 * PAGE_SIZE, footwear  # a third of the catalogue slice is footwear
+
+
+def test_a_kind_guessed_from_a_photo_of_a_person_says_so_and_its_chip_takes_it_back(
+    browser: Browser, shop_gateway: str
+) -> None:
+    """The default's kind guess, on photos of people: its chip says it was guessed from the photo (no words said
+    it); removing it searches the photo unsteered, and the next photo is guessed again."""
+    context = browser.new_context(base_url=shop_gateway)
+    shop = context.new_page()
+    shop.goto("/")
+    people = sorted(shared_data("inshop_pairs", "img").glob("*/*Tees*/*/*front.jpg"))[:4]  # people in t-shirts
+    steered = []
+    for person in people:
+        with shop.expect_response("**/v1/search") as answer:
+            shop.get_by_label("Choose a photo").set_input_files(person)
+        found = answer.value.json()
+        if found["guessed"]:
+            steered.append(person)
+            assert found["guessed"] == ["category"]
+            chip = f"Guessed category from your photo: {found['interpreted']['category']}"
+            expect(shop.get_by_text(chip)).to_be_visible()
+            expect(shop.get_by_text("Understood category:")).to_have_count(0)
+            with shop.expect_response("**/v1/search") as answer:
+                shop.get_by_role("button", name=f"Remove {chip}").click()
+            assert answer.value.json()["interpreted"] is None and answer.value.json()["guessed"] == []
+            expect(shop.get_by_text("Guessed category from your photo:")).to_have_count(0)
+    context.close()
+    assert len(steered) >= 2, steered  # the photo after a guess taken back was guessed again
 
 
 def public_key(gateway: str) -> str:

@@ -274,15 +274,20 @@ def test_a_photo_of_a_person_steers_to_the_kind_its_variant_guesses(
     for thing, kind, other in (("cap", "Caps", "Tshirts"), ("tshirt", "Tshirts", "Caps")):
         found = guessing(thing)
         assert found["interpreted"] == {"category": kind} and found["region"] is None  # the whole photo, steered
+        assert found["guessed"] == ["category"]  # from the photo, not from words
         assert [hit["payload"]["category"] for hit in found["results"]] == [kind] * 6 + [other] * 6
     assert guessing("cap", instance=-1.0)["interpreted"] is None  # its nearest product is taken for its own photo
     assert guessing("jacket")["interpreted"] is None  # a thing this catalogue has no kind of steers nowhere
-    assert guessing("jacket", garment="upper")["interpreted"] == {"category": "Tshirts"}  # the garment's kinds
+    upper = guessing("jacket", garment="upper")
+    assert upper["interpreted"] == {"category": "Tshirts"} and upper["guessed"] == []  # the garment's kinds, picked
     assert guessing("cap", garment="lower")["interpreted"] is None  # no lower kinds here: not a cap instead
     assert guessing("cap", box="0,0,100,200")["interpreted"] is None  # a box is the shopper's own part: no guess
     assert guessing("cap", garment="upper")["interpreted"] == {"category": "Tshirts"}  # no cap is worn above
-    assert guessing("cap", text="tshirts")["interpreted"] == {"category": "Tshirts"}  # words that name a kind win
-    assert guessing("cap", text="red")["interpreted"] == {"colour": "red", "category": "Caps"}
+    assert guessing("tshirt", garment="upper")["guessed"] == ["category"]  # of the garment's kinds, the one guessed
+    worded = guessing("cap", text="tshirts")
+    assert worded["interpreted"] == {"category": "Tshirts"} and worded["guessed"] == []  # words that name a kind win
+    red = guessing("cap", text="red")
+    assert red["interpreted"] == {"colour": "red", "category": "Caps"} and red["guessed"] == ["category"]
     assert guessing("cap", interpret="false")["interpreted"] is None
     packshot = upload(indexed_catalogue, "blue-square")  # no person: nothing to guess
     searcher.kind_guesses["tiny"] = KindGuess("tiny", ("cap",), np.zeros((dimensions, 1), np.float32), np.ones(1), 0.9)

@@ -137,12 +137,14 @@ class SearchRequest(BaseModel):
 
 @dataclass
 class Found:
-    """Ranked products, with what the search understood: the words' attributes, the regions of a photo of a
-    person and the one searched, and where the time went (milliseconds by step)."""
+    """Ranked products, with what the search understood: the words' attributes (and which of them were guessed from
+    a photo of a person instead), the regions of such a photo and the one searched, and where the time went
+    (milliseconds by step)."""
 
     hits: list[Hit]
     variant: str
     interpreted: dict[str, str | list[str]] | None = None
+    guessed: list[str] = field(default_factory=list)  # fields of `interpreted` the photo's kind guess set, unsaid
     regions: list[Region] = field(default_factory=list)
     region: Region | None = None
     timings: dict[str, float] = field(default_factory=dict)

@@ -99,7 +99,8 @@ class Searcher:
         if "category" not in understood:  # words that name a kind win
             worn = self._worn_kinds(query, vocabulary)
             if guess is not None:  # a guess is of a photo, the first vector
-                worn = self._guessed_kinds(query, variant, guess, vectors[0], vocabulary, worn, exclude) or worn
+                guessed = self._guessed_kinds(query, variant, guess, vectors[0], vocabulary, worn, exclude)
+                worn, found.guessed = (guessed, ["category"]) if guessed else (worn, [])
             if worn:
                 understood["category"] = worn
                 found.interpreted = shown(understood)

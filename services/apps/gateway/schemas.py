@@ -38,6 +38,11 @@ class SearchResponse(BaseModel):
         description="the catalogue attributes the words were understood as, a garment named as its kinds, and the "
         "kind guessed for a photo of a person",
     )
+    guessed: list[str] = Field(
+        default_factory=list,
+        description="the fields of `interpreted` guessed from a photo of a person (its kind), not said in words: "
+        '"interpret": false takes the guess back',
+    )
     regions: list[RegionOut] = Field(
         default_factory=list, description="photos of a person: the garments found, largest first"
     )

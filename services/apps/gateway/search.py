@@ -110,6 +110,7 @@ async def search(request: Request, rt: Rt) -> Response:
         variant=variant,
         took_ms=(time.perf_counter() - started) * 1000,
         interpreted=found.interpreted,
+        guessed=found.guessed,
         regions=[RegionOut.of(region) for region in found.regions],
         region=RegionOut.of(found.region) if found.region else None,
     )

@@ -118,20 +118,26 @@ function paint(answer, append) {
     status(`${shown} results from ${answer.variant} in ${Math.round(answer.took_ms)} ms.`);
   }
   if (!append) {
-    showTerms(answer.interpreted || {});
+    showTerms(answer.interpreted || {}, answer.guessed || []);
     if (state.photo) photo.regions(answer.regions, answer.region);
   }
 }
 
 // ---- the chips of what is searched: each one removes itself
 
-function showTerms(interpreted) {
+function showTerms(interpreted, guessed) {
   const chips = [];
   for (const [field, value] of Object.entries(interpreted)) {
     // one chip a field: a garment picked on a photo of a person is every kind of that garment the catalogue has
     const values = [].concat(value);
     const named = values.length > 3 ? `${values.slice(0, 3).join(", ")} and ${values.length - 3} more` : values.join(", ");
-    chips.push(chip(`Understood ${fieldName(field).toLowerCase()}: ${named}`, () => forgetUnderstood(values.join(" "))));
+    const what = fieldName(field).toLowerCase();
+    if (guessed.includes(field)) {
+      // no words said it: the search guessed it from the photo; taking it back searches the photo unsteered
+      chips.push(chip(`Guessed ${what} from your photo: ${named}`, () => { state.interpret = false; run(); }));
+    } else {
+      chips.push(chip(`Understood ${what}: ${named}`, () => forgetUnderstood(values.join(" "))));
+    }
   }
   if (state.photo) chips.push(chip("Your photo", () => clearPhoto()));
   if (state.drawing) chips.push(chip("Your drawing", () => { state.drawing = null; run(); }));
@@ -185,10 +191,11 @@ function dropFilter(field, value) {
 
 // ---- what the shopper sends
 
-/** A new photo or drawing starts a new query: the words and filters stay; the old picture, the part of it
- * searched and the products liked or not go. `shown` and `caption` are what the photo beside the results shows. */
+/** A new photo or drawing starts a new query: the words and filters stay (interpreted again, and the new photo's
+ * kind guessed, even after a chip took that back); the old picture, the part of it searched and the products liked
+ * or not go. `shown` and `caption` are what the photo beside the results shows. */
 function searchPicture({ photo: picked = null, drawing = null }, shown = null, caption = null) {
-  Object.assign(state, { photo: picked, drawing, choice: {}, like: [], unlike: [] });
+  Object.assign(state, { photo: picked, drawing, choice: {}, like: [], unlike: [], interpret: true });
   photo.show(shown, caption);
   run();
 }
