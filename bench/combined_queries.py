@@ -1,9 +1,10 @@
 """Words with a photo, and more like this, through the API's search function over Myntra's apparel packshots:
 
 - photo + "<colour>": a packshot of one colour searched with another colour's name: P@10 of the named colour,
-  and how often the top result of that colour is of the photo's own kind (the photo still orders the results);
+  and how often the top result of that colour is of the photo's own kind (the photo still orders the results),
+  beside how often a product of that colour drawn at random would be;
 - photo + "<kind>": likewise with another kind's name: P@10 of the named kind, and how often the top result
-  shares the photo's colour;
+  shares the photo's colour (and a random product of that kind would);
 - like: each sampled product liked: P@10 of its kind against the kind's base rate; liked products never returned.
 
     .venv/bin/python -m bench.combined_queries [--catalogue-limit 2500] [--queries 60] [--variant V]
@@ -50,7 +51,7 @@ def main() -> None:
     with catalogue_searcher(model, items, vectors) as searcher:
 
         def steered(field: str, choices: list[str], look: str) -> dict[str, float]:
-            named, same_look = [], []
+            named, same_look, chance = [], [], []
             for item in sample:
                 other = [value for value in choices if value != getattr(item, field)]
                 words = other[int(rng.integers(len(other)))]
@@ -60,9 +61,16 @@ def main() -> None:
                 named.append(sum(hit.payload.get(field) == words for hit in found) / 10)
                 first = next((hit for hit in found if hit.payload.get(field) == words), None)
                 same_look.append(first is not None and first.payload.get(look) == getattr(item, look))
+                pool = [
+                    getattr(product, look) == getattr(item, look)
+                    for product in items
+                    if getattr(product, field) == words
+                ]
+                chance.append(float(np.mean(pool)))
             return {
                 f"P@10 of the named {field}": float(np.mean(named)),
                 f"top one shares the photo's {look}": float(np.mean(same_look)),
+                f"a random product of the named {field} shares it": float(np.mean(chance)),
             }
 
         result["photo + another colour's name"] = steered("colour", common_colours, "category")
