@@ -24,11 +24,11 @@ WEIGHT = 0.1  # score added per understood attribute an item has (cosine scores 
 GARMENT_WORDS: dict[str, frozenset[str]] = {
     "upper": frozenset({"shirt", "tshirt", "tee", "top", "tank", "blouse", "polo", "sweater", "sweatshirt", "hoodie"})
     | frozenset({"jumper", "pullover", "cardigan", "jacket", "coat", "blazer", "waistcoat", "vest", "gilet"})
-    | frozenset({"kurta", "kurti", "tunic", "camisole", "shrug", "teeshirt", "hoody", "parka", "anorak", "knitwear"}),
+    | frozenset({"kurta", "kurti", "tunic", "camisole", "shrug", "teeshirt", "hoody", "parka", "anorak", "knitwear"})
+    | frozenset({"outerwear", "knit"}),
     "lower": frozenset({"skirt", "short", "trouser", "jean", "pant", "legging", "jegging", "capri", "chino", "jogger"})
-    | frozenset(
-        {"culotte", "palazzo", "salwar", "churidar", "patiala", "dhoti", "tight", "stocking", "slack", "denim"}
-    ),
+    | frozenset({"culotte", "palazzo", "salwar", "churidar", "patiala", "dhoti", "tight", "stocking", "slack", "denim"})
+    | frozenset({"sweatpant", "cargo"}),
     "feet": frozenset({"shoe", "sneaker", "trainer", "boot", "sandal", "heel", "flat", "flop", "slipper", "loafer"})
     | frozenset({"moccasin", "pump", "clog", "espadrille", "sock", "flipflop"}),
 }
@@ -38,11 +38,11 @@ THING_SYNONYMS: dict[str, frozenset[str]] = {
     "tshirt": frozenset({"tee", "teeshirt", "polo"}),
     "top": frozenset({"blouse", "camisole", "tank"}),
     "sweatshirt": frozenset({"hoodie", "hoody"}),
-    "sweater": frozenset({"jumper", "pullover", "cardigan", "knitwear"}),
-    "jacket": frozenset({"coat", "blazer", "parka", "anorak"}),
+    "sweater": frozenset({"jumper", "pullover", "cardigan", "knitwear", "knit"}),
+    "jacket": frozenset({"coat", "blazer", "parka", "anorak", "outerwear"}),
     "waistcoat": frozenset({"gilet"}),
-    "trouser": frozenset({"pant", "chino", "slack"}),
-    "pant": frozenset({"trouser", "chino", "slack", "jogger"}),
+    "trouser": frozenset({"pant", "chino", "slack", "cargo"}),
+    "pant": frozenset({"trouser", "chino", "slack", "jogger", "sweatpant", "cargo"}),
     "jean": frozenset({"denim"}),
     "legging": frozenset({"jegging"}),
     "dress": frozenset({"gown", "frock"}),
@@ -91,7 +91,14 @@ def garment_kinds(garment: str, kinds: Iterable[str]) -> list[str]:
     """The catalogue's kinds (its category values) that are the garment: what a shopper who picks the garment
     of a photo of a person wants, whatever else the photo shows. None for a garment that is no one kind."""
     named = GARMENT_WORDS.get(garment, frozenset())
-    return sorted(kind for kind in kinds if kind_thing(kind) in named)
+    return sorted(kind for kind in kinds if kind_things(kind) & named)
+
+
+def kind_things(kind: str) -> frozenset[str]:
+    """The things a kind is: one (`kind_thing`), or each of those it lists ("Coats & Jackets", "Tops and Tees",
+    "Jumpers/Cardigans", as other retailers name their kinds)."""
+    parts = re.split(r"\s*(?:&|\+|,|\band\b|/(?=\s*[^\W\d]))\s*", kind, flags=re.IGNORECASE)
+    return frozenset(thing for part in parts if (thing := kind_thing(part)))
 
 
 def kind_thing(kind: str) -> str:

@@ -15,6 +15,7 @@ from services.attributes import (
     garment_kinds,
     interpret,
     kind_thing,
+    kind_things,
     rerank,
     words,
 )
@@ -78,6 +79,21 @@ def test_a_kinds_thing_is_its_last_word_whatever_the_catalogue_spells_it() -> No
     ]
     assert garment_kinds("lower", ["Track-Pants", "Mini-Skirts", "Top-Handle Bags"]) == ["Mini-Skirts", "Track-Pants"]
     assert garment_kinds("feet", ["Flip-Flops", "Flip Flops"]) == ["Flip Flops", "Flip-Flops"]
+
+
+def test_a_kind_that_lists_several_things_is_each_of_them() -> None:
+    assert kind_things("Coats & Jackets") == {"coat", "jacket"} and kind_things("Tops and Tees") == {"top", "tee"}
+    assert kind_things("Jumpers/Cardigans") == {"jumper", "cardigan"} and kind_things("T-Shirts, Vests") == {
+        "tshirt",
+        "vest",
+    }
+    assert kind_things("Capris 3/4") == {"capri"} and kind_things("Shoes (Men)") == {"shoe"}  # a size: one thing
+    assert kind_things("Brandy") == {"brandy"} and kind_things("---") == frozenset()  # "and" inside a word: none
+    kinds = ["Coats & Jackets", "Trousers & Leggings", "Hoodies + Sweatshirts", "Socks & Tights", "Bags & Purses"]
+    assert garment_kinds("upper", kinds) == ["Coats & Jackets", "Hoodies + Sweatshirts"]
+    assert garment_kinds("lower", kinds) == ["Socks & Tights", "Trousers & Leggings"]
+    assert garment_kinds("lower", ["Sweatpants", "Cargos", "Outerwear"]) == ["Cargos", "Sweatpants"]
+    assert garment_kinds("upper", ["Sweatpants", "Knits", "Outerwear"]) == ["Knits", "Outerwear"]
 
 
 def test_another_retailers_word_for_a_thing_is_worn_where_the_thing_is() -> None:

@@ -334,6 +334,11 @@ def test_a_kind_guess_reads_the_direction_of_a_photo_vector_and_maps_to_a_catalo
     assert guess.kinds(photo, ["Hoodies", "T-Shirts"]) == ["Hoodies"]  # another catalogue's word for it
     assert guess.kinds(photo, ["Tees", "Skirts"]) == []  # the likeliest thing is not in this catalogue
     assert guess.kinds(photo, ["Tees", "Skirts"], among={"tshirt", "skirt"}) == ["Tees"]  # of a garment's things
+    # a kind that lists several things is each of them
+    listed = ["Hoodies & Sweatshirts", "Tops and Tees", "Coats/Jackets", "Skirts"]
+    assert guess.kinds(photo, listed) == ["Hoodies & Sweatshirts"]
+    assert guess.kinds(photo, listed, among={"tshirt", "jacket"}) == ["Tops and Tees"]  # by another word for it
+    assert guess.kinds(np.array([9.0, 0, 0, 0], np.float32), listed) == ["Coats/Jackets"]
     with pytest.raises(ValueError, match="4 things"):
         KindGuess("v", things, np.eye(3, dtype=np.float32), np.zeros(4, np.float32), 0.9)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from services.attributes import THING_SYNONYMS, kind_thing
+from services.attributes import THING_SYNONYMS, kind_things
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,8 @@ class KindGuess:
             return []
         logits = self.scores(vector[None, :] / max(float(np.linalg.norm(vector)), 1e-12))[0]
         likeliest = self.things[max(allowed, key=lambda index: logits[index])]
-        things = {kind: kind_thing(kind) for kind in candidates}
-        same = [kind for kind, thing in things.items() if thing == likeliest]
-        return sorted(same or [kind for kind, thing in things.items() if thing in THING_SYNONYMS.get(likeliest, ())])
+        things = {kind: kind_things(kind) for kind in candidates}
+        same = [kind for kind, named in things.items() if likeliest in named]
+        return sorted(
+            same or [kind for kind, named in things.items() if named & THING_SYNONYMS.get(likeliest, frozenset())]
+        )
