@@ -8,6 +8,7 @@ score, so matching items rise without the rest disappearing.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -94,6 +95,7 @@ def garment_kinds(garment: str, kinds: Iterable[str]) -> list[str]:
     return sorted(kind for kind in kinds if kind_things(kind) & named)
 
 
+@functools.lru_cache(maxsize=4096)  # a catalogue's few kinds, read for every photo of a person searched
 def kind_things(kind: str) -> frozenset[str]:
     """The things a kind is: one (`kind_thing`), or each of those it lists ("Coats & Jackets", "Tops and Tees",
     "Jumpers/Cardigans", as other retailers name their kinds)."""
