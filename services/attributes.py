@@ -42,7 +42,7 @@ THING_SYNONYMS: dict[str, frozenset[str]] = {
     "sweater": frozenset({"jumper", "pullover", "cardigan", "knitwear", "knit"}),
     "jacket": frozenset({"coat", "blazer", "parka", "anorak", "outerwear"}),
     "waistcoat": frozenset({"gilet"}),
-    "trouser": frozenset({"pant", "chino", "slack", "cargo"}),
+    "trouser": frozenset({"pant", "chino", "slack", "jogger", "sweatpant", "cargo"}),
     "pant": frozenset({"trouser", "chino", "slack", "jogger", "sweatpant", "cargo"}),
     "jean": frozenset({"denim"}),
     "legging": frozenset({"jegging"}),
@@ -97,10 +97,12 @@ def garment_kinds(garment: str, kinds: Iterable[str]) -> list[str]:
 
 @functools.lru_cache(maxsize=4096)  # a catalogue's few kinds, read for every photo of a person searched
 def kind_things(kind: str) -> frozenset[str]:
-    """The things a kind is: one (`kind_thing`), or each of those it lists ("Coats & Jackets", "Tops and Tees",
-    "Jumpers/Cardigans", as other retailers name their kinds)."""
-    parts = re.split(r"\s*(?:&|\+|,|\band\b|/(?=\s*[^\W\d]))\s*", kind, flags=re.IGNORECASE)
-    return frozenset(thing for part in parts if (thing := kind_thing(part)))
+    """The things a kind is: its own (`kind_thing`) and each other garment it lists ("Coats & Jackets", "Tops and
+    Tees", "Jumpers/Cardigans", as other retailers name their kinds). A listed word that is no garment ("Rock and
+    Roll Tees") and what is in brackets ("Shirts (Casual & Formal)") add none."""
+    plain = " ".join(re.sub(r"\([^)]*\)", " ", kind).split())
+    *listed, last = re.split(r" ?(?:&|\+|,|\band\b|/(?= ?[a-z])) ?", plain, flags=re.IGNORECASE)
+    return frozenset(({kind_thing(part) for part in listed} & _THINGS) | ({kind_thing(last)} - {""}))
 
 
 def kind_thing(kind: str) -> str:

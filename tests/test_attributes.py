@@ -89,6 +89,9 @@ def test_a_kind_that_lists_several_things_is_each_of_them() -> None:
     }
     assert kind_things("Capris 3/4") == {"capri"} and kind_things("Shoes (Men)") == {"shoe"}  # a size: one thing
     assert kind_things("Brandy") == {"brandy"} and kind_things("---") == frozenset()  # "and" inside a word: none
+    assert kind_things("Shirts (Casual & Formal)") == {"shirt"} and kind_things("Tops (S/M)") == {"top"}
+    assert kind_things("Rock and Roll Tees") == {"tee"}  # a word listed that is no garment is no thing of it
+    assert kind_things("Coats " + " " * 5000 + "& Jackets") == {"coat", "jacket"}
     kinds = ["Coats & Jackets", "Trousers & Leggings", "Hoodies + Sweatshirts", "Socks & Tights", "Bags & Purses"]
     assert garment_kinds("upper", kinds) == ["Coats & Jackets", "Hoodies + Sweatshirts"]
     assert garment_kinds("lower", kinds) == ["Socks & Tights", "Trousers & Leggings"]

@@ -447,7 +447,8 @@ def test_a_kind_guessed_from_a_photo_of_a_person_says_so_and_its_chip_takes_it_b
         if found["guessed"]:
             steered.append(person)
             assert found["guessed"] == ["category"]
-            chip = f"Guessed category from your photo: {found['interpreted']['category']}"
+            kinds = found["interpreted"]["category"]
+            chip = f"Guessed category from your photo: {kinds if isinstance(kinds, str) else ', '.join(kinds)}"
             expect(shop.get_by_text(chip)).to_be_visible()
             expect(shop.get_by_text("Understood category:")).to_have_count(0)
             with shop.expect_response("**/v1/search") as answer:

@@ -283,19 +283,26 @@ def test_a_photo_of_a_person_steers_to_the_kind_its_variant_guesses(
     assert guessing("cap", garment="lower")["interpreted"] is None  # no lower kinds here: not a cap instead
     assert guessing("cap", box="0,0,100,200")["interpreted"] is None  # a box is the shopper's own part: no guess
     assert guessing("cap", garment="upper")["interpreted"] == {"category": "Tshirts"}  # no cap is worn above
-    assert guessing("tshirt", garment="upper")["guessed"] == ["category"]  # of the garment's kinds, the one guessed
+    assert guessing("tshirt", garment="upper")["guessed"] == []  # the garment's one kind: the garment said as much
+    full = guessing("cap", garment="full")  # the full-length region is no one kind: the guess picks among all
+    assert full["interpreted"] == {"category": "Caps"} and full["guessed"] == ["category"]
     worded = guessing("cap", text="tshirts")
     assert worded["interpreted"] == {"category": "Tshirts"} and worded["guessed"] == []  # words that name a kind win
     red = guessing("cap", text="red")
     assert red["interpreted"] == {"colour": "red", "category": "Caps"} and red["guessed"] == ["category"]
     assert guessing("cap", interpret="false")["interpreted"] is None
+    red = guessing("cap", text="red", guess="false")  # the guess taken back, the words steer still
+    assert red["interpreted"] == {"colour": "red"} and red["guessed"] == []
+    assert guessing("cap", guess="false")["interpreted"] is None
     packshot = upload(indexed_catalogue, "blue-square")  # no person: nothing to guess
     searcher.kind_guesses["tiny"] = KindGuess("tiny", ("cap",), np.zeros((dimensions, 1), np.float32), np.ones(1), 0.9)
     try:
         found = indexed_client.post("/v1/search", files=packshot).json()
     finally:
         searcher.kind_guesses.pop("tiny")
-    assert found["interpreted"] is None and found["results"][0]["product_id"] == "blue-square"
+    assert (
+        found["interpreted"] is None and found["guessed"] == [] and found["results"][0]["product_id"] == "blue-square"
+    )
 
 
 def test_a_kind_guess_file_that_cannot_serve_its_variant_fails_no_search(

@@ -26,7 +26,7 @@ from services.models import Registry, load_model
 from services.regions import PoseRegions
 from services.search import Found, KindGuess, SearchRequest
 from tests.helpers import laid_over, run_stage_cli, shared_data
-from trainer.kind_guess import fit_softmax
+from trainer.kind_guess import fit_softmax, with_words
 from trainer.losses import supcon_loss, supcon_mask_loss
 from trainer.report import read_cards, results_table
 
@@ -173,6 +173,15 @@ def test_softmax_fit_separates_what_it_is_given_and_weighs_each_example() -> Non
     middle = np.array([0.5, 0.5])
     weighed, unweighed = middle @ heavy + heavy_bias, middle @ plain + plain_bias
     assert weighed[1] - weighed[0] > unweighed[1] - unweighed[0]
+
+
+def test_the_words_add_each_things_cosine_to_its_logit_and_can_turn_a_guess() -> None:
+    head = KindGuess("v", ("skirt", "top"), np.zeros((3, 2), np.float32), np.array([0.5, 0.0], np.float32), 0.9)
+    words = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # a unit vector a thing
+    photo = np.array([0.0, 0.6, 0.8], np.float32)  # nearer the words for a top
+    worded = with_words(head, words, 2.0)
+    assert worded.scores(photo[None])[0] == pytest.approx([0.5, 1.2])
+    assert head.kinds(photo, ["Skirts", "Tops"]) == ["Skirts"] and worded.kinds(photo, ["Skirts", "Tops"]) == ["Tops"]
 
 
 def test_the_kind_guess_learns_what_photos_of_people_show_and_serves_from_its_file(

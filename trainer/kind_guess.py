@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from services.attributes import GARMENT_WORDS, kind_thing
+from services.attributes import GARMENT_WORDS, kind_things
 from services.evaluation import CATALOGUE_TRAINED, PersonPhoto, dataset_name, encode_paths, in_split, read_photo
 from services.images import decode_image
 from services.models import Registry, load_model
@@ -41,11 +41,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class KindGuessConfig:
-    # Tried in turn, the pair whose fits guess the trained items' photos of people best when fitted without them
-    # (two-fold cross-validation by item: the held-out items choose nothing):
+    # Tried in turn, the people weight, C and words' weight whose fits guess the trained items' photos of people best
+    # when fitted without them (two-fold cross-validation by item: the held-out items choose nothing):
     people_weights: tuple[float, ...] = (2.0, 5.0, 10.0, 20.0)  # a photo of a person weighs as this many products
     cs: tuple[float, ...] = (1.0, 3.0, 10.0)  # inverse strength of the L2 penalty, as scikit-learn's C
-    # How much each thing's cosine to the words for it adds to its logit (0 first: on a tie, the head alone).
+    # How much each thing's cosine to the words for it adds to its logit (0 first: of one people weight and C, a
+    # tie keeps the head alone).
     word_weights: tuple[float, ...] = (0.0, 5.0, 10.0, 15.0, 20.0)
     # The cosine from which a photo's nearest product is taken for its own photo; the card records how near the
     # photos of people come to the products it trained on (on the default: 0.78 at most; a product's own photo is 1).
@@ -62,27 +63,22 @@ class _Examples:
     photos: list[PersonPhoto]  # whose each photo-of-a-person vector is
     cropped: list[bool]
     product_vectors: np.ndarray
-    product_things: list[str]
+    product_things: list[frozenset[str]]  # what each product's kind is (`kind_things`: most are one thing)
 
     def fit(self, keep: Sequence[bool], things: list[str], weight: float, c: float, iterations: int) -> KindGuess:
+        """A head fitted on the products and the kept photos of people, each of those weighing `weight` products; an
+        example of several things (a shirt or polo: Shirts or Tshirts) is each of them, sharing its weight."""
         index = {thing: position for position, thing in enumerate(things)}
-        rows, labels = [self.product_vectors], [index[thing] for thing in self.product_things]
-        weights = [np.ones(len(self.product_things))]
-        for vector, photo, kept in zip(self.vectors, self.photos, keep, strict=True):
-            if kept:
-                worn = sorted({kind_thing(kind) for kind in photo.kinds})  # e.g. a shirt or polo: Shirts or Tshirts
-                rows.append(np.repeat(vector[None, :], len(worn), axis=0))
-                labels += [index[thing] for thing in worn]
-                weights.append(np.full(len(worn), weight / len(worn)))
-        matrix, bias = fit_softmax(
-            np.concatenate(rows), np.array(labels), np.concatenate(weights), len(things), c, iterations
-        )
+        examples = [(vector, worn, 1.0) for vector, worn in zip(self.product_vectors, self.product_things, strict=True)]
+        examples += [
+            (vector, _worn(photo), weight)
+            for vector, photo, kept in zip(self.vectors, self.photos, keep, strict=True)
+            if kept
+        ]
+        rows = [(vector, index[thing], share / len(worn)) for vector, worn, share in examples for thing in sorted(worn)]
+        vectors, labels, weights = zip(*rows, strict=True)
+        matrix, bias = fit_softmax(np.stack(vectors), np.array(labels), np.array(weights), len(things), c, iterations)
         return KindGuess("", tuple(things), matrix, bias, 0.0)
-
-    @staticmethod
-    def with_words(head: KindGuess, words: np.ndarray, weight: float) -> KindGuess:
-        """The head with each thing's cosine to its words (`words`: a unit vector a thing) added to its logit."""
-        return replace(head, weights=(head.weights + weight * words.T).astype(np.float32))
 
     def right(self, guess: KindGuess, keep: Sequence[bool]) -> dict[str, float]:
         """How often the guess is right: on whole photos of any thing, on crops of the garment's things (as a search
@@ -92,9 +88,18 @@ class _Examples:
             if kept:
                 among = GARMENT_WORDS.get(photo.garment) if cropped else None
                 guessed = guess.kinds(vector, guess.things, among)  # the head's own things: the likeliest alone
-                worn = {kind_thing(kind) for kind in photo.kinds}
-                found["crop" if cropped else "whole"].append(bool(guessed) and set(guessed) <= worn)
+                found["crop" if cropped else "whole"].append(bool(guessed) and set(guessed) <= _worn(photo))
         return {way: float(np.mean(hits)) for way, hits in found.items() if hits}
+
+
+def with_words(head: KindGuess, words: np.ndarray, weight: float) -> KindGuess:
+    """The head with each thing's cosine to its words (`words`: a unit vector a thing) added to its logit: still
+    linear in the photo vector."""
+    return replace(head, weights=(head.weights + weight * words.T).astype(np.float32))
+
+
+def _worn(photo: PersonPhoto) -> frozenset[str]:
+    return frozenset().union(*(kind_things(kind) for kind in photo.kinds))
 
 
 def fit_softmax(
@@ -155,7 +160,7 @@ def train_kind_guess(
         tried |= {(weight, c, word_weight): score for word_weight, score in scores.items()}
     weight, c, word_weight = max(tried, key=tried.__getitem__)
     head = trained.fit([True] * len(trained.photos), things, weight, c, config.iterations)
-    fitted = _Examples.with_words(head, words, word_weight)
+    fitted = with_words(head, words, word_weight)
     guess = KindGuess(variant, fitted.things, fitted.weights, fitted.bias, config.instance)
     guess.save(out)
     nearest = [float((e.vectors @ e.product_vectors.T).max()) for e in (trained, held_out) if e and len(e.vectors)]
@@ -207,10 +212,10 @@ def _cross_validated(
     scores: dict[float, list[float]] = {word_weight: [] for word_weight in word_weights}
     for side in (True, False):
         head = examples.fit([fold != side for fold in folds], things, weight, c, iterations)
-        for word_weight, right in scores.items():
-            guess = _Examples.with_words(head, words, word_weight)
-            right += examples.right(guess, [fold == side for fold in folds]).values()
-    return {word_weight: float(np.mean(right)) for word_weight, right in scores.items()}
+        for word_weight, shares in scores.items():
+            guess = with_words(head, words, word_weight)
+            shares.extend(examples.right(guess, [fold == side for fold in folds]).values())
+    return {word_weight: float(np.mean(shares)) for word_weight, shares in scores.items()}
 
 
 def _kind_names(kinds: Sequence[str]) -> dict[str, list[str]]:
@@ -218,7 +223,8 @@ def _kind_names(kinds: Sequence[str]) -> dict[str, list[str]]:
     name them: the words embedded for it."""
     named: dict[str, set[str]] = {}
     for kind in kinds:
-        named.setdefault(kind_thing(kind), set()).add(kind)
+        for thing in kind_things(kind):
+            named.setdefault(thing, set()).add(kind)
     return {thing: sorted(names) for thing, names in named.items()}
 
 
@@ -236,7 +242,7 @@ def _examples(
         photos,
         [position >= len(people) for position in range(len(photos))],
         _unit(product_vectors),
-        [kind_thing(r["articleType"]) for r in products],
+        [kind_things(r["articleType"]) for r in products],
     )
 
 

@@ -16,7 +16,8 @@ from services.attributes import THING_SYNONYMS, kind_things
 @dataclass(frozen=True)
 class KindGuess:
     variant: str  # whose photo vectors it reads: another tower's vectors mean something else
-    # What a garment is, as a kind's last word ("tshirt", "skirt": `kind_thing`), so a catalogue's kinds map to it.
+    # What a garment is, as a kind's last word ("tshirt", "skirt": `kind_thing`), so a catalogue's kinds map to it
+    # (a kind that lists several things is each of them: `kind_things`).
     things: tuple[str, ...]
     weights: np.ndarray  # (vector dimensions, things)
     bias: np.ndarray  # (things,)

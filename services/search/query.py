@@ -54,6 +54,11 @@ class SearchRequest(BaseModel):
         "to the catalogue's kinds of that garment, and a photo of a person to the kind it is guessed to show; false: "
         "none of them steers",
     )
+    guess: bool = Field(
+        True,
+        description="steer a photo of a person to the kind it is guessed to show (with `interpret` on); false: the "
+        "words and a garment named still steer, the guess does not",
+    )
     top_k: int = Field(10, ge=1, le=100)
     offset: int = Field(0, ge=0, le=MAX_OFFSET, description="results to skip: the next page is offset + top_k")
     filters: SearchFilters = Field(default_factory=SearchFilters)

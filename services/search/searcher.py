@@ -100,7 +100,8 @@ class Searcher:
             worn = self._worn_kinds(query, vocabulary)
             if guess is not None:  # a guess is of a photo, the first vector
                 guessed = self._guessed_kinds(query, variant, guess, vectors[0], vocabulary, worn, exclude)
-                worn, found.guessed = (guessed, ["category"]) if guessed else (worn, [])
+                if guessed and guessed != worn:  # else the garment named said as much
+                    worn, found.guessed = guessed, ["category"]
             if worn:
                 understood["category"] = worn
                 found.interpreted = shown(understood)
@@ -155,8 +156,9 @@ class Searcher:
 
     def _kind_guess(self, query: SearchRequest, variant: str, found: Found) -> KindGuess | None:
         """The variant's kind guess where it may steer: a photo of a person (garments were found on it), searched
-        whole or by a garment named, with no kinds of the shopper's own (`filters.category`) and `interpret` on."""
-        if not found.regions or query.box is not None or not query.steers_kinds:
+        whole or by a garment named, with no kinds of the shopper's own (`filters.category`), `interpret` and `guess`
+        on."""
+        if not found.regions or query.box is not None or not query.guess or not query.steers_kinds:
             return None
         if variant not in self.kind_guesses:
             self.kind_guesses[variant] = _read_guess(self.registry[variant])

@@ -40,8 +40,8 @@ class SearchResponse(BaseModel):
     )
     guessed: list[str] = Field(
         default_factory=list,
-        description="the fields of `interpreted` guessed from a photo of a person (its kind), not said in words: "
-        '"interpret": false takes the guess back',
+        description="the fields of `interpreted` guessed from a photo of a person (its kind), not said in words or "
+        'picked as a garment: "guess": false takes the guess back',
     )
     regions: list[RegionOut] = Field(
         default_factory=list, description="photos of a person: the garments found, largest first"

@@ -22,6 +22,7 @@ const state = {
   filters: {},
   variant: null,
   interpret: true,
+  guess: true, // a photo of a person steered to the kind guessed
   offset: 0,
 };
 const titles = new Map(); // product id -> title, for the chips of products liked
@@ -59,6 +60,7 @@ function formOf(offset) {
   if (Object.keys(state.filters).length) form.set("filters", JSON.stringify(state.filters));
   if (state.variant) form.set("variant", state.variant);
   if (!state.interpret) form.set("interpret", "false");
+  if (!state.guess) form.set("guess", "false");
   form.set("top_k", String(PAGE_SIZE));
   form.set("offset", String(offset));
   return form;
@@ -133,8 +135,8 @@ function showTerms(interpreted, guessed) {
     const named = values.length > 3 ? `${values.slice(0, 3).join(", ")} and ${values.length - 3} more` : values.join(", ");
     const what = fieldName(field).toLowerCase();
     if (guessed.includes(field)) {
-      // no words said it: the search guessed it from the photo; taking it back searches the photo unsteered
-      chips.push(chip(`Guessed ${what} from your photo: ${named}`, () => { state.interpret = false; run(); }));
+      // no words said it: the search guessed it from the photo; taking it back leaves the words steering
+      chips.push(chip(`Guessed ${what} from your photo: ${named}`, () => { state.guess = false; run(); }));
     } else {
       chips.push(chip(`Understood ${what}: ${named}`, () => forgetUnderstood(values.join(" "))));
     }
@@ -191,11 +193,11 @@ function dropFilter(field, value) {
 
 // ---- what the shopper sends
 
-/** A new photo or drawing starts a new query: the words and filters stay (interpreted again, and the new photo's
- * kind guessed, even after a chip took that back); the old picture, the part of it searched and the products liked
- * or not go. `shown` and `caption` are what the photo beside the results shows. */
+/** A new photo or drawing starts a new query: the words and filters stay; the old picture, the part of it searched,
+ * the products liked or not and a kind guess taken back go (the new photo's kind is guessed). `shown` and `caption`
+ * are what the photo beside the results shows. */
 function searchPicture({ photo: picked = null, drawing = null }, shown = null, caption = null) {
-  Object.assign(state, { photo: picked, drawing, choice: {}, like: [], unlike: [], interpret: true });
+  Object.assign(state, { photo: picked, drawing, choice: {}, like: [], unlike: [], guess: true });
   photo.show(shown, caption);
   run();
 }
@@ -396,6 +398,7 @@ function rememberQuery() {
   }
   if (state.variant) params.set("variant", state.variant);
   if (!state.interpret) params.set("interpret", "false");
+  if (!state.guess) params.set("guess", "false");
   const local = { photo: state.photo?.blob ? state.photo : null, drawing: state.drawing, choice: state.choice };
   const address = `${location.pathname}${params.size ? `?${params}` : ""}`;
   try {
@@ -429,6 +432,7 @@ function readQuery() {
     $("variant").value = state.variant;
   }
   state.interpret = params.get("interpret") !== "false";
+  state.guess = params.get("guess") !== "false";
   $("words").value = state.text;
   syncPrice();
   if (state.photo?.blob) photo.show(URL.createObjectURL(state.photo.blob));
