@@ -1,5 +1,6 @@
 """Photos of people wearing a garment, searched against a packshot catalogue through the API's search function:
-how much of the top 10 is the garment's kind with no hint, with the garment named, with the kind's word added,
+how much of the top 10 is the garment's kind with no hint, with the garment named (on the photo's first search, and
+after the whole photo's, as the page does), with the kind's word added,
 and with each garment region searched always (the data behind what a search with no hint does); a packshot's own
 product first (or a listing with the very same photo file), and a copy of it shrunk to 60% and saved again as a
 JPEG of quality 60 (its nearest product may lie below the cosine the kind guess takes for the catalogue's own);
@@ -73,7 +74,11 @@ def main() -> None:
     vectors = catalogue_vectors(model, [Path(r["image"]) for r in rows])
     kinds = np.array([item.category for item in items])
     queries = people_photos(SHARED_DATA / "inshop_pairs")
+    # Each photo's ways in this order: the garment named on the photo's first search (an API client's), then the
+    # photo whole, then the garment named again (as on the page, whose garment chips come with the whole photo's
+    # results: the guess reads the whole photo's vector too).
     ways = {
+        "garment named first": lambda garment, word: {"garment": garment},
         "no hint": lambda garment, word: {},
         "garment named": lambda garment, word: {"garment": garment},
         "kind's word added": lambda garment, word: {"text": word},

@@ -20,6 +20,7 @@ from services.evaluation import catalogue_items, catalogue_searcher, read_catalo
 from services.images import decode_image, edge_map, normalise_sketch
 from services.regions import LANDMARKS, PRESENCE, Person, PoseRegions, cut_to, garment_regions, model_path
 from services.search import Garments, KindGuess, SearchRequest
+from services.search.remembered import Remembered
 from services.store import collection_name
 from tests.helpers import COLOURS, TINY_CONFIG, encode, indexed_gateway, photo, shared_data
 from tests.test_sketch_search import drawing
@@ -303,6 +304,43 @@ def test_a_photo_of_a_person_steers_to_the_kind_its_variant_guesses(
     assert (
         found["interpreted"] is None and found["guessed"] == [] and found["results"][0]["product_id"] == "blue-square"
     )
+
+
+def test_a_garment_picked_after_its_photo_was_searched_whole_is_guessed_from_both_views(
+    indexed_client: TestClient,
+) -> None:
+    """A head built to say "cap" only when the full-length crop and the whole photo are read together: the garment
+    named on the photo's first search reads the crop alone (t-shirts); once the photo was searched whole, as the page
+    does before it offers the garments, the same request reads both (caps)."""
+    searcher = indexed_client.app.state.runtime.searcher
+    searcher.whole_photos = Remembered()  # this photo never searched
+    data = next(shared_data("inshop_pairs", "img", "WOMEN", "Skirts").glob("*/*front*.jpg")).read_bytes()
+    picture = decode_image(data)
+    full = next(r for r in searcher.garments.find(picture, data).result() or [] if r.garment == "full")
+    whole, crop = searcher.embedder.embed_images("tiny", [picture, picture.crop(full.box)])
+    whole, crop = whole / np.linalg.norm(whole), crop / np.linalg.norm(crop)
+    near = float(crop @ whole)  # under 1: the crop alone says less "cap" than crop and whole together
+    weights = np.stack([50 * whole, np.zeros_like(whole)], axis=1).astype(np.float32)
+    bias = np.array([-50 * (near + (near + 1) / 2) / 2, 0.0], np.float32)  # crop alone < 0 < crop + whole
+    searcher.kind_guesses["tiny"] = KindGuess("tiny", ("cap", "tshirt"), weights, bias, 1.5)
+    files = {"image": ("p.jpg", data, "image/jpeg")}
+    try:
+        first = indexed_client.post("/v1/search", files=files, data={"garment": "full"}).json()
+        plain = indexed_client.post("/v1/search", files=files).json()
+        picked = indexed_client.post("/v1/search", files=files, data={"garment": "full"}).json()
+    finally:
+        searcher.kind_guesses.pop("tiny")
+    assert first["interpreted"] == {"category": "Tshirts"} and first["region"]["garment"] == "full"
+    assert plain["interpreted"] == {"category": "Caps"}  # the whole photo alone
+    assert picked["interpreted"] == {"category": "Caps"} and picked["guessed"] == ["category"]
+
+
+def test_a_kind_guess_sums_what_each_view_of_a_photo_says() -> None:
+    guess = KindGuess("v", ("skirt", "top"), np.eye(2, dtype=np.float32), np.zeros(2, np.float32), 0.9)
+    crop, whole = np.array([0.6, 0.8], np.float32), np.array([1.0, 0.0], np.float32)
+    assert guess.kinds(crop, ["Skirts", "Tops"]) == ["Tops"]
+    assert guess.kinds(np.stack([crop, whole]), ["Skirts", "Tops"]) == ["Skirts"]  # 1.6 against 0.8
+    assert guess.kinds(np.stack([100 * crop, whole]), ["Skirts", "Tops"]) == ["Skirts"]  # each read by direction
 
 
 def test_a_kind_guess_file_that_cannot_serve_its_variant_fails_no_search(

@@ -3,36 +3,28 @@ that shows a photo's garments searches the same photo again once the shopper pic
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import threading
-from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from PIL import Image
 
 from services.regions import Region, RegionFinder
+from services.search.remembered import REMEMBERED, Remembered, photo_key
 
-REMEMBERED = 256  # photos whose garments are kept
 log = logging.getLogger("stylefinder.search")
 
 
 class Garments:
     def __init__(self, finder: RegionFinder | None, remembered: int = REMEMBERED) -> None:
         self.finder = finder
-        self.remembered = remembered
-        self._known: OrderedDict[bytes, list[Region]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._known: Remembered[bytes, list[Region]] = Remembered(remembered)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="garments")
 
     def find(self, picture: Image.Image, data: bytes) -> Future[list[Region] | None]:
         """The garments of a photo (`data`: its bytes, which name it), in the decoded picture's pixels, being found
         while the caller goes on; none where no finder is configured; None where the finder failed (logged)."""
-        key = hashlib.sha256(data).digest()
-        with self._lock:
-            known = self._known.get(key)
-            if known is not None:
-                self._known.move_to_end(key)
+        key = photo_key(data)
+        known = self._known.get(key)
         if known is not None or self.finder is None:
             done: Future[list[Region] | None] = Future()
             done.set_result(known or [])
@@ -52,8 +44,5 @@ class Garments:
         except Exception:  # the pose model failing must not fail the search: the photo is searched whole
             log.exception("finding the garments of a photo failed")
             return None
-        with self._lock:
-            self._known[key] = regions
-            while len(self._known) > self.remembered:
-                self._known.popitem(last=False)
+        self._known.put(key, regions)
         return regions

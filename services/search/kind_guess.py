@@ -63,15 +63,17 @@ class KindGuess:
         """Each thing's logit for each photo vector (of unit length, as the head was fitted on)."""
         return np.asarray(vectors, dtype=np.float32) @ self.weights + self.bias
 
-    def kinds(self, vector: np.ndarray, candidates: Collection[str], among: Collection[str] | None = None) -> list[str]:
+    def kinds(self, views: np.ndarray, candidates: Collection[str], among: Collection[str] | None = None) -> list[str]:
         """The candidate kinds (a catalogue's, or its kinds of a garment named) of the thing the photo most likely
         shows, of the things `among` where given (a garment's): the kinds that are that thing, else those named by
         a word other retailers use for it (`THING_SYNONYMS`). None where the catalogue has neither: a guess of a
-        thing the catalogue lacks steers nowhere rather than to the next likeliest it has."""
+        thing the catalogue lacks steers nowhere rather than to the next likeliest it has. `views`: the photo's
+        vector, or several of one photo (its garment's crop and the whole), whose logits add up."""
         allowed = [index for index, thing in enumerate(self.things) if among is None or thing in among]
         if not allowed:
             return []
-        logits = self.scores(vector[None, :] / max(float(np.linalg.norm(vector)), 1e-12))[0]
+        views = np.atleast_2d(views)
+        logits = self.scores(views / np.maximum(np.linalg.norm(views, axis=1, keepdims=True), 1e-12)).sum(axis=0)
         likeliest = self.things[max(allowed, key=lambda index: logits[index])]
         things = {kind: kind_things(kind) for kind in candidates}
         same = [kind for kind, named in things.items() if likeliest in named]

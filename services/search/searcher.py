@@ -26,6 +26,7 @@ from services.regions import Region, RegionFinder, clip_box, scaled
 from services.search.garments import Garments
 from services.search.kind_guess import KindGuess
 from services.search.query import Found, SearchRequest
+from services.search.remembered import Remembered, photo_key
 from services.store import PHOTO, Hit, SearchFilters, VectorStore
 
 log = logging.getLogger("stylefinder.search")
@@ -50,6 +51,9 @@ class Searcher:
         self.fetcher = fetcher
         self.garments = Garments(regions)
         self.kind_guesses: dict[str, KindGuess | None] = {}  # by variant, loaded at its first photo of a person
+        # The vectors of photos searched whole, by variant and photo: a garment picked on one next (as the page's
+        # chips do) is guessed from both views of it (docs/benchmarks.md, "Photos of people").
+        self.whole_photos: Remembered[tuple[str, bytes], np.ndarray] = Remembered()
 
     def search(self, query: SearchRequest, variant: str, upload: bytes | None = None) -> Found:
         """Ranked products for the query in the variant's collection; `upload` is the query photo's bytes when
@@ -66,6 +70,7 @@ class Searcher:
         spec = self.registry[variant]
         using = PHOTO
         vectors: list[np.ndarray] = []
+        views: list[np.ndarray] = []  # of a photo, for the kind guess: the part searched, the whole where known
         if upload is not None or query.has_image:
             data = self._image_bytes(query, upload)
             picture = _decoded(data, query.mode == "sketch")
@@ -76,6 +81,7 @@ class Searcher:
                 lap("embed")
             else:
                 vectors.append(self._photo_vector(query, variant, picture, data, found, lap))
+                views = [vectors[0], *self._whole_photo(query, variant, data, vectors[0])]
         guess = self._kind_guess(query, variant, found)
         # the catalogue's values, read once for the words, a garment named and a kind guessed, where any steers
         steers = query.interpret and bool(query.text or query.garment or guess)
@@ -98,8 +104,8 @@ class Searcher:
         exclude = set(query.like) | set(query.unlike)
         if "category" not in understood:  # words that name a kind win
             worn = self._worn_kinds(query, vocabulary)
-            if guess is not None:  # a guess is of a photo, the first vector
-                guessed = self._guessed_kinds(query, variant, guess, vectors[0], vocabulary, worn, exclude)
+            if guess is not None:  # a guess is of a photo
+                guessed = self._guessed_kinds(query, variant, guess, np.stack(views), vocabulary, worn, exclude)
                 if guessed and guessed != worn:  # else the garment named said as much
                     worn, found.guessed = guessed, ["category"]
             if worn:
@@ -169,20 +175,31 @@ class Searcher:
         query: SearchRequest,
         variant: str,
         guess: KindGuess,
-        photo: np.ndarray,
+        views: np.ndarray,
         vocabulary: Mapping[str, Sequence[str]],
         worn: list[str],
         exclude: set[str],
     ) -> list[str]:
-        """The kinds the photo is guessed to show: of a garment named, the likeliest of its kinds (`worn`); of the
-        full-length region (a dress or a whole outfit: no one kind) and of a photo with no garment named, the
-        likeliest of the catalogue's, unless the photo is one of the catalogue's own."""
+        """The kinds the photo (`views`: the part searched, then the whole photo where remembered) is guessed to
+        show: of a garment named, the likeliest of its kinds (`worn`); of the full-length region (a dress or a whole
+        outfit: no one kind) and of a photo with no garment named, the likeliest of the catalogue's, unless the
+        photo is one of the catalogue's own."""
         if query.garment in GARMENT_WORDS:
-            return guess.kinds(photo, worn, GARMENT_WORDS[query.garment])
-        likely = guess.kinds(photo, vocabulary.get("category", []))
-        if likely and query.garment is None and self._catalogues_own(variant, photo, guess, query, exclude):
+            return guess.kinds(views, worn, GARMENT_WORDS[query.garment])
+        likely = guess.kinds(views, vocabulary.get("category", []))
+        if likely and query.garment is None and self._catalogues_own(variant, views[0], guess, query, exclude):
             return []
         return likely
+
+    def _whole_photo(self, query: SearchRequest, variant: str, data: bytes, vector: np.ndarray) -> list[np.ndarray]:
+        """Where a part of the photo is searched, the whole photo's vector if it was searched whole before (none
+        otherwise: embedding it too would double the search's cost); where the whole is searched, it is kept."""
+        key = (variant, photo_key(data))
+        if query.garment is None and query.box is None:
+            self.whole_photos.put(key, vector)
+            return []
+        whole = self.whole_photos.get(key)
+        return [whole] if whole is not None else []
 
     def _catalogues_own(
         self, variant: str, vector: np.ndarray, guess: KindGuess, query: SearchRequest, exclude: set[str]
