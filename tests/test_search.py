@@ -20,7 +20,7 @@ from services.evaluation import catalogue_items, catalogue_searcher, read_catalo
 from services.images import decode_image, edge_map, normalise_sketch
 from services.regions import LANDMARKS, PRESENCE, Person, PoseRegions, cut_to, garment_regions, model_path
 from services.search import Garments, KindGuess, SearchRequest
-from services.search.remembered import Remembered
+from services.search.remembered import Remembered, photo_key
 from services.store import collection_name
 from tests.helpers import COLOURS, TINY_CONFIG, encode, indexed_gateway, photo, shared_data
 from tests.test_sketch_search import drawing
@@ -316,7 +316,7 @@ def test_a_garment_picked_after_its_photo_was_searched_whole_is_guessed_from_bot
     searcher.whole_photos = Remembered()  # this photo never searched
     data = next(shared_data("inshop_pairs", "img", "WOMEN", "Skirts").glob("*/*front*.jpg")).read_bytes()
     picture = decode_image(data)
-    full = next(r for r in searcher.garments.find(picture, data).result() or [] if r.garment == "full")
+    full = next(r for r in searcher.garments.find(picture, photo_key(data)).result() or [] if r.garment == "full")
     whole, crop = searcher.embedder.embed_images("tiny", [picture, picture.crop(full.box)])
     whole, crop = whole / np.linalg.norm(whole), crop / np.linalg.norm(crop)
     near = float(crop @ whole)  # under 1: the crop alone says less "cap" than crop and whole together
@@ -475,14 +475,14 @@ def test_a_photos_garments_are_found_once_and_remembered() -> None:
             return super().find(picture)
 
     garments = Garments(Counting())
-    first = garments.find(decode_image(person), person).result()
-    again = garments.find(decode_image(person), person).result()
+    first = garments.find(decode_image(person), photo_key(person)).result()
+    again = garments.find(decode_image(person), photo_key(person)).result()
     assert first == again and {region.garment for region in first} >= {"upper", "lower"} and len(calls) == 1
     forgetful = Garments(Counting(), remembered=0)
-    forgetful.find(decode_image(person), person).result()
-    forgetful.find(decode_image(person), person).result()
+    forgetful.find(decode_image(person), photo_key(person)).result()
+    forgetful.find(decode_image(person), photo_key(person)).result()
     assert len(calls) == 3
-    assert Garments(None).find(decode_image(person), person).result() == []
+    assert Garments(None).find(decode_image(person), photo_key(person)).result() == []
 
 
 @pytest.mark.parametrize(

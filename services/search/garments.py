@@ -9,7 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from PIL import Image
 
 from services.regions import Region, RegionFinder
-from services.search.remembered import REMEMBERED, Remembered, photo_key
+from services.search.remembered import REMEMBERED, Remembered
 
 log = logging.getLogger("stylefinder.search")
 
@@ -20,10 +20,10 @@ class Garments:
         self._known: Remembered[bytes, list[Region]] = Remembered(remembered)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="garments")
 
-    def find(self, picture: Image.Image, data: bytes) -> Future[list[Region] | None]:
-        """The garments of a photo (`data`: its bytes, which name it), in the decoded picture's pixels, being found
-        while the caller goes on; none where no finder is configured; None where the finder failed (logged)."""
-        key = photo_key(data)
+    def find(self, picture: Image.Image, key: bytes) -> Future[list[Region] | None]:
+        """The garments of a photo (`key`: its bytes' `photo_key`, which names it), in the decoded picture's pixels,
+        being found while the caller goes on; none where no finder is configured; None where the finder failed
+        (logged)."""
         known = self._known.get(key)
         if known is not None or self.finder is None:
             done: Future[list[Region] | None] = Future()

@@ -80,8 +80,9 @@ class Searcher:
                 vectors.append(self.embedder.embed_images(spec.edge_tower, [normalise_sketch(picture)])[0])
                 lap("embed")
             else:
-                vectors.append(self._photo_vector(query, variant, picture, data, found, lap))
-                views = [vectors[0], *self._whole_photo(query, variant, data, vectors[0])]
+                key = photo_key(data)  # names the photo in the garments' memory and the whole photos'
+                vectors.append(self._photo_vector(query, variant, picture, data, key, found, lap))
+                views = [vectors[0], *self._whole_photo(query, variant, key, vectors[0])]
         guess = self._kind_guess(query, variant, found)
         # the catalogue's values, read once for the words, a garment named and a kind guessed, where any steers
         steers = query.interpret and bool(query.text or query.garment or guess)
@@ -191,14 +192,16 @@ class Searcher:
             return []
         return likely
 
-    def _whole_photo(self, query: SearchRequest, variant: str, data: bytes, vector: np.ndarray) -> list[np.ndarray]:
+    def _whole_photo(self, query: SearchRequest, variant: str, key: bytes, vector: np.ndarray) -> list[np.ndarray]:
         """Where a part of the photo is searched, the whole photo's vector if it was searched whole before (none
-        otherwise: embedding it too would double the search's cost); where the whole is searched, it is kept."""
-        key = (variant, photo_key(data))
-        if query.garment is None and query.box is None:
-            self.whole_photos.put(key, vector)
+        otherwise: embedding it too would double the search's cost); where the whole is searched, it is kept. None
+        where no garments are looked for: no garment can be picked, and a box is guessed from by no one."""
+        if self.garments.finder is None:
             return []
-        whole = self.whole_photos.get(key)
+        if query.garment is None and query.box is None:
+            self.whole_photos.put((variant, key), vector)
+            return []
+        whole = self.whole_photos.get((variant, key))
         return [whole] if whole is not None else []
 
     def _catalogues_own(
@@ -216,14 +219,16 @@ class Searcher:
         variant: str,
         picture: Image.Image,
         data: bytes,
+        key: bytes,
         found: Found,
         lap: Callable[[str], None],
     ) -> np.ndarray:
-        """The embedding of the part of a photo searched, its garments found meanwhile. Boxes are given and
-        answered in the photo's pixels as sent, which the decoded picture may have reduced."""
+        """The embedding of the part of a photo searched (`data`: its bytes, `key`: their `photo_key`), its garments
+        found meanwhile. Boxes are given and answered in the photo's pixels as sent, which the decoded picture may
+        have reduced."""
         sent = shown_size(data)
         to_sent = sent[0] / picture.width
-        pending = self.garments.find(picture, data)
+        pending = self.garments.find(picture, key)
 
         def garments() -> list[Region]:
             regions = pending.result()
