@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 
 from services.evaluation import (
     PEOPLE_KINDS,
+    UNNAMED_PEOPLE,
     PersonPhoto,
     catalogue_items,
     catalogue_searcher,
@@ -57,6 +58,9 @@ def test_people_photos_name_their_kinds_and_half_of_the_items_stay_out_of_traini
     assert not held & trained and 0.35 < len(held) / len(held | trained) < 0.65
     skirt = next(photo for photo in photos if photo.folder == "Skirts")
     assert skirt.garment == "lower" and skirt.kinds == {"Skirts"} and skirt.word == "skirt"
+    unnamed = {photo.item: photo.folder for photo in photos if photo.path.parent.parent.name == "img_pg2"}
+    assert unnamed["pg2_02081"] == "Dresses" and unnamed["pg2_01371"] == "Cardigans"  # as labelled
+    assert "pg2_00912" not in unnamed and len(unnamed) == len(UNNAMED_PEOPLE)  # an outfit left unlabelled stays out
 
 
 def _garment(kind: str, shade: int) -> Image.Image:

@@ -15,7 +15,7 @@ from services.evaluation.datasets import (
 )
 from services.evaluation.encoding import as_drawing, as_edge_map, encode_paths, read_photo
 from services.evaluation.metrics import category_precision, category_retrieval, instance_retrieval, paired_accuracy
-from services.evaluation.people import HELD_OUT_PEOPLE, PEOPLE_KINDS, PersonPhoto, people_photos
+from services.evaluation.people import HELD_OUT_PEOPLE, PEOPLE_KINDS, UNNAMED_PEOPLE, PersonPhoto, people_photos
 from services.evaluation.report import evaluate_variant, format_table, headline
 from services.evaluation.served import ModelEmbedder, catalogue_items, catalogue_searcher, text_queries
 from services.evaluation.sketches import direct_accuracy, sketch_category, sketch_retrieval
@@ -25,6 +25,7 @@ __all__ = [
     "CATALOGUE_TRAINED",
     "HELD_OUT_PEOPLE",
     "PEOPLE_KINDS",
+    "UNNAMED_PEOPLE",
     "ModelEmbedder",
     "PersonPhoto",
     "as_drawing",

@@ -52,13 +52,37 @@ class PersonPhoto:
         return in_split(self.item, *HELD_OUT_PEOPLE)
 
 
+# The unnamed items of `img_pg2/pg2_<item>/` (two photos each, no category folder), labelled with In-shop's folder
+# names by looking at both photos, before anything was measured on them. Left out: a bralette (no kind in the
+# catalogue) and two outfits whose top and shorts are shown alike (00912, 06556).
+UNNAMED_PEOPLE: dict[str, str] = {
+    item: folder
+    for folder, items in {
+        "Tees_Tanks": "00053 00682 01013 01775 02095 02730 02877 03162 03348 03610 04553 05088 05513 06581 06595 "
+        "07648 07700 07728 07853 07890 08209 08751",
+        "Blouses_Shirts": "01239 01359 02863 05275 05881 07847 08396",
+        "Graphic_Tees": "04547",
+        "Sweaters": "00721 02724 04433 05659 06224 08433",
+        "Cardigans": "01371 05895 09103",
+        "Jackets_Coats": "00133 02136",
+        "Sweatshirts_Hoodies": "02122 08745",
+        "Dresses": "02081 09063",
+    }.items()
+    for item in items.split()
+}
+
+
 def people_photos(inshop: Path) -> list[PersonPhoto]:
-    """`<inshop>/img/<MEN|WOMEN>/<category>/<item>/<view>.jpg` whose category the catalogue has kinds for."""
-    return sorted(
-        (
-            PersonPhoto(path, path.parent.parent.name, path.parent.name)
-            for path in (inshop / "img").glob("*/*/*/*.jpg")
-            if path.parent.parent.name in PEOPLE_KINDS
-        ),
-        key=lambda photo: photo.path,
-    )
+    """`<inshop>/img/<MEN|WOMEN>/<category>/<item>/<view>.jpg` whose category the catalogue has kinds for, and the
+    labelled unnamed items' `<inshop>/img_pg2/pg2_<item>/<view>.jpg`."""
+    named = [
+        PersonPhoto(path, path.parent.parent.name, path.parent.name)
+        for path in (inshop / "img").glob("*/*/*/*.jpg")
+        if path.parent.parent.name in PEOPLE_KINDS
+    ]
+    unnamed = [
+        PersonPhoto(path, UNNAMED_PEOPLE[path.parent.name.removeprefix("pg2_")], path.parent.name)
+        for path in (inshop / "img_pg2").glob("pg2_*/*.jpg")
+        if path.parent.name.removeprefix("pg2_") in UNNAMED_PEOPLE
+    ]
+    return sorted(named + unnamed, key=lambda photo: photo.path)
