@@ -9,7 +9,8 @@ the latency of a photo search with and without garment regions, and the region m
     .venv/bin/python -m bench.people_photos [--catalogue-limit 2500] [--variant effl2-minilm-wearing]
 
 Queries: the In-shop photos of `../shared/data/inshop_pairs/img/<MEN|WOMEN>/<category>/`, whose category folder
-names the garment; the catalogue: Myntra's apparel packshots. Writes bench/results/people_photos.json.
+names the garment, and of the unnamed items of `img_pg2/` we labelled (`UNNAMED_PEOPLE`); the catalogue: Myntra's
+apparel packshots. Writes bench/results/people_photos.json.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ wearing a garment belongs with the catalogue's products of that garment's kind, 
 A photo of a person is embedded by the pose, the face and the other garments as much as by the garment meant, so its
 nearest packshots are often of another kind (docs/benchmarks.md, "Photos of people"). Losses (trainer/losses):
 - a supervised contrast by kind across the two domains: the catalogue's photos by article type, the In-shop photos of
-  people by the kinds their category folder names (`services.evaluation.people`); a photo is positive to every
-  photo of any of its kinds;
+  people by the kinds their category folder (or our label of an unnamed item) names (`services.evaluation.people`);
+  a photo is positive to every photo of any of its kinds;
 - the same contrast by item among the photos of people (views of one item stay together: instance search survives);
 - semantic consistency with the frozen tower's features of the same inputs (what it knew survives: the text
   projection, fitted to the old image space, keeps matching).
@@ -94,7 +94,8 @@ def worn_training_data(
     if not products or len({p.item for p in people}) < 2:
         raise InvalidInput(
             f"{stage} needs apparel products in {catalogue} past its first {bench_products} and photos of people "
-            f"of two items or more in {inshop}/img/<MEN|WOMEN>/<category>/<item>/"
+            f"of two items or more in {inshop}/img/<MEN|WOMEN>/<category>/<item>/ (or labelled unnamed items in "
+            f"{inshop}/img_pg2/)"
         )
     return bench, products, people, [p for p in photos if p.held_out]
 

@@ -1,6 +1,7 @@
-"""Photos of people wearing a garment, with the garment's kind: the In-shop photos, whose category folder names what
-the person wears, read as the catalogue's article types. The people-photo bench measures with them and the wearing
-stage of the trainer learns from the half of their items the bench's held-out figures never include."""
+"""Photos of people wearing a garment, with the garment's kind: the In-shop photos, whose category folder (or, for
+the unnamed items, our label in its place) names what the person wears, read as the catalogue's article types. The
+people-photo bench measures with them and the trainer's stages that learn photos of people learn from the half of
+their items the bench's held-out figures never include."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ HELD_OUT_PEOPLE = (0.5, "test")  # the trainer's In-shop test split: these items
 @dataclass(frozen=True)
 class PersonPhoto:
     path: Path
-    folder: str  # the In-shop category folder
+    folder: str  # the In-shop category folder, or the one an unnamed item is labelled with
     item: str
 
     @property
@@ -81,8 +82,8 @@ def people_photos(inshop: Path) -> list[PersonPhoto]:
         if path.parent.parent.name in PEOPLE_KINDS
     ]
     unnamed = [
-        PersonPhoto(path, UNNAMED_PEOPLE[path.parent.name.removeprefix("pg2_")], path.parent.name)
-        for path in (inshop / "img_pg2").glob("pg2_*/*.jpg")
-        if path.parent.name.removeprefix("pg2_") in UNNAMED_PEOPLE
+        PersonPhoto(path, folder, path.parent.name)
+        for item, folder in UNNAMED_PEOPLE.items()
+        for path in (inshop / "img_pg2" / f"pg2_{item}").glob("*.jpg")
     ]
     return sorted(named + unnamed, key=lambda photo: photo.path)
