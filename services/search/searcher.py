@@ -82,7 +82,8 @@ class Searcher:
             else:
                 key = photo_key(data)  # names the photo in the garments' memory and the whole photos'
                 vectors.append(self._photo_vector(query, variant, picture, data, key, found, lap))
-                views = [vectors[0], *self._whole_photo(query, variant, key, vectors[0])]
+                if found.regions:  # a photo of a person: the kind guess reads it, a garment can be picked on it
+                    views = [vectors[0], *self._whole_photo(query, variant, key, vectors[0])]
         guess = self._kind_guess(query, variant, found)
         # the catalogue's values, read once for the words, a garment named and a kind guessed, where any steers
         steers = query.interpret and bool(query.text or query.garment or guess)
@@ -193,11 +194,9 @@ class Searcher:
         return likely
 
     def _whole_photo(self, query: SearchRequest, variant: str, key: bytes, vector: np.ndarray) -> list[np.ndarray]:
-        """Where a part of the photo is searched, the whole photo's vector if it was searched whole before (none
-        otherwise: embedding it too would double the search's cost); where the whole is searched, it is kept. None
-        where no garments are looked for: no garment can be picked, and a box is guessed from by no one."""
-        if self.garments.finder is None:
-            return []
+        """Of a photo of a person: where a part of it is searched, the whole photo's vector if it was searched whole
+        before (none otherwise: embedding it too would double the search's cost); where the whole is searched, it is
+        kept."""
         if query.garment is None and query.box is None:
             self.whole_photos.put((variant, key), vector)
             return []
