@@ -83,8 +83,11 @@ class PoseRegions:
 
     INPUT = 256  # the landmark model's square input, in pixels
     MARGIN = 1.5  # the square it sees: the photo's longer side this many times, the photo in its middle
-    MIN_PRESENCE = 0.8  # the landmark model's own score that a person is in the picture
     MIN_PERSON_SHARE = 0.1  # of the photo's pixels the segmentation must call a person's
+    MIN_PRESENCE = 0.8  # the landmark model's own score that a person is in the picture
+    # A person filling this share of the photo or more needs less of that score: a shop's model seen from the back
+    # or the side often scores below 0.8 (docs/benchmarks.md, "Which photos have a person").
+    FILLING_SHARE, MIN_PRESENCE_FILLING = 0.2, 0.4
 
     def __init__(self, min_visibility: float = MIN_VISIBILITY) -> None:
         self.min_visibility = min_visibility
@@ -110,7 +113,8 @@ class PoseRegions:
             side = segmentation.get_input_details()[0]["shape"][1:3]  # the whole photo, squeezed to its input
             squeezed = picture.resize((side[1], side[0]), Image.Resampling.BILINEAR)
             (person,) = _outputs(segmentation, squeezed).values()  # one output: how sure each pixel is a person's
-            if float((person > 0.5).mean()) < self.MIN_PERSON_SHARE:
+            share = float((person > 0.5).mean())
+            if share < self.MIN_PERSON_SHARE:
                 return Person([])  # a packshot: no square framed, no landmark pass
             shrink = self.INPUT / (self.MARGIN * max(width, height))  # the photo shrunk first: a long one stays cheap
             shown = (max(1, round(width * shrink)), max(1, round(height * shrink)))
@@ -119,7 +123,8 @@ class PoseRegions:
             square.paste(picture.resize(shown, Image.Resampling.BILINEAR), (left, top))
             found = _outputs(landmarks, square)  # its presence and landmarks: all it computes
         presence, marks = found[PRESENCE], found[LANDMARKS]
-        if float(presence.ravel()[0]) < self.MIN_PRESENCE:
+        least = self.MIN_PRESENCE_FILLING if share >= self.FILLING_SHARE else self.MIN_PRESENCE
+        if float(presence.ravel()[0]) < least:
             return Person([])
         marks = marks.reshape(-1, 5)[:33]  # x, y (input pixels), z, visibility, presence (logits)
         visibility = 1 / (1 + np.exp(-np.clip(marks[:, 3], -30, 30)))
