@@ -250,4 +250,4 @@ def test_the_shipped_kind_guess_puts_photos_of_people_among_their_kind() -> None
         for item in items[::50]:
             own = searcher.search(SearchRequest.with_upload(top_k=1), name, photo_of[item.id])
             assert photo_of[own.hits[0].product_id] == photo_of[item.id]  # itself, or a listing of the very same photo
-    assert precision[True] >= precision[False] + 0.05, precision  # 0.43 to 0.55 here; 2,500 products: bench
+    assert precision[True] >= precision[False] + 0.05, precision  # 0.43 to 0.57 here; 2,500 products: bench
