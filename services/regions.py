@@ -84,7 +84,7 @@ class PoseRegions:
     INPUT = 256  # the landmark model's square input, in pixels
     MARGIN = 1.5  # the square it sees: the photo's longer side this many times, the photo in its middle
     MIN_PERSON_SHARE = 0.1  # of the photo's pixels the segmentation must call a person's
-    MIN_PRESENCE = 0.8  # the landmark model's own score that a person is in the picture
+    MIN_PRESENCE = 0.8  # the landmark model's own score that a person is in the picture (filling less than a fifth)
     # A person filling this share of the photo or more needs less of that score: a shop's model seen from the back
     # or the side often scores below 0.8 (docs/benchmarks.md, "Which photos have a person").
     FILLING_SHARE, MIN_PRESENCE_FILLING = 0.2, 0.4

@@ -432,7 +432,7 @@ def test_a_model_seen_from_the_back_has_the_upper_garment_found_and_accessories_
     rows = read_catalogue_rows(catalogue / "metadata.csv")
     accessories = [r["image"] for r in rows if r["masterCategory"] in ("Accessories", "Footwear")][:200]
     people = [path for path in accessories if finder.find(decode_image(Path(path).read_bytes())).regions]
-    assert len(people) <= 5, people
+    assert len(people) <= 5, people  # 4 here (2 while every person needed a presence of 0.8)
 
 
 def test_the_landmark_model_cut_to_the_outputs_read_gives_the_same_landmarks_and_drops_operators() -> None:
