@@ -132,15 +132,13 @@ def main() -> None:
             # the same photo as a shopper might send it on: shrunk to 60% and saved again as a JPEG of quality 60
             found = searcher.search(SearchRequest.with_upload(top_k=1), variant, shrunk_copy(sent))
             shrunk += photo_of.get(found.hits[0].product_id) == photo_of[item.id]
-        # another studio's photos of models, with the kind guess (loaded by the photos of people above) and without
+        # another studio's photos of models, with the kind guess and without (`guess`, as an API client turns it off)
         studio_hits: dict[str, list[int]] = {"with the kind guess": [], "without": []}
-        guess = searcher.kind_guesses.get(variant)
         for way, hits in studio_hits.items():
-            searcher.kind_guesses[variant] = guess if way == "with the kind guess" else None
+            request = SearchRequest.with_upload(top_k=10, guess=way == "with the kind guess")
             for row in studio:
-                found = searcher.search(SearchRequest.with_upload(top_k=10), variant, Path(row["image"]).read_bytes())
+                found = searcher.search(request, variant, Path(row["image"]).read_bytes())
                 hits.append(sum(hit.payload.get("category") == row["articleType"] for hit in found.hits))
-        searcher.kind_guesses[variant] = guess
         region_ms = []
         for person in queries[:30]:
             picture = decode_image(person.path.read_bytes())
