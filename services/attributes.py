@@ -20,8 +20,11 @@ WEIGHT = 0.1  # score added per understood attribute an item has (cosine scores 
 
 # What a garment of a photo of a person can be, in the words retailers name their kinds with: a catalogue kind is
 # the garment's when its last word, the thing it is, is one of these ("Track Pants" are worn below, "Casual Shoes" on
-# the feet; "Shirt Dresses", "Flat Caps" and "Kurta Sets" are none). The full-length region has none: it is a dress
-# on one photo and a whole outfit of two garments on another.
+# the feet; "Flat Caps" are none). The full-length region is what is worn from shoulders to knees or below in one:
+# dresses, jumpsuits, sarees, suits ("Shirt Dresses", "Track Suits"; not "Kurta Sets": an "Accessory Gift Set" is a
+# set too). A dress's crop often looks like a shirt's or a top's, as a lower garment's may: the region named keeps
+# the guess to its own kinds (docs/benchmarks.md, "Photos of people"). Where a catalogue has none of them, the
+# full-length region holds the upper and lower garments too (`Searcher`).
 GARMENT_WORDS: dict[str, frozenset[str]] = {
     "upper": frozenset({"shirt", "tshirt", "tee", "top", "tank", "blouse", "polo", "sweater", "sweatshirt", "hoodie"})
     | frozenset({"jumper", "pullover", "cardigan", "jacket", "coat", "blazer", "waistcoat", "vest", "gilet"})
@@ -30,6 +33,9 @@ GARMENT_WORDS: dict[str, frozenset[str]] = {
     "lower": frozenset({"skirt", "short", "trouser", "jean", "pant", "legging", "jegging", "capri", "chino", "jogger"})
     | frozenset({"culotte", "palazzo", "salwar", "churidar", "patiala", "dhoti", "tight", "stocking", "slack", "denim"})
     | frozenset({"sweatpant", "cargo"}),
+    "full": frozenset({"dress", "gown", "frock", "jumpsuit", "romper", "playsuit", "dungaree", "overall", "catsuit"})
+    | frozenset({"saree", "sari", "lehenga", "kaftan", "caftan", "nightdress", "nightgown", "nighty", "robe"})
+    | frozenset({"bathrobe", "tracksuit", "suit", "swimsuit", "onesie"}),
     "feet": frozenset({"shoe", "sneaker", "trainer", "boot", "sandal", "heel", "flat", "flop", "slipper", "loafer"})
     | frozenset({"moccasin", "pump", "clog", "espadrille", "sock", "flipflop"}),
 }
@@ -47,6 +53,8 @@ THING_SYNONYMS: dict[str, frozenset[str]] = {
     "jean": frozenset({"denim"}),
     "legging": frozenset({"jegging"}),
     "dress": frozenset({"gown", "frock"}),
+    "saree": frozenset({"sari"}),
+    "kaftan": frozenset({"caftan"}),
 }
 _THINGS = frozenset().union(*GARMENT_WORDS.values(), THING_SYNONYMS, *THING_SYNONYMS.values())
 
@@ -90,7 +98,7 @@ def interpret(text: str, vocabulary: Mapping[str, Iterable[str]]) -> Interpreted
 
 def garment_kinds(garment: str, kinds: Iterable[str]) -> list[str]:
     """The catalogue's kinds (its category values) that are the garment: what a shopper who picks the garment
-    of a photo of a person wants, whatever else the photo shows. None for a garment that is no one kind."""
+    of a photo of a person wants, whatever else the photo shows."""
     named = GARMENT_WORDS.get(garment, frozenset())
     return sorted(kind for kind in kinds if kind_things(kind) & named)
 

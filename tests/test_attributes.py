@@ -57,13 +57,13 @@ def test_queries_are_understood_in_the_catalogues_own_values(text: str, expected
         ("upper", ["Jean Jackets", "Shirts", "T-Shirts", "Tshirts"]),  # words whole: "Topwear" holds no "top"
         ("lower", ["Boot Cut Jeans", "Capris 3/4", "Jeans", "Track Pants"]),
         ("feet", ["Casual Shoes", "Flip Flops", "Shoes (Men)", "Sports Shoes"]),  # not "Shoe Accessories"
-        ("full", []),  # a dress on one photo, a whole outfit on another: no one kind
+        ("full", ["Dresses", "Shirt Dresses", "Track Suits"]),  # not "Kurta Sets": an "Accessory Gift Set" is a set
     ],
 )
 def test_a_garment_of_a_photo_is_the_catalogues_kinds_worn_there(garment: str, expected: list[str]) -> None:
     kinds = [*VOCABULARY["category"], "T-Shirts", "Flip Flops", "Handbags", "Topwear Sets", "Top-Handle Bags"]
     kinds += ["Shirt Dresses", "Boot Cut Jeans", "Jean Jackets", "Shoe Accessories", "Flat Caps", "Kurta Sets"]
-    kinds += ["Capris 3/4", "Shoes (Men)", "", "---", "3/4"]  # nothing to go by in the last three
+    kinds += ["Capris 3/4", "Shoes (Men)", "Track Suits", "Accessory Gift Set", "", "---", "3/4"]  # none: last three
     assert garment_kinds(garment, kinds) == expected
 
 

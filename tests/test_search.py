@@ -285,7 +285,7 @@ def test_a_photo_of_a_person_steers_to_the_kind_its_variant_guesses(
     assert guessing("cap", box="0,0,100,200")["interpreted"] is None  # a box is the shopper's own part: no guess
     assert guessing("cap", garment="upper")["interpreted"] == {"category": "Tshirts"}  # no cap is worn above
     assert guessing("tshirt", garment="upper")["guessed"] == []  # the garment's one kind: the garment said as much
-    full = guessing("cap", garment="full")  # the full-length region is no one kind: the guess picks among all
+    full = guessing("cap", garment="full")  # no dress or suit here: the region holds all worn, the guess picks
     assert full["interpreted"] == {"category": "Caps"} and full["guessed"] == ["category"]
     worded = guessing("cap", text="tshirts")
     assert worded["interpreted"] == {"category": "Tshirts"} and worded["guessed"] == []  # words that name a kind win

@@ -183,10 +183,11 @@ class Searcher:
         exclude: set[str],
     ) -> list[str]:
         """The kinds the photo (`views`: the part searched, then the whole photo where remembered) is guessed to
-        show: of a garment named, the likeliest of its kinds (`worn`); of the full-length region (a dress or a whole
-        outfit: no one kind) and of a photo with no garment named, the likeliest of the catalogue's, unless the
-        photo is one of the catalogue's own."""
-        if query.garment in GARMENT_WORDS:
+        show: of a garment named, the likeliest of its kinds (`worn`); of the full-length region where the catalogue
+        has no kinds of it (no dress, jumpsuit or suit: the region holds the upper and lower garments then) and of a
+        photo with no garment named, the likeliest of the catalogue's, unless the photo is one of the catalogue's
+        own."""
+        if query.garment is not None and (worn or query.garment != "full"):
             return guess.kinds(views, worn, GARMENT_WORDS[query.garment])
         likely = guess.kinds(views, vocabulary.get("category", []))
         if likely and query.garment is None and self._catalogues_own(variant, views[0], guess, query, exclude):
