@@ -23,8 +23,8 @@ WEIGHT = 0.1  # score added per understood attribute an item has (cosine scores 
 # the feet; "Flat Caps" are none). The full-length region is what is worn from shoulders to knees or below in one:
 # dresses, jumpsuits, sarees, suits ("Shirt Dresses", "Track Suits"; not "Kurta Sets": an "Accessory Gift Set" is a
 # set too). A dress's crop often looks like a shirt's or a top's, as a lower garment's may: the region named keeps
-# the guess to its own kinds (docs/benchmarks.md, "Photos of people"). Where a catalogue has none of them, the
-# full-length region holds the upper and lower garments too (`Searcher`).
+# the guess to its own kinds (docs/benchmarks.md, "Photos of people"). The full-length region may also be an outfit
+# of separates: the guess tells which (`KindGuess.garment_things`), and with no guess it steers nowhere.
 GARMENT_WORDS: dict[str, frozenset[str]] = {
     "upper": frozenset({"shirt", "tshirt", "tee", "top", "tank", "blouse", "polo", "sweater", "sweatshirt", "hoodie"})
     | frozenset({"jumper", "pullover", "cardigan", "jacket", "coat", "blazer", "waistcoat", "vest", "gilet"})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from services import regions
+from services.attributes import GARMENT_WORDS
 from services.evaluation import catalogue_items, catalogue_searcher, read_catalogue_rows, text_queries
 from services.images import decode_image, edge_map, normalise_sketch
 from services.regions import LANDMARKS, PRESENCE, Person, PoseRegions, cut_to, garment_regions, model_path
@@ -306,6 +308,37 @@ def test_a_photo_of_a_person_steers_to_the_kind_its_variant_guesses(
     )
 
 
+def test_the_full_length_region_steers_to_what_is_worn_in_one_only_where_the_guess_takes_it_for_one_piece(
+    tmp_path: Path, tiny_registry: Path, indexed_catalogue: Path
+) -> None:
+    """A catalogue of t-shirts and dresses, and a head of fixed chances: a dress whose crop looks more like a
+    t-shirt's is still a dress; an outfit of separates is its likeliest thing, never dresses, even where the
+    catalogue has no kind of that thing; with no guess to tell, the full-length region steers nowhere."""
+    catalogue = tmp_path / "catalogue"
+    shutil.copytree(indexed_catalogue, catalogue)
+    listing = catalogue / "products.csv"
+    listing.write_text(listing.read_text().replace(",Caps,", ",Dresses,"))
+    person = next(shared_data("inshop_pairs", "img", "WOMEN", "Skirts").glob("*/*front*.jpg")).read_bytes()
+    with indexed_gateway(tmp_path / "data", tiny_registry, catalogue) as client:
+        searcher = client.app.state.runtime.searcher
+        dimensions = searcher.embedder.embed_texts("tiny", ["a dress"]).shape[1]
+
+        def full(chances: tuple[float, float, float], **fields: str) -> object:  # of a dress, a t-shirt, a waistcoat
+            bias = np.log(np.array(chances, np.float32))
+            weights = np.zeros((dimensions, 3), np.float32)  # the photo's crop alone: never searched whole here
+            searcher.kind_guesses["tiny"] = KindGuess("tiny", ("dress", "tshirt", "waistcoat"), weights, bias, 1.5)
+            files = {"image": ("p.jpg", person, "image/jpeg")}
+            try:
+                return client.post("/v1/search", files=files, data={"garment": "full", **fields}).json()["interpreted"]
+            finally:
+                searcher.kind_guesses.pop("tiny")
+
+        assert full((0.12, 0.87, 0.01)) == {"category": "Dresses"}  # a tenth or more: one piece
+        assert full((0.08, 0.91, 0.01)) == {"category": "Tshirts"}  # less: separates, the likeliest of all
+        assert full((0.08, 0.01, 0.91)) is None  # a waistcoat, which this catalogue has no kind of: not dresses
+        assert full((0.5, 0.49, 0.01), guess="false") is None  # the guess taken back: one piece or separates?
+
+
 def test_a_garment_picked_after_its_photo_was_searched_whole_is_guessed_from_both_views(
     indexed_client: TestClient,
 ) -> None:
@@ -341,6 +374,18 @@ def test_a_kind_guess_sums_what_each_view_of_a_photo_says() -> None:
     assert guess.kinds(crop, ["Skirts", "Tops"]) == ["Tops"]
     assert guess.kinds(np.stack([crop, whole]), ["Skirts", "Tops"]) == ["Skirts"]  # 1.6 against 0.8
     assert guess.kinds(np.stack([100 * crop, whole]), ["Skirts", "Tops"]) == ["Skirts"]  # each read by direction
+
+
+def test_the_full_length_region_is_one_piece_where_the_guess_gives_it_a_tenth_else_an_outfit_of_separates() -> None:
+    head = 10 * np.eye(3, dtype=np.float32)  # logits: 10 x the unit vector's components
+    guess = KindGuess("v", ("dress", "shirt", "trouser"), head, np.zeros(3, np.float32), 0.9)
+    dress_like_a_shirt = np.array([0.6, 0.8, 0.0], np.float32)  # chances: dress 0.12, shirt 0.88
+    one_piece = guess.garment_things(dress_like_a_shirt, "full")
+    assert one_piece == GARMENT_WORDS["full"] and guess.kinds(dress_like_a_shirt, ["Dresses", "Shirts"]) == ["Shirts"]
+    assert guess.kinds(dress_like_a_shirt, ["Dresses", "Shirts"], one_piece) == ["Dresses"]
+    separates = np.array([0.55, 0.8, 0.2], np.float32)  # dress 0.07: an outfit of separates, any thing
+    assert guess.garment_things(separates, "full") is None
+    assert guess.garment_things(separates, "lower") == GARMENT_WORDS["lower"]  # the other garments keep to their own
 
 
 def test_a_kind_guess_file_that_cannot_serve_its_variant_fails_no_search(

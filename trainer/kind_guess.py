@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from services.attributes import GARMENT_WORDS, kind_things
+from services.attributes import kind_things
 from services.evaluation import CATALOGUE_TRAINED, PersonPhoto, dataset_name, encode_paths, in_split, read_photo
 from services.images import decode_image
 from services.models import Registry, load_model
@@ -86,7 +86,7 @@ class _Examples:
         found: dict[str, list[bool]] = {"whole": [], "crop": []}
         for vector, photo, cropped, kept in zip(self.vectors, self.photos, self.cropped, keep, strict=True):
             if kept:
-                among = GARMENT_WORDS.get(photo.garment) if cropped else None
+                among = guess.garment_things(vector, photo.garment) if cropped else None
                 guessed = guess.kinds(vector, guess.things, among)  # the head's own things: the likeliest alone
                 found["crop" if cropped else "whole"].append(bool(guessed) and set(guessed) <= _worn(photo))
         return {way: float(np.mean(hits)) for way, hits in found.items() if hits}

@@ -10,7 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from services.attributes import THING_SYNONYMS, kind_things
+from services.attributes import GARMENT_WORDS, THING_SYNONYMS, kind_things
+
+# The full-length region shows a thing worn in one (a dress, a suit) or an outfit of separates: a guess that gives the
+# things worn in one this much together, or more, takes it for the first. Chosen once, on the trainer's two folds of
+# its photos of people, dresses and others weighed alike (docs/benchmarks.md, "The full-length region is worn in one").
+ONE_PIECE = 0.1
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,17 @@ class KindGuess:
         """Each thing's logit for each photo vector (of unit length, as the head was fitted on)."""
         return np.asarray(vectors, dtype=np.float32) @ self.weights + self.bias
 
+    def garment_things(self, views: np.ndarray, garment: str) -> frozenset[str] | None:
+        """The things a garment named of a photo may be (`views` as `kinds` reads them): its own; of the full-length
+        region, any (None) where the guess gives the things worn in one less than `ONE_PIECE`."""
+        things = GARMENT_WORDS[garment]
+        if garment != "full":
+            return things
+        logits = self._logits(views)
+        chances = np.exp(logits - logits.max())
+        one_piece = sum(chance for thing, chance in zip(self.things, chances, strict=True) if thing in things)
+        return things if one_piece >= ONE_PIECE * chances.sum() else None
+
     def kinds(self, views: np.ndarray, candidates: Collection[str], among: Collection[str] | None = None) -> list[str]:
         """The candidate kinds (a catalogue's, or its kinds of a garment named) of the thing the photo most likely
         shows, of the things `among` where given (a garment's): the kinds that are that thing, else those named by
@@ -72,11 +88,15 @@ class KindGuess:
         allowed = [index for index, thing in enumerate(self.things) if among is None or thing in among]
         if not allowed:
             return []
-        views = np.atleast_2d(views)
-        logits = self.scores(views / np.maximum(np.linalg.norm(views, axis=1, keepdims=True), 1e-12)).sum(axis=0)
+        logits = self._logits(views)
         likeliest = self.things[max(allowed, key=lambda index: logits[index])]
         things = {kind: kind_things(kind) for kind in candidates}
         same = [kind for kind, named in things.items() if likeliest in named]
         return sorted(
             same or [kind for kind, named in things.items() if named & THING_SYNONYMS.get(likeliest, frozenset())]
         )
+
+    def _logits(self, views: np.ndarray) -> np.ndarray:
+        """Each thing's logit for one photo: its views' (made unit length) summed."""
+        views = np.atleast_2d(views)
+        return self.scores(views / np.maximum(np.linalg.norm(views, axis=1, keepdims=True), 1e-12)).sum(axis=0)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 from PIL import Image
 
-from services.attributes import FIELDS, GARMENT_WORDS, WEIGHT, Interpreted, garment_kinds, interpret, rerank, shown
+from services.attributes import FIELDS, WEIGHT, Interpreted, garment_kinds, interpret, rerank, shown
 from services.embedding import Embedder
 from services.errors import (
     FetchError,
@@ -105,9 +105,14 @@ class Searcher:
                 lap("embed")
         exclude = set(query.like) | set(query.unlike)
         if "category" not in understood:  # words that name a kind win
-            worn = self._worn_kinds(query, vocabulary)
+            # what the garment named may be: the full-length region's kinds only where the guess takes it for one
+            # piece (a dress, a suit), not for an outfit of separates; with no guess to tell, neither
+            among = None
+            if guess is not None and query.garment is not None:
+                among = guess.garment_things(np.stack(views), query.garment)
+            worn = self._worn_kinds(query, vocabulary, among)
             if guess is not None:  # a guess is of a photo
-                guessed = self._guessed_kinds(query, variant, guess, np.stack(views), vocabulary, worn, exclude)
+                guessed = self._guessed_kinds(query, variant, guess, np.stack(views), vocabulary, worn, among, exclude)
                 if guessed and guessed != worn:  # else the garment named said as much
                     worn, found.guessed = guessed, ["category"]
             if worn:
@@ -154,11 +159,13 @@ class Searcher:
             hits = sorted(unique, key=lambda hit: -hit.score)
         return hits[query.offset : wanted]
 
-    def _worn_kinds(self, query: SearchRequest, vocabulary: Mapping[str, Sequence[str]]) -> list[str]:
+    def _worn_kinds(
+        self, query: SearchRequest, vocabulary: Mapping[str, Sequence[str]], among: frozenset[str] | None
+    ) -> list[str]:
         """A garment named steers like its kind in words: the catalogue's kinds of that garment (a lower garment
-        is no shirt, however like one its crop looks). The shopper's own kinds (`filters.category`) stand;
-        `interpret` off, none."""
-        if query.garment is None or not query.steers_kinds:
+        is no shirt, however like one its crop looks); the full-length region's where the guess allows them
+        (`among`). The shopper's own kinds (`filters.category`) stand; `interpret` off, none."""
+        if query.garment is None or not query.steers_kinds or (query.garment == "full" and among is None):
             return []
         return garment_kinds(query.garment, vocabulary.get("category", []))
 
@@ -180,15 +187,16 @@ class Searcher:
         views: np.ndarray,
         vocabulary: Mapping[str, Sequence[str]],
         worn: list[str],
+        among: frozenset[str] | None,
         exclude: set[str],
     ) -> list[str]:
         """The kinds the photo (`views`: the part searched, then the whole photo where remembered) is guessed to
-        show: of a garment named, the likeliest of its kinds (`worn`); of the full-length region where the catalogue
-        has no kinds of it (no dress, jumpsuit or suit: the region holds the upper and lower garments then) and of a
-        photo with no garment named, the likeliest of the catalogue's, unless the photo is one of the catalogue's
-        own."""
-        if query.garment is not None and (worn or query.garment != "full"):
-            return guess.kinds(views, worn, GARMENT_WORDS[query.garment])
+        show: of a garment named, the likeliest of its kinds (`worn`, of the things `among`); of the full-length
+        region guessed an outfit of separates or where the catalogue has no kinds of it (no dress, jumpsuit or suit),
+        and of a photo with no garment named, the likeliest of the catalogue's, unless the photo is one of the
+        catalogue's own."""
+        if among is not None and (worn or query.garment != "full"):
+            return guess.kinds(views, worn, among)
         likely = guess.kinds(views, vocabulary.get("category", []))
         if likely and query.garment is None and self._catalogues_own(variant, views[0], guess, query, exclude):
             return []
