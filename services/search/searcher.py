@@ -70,7 +70,8 @@ class Searcher:
         spec = self.registry[variant]
         using = PHOTO
         vectors: list[np.ndarray] = []
-        views: list[np.ndarray] = []  # of a photo, for the kind guess: the part searched, the whole where known
+        # of a photo of a person, for the kind guess: the part searched, the whole where known (none otherwise)
+        views = np.zeros((0, 0), np.float32)
         if upload is not None or query.has_image:
             data = self._image_bytes(query, upload)
             picture = _decoded(data, query.mode == "sketch")
@@ -83,7 +84,7 @@ class Searcher:
                 key = photo_key(data)  # names the photo in the garments' memory and the whole photos'
                 vectors.append(self._photo_vector(query, variant, picture, data, key, found, lap))
                 if found.regions:  # a photo of a person: the kind guess reads it, a garment can be picked on it
-                    views = [vectors[0], *self._whole_photo(query, variant, key, vectors[0])]
+                    views = np.stack([vectors[0], *self._whole_photo(query, variant, key, vectors[0])])
         guess = self._kind_guess(query, variant, found)
         # the catalogue's values, read once for the words, a garment named and a kind guessed, where any steers
         steers = query.interpret and bool(query.text or query.garment or guess)
@@ -109,10 +110,10 @@ class Searcher:
             # piece (a dress, a suit), not for an outfit of separates; with no guess to tell, neither
             among = None
             if guess is not None and query.garment is not None:
-                among = guess.garment_things(np.stack(views), query.garment)
+                among = guess.garment_things(views, query.garment)
             worn = self._worn_kinds(query, vocabulary, among)
             if guess is not None:  # a guess is of a photo
-                guessed = self._guessed_kinds(query, variant, guess, np.stack(views), vocabulary, worn, among, exclude)
+                guessed = self._guessed_kinds(query, variant, guess, views, vocabulary, worn, among, exclude)
                 if guessed and guessed != worn:  # else the garment named said as much
                     worn, found.guessed = guessed, ["category"]
             if worn:
