@@ -339,6 +339,43 @@ def test_the_full_length_region_steers_to_what_is_worn_in_one_only_where_the_gue
         assert full((0.5, 0.49, 0.01), guess="false") is None  # the guess taken back: one piece or separates?
 
 
+def test_a_garment_named_on_a_photo_with_no_person_is_guessed_among_its_kinds_unless_it_is_a_catalogue_photo(
+    tmp_path: Path, tiny_registry: Path, indexed_catalogue: Path
+) -> None:
+    """A close-up where no person is found is, with a garment named, that garment: the guess picks among the
+    garment's kinds as it does on a person's crop. A catalogue product's own photo is searched for that product: all
+    the garment's kinds steer, and it comes first. With no garment named, a photo with no person is not guessed."""
+    catalogue = tmp_path / "catalogue"
+    shutil.copytree(indexed_catalogue, catalogue)
+    listing = catalogue / "products.csv"
+    listing.write_text(listing.read_text().replace(",Caps,", ",Jackets,"))  # two kinds worn above
+    with indexed_gateway(tmp_path / "data", tiny_registry, catalogue) as client:
+        searcher = client.app.state.runtime.searcher
+        dimensions = searcher.embedder.embed_texts("tiny", ["a jacket"]).shape[1]
+
+        def named(thing: str, instance: float, **fields: str) -> dict:  # instance 1.5: no photo is taken for its own
+            bias = np.array([1.0 if known == thing else 0.0 for known in ("jacket", "tshirt")], np.float32)
+            weights = np.zeros((dimensions, 2), np.float32)
+            searcher.kind_guesses["tiny"] = KindGuess("tiny", ("jacket", "tshirt"), weights, bias, instance)
+            try:
+                return client.post("/v1/search", files=upload(catalogue, "red-circle"), data=fields).json()
+            finally:
+                searcher.kind_guesses.pop("tiny")
+
+        for thing, kind in (("jacket", "Jackets"), ("tshirt", "Tshirts")):
+            found = named(thing, 1.5, garment="upper")
+            assert found["regions"] == [] and found["region"] is None  # no person: the whole photo is the garment
+            assert found["interpreted"] == {"category": kind} and found["guessed"] == ["category"]
+            assert {hit["payload"]["category"] for hit in found["results"][:6]} == {kind}
+        own = named("tshirt", -1.0, garment="upper")  # its nearest product is taken for its own photo
+        assert own["interpreted"] == {"category": ["Jackets", "Tshirts"]} and own["guessed"] == []
+        assert own["results"][0]["product_id"] == "red-circle"
+        taken_back = named("tshirt", 1.5, garment="upper", guess="false")
+        assert taken_back["interpreted"] == {"category": ["Jackets", "Tshirts"]} and taken_back["guessed"] == []
+        unnamed = named("tshirt", 1.5)
+        assert unnamed["interpreted"] is None and unnamed["results"][0]["product_id"] == "red-circle"
+
+
 def test_a_garment_picked_after_its_photo_was_searched_whole_is_guessed_from_both_views(
     indexed_client: TestClient,
 ) -> None:

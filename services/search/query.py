@@ -21,8 +21,9 @@ class SearchRequest(BaseModel):
     products liked and disliked: any of them together, at least one of photo, drawing, words or liked products.
     Of a photo, the part searched is the garment named (`garment`), found on the person in it (a photo with no
     garment found is the garment), or the box given; with neither, the whole photo. A photo of a person steers to the
-    kind its variant guesses it shows (of the garment named, where one is). The response lists the garments found,
-    says which part was searched and which kinds steered (`interpreted`)."""
+    kind its variant guesses it shows (of the garment named, where one is), and so does a garment named on a photo
+    with no person found, unless it is a catalogue product's own photo. The response lists the garments found, says
+    which part was searched and which kinds steered (`interpreted`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -56,8 +57,8 @@ class SearchRequest(BaseModel):
     )
     guess: bool = Field(
         True,
-        description="steer a photo of a person to the kind it is guessed to show (with `interpret` on); false: the "
-        "words and a garment named still steer, the guess does not",
+        description="steer a photo of a person, or a garment named, to the kind it is guessed to show (with "
+        "`interpret` on); false: the words and a garment named still steer, the guess does not",
     )
     top_k: int = Field(10, ge=1, le=100)
     offset: int = Field(0, ge=0, le=MAX_OFFSET, description="results to skip: the next page is offset + top_k")

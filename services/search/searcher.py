@@ -70,7 +70,7 @@ class Searcher:
         spec = self.registry[variant]
         using = PHOTO
         vectors: list[np.ndarray] = []
-        # of a photo of a person, for the kind guess: the part searched, the whole where known (none otherwise)
+        # what the kind guess reads of a photo: the part searched, the whole where known (none otherwise)
         views = np.zeros((0, 0), np.float32)
         if upload is not None or query.has_image:
             data = self._image_bytes(query, upload)
@@ -83,7 +83,9 @@ class Searcher:
             else:
                 key = photo_key(data)  # names the photo in the garments' memory and the whole photos'
                 vectors.append(self._photo_vector(query, variant, picture, data, key, found, lap))
-                if found.regions:  # a photo of a person: the kind guess reads it, a garment can be picked on it
+                # the kind guess reads a photo of a person, and a garment named on a photo with none found (a
+                # close-up of it: the whole photo is that garment)
+                if found.regions or query.garment is not None:
                     views = np.stack([vectors[0], *self._whole_photo(query, variant, key, vectors[0])])
         guess = self._kind_guess(query, variant, found)
         # the catalogue's values, read once for the words, a garment named and a kind guessed, where any steers
@@ -113,7 +115,8 @@ class Searcher:
                 among = guess.garment_things(views, query.garment)
             worn = self._worn_kinds(query, vocabulary, among)
             if guess is not None:  # a guess is of a photo
-                guessed = self._guessed_kinds(query, variant, guess, views, vocabulary, worn, among, exclude)
+                whole = found.region is None
+                guessed = self._guessed_kinds(query, variant, guess, views, vocabulary, worn, among, whole, exclude)
                 if guessed and guessed != worn:  # else the garment named said as much
                     worn, found.guessed = guessed, ["category"]
             if worn:
@@ -172,9 +175,10 @@ class Searcher:
 
     def _kind_guess(self, query: SearchRequest, variant: str, found: Found) -> KindGuess | None:
         """The variant's kind guess where it may steer: a photo of a person (garments were found on it), searched
-        whole or by a garment named, with no kinds of the shopper's own (`filters.category`), `interpret` and `guess`
-        on."""
-        if not found.regions or query.box is not None or not query.guess or not query.steers_kinds:
+        whole or by a garment named, or a photo with none found whose garment is named (a close-up: the whole photo
+        is that garment, and the guess picks among its kinds, as on a person's crop); no kinds of the shopper's own
+        (`filters.category`), `interpret` and `guess` on."""
+        if not (found.regions or query.garment) or query.box is not None or not query.guess or not query.steers_kinds:
             return None
         if variant not in self.kind_guesses:
             self.kind_guesses[variant] = _read_guess(self.registry[variant])
@@ -189,17 +193,19 @@ class Searcher:
         vocabulary: Mapping[str, Sequence[str]],
         worn: list[str],
         among: frozenset[str] | None,
+        whole: bool,
         exclude: set[str],
     ) -> list[str]:
         """The kinds the photo (`views`: the part searched, then the whole photo where remembered) is guessed to
         show: of a garment named, the likeliest of its kinds (`worn`, of the things `among`); of the full-length
         region guessed an outfit of separates or where the catalogue has no kinds of it (no dress, jumpsuit or suit),
-        and of a photo with no garment named, the likeliest of the catalogue's, unless the photo is one of the
-        catalogue's own."""
+        and of a photo with no garment named, the likeliest of the catalogue's. None where the photo is searched
+        `whole` and is one of the catalogue's own."""
         if among is not None and (worn or query.garment != "full"):
-            return guess.kinds(views, worn, among)
-        likely = guess.kinds(views, vocabulary.get("category", []))
-        if likely and query.garment is None and self._catalogues_own(variant, views[0], guess, query, exclude):
+            likely = guess.kinds(views, worn, among)
+        else:
+            likely = guess.kinds(views, vocabulary.get("category", []))
+        if likely and whole and self._catalogues_own(variant, views[0], guess, query, exclude):
             return []
         return likely
 

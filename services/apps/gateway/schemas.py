@@ -36,11 +36,11 @@ class SearchResponse(BaseModel):
     interpreted: dict[str, str | list[str]] | None = Field(
         None,
         description="the catalogue attributes the words were understood as, a garment named as its kinds, and the "
-        "kind guessed for a photo of a person",
+        "kind guessed from a photo (of a person, or of the garment named)",
     )
     guessed: list[str] = Field(
         default_factory=list,
-        description="the fields of `interpreted` guessed from a photo of a person (its kind), not said in words or "
+        description="the fields of `interpreted` guessed from the photo (its kind), not said in words or "
         'picked as a garment: "guess": false takes the guess back',
     )
     regions: list[RegionOut] = Field(

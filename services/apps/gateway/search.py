@@ -48,7 +48,7 @@ MULTIPART_SCHEMA = {
         "mode": {"type": "string", "enum": ["photo", "sketch"], "default": "photo"},
         "retrieval": {"type": "string", "enum": ["direct", "cluster"], "default": "direct"},
         "interpret": {"type": "boolean", "default": True},
-        "guess": {"type": "boolean", "default": True, "description": "false: no kind guessed for a photo of a person"},
+        "guess": {"type": "boolean", "default": True, "description": "false: no kind guessed from the photo"},
         "variant": {"type": "string"},
         "top_k": {"type": "integer", "default": 10},
         "filters": {"type": "string", "description": 'JSON object, e.g. {"gender": "Men", "price_max": 40}'},
