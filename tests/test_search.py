@@ -297,7 +297,7 @@ def test_a_photo_of_a_person_steers_to_the_kind_its_variant_guesses(
     red = guessing("cap", text="red", guess="false")  # the guess taken back, the words steer still
     assert red["interpreted"] == {"colour": "red"} and red["guessed"] == []
     assert guessing("cap", guess="false")["interpreted"] is None
-    packshot = upload(indexed_catalogue, "blue-square")  # no person: nothing to guess
+    packshot = upload(indexed_catalogue, "blue-square")  # no person and no garment named: nothing to guess
     searcher.kind_guesses["tiny"] = KindGuess("tiny", ("cap",), np.zeros((dimensions, 1), np.float32), np.ones(1), 0.9)
     try:
         found = indexed_client.post("/v1/search", files=packshot).json()
@@ -323,11 +323,12 @@ def test_the_full_length_region_steers_to_what_is_worn_in_one_only_where_the_gue
         searcher = client.app.state.runtime.searcher
         dimensions = searcher.embedder.embed_texts("tiny", ["a dress"]).shape[1]
 
-        def full(chances: tuple[float, float, float], **fields: str) -> object:  # of a dress, a t-shirt, a waistcoat
+        def full(chances: tuple[float, float, float], sent: bytes = person, **fields: str) -> object:
+            """Of a dress, a t-shirt, a waistcoat; the photo's one view (never searched whole here)."""
             bias = np.log(np.array(chances, np.float32))
-            weights = np.zeros((dimensions, 3), np.float32)  # the photo's crop alone: never searched whole here
+            weights = np.zeros((dimensions, 3), np.float32)
             searcher.kind_guesses["tiny"] = KindGuess("tiny", ("dress", "tshirt", "waistcoat"), weights, bias, 1.5)
-            files = {"image": ("p.jpg", person, "image/jpeg")}
+            files = {"image": ("p.jpg", sent, "image/jpeg")}
             try:
                 return client.post("/v1/search", files=files, data={"garment": "full", **fields}).json()["interpreted"]
             finally:
@@ -337,6 +338,9 @@ def test_the_full_length_region_steers_to_what_is_worn_in_one_only_where_the_gue
         assert full((0.08, 0.91, 0.01)) == {"category": "Tshirts"}  # less: separates, the likeliest of all
         assert full((0.08, 0.01, 0.91)) is None  # a waistcoat, which this catalogue has no kind of: not dresses
         assert full((0.5, 0.49, 0.01), guess="false") is None  # the guess taken back: one piece or separates?
+        closeup = (catalogue / "img" / "red-circle.jpg").read_bytes()  # no person: the whole photo is the garment
+        assert full((0.12, 0.87, 0.01), closeup) == {"category": "Dresses"}
+        assert full((0.08, 0.91, 0.01), closeup) == {"category": "Tshirts"}
 
 
 def test_a_garment_named_on_a_photo_with_no_person_is_guessed_among_its_kinds_unless_it_is_a_catalogue_photo(

@@ -52,8 +52,8 @@ class SearchRequest(BaseModel):
     interpret: bool = Field(
         True,
         description="match the words to the catalogue's colours, categories, genders and brands, a garment named "
-        "to the catalogue's kinds of that garment, and a photo of a person to the kind it is guessed to show; false: "
-        "none of them steers",
+        "to the catalogue's kinds of that garment, and a photo of a person (or a garment named) to the kind it is "
+        "guessed to show; false: none of them steers",
     )
     guess: bool = Field(
         True,
@@ -144,7 +144,7 @@ class SearchRequest(BaseModel):
 @dataclass
 class Found:
     """Ranked products, with what the search understood: the words' attributes (and which of them were guessed from
-    a photo of a person instead), the regions of such a photo and the one searched, and where the time went
+    the photo instead), the regions of a photo of a person and the one searched, and where the time went
     (milliseconds by step)."""
 
     hits: list[Hit]

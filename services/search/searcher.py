@@ -50,7 +50,7 @@ class Searcher:
         self.store = store
         self.fetcher = fetcher
         self.garments = Garments(regions)
-        self.kind_guesses: dict[str, KindGuess | None] = {}  # by variant, loaded at its first photo of a person
+        self.kind_guesses: dict[str, KindGuess | None] = {}  # by variant, loaded at the first photo it may steer
         # The vectors of photos searched whole, by variant and photo: a garment picked on one next (as the page's
         # chips do) is guessed from both views of it (docs/benchmarks.md, "Photos of people").
         self.whole_photos: Remembered[tuple[str, bytes], np.ndarray] = Remembered()
@@ -85,8 +85,10 @@ class Searcher:
                 vectors.append(self._photo_vector(query, variant, picture, data, key, found, lap))
                 # the kind guess reads a photo of a person, and a garment named on a photo with none found (a
                 # close-up of it: the whole photo is that garment)
-                if found.regions or query.garment is not None:
+                if found.regions:
                     views = np.stack([vectors[0], *self._whole_photo(query, variant, key, vectors[0])])
+                elif query.garment is not None:
+                    views = vectors[0][None]
         guess = self._kind_guess(query, variant, found)
         # the catalogue's values, read once for the words, a garment named and a kind guessed, where any steers
         steers = query.interpret and bool(query.text or query.garment or guess)
