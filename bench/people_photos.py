@@ -21,6 +21,7 @@ import argparse
 import hashlib
 import io
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from bench.common import MYNTRA, RESULTS, SHARED_DATA, percentiles, write_result
 from services.errors import InvalidInput
 from services.evaluation import (
     PEOPLE_KINDS,
+    PersonPhoto,
     catalogue_items,
     catalogue_searcher,
     encode_paths,
@@ -39,7 +41,7 @@ from services.evaluation import (
 from services.images import decode_image
 from services.models import LoadedModel, Registry, load_model
 from services.regions import GARMENTS, PoseRegions
-from services.search import Garments, SearchRequest
+from services.search import Garments, Searcher, SearchRequest
 from services.settings import Settings
 
 
@@ -53,6 +55,43 @@ def catalogue_vectors(model: LoadedModel, paths: list[Path]) -> np.ndarray:
     RESULTS.mkdir(exist_ok=True)
     np.save(cache, vectors)
     return vectors
+
+
+def apparel() -> list[dict[str, str]]:
+    """Myntra's apparel rows in file order: the bench's catalogue is their first `--catalogue-limit`."""
+    return [r for r in read_catalogue_rows(MYNTRA / "metadata.csv") if r["masterCategory"] == "Apparel"]
+
+
+# Each photo's ways in this order: the garment named on the photo's first search (an API client's), then the photo
+# whole, then the garment named again (as on the page, whose garment chips come with the whole photo's results: the
+# guess reads the whole photo's vector too).
+WAYS: dict[str, Callable[[PersonPhoto], dict[str, str]]] = {
+    "garment named first": lambda person: {"garment": person.garment},
+    "no hint": lambda person: {},
+    "garment named": lambda person: {"garment": person.garment},
+    "kind's word added": lambda person: {"text": person.word},
+    **{f"always {g}": lambda person, g=g: {"garment": g} for g in GARMENTS},  # else the whole photo
+}
+
+
+def kind_shares(
+    searcher: Searcher, variant: str, person: PersonPhoto, ways: Mapping[str, Callable[[PersonPhoto], dict[str, str]]]
+) -> dict[str, float]:
+    """For each way in turn, the share of the photo's top 10 that is its garment's kind; a garment named that is not
+    on the photo is a miss, as a shopper sees it (an "always" way searches the whole photo then)."""
+    upload = person.path.read_bytes()
+    shares = {}
+    for way, extra in ways.items():
+        try:
+            found = searcher.search(SearchRequest.with_upload(top_k=10, **extra(person)), variant, upload)
+        except InvalidInput as error:  # the garment is not on the photo
+            if way.startswith("always"):
+                found = searcher.search(SearchRequest.with_upload(top_k=10), variant, upload)
+            else:
+                print(f"{person.path.name} ({way}): {error}")
+                found = None
+        shares[way] = sum(hit.payload.get("category") in person.kinds for hit in found.hits) / 10 if found else 0.0
+    return shares
 
 
 def shrunk_copy(photo: bytes) -> bytes:
@@ -72,47 +111,25 @@ def main() -> None:
     registry = Registry.from_settings(settings)
     variant = args.variant or next(v.name for v in registry if v.serve_by_default)
     model = load_model(registry[variant], "cpu")
-    apparel = [r for r in read_catalogue_rows(MYNTRA / "metadata.csv") if r["masterCategory"] == "Apparel"]
-    rows = apparel[: args.catalogue_limit]
-    studio = [r for r in apparel[args.catalogue_limit :] if held_out_product(r["id"])]
+    rows = apparel()[: args.catalogue_limit]
+    studio = [r for r in apparel()[args.catalogue_limit :] if held_out_product(r["id"])]
     items = catalogue_items(rows)
     vectors = catalogue_vectors(model, [Path(r["image"]) for r in rows])
     kinds = np.array([item.category for item in items])
     queries = people_photos(SHARED_DATA / "inshop_pairs")
-    # Each photo's ways in this order: the garment named on the photo's first search (an API client's), then the
-    # photo whole, then the garment named again (as on the page, whose garment chips come with the whole photo's
-    # results: the guess reads the whole photo's vector too).
-    ways = {
-        "garment named first": lambda garment, word: {"garment": garment},
-        "no hint": lambda garment, word: {},
-        "garment named": lambda garment, word: {"garment": garment},
-        "kind's word added": lambda garment, word: {"text": word},
-        **{f"always {g}": lambda garment, word, g=g: {"garment": g} for g in GARMENTS},  # else the whole photo
-    }
-    precision: dict[str, dict[str, list[float]]] = {way: {} for way in ways}
-    held_out: dict[str, dict[str, list[float]]] = {way: {} for way in ways}  # by kind: items no kind was learnt of
+    precision: dict[str, dict[str, list[float]]] = {way: {} for way in WAYS}
+    held_out: dict[str, dict[str, list[float]]] = {way: {} for way in WAYS}  # by kind: items no kind was learnt of
     latency: dict[str, list[float]] = {"regions off": [], "regions on": []}
     finder = PoseRegions()
     # each photo's garments found afresh, as on its first search
     afresh = {"regions off": Garments(None, remembered=0), "regions on": Garments(finder, remembered=0)}
     with catalogue_searcher(model, items, vectors, finder) as searcher:
         for person in queries:
-            path, folder, wanted = person.path, person.folder, person.kinds
-            upload = path.read_bytes()
-            for way, extra in ways.items():
-                request = SearchRequest.with_upload(top_k=10, **extra(person.garment, person.word))
-                try:
-                    found = searcher.search(request, variant, upload)
-                except InvalidInput as error:  # the garment is not on the photo
-                    if way.startswith("always"):
-                        found = searcher.search(SearchRequest.with_upload(top_k=10), variant, upload)
-                    else:
-                        print(f"{path.name} ({way}): {error}")  # a miss, as a shopper sees it
-                        found = None
-                hits = [hit.payload.get("category") in wanted for hit in found.hits] if found else []
-                precision[way].setdefault(folder, []).append(sum(hits) / 10)
+            for way, share in kind_shares(searcher, variant, person, WAYS).items():
+                precision[way].setdefault(person.folder, []).append(share)
                 if person.held_out:
-                    held_out[way].setdefault(folder, []).append(sum(hits) / 10)
+                    held_out[way].setdefault(person.folder, []).append(share)
+            upload = person.path.read_bytes()
             remembered = searcher.garments
             for label, fresh in afresh.items():
                 searcher.garments = fresh

@@ -27,8 +27,9 @@ from services.evaluation import (
 from services.models import Registry, load_model
 from services.regions import PoseRegions
 from services.search import Found, KindGuess, SearchRequest
+from services.settings import Settings
 from tests.helpers import laid_over, run_stage_cli, shared_data
-from trainer.kind_guess import fit_softmax, with_words
+from trainer.kind_guess import KindGuessConfig, fit_softmax, fold_guesses, with_words
 from trainer.losses import supcon_loss, supcon_mask_loss
 from trainer.report import read_cards, results_table
 
@@ -190,8 +191,9 @@ def test_the_words_add_each_things_cosine_to_its_logit_and_can_turn_a_guess() ->
 
 
 def test_the_kind_guess_learns_what_photos_of_people_show_and_serves_from_its_file(
-    tmp_path: Path, tiny_env: dict[str, str]
+    tmp_path: Path, tiny_env: dict[str, str], settings: Settings
 ) -> None:
+    config = KindGuessConfig(bench_products=9)
     inshop, catalogue = _people_and_catalogue(tmp_path)
     out = tmp_path / "kinds.npz"
     result = run_stage_cli(
@@ -224,6 +226,18 @@ def test_the_kind_guess_learns_what_photos_of_people_show_and_serves_from_its_fi
     assert all(set(kinds) <= photo.kinds for kinds, photo in zip(guessed, held, strict=True))
     assert card["metrics"]["people_guessed_right_held_out"] == 1.0
     assert guess.kinds(vectors[0], ["Caps"]) == []  # a catalogue with none of its things: no guess
+    # the trained photos in the cross-validation's two halves, each with a guess fitted without it at the card's
+    # settings (what bench.people_folds searches with): every trained photo in one half, an item's views together,
+    # and each half guessed right by the guess that never learnt it
+    halves = fold_guesses(settings, "effl0-minilm", inshop, catalogue, out.with_suffix(".json"), config, False)
+    trained = [photo for photo in people_photos(inshop) if not photo.held_out]
+    assert sorted(photo.path for photos, _ in halves for photo in photos) == sorted(photo.path for photo in trained)
+    assert not {photo.item for photo in halves[0][0]} & {photo.item for photo in halves[1][0]}
+    for photos, half_guess in halves:
+        assert photos and half_guess.things == guess.things and half_guess.variant == "effl0-minilm"
+        assert not np.allclose(half_guess.weights, guess.weights, atol=1e-3)  # not the head fitted on both halves
+        unseen, _ = encode_paths(model.encode_images, [photo.path for photo in photos], False, "the other half")
+        assert all(set(half_guess.kinds(v, catalogue_kinds)) <= p.kinds for v, p in zip(unseen, photos, strict=True))
 
 
 def test_the_shipped_kind_guess_puts_photos_of_people_among_their_kind() -> None:

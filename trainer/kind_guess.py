@@ -137,23 +137,10 @@ def train_kind_guess(
     cross-validation that chose its settings, and how often it guesses right on the held-out photos of people."""
     config = config or KindGuessConfig()
     started = time.perf_counter()
-    loaded = load_model(Registry.from_settings(settings)[variant], settings.device)
-    _, products, people, tested = worn_training_data(inshop, catalogue, config.bench_products, "the kind guess")
-    encode = loaded.encode_images
-    product_vectors, _ = encode_paths(encode, [Path(r["image"]) for r in products], progress, "catalogue")
-    finder = PoseRegions() if PoseRegions.installed() else None
-    if finder is None:
-        log.warning("no pose models (deploy/setup.sh installs them): the kind guess learns whole photos only")
-    try:
-        trained = _examples(encode, people, finder, products, product_vectors, progress)
-        held_out = _examples(encode, tested, finder, products, product_vectors, progress) if tested else None
-    finally:
-        if finder is not None:
-            finder.close()
-    named = _kind_names([r["articleType"] for r in products] + [kind for p in people for kind in p.kinds])
-    things = sorted(named)
-    words = _unit(np.stack([_unit(loaded.encode_texts(named[thing])).mean(axis=0) for thing in things]))
-    folds = [in_split(photo.item, 0.5, "kind-guess-folds") for photo in trained.photos]
+    data = _Data.read(settings, variant, inshop, catalogue, config, progress, held_out=True)
+    trained, held_out, products, people, tested = data.trained, data.held_out, data.products, data.people, data.tested
+    named, things, words = data.named, sorted(data.named), data.words
+    folds = [_fold(photo) for photo in trained.photos]
     tried: dict[tuple[float, float, float], float] = {}
     for weight, c in itertools.product(config.people_weights, config.cs):
         scores = _cross_validated(trained, folds, things, words, weight, c, config.word_weights, config.iterations)
@@ -195,6 +182,83 @@ def train_kind_guess(
     }
     out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     return card
+
+
+def fold_guesses(
+    settings: Settings,
+    variant: str,
+    inshop: Path,
+    catalogue: Path,
+    card: Path,
+    config: KindGuessConfig | None = None,
+    progress: bool = True,
+) -> list[tuple[list[PersonPhoto], KindGuess]]:
+    """The trained items' photos of people in the cross-validation's two halves, each with the kind guess fitted
+    without it at the settings its `card` chose: a bench that searches each half with its own guess measures how the
+    search reads the guess on photos it did not learn, so a change to that reading is chosen there rather than on
+    the held-out items."""
+    config = config or KindGuessConfig()
+    chosen = json.loads(card.read_text())["chosen"]
+    data = _Data.read(settings, variant, inshop, catalogue, config, progress, held_out=False)
+    things = sorted(data.named)
+    halves = []
+    for side in (True, False):
+        kept = [_fold(photo) != side for photo in data.trained.photos]
+        head = data.trained.fit(kept, things, chosen["people_weight"], chosen["c"], config.iterations)
+        fitted = with_words(head, data.words, chosen["word_weight"])
+        guess = KindGuess(variant, fitted.things, fitted.weights, fitted.bias, config.instance)
+        halves.append(([photo for photo in data.people if _fold(photo) == side], guess))
+    return halves
+
+
+@dataclass
+class _Data:
+    """What the kind guess learns from, read and embedded once: the catalogue's apparel photos and the photos of
+    people (`trained`; `held_out`, of the items the trainer's test split holds out, where asked for), and the
+    tower's own words for each thing (`named`: the kind names that are it; `words`: their unit text vector)."""
+
+    products: list[dict[str, str]]
+    people: list[PersonPhoto]
+    tested: list[PersonPhoto]
+    trained: _Examples
+    held_out: _Examples | None
+    named: dict[str, list[str]]
+    words: np.ndarray
+
+    @classmethod
+    def read(
+        cls,
+        settings: Settings,
+        variant: str,
+        inshop: Path,
+        catalogue: Path,
+        config: KindGuessConfig,
+        progress: bool,
+        held_out: bool,
+    ) -> _Data:
+        loaded = load_model(Registry.from_settings(settings)[variant], settings.device)
+        _, products, people, tested = worn_training_data(inshop, catalogue, config.bench_products, "the kind guess")
+        encode = loaded.encode_images
+        product_vectors, _ = encode_paths(encode, [Path(r["image"]) for r in products], progress, "catalogue")
+        finder = PoseRegions() if PoseRegions.installed() else None
+        if finder is None:
+            log.warning("no pose models (deploy/setup.sh installs them): the kind guess learns whole photos only")
+        try:
+            trained = _examples(encode, people, finder, products, product_vectors, progress)
+            tested_examples = None
+            if held_out and tested:
+                tested_examples = _examples(encode, tested, finder, products, product_vectors, progress)
+        finally:
+            if finder is not None:
+                finder.close()
+        named = _kind_names([r["articleType"] for r in products] + [kind for p in people for kind in p.kinds])
+        words = _unit(np.stack([_unit(loaded.encode_texts(named[thing])).mean(axis=0) for thing in sorted(named)]))
+        return cls(products, people, tested, trained, tested_examples, named, words)
+
+
+def _fold(photo: PersonPhoto) -> bool:
+    """Which half of the cross-validation a photo of a person is in: by item, so an item's views stay together."""
+    return in_split(photo.item, 0.5, "kind-guess-folds")
 
 
 def _cross_validated(
