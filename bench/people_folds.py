@@ -33,14 +33,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--catalogue-limit", type=int, default=2500)
     args = parser.parse_args()
-    settings = Settings()
-    registry = Registry.from_settings(settings)
+    registry = Registry.from_settings(Settings())
     variant = next(v.name for v in registry if v.serve_by_default)
     card = registry[variant].kind_guess_path
     if card is None:
         raise SystemExit(f"variant {variant} has no kind guess")
-    halves = fold_guesses(settings, variant, SHARED_DATA / "inshop_pairs", MYNTRA, card.with_suffix(".json"))
     model = load_model(registry[variant], "cpu")
+    halves = fold_guesses(model, SHARED_DATA / "inshop_pairs", MYNTRA, card.with_suffix(".json"))
     rows = apparel()[: args.catalogue_limit]
     items = catalogue_items(rows)
     vectors = catalogue_vectors(model, [Path(r["image"]) for r in rows])

@@ -111,8 +111,9 @@ def main() -> None:
     registry = Registry.from_settings(settings)
     variant = args.variant or next(v.name for v in registry if v.serve_by_default)
     model = load_model(registry[variant], "cpu")
-    rows = apparel()[: args.catalogue_limit]
-    studio = [r for r in apparel()[args.catalogue_limit :] if held_out_product(r["id"])]
+    every = apparel()
+    rows = every[: args.catalogue_limit]
+    studio = [r for r in every[args.catalogue_limit :] if held_out_product(r["id"])]
     items = catalogue_items(rows)
     vectors = catalogue_vectors(model, [Path(r["image"]) for r in rows])
     kinds = np.array([item.category for item in items])

@@ -27,7 +27,6 @@ from services.evaluation import (
 from services.models import Registry, load_model
 from services.regions import PoseRegions
 from services.search import Found, KindGuess, SearchRequest
-from services.settings import Settings
 from tests.helpers import laid_over, run_stage_cli, shared_data
 from trainer.kind_guess import KindGuessConfig, fit_softmax, fold_guesses, with_words
 from trainer.losses import supcon_loss, supcon_mask_loss
@@ -191,9 +190,8 @@ def test_the_words_add_each_things_cosine_to_its_logit_and_can_turn_a_guess() ->
 
 
 def test_the_kind_guess_learns_what_photos_of_people_show_and_serves_from_its_file(
-    tmp_path: Path, tiny_env: dict[str, str], settings: Settings
+    tmp_path: Path, tiny_env: dict[str, str]
 ) -> None:
-    config = KindGuessConfig(bench_products=9)
     inshop, catalogue = _people_and_catalogue(tmp_path)
     out = tmp_path / "kinds.npz"
     result = run_stage_cli(
@@ -229,7 +227,7 @@ def test_the_kind_guess_learns_what_photos_of_people_show_and_serves_from_its_fi
     # the trained photos in the cross-validation's two halves, each with a guess fitted without it at the card's
     # settings (what bench.people_folds searches with): every trained photo in one half, an item's views together,
     # and each half guessed right by the guess that never learnt it
-    halves = fold_guesses(settings, "effl0-minilm", inshop, catalogue, out.with_suffix(".json"), config, False)
+    halves = fold_guesses(model, inshop, catalogue, out.with_suffix(".json"), KindGuessConfig(bench_products=9), False)
     trained = [photo for photo in people_photos(inshop) if not photo.held_out]
     assert sorted(photo.path for photos, _ in halves for photo in photos) == sorted(photo.path for photo in trained)
     assert not {photo.item for photo in halves[0][0]} & {photo.item for photo in halves[1][0]}

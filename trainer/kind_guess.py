@@ -30,7 +30,7 @@ from tqdm import tqdm
 from services.attributes import kind_things
 from services.evaluation import CATALOGUE_TRAINED, PersonPhoto, dataset_name, encode_paths, in_split, read_photo
 from services.images import decode_image
-from services.models import Registry, load_model
+from services.models import LoadedModel, Registry, load_model
 from services.regions import PoseRegions
 from services.search import KindGuess
 from services.settings import Settings
@@ -137,18 +137,17 @@ def train_kind_guess(
     cross-validation that chose its settings, and how often it guesses right on the held-out photos of people."""
     config = config or KindGuessConfig()
     started = time.perf_counter()
-    data = _Data.read(settings, variant, inshop, catalogue, config, progress, held_out=True)
+    loaded = load_model(Registry.from_settings(settings)[variant], settings.device)
+    data = _Data.read(loaded, inshop, catalogue, config, progress, held_out=True)
     trained, held_out, products, people, tested = data.trained, data.held_out, data.products, data.people, data.tested
-    named, things, words = data.named, sorted(data.named), data.words
+    named, things, words = data.named, data.things, data.words
     folds = [_fold(photo) for photo in trained.photos]
     tried: dict[tuple[float, float, float], float] = {}
     for weight, c in itertools.product(config.people_weights, config.cs):
         scores = _cross_validated(trained, folds, things, words, weight, c, config.word_weights, config.iterations)
         tried |= {(weight, c, word_weight): score for word_weight, score in scores.items()}
     weight, c, word_weight = max(tried, key=tried.__getitem__)
-    head = trained.fit([True] * len(trained.photos), things, weight, c, config.iterations)
-    fitted = with_words(head, words, word_weight)
-    guess = KindGuess(variant, fitted.things, fitted.weights, fitted.bias, config.instance)
+    guess = data.guess(variant, [True] * len(trained.photos), weight, c, word_weight, config)
     guess.save(out)
     nearest = [float((e.vectors @ e.product_vectors.T).max()) for e in (trained, held_out) if e and len(e.vectors)]
     metrics: dict[str, float] = {"people_nearest_product_cosine_max": max(nearest)}
@@ -185,28 +184,25 @@ def train_kind_guess(
 
 
 def fold_guesses(
-    settings: Settings,
-    variant: str,
+    loaded: LoadedModel,
     inshop: Path,
     catalogue: Path,
     card: Path,
     config: KindGuessConfig | None = None,
     progress: bool = True,
 ) -> list[tuple[list[PersonPhoto], KindGuess]]:
-    """The trained items' photos of people in the cross-validation's two halves, each with the kind guess fitted
-    without it at the settings its `card` chose: a bench that searches each half with its own guess measures how the
-    search reads the guess on photos it did not learn, so a change to that reading is chosen there rather than on
-    the held-out items."""
+    """The trained items' photos of people in the cross-validation's two halves, each with the kind guess of the
+    loaded variant fitted without it at the settings its `card` chose: a bench that searches each half with its own
+    guess measures how the search reads the guess on photos it did not learn, so a change to that reading is chosen
+    there rather than on the held-out items."""
     config = config or KindGuessConfig()
     chosen = json.loads(card.read_text())["chosen"]
-    data = _Data.read(settings, variant, inshop, catalogue, config, progress, held_out=False)
-    things = sorted(data.named)
+    data = _Data.read(loaded, inshop, catalogue, config, progress, held_out=False)
+    settings = (chosen["people_weight"], chosen["c"], chosen["word_weight"])
     halves = []
     for side in (True, False):
-        kept = [_fold(photo) != side for photo in data.trained.photos]
-        head = data.trained.fit(kept, things, chosen["people_weight"], chosen["c"], config.iterations)
-        fitted = with_words(head, data.words, chosen["word_weight"])
-        guess = KindGuess(variant, fitted.things, fitted.weights, fitted.bias, config.instance)
+        without = [_fold(photo) != side for photo in data.trained.photos]
+        guess = data.guess(loaded.variant.name, without, *settings, config)
         halves.append(([photo for photo in data.people if _fold(photo) == side], guess))
     return halves
 
@@ -227,16 +223,8 @@ class _Data:
 
     @classmethod
     def read(
-        cls,
-        settings: Settings,
-        variant: str,
-        inshop: Path,
-        catalogue: Path,
-        config: KindGuessConfig,
-        progress: bool,
-        held_out: bool,
+        cls, loaded: LoadedModel, inshop: Path, catalogue: Path, config: KindGuessConfig, progress: bool, held_out: bool
     ) -> _Data:
-        loaded = load_model(Registry.from_settings(settings)[variant], settings.device)
         _, products, people, tested = worn_training_data(inshop, catalogue, config.bench_products, "the kind guess")
         encode = loaded.encode_images
         product_vectors, _ = encode_paths(encode, [Path(r["image"]) for r in products], progress, "catalogue")
@@ -254,6 +242,18 @@ class _Data:
         named = _kind_names([r["articleType"] for r in products] + [kind for p in people for kind in p.kinds])
         words = _unit(np.stack([_unit(loaded.encode_texts(named[thing])).mean(axis=0) for thing in sorted(named)]))
         return cls(products, people, tested, trained, tested_examples, named, words)
+
+    @property
+    def things(self) -> list[str]:
+        """The head's things, in the order of its columns and of `words`."""
+        return sorted(self.named)
+
+    def guess(
+        self, variant: str, keep: Sequence[bool], weight: float, c: float, word_weight: float, config: KindGuessConfig
+    ) -> KindGuess:
+        """The variant's kind guess fitted on the products and the kept photos of people, the words added."""
+        fitted = with_words(self.trained.fit(keep, self.things, weight, c, config.iterations), self.words, word_weight)
+        return KindGuess(variant, fitted.things, fitted.weights, fitted.bias, config.instance)
 
 
 def _fold(photo: PersonPhoto) -> bool:
