@@ -210,7 +210,11 @@ def test_the_kind_guess_learns_what_photos_of_people_show_and_serves_from_its_fi
     assert card["words"] == {"skirt": ["Skirts"], "top": ["Tops"], "tshirt": ["Tshirts"]}
     held = [photo for photo in people_photos(inshop) if photo.held_out]
     assert card["metrics"]["people_held_out"] == len(held) > 0
-    assert f"{24 - len(held)} photos of people" in card["trained_on"]["inshop"]
+    # the made-up photos show no person: a search naming their garment embeds each whole, and so it is learnt and scored
+    trained_photos = 24 - len(held)
+    assert f"{trained_photos} photos of people" in card["trained_on"]["inshop"]
+    assert f"and {trained_photos} views of the garment they wear" in card["trained_on"]["inshop"]
+    assert card["metrics"]["garments_held_out"] == len(held)
     guess = KindGuess.load(out)
     assert guess.variant == "effl0-minilm"  # a searcher uses it for that variant only
     data = ("--inshop", str(inshop), "--catalogue", str(catalogue))

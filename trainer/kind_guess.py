@@ -169,7 +169,8 @@ def train_kind_guess(
         "trained_on": {
             dataset_name(inshop): (
                 f"{len(people)} photos of people of the items its test split does not hold out, whole, and "
-                f"{sum(trained.cropped)} crops of the garment they wear where the pose finder placed it"
+                f"{sum(trained.cropped)} views of the garment they wear as a search naming it embeds them (its crop "
+                "where the pose finder placed it, the whole photo where it found no person)"
             ),
             dataset_name(catalogue): (
                 f"{len(products)} apparel photos past its first {config.bench_products} apparel products (the "
@@ -316,8 +317,8 @@ def _people_vectors(
     finder: PoseRegions | None,
     progress: bool,
 ) -> tuple[np.ndarray, list[PersonPhoto]]:
-    """The photos of people whole, then the crop of the garment each wears where the pose finder places it (a search
-    with the garment named embeds that crop), and whose each vector is."""
+    """The photos of people whole, then the garment each wears as a search naming it embeds it (its crop where the
+    pose finder places it, the whole photo where it finds no person), and whose each vector is."""
     pictures, owners = [], []
     for photo in tqdm(people, desc="garments found", disable=not progress or finder is None):
         picture = decode_image(read_photo(photo.path))
@@ -325,6 +326,9 @@ def _people_vectors(
         worn = next((region for region in regions if region.garment == photo.garment), None)
         if worn is not None:
             pictures.append(picture.crop(worn.box))
+            owners.append(photo)
+        elif finder is not None and not regions:  # no person found: a search naming the garment embeds the photo
+            pictures.append(picture)
             owners.append(photo)
     whole, _ = encode_paths(encode, [photo.path for photo in people], progress, "people")
     crops = encode(pictures) if pictures else np.zeros((0, whole.shape[1]), whole.dtype)  # a hundred or so at once
