@@ -1,11 +1,12 @@
 """A variant's kind guess (services/search/kind_guess.py): a multinomial logistic regression over its photo vectors, by
 what the garment is (a kind's last word: "tshirt", "skirt"), fitted on the catalogue's apparel photos and the In-shop
-photos of people of the items the trainer's test split does not hold out, whole and cropped to the garment they wear
-(each weighed as several products: they are few, and they are what the guess is for; how many, and the penalty, by
-cross-validation over those items). To the head's logits it adds, weighed likewise, each thing's cosine to the
-variant's own text vector of the catalogue's kind names for it (what those words would find): packshots alone place
-photos of people poorly, and the words' reading of them is another view. The sum is again linear in the photo vector:
-the file holds it as one head. The tower is left as it is, so nothing it served before changes.
+photos of people of the items the trainer's test split does not hold out, whole and as the garment they wear (its
+crop; the whole photo where no person is found) (each weighed as several products: they are few, and they are what
+the guess is for; how many, and the penalty, by cross-validation over those items). To the head's logits it adds,
+weighed likewise, each thing's cosine to the variant's own text vector of the catalogue's kind names for it (what
+those words would find): packshots alone place photos of people poorly, and the words' reading of them is another
+view. The sum is again linear in the photo vector: the file holds it as one head. The tower is left as it is, so
+nothing it served before changes.
 
 Nothing the figures are measured on trains: the same held-out In-shop items, the catalogue's held-out share and its
 first `bench_products` apparel products as the wearing stage (`worn_training_data`).
@@ -57,7 +58,8 @@ class KindGuessConfig:
 
 @dataclass
 class _Examples:
-    """Labelled vectors: the catalogue's photos, then photos of people, whole and cropped to their garment."""
+    """Labelled vectors: the catalogue's photos, then photos of people, whole and as a search naming their garment
+    embeds it (`cropped`: its crop, or the whole photo where no person is found)."""
 
     vectors: np.ndarray
     photos: list[PersonPhoto]  # whose each photo-of-a-person vector is
@@ -81,8 +83,8 @@ class _Examples:
         return KindGuess("", tuple(things), matrix, bias, 0.0)
 
     def right(self, guess: KindGuess, keep: Sequence[bool]) -> dict[str, float]:
-        """How often the guess is right: on whole photos of any thing, on crops of the garment's things (as a search
-        with that garment named asks)."""
+        """How often the guess is right: on whole photos of any thing, on the garments' views of the garment's things
+        (as a search with that garment named asks)."""
         found: dict[str, list[bool]] = {"whole": [], "crop": []}
         for vector, photo, cropped, kept in zip(self.vectors, self.photos, self.cropped, keep, strict=True):
             if kept:
