@@ -380,12 +380,13 @@ def test_a_garment_named_on_a_photo_with_no_person_is_guessed_among_its_kinds_un
         assert unnamed["interpreted"] is None and unnamed["results"][0]["product_id"] == "red-circle"
 
 
-def test_a_garment_picked_after_its_photo_was_searched_whole_is_guessed_from_both_views(
+def test_a_garment_picked_after_its_photo_was_searched_whole_or_unsure_from_its_crop_is_guessed_from_both_views(
     indexed_client: TestClient,
 ) -> None:
     """A head built to say "cap" only when the full-length crop and the whole photo are read together: the garment
-    named on the photo's first search reads the crop alone (t-shirts); once the photo was searched whole, as the page
-    does before it offers the garments, the same request reads both (caps)."""
+    named on the photo's first search reads the crop alone (t-shirts) where the crop leaves it sure; once the photo
+    was searched whole, as the page does before it offers the garments, the same request reads both (caps). Where
+    the crop alone leaves it unsure, the first search embeds the whole photo too and reads both."""
     searcher = indexed_client.app.state.runtime.searcher
     searcher.whole_photos = Remembered()  # this photo never searched
     data = next(shared_data("inshop_pairs", "img", "WOMEN", "Skirts").glob("*/*front*.jpg")).read_bytes()
@@ -407,6 +408,18 @@ def test_a_garment_picked_after_its_photo_was_searched_whole_is_guessed_from_bot
     assert first["interpreted"] == {"category": "Tshirts"} and first["region"]["garment"] == "full"
     assert plain["interpreted"] == {"category": "Caps"}  # the whole photo alone
     assert picked["interpreted"] == {"category": "Caps"} and picked["guessed"] == ["category"]
+    # the crop alone gives cap, t-shirt and jacket (no kind here) about a third each; the whole adds to cap
+    searcher.whole_photos = Remembered()
+    unsure = np.concatenate([weights, np.zeros_like(weights[:, :1])], axis=1)
+    bias = np.array([-50 * near - 0.1, 0.0, 0.0], np.float32)  # crop alone: -0.1, 0, 0; with the whole: cap far ahead
+    searcher.kind_guesses["tiny"] = KindGuess("tiny", ("cap", "tshirt", "jacket"), unsure, bias, 1.5)
+    assert not searcher.kind_guesses["tiny"].sure(crop) and searcher.kind_guesses["tiny"].sure(np.stack([crop, whole]))
+    try:
+        first = indexed_client.post("/v1/search", files=files, data={"garment": "full"}).json()
+    finally:
+        searcher.kind_guesses.pop("tiny")
+    assert first["interpreted"] == {"category": "Caps"} and first["guessed"] == ["category"]
+    assert first["region"]["garment"] == "full"
 
 
 def test_a_kind_guess_sums_what_each_view_of_a_photo_says() -> None:
@@ -415,6 +428,15 @@ def test_a_kind_guess_sums_what_each_view_of_a_photo_says() -> None:
     assert guess.kinds(crop, ["Skirts", "Tops"]) == ["Tops"]
     assert guess.kinds(np.stack([crop, whole]), ["Skirts", "Tops"]) == ["Skirts"]  # 1.6 against 0.8
     assert guess.kinds(np.stack([100 * crop, whole]), ["Skirts", "Tops"]) == ["Skirts"]  # each read by direction
+
+
+def test_a_kind_guess_is_sure_where_its_likeliest_thing_has_even_odds_or_better_among_those_it_may_pick() -> None:
+    guess = KindGuess("v", ("skirt", "top", "tshirt"), 2 * np.eye(3, dtype=np.float32), np.zeros(3, np.float32), 0.9)
+    skirt_or_top = np.array([1.0, 1.0, 0.0], np.float32)  # chances 0.45, 0.45, 0.11
+    assert not guess.sure(skirt_or_top)
+    assert guess.sure(skirt_or_top, {"top", "tshirt"})  # worn above: a top, 0.80
+    assert guess.sure(skirt_or_top, {"dress"})  # none of its things to pick: reading more would not help
+    assert guess.sure(np.stack([skirt_or_top, np.array([0.0, 1.0, 0.0], np.float32)]))  # a second view: top, 0.86
 
 
 def test_the_full_length_region_is_one_piece_where_the_guess_gives_it_a_tenth_else_an_outfit_of_separates() -> None:

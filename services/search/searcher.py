@@ -70,8 +70,11 @@ class Searcher:
         spec = self.registry[variant]
         using = PHOTO
         vectors: list[np.ndarray] = []
-        # what the kind guess reads of a photo: the part searched, the whole where known (none otherwise)
+        # what the kind guess reads of a photo: the part searched, then the whole where remembered (or embedded for a
+        # garment's crop that leaves the guess unsure: `_garment_views`)
         views = np.zeros((0, 0), np.float32)
+        picture: Image.Image | None = None
+        key = b""
         if upload is not None or query.has_image:
             data = self._image_bytes(query, upload)
             picture = _decoded(data, query.mode == "sketch")
@@ -114,6 +117,7 @@ class Searcher:
             # piece (a dress, a suit), not for an outfit of separates; with no guess to tell, neither
             among = None
             if guess is not None and query.garment is not None:
+                views = self._garment_views(variant, guess, query.garment, views, found, picture, key, lap)
                 among = guess.garment_things(views, query.garment)
             worn = self._worn_kinds(query, vocabulary, among)
             if guess is not None:  # a guess is of a photo
@@ -211,10 +215,34 @@ class Searcher:
             return []
         return likely
 
+    def _garment_views(
+        self,
+        variant: str,
+        guess: KindGuess,
+        garment: str,
+        views: np.ndarray,
+        found: Found,
+        picture: Image.Image | None,
+        key: bytes,
+        lap: Callable[[str], None],
+    ) -> np.ndarray:
+        """The views the guess reads of a garment named: where a person's crop of it is read alone and leaves the
+        guess unsure (`KindGuess.sure`), the whole photo's vector too, embedded now and remembered (an embedding
+        more on such a search: most crops are sure, docs/benchmarks.md)."""
+        if found.region is None or picture is None or len(views) != 1:  # no crop, or the whole already read
+            return views
+        if guess.sure(views, guess.garment_things(views, garment)):
+            return views
+        lap("store")  # since the last step: the store's vocabulary read
+        whole = self.embedder.embed_images(variant, [picture])[0]
+        lap("embed")
+        self.whole_photos.put((variant, key), whole)
+        return np.stack([views[0], whole])
+
     def _whole_photo(self, query: SearchRequest, variant: str, key: bytes, vector: np.ndarray) -> list[np.ndarray]:
         """Of a photo of a person: where a part of it is searched, the whole photo's vector if it was searched whole
-        before (none otherwise: embedding it too would double the search's cost); where the whole is searched, it is
-        kept."""
+        before (none otherwise: `_garment_views` embeds it only where the crop leaves the guess unsure); where the
+        whole is searched, it is kept."""
         if query.garment is None and query.box is None:
             self.whole_photos.put((variant, key), vector)
             return []
