@@ -16,12 +16,14 @@ from services.attributes import GARMENT_WORDS, THING_SYNONYMS, kind_things
 # things worn in one this much together, or more, takes it for the first. Chosen once, on the trainer's two folds of
 # its photos of people, dresses and others weighed alike (docs/benchmarks.md, "The full-length region is worn in one").
 ONE_PIECE = 0.1
-# A garment named whose crop alone gives its likeliest thing less than even odds among the garment's things is guessed
-# from the whole photo too (embedded for it where the photo was not searched whole before): through the search on the
-# trainer's two folds, 0.789 of the top 10 its kind on a first search against 0.746 from the crop alone (0.796 at
-# 0.6, which sends nearly twice as many searches to a second embedding; docs/benchmarks.md, "An unsure crop reads
-# the whole photo too").
-SURE = 0.5
+# A garment named whose crop alone gives its likeliest thing a smaller chance than this among the things the garment
+# may be (`garment_things`: any, for a full-length region taken for separates) is guessed from the whole photo too
+# (embedded for it where the photo was not searched whole before); of two things the likelier has even odds, so such
+# a choice is always sure. Through the search on the trainer's two folds, 0.768 of the top 10 its kind on a first
+# search against 0.746 from the crop alone; even odds gave 0.789, but 42% of lower garments' crops fell under it and
+# a lower garment named cost up to 2.6x a plain photo search at p50 (docs/benchmarks.md, "An unsure crop reads the
+# whole photo too").
+SURE = 0.4
 
 
 @dataclass(frozen=True)

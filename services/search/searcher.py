@@ -73,8 +73,7 @@ class Searcher:
         # what the kind guess reads of a photo: the part searched, then the whole where remembered (or embedded for a
         # garment's crop that leaves the guess unsure: `_garment_views`)
         views = np.zeros((0, 0), np.float32)
-        picture: Image.Image | None = None
-        key = b""
+        photo: tuple[Image.Image, bytes] | None = None  # a photo sent (not a drawing) and its `photo_key`
         if upload is not None or query.has_image:
             data = self._image_bytes(query, upload)
             picture = _decoded(data, query.mode == "sketch")
@@ -85,6 +84,7 @@ class Searcher:
                 lap("embed")
             else:
                 key = photo_key(data)  # names the photo in the garments' memory and the whole photos'
+                photo = picture, key
                 vectors.append(self._photo_vector(query, variant, picture, data, key, found, lap))
                 # the kind guess reads a photo of a person, and a garment named on a photo with none found (a
                 # close-up of it: the whole photo is that garment)
@@ -117,8 +117,7 @@ class Searcher:
             # piece (a dress, a suit), not for an outfit of separates; with no guess to tell, neither
             among = None
             if guess is not None and query.garment is not None:
-                views = self._garment_views(variant, guess, query.garment, views, found, picture, key, lap)
-                among = guess.garment_things(views, query.garment)
+                views, among = self._garment_views(query, variant, guess, views, vocabulary, found, photo, lap)
             worn = self._worn_kinds(query, vocabulary, among)
             if guess is not None:  # a guess is of a photo
                 whole = found.region is None
@@ -217,27 +216,34 @@ class Searcher:
 
     def _garment_views(
         self,
+        query: SearchRequest,
         variant: str,
         guess: KindGuess,
-        garment: str,
         views: np.ndarray,
+        vocabulary: Mapping[str, Sequence[str]],
         found: Found,
-        picture: Image.Image | None,
-        key: bytes,
+        photo: tuple[Image.Image, bytes] | None,
         lap: Callable[[str], None],
-    ) -> np.ndarray:
-        """The views the guess reads of a garment named: where a person's crop of it is read alone and leaves the
-        guess unsure (`KindGuess.sure`), the whole photo's vector too, embedded now and remembered (an embedding
-        more on such a search: most crops are sure, docs/benchmarks.md)."""
-        if found.region is None or picture is None or len(views) != 1:  # no crop, or the whole already read
-            return views
-        if guess.sure(views, guess.garment_things(views, garment)):
-            return views
+    ) -> tuple[np.ndarray, frozenset[str] | None]:
+        """The views the guess reads of a garment named, and the things the garment may be
+        (`KindGuess.garment_things`). Where a person's crop of it is read alone (the whole photo not remembered) and
+        leaves the guess unsure among them (`KindGuess.sure`), the whole photo's vector too, embedded now and
+        remembered: an embedding more on such a search only (most crops are sure, docs/benchmarks.md), and none
+        where the catalogue has no kind of the garment to pick."""
+        assert query.garment is not None
+        among = guess.garment_things(views, query.garment)
+        # embedded only for a person's crop read alone (the whole photo not remembered) that leaves the guess unsure
+        if found.region is None or photo is None or len(views) != 1 or guess.sure(views, among):
+            return views, among
+        if among is not None and not self._worn_kinds(query, vocabulary, among):  # nothing of it here to pick
+            return views, among
+        picture, key = photo
         lap("store")  # since the last step: the store's vocabulary read
         whole = self.embedder.embed_images(variant, [picture])[0]
         lap("embed")
         self.whole_photos.put((variant, key), whole)
-        return np.stack([views[0], whole])
+        views = np.stack([views[0], whole])
+        return views, guess.garment_things(views, query.garment)
 
     def _whole_photo(self, query: SearchRequest, variant: str, key: bytes, vector: np.ndarray) -> list[np.ndarray]:
         """Of a photo of a person: where a part of it is searched, the whole photo's vector if it was searched whole
