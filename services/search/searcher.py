@@ -235,7 +235,8 @@ class Searcher:
         # embedded only for a person's crop read alone (the whole photo not remembered) that leaves the guess unsure
         if found.region is None or photo is None or len(views) != 1 or guess.sure(views, among):
             return views, among
-        if among is not None and not self._worn_kinds(query, vocabulary, among):  # nothing of it here to pick
+        # nothing of it here to pick (a full-length region's guess picks among all kinds where none is worn in one)
+        if among is not None and query.garment != "full" and not self._worn_kinds(query, vocabulary, among):
             return views, among
         picture, key = photo
         lap("store")  # since the last step: the store's vocabulary read
