@@ -320,9 +320,9 @@ def _people_vectors(
     progress: bool,
 ) -> tuple[np.ndarray, list[PersonPhoto]]:
     """The photos of people whole, then the garment each wears as a search naming it embeds it (its crop where the
-    pose finder places it, the whole photo where it finds no person), and whose each vector is."""
-    pictures, owners = [], []
-    for photo in tqdm(people, desc="garments found", disable=not progress or finder is None):
+    pose finder places it, then the whole photo's vector again where it finds no person), and whose each vector is."""
+    pictures, owners, closeups = [], [], []
+    for index, photo in enumerate(tqdm(people, desc="garments found", disable=not progress or finder is None)):
         picture = decode_image(read_photo(photo.path))
         regions = finder.find(picture).regions if finder is not None else []
         worn = next((region for region in regions if region.garment == photo.garment), None)
@@ -330,11 +330,10 @@ def _people_vectors(
             pictures.append(picture.crop(worn.box))
             owners.append(photo)
         elif finder is not None and not regions:  # no person found: a search naming the garment embeds the photo
-            pictures.append(picture)
-            owners.append(photo)
+            closeups.append(index)
     whole, _ = encode_paths(encode, [photo.path for photo in people], progress, "people")
     crops = encode(pictures) if pictures else np.zeros((0, whole.shape[1]), whole.dtype)  # a hundred or so at once
-    return np.concatenate([whole, crops]), [*people, *owners]
+    return np.concatenate([whole, crops, whole[closeups]]), [*people, *owners, *(people[i] for i in closeups)]
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
