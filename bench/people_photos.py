@@ -7,6 +7,8 @@ JPEG of quality 60 (its nearest product may lie below the cosine the kind guess 
 the latency of a photo search with and without garment regions, and the region model's own cost. Also another
 studio's photos of models: the catalogue's held-out apparel products past the bench's (no stage trained on them),
 each searched whole with no hint, with the kind guess and without it (the share of the top 10 of its article type).
+And the held-out photos with their person small in the photo (in a 16:9 photo, or half its height), framed on the
+person as shipped and not framed, in the same run.
 
     .venv/bin/python -m bench.people_photos [--catalogue-limit 2500] [--variant effl2-minilm-wearing]
 
@@ -25,6 +27,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from bench.common import MYNTRA, RESULTS, SHARED_DATA, percentiles, write_result
 from services.errors import InvalidInput
@@ -42,6 +45,7 @@ from services.images import decode_image
 from services.models import LoadedModel, Registry, load_model
 from services.regions import GARMENTS, PoseRegions
 from services.search import Garments, Searcher, SearchRequest
+from services.search.remembered import Remembered
 from services.settings import Settings
 
 
@@ -74,12 +78,22 @@ WAYS: dict[str, Callable[[PersonPhoto], dict[str, str]]] = {
 }
 
 
+# the ways of the held-out photos with their person small in the photo (`person_small`), and those frames
+SMALL_WAYS = ("garment named first", "no hint")
+SMALL_FRAMES = {True: "in a 16:9 photo", False: "half the photo's height"}
+
+
 def kind_shares(
-    searcher: Searcher, variant: str, person: PersonPhoto, ways: Mapping[str, Callable[[PersonPhoto], dict[str, str]]]
+    searcher: Searcher,
+    variant: str,
+    person: PersonPhoto,
+    ways: Mapping[str, Callable[[PersonPhoto], dict[str, str]]],
+    upload: bytes | None = None,
 ) -> dict[str, float]:
     """For each way in turn, the share of the photo's top 10 that is its garment's kind; a garment named that is not
-    on the photo is a miss, as a shopper sees it (an "always" way searches the whole photo then)."""
-    upload = person.path.read_bytes()
+    on the photo is a miss, as a shopper sees it (an "always" way searches the whole photo then). `upload`: the
+    photo as sent, where it is not the file's bytes."""
+    upload = upload or person.path.read_bytes()
     shares = {}
     for way, extra in ways.items():
         try:
@@ -92,6 +106,23 @@ def kind_shares(
                 found = None
         shares[way] = sum(hit.payload.get("category") in person.kinds for hit in found.hits) / 10 if found else 0.0
     return shares
+
+
+def person_small(photo: bytes, landscape: bool) -> bytes:
+    """The photo as a camera might frame its person, filling little of it: at 3 times its size in the middle of a
+    16:9 frame as tall, or at 1.5 times in the middle of a frame 3 times its size; grey around, a JPEG of quality 90."""
+    picture = decode_image(photo)
+    scale, frame = (
+        (3.0, (picture.height * 3 * 16 // 9, picture.height * 3))
+        if landscape
+        else (1.5, (picture.width * 3, picture.height * 3))
+    )
+    person = picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.Resampling.LANCZOS)
+    framed = Image.new("RGB", frame, (235, 235, 235))
+    framed.paste(person, ((frame[0] - person.width) // 2, (frame[1] - person.height) // 2))
+    sent = io.BytesIO()
+    framed.save(sent, "JPEG", quality=90)
+    return sent.getvalue()
 
 
 def shrunk_copy(photo: bytes) -> bytes:
@@ -157,6 +188,19 @@ def main() -> None:
             for row in studio:
                 found = searcher.search(request, variant, Path(row["image"]).read_bytes())
                 hits.append(sum(hit.payload.get("category") == row["articleType"] for hit in found.hits))
+        # the held-out photos with their person small in the photo: framed on the person (as shipped) and not (the
+        # finder told to frame no one), each with its own memory of photos
+        unframed = PoseRegions()
+        unframed.FRAMED = 0.0
+        small: dict[str, dict[str, list[float]]] = {}
+        for label, framing in (("framed on the person", finder), ("not framed", unframed)):
+            searcher.garments, searcher.whole_photos = Garments(framing), Remembered()
+            for landscape in (True, False):
+                for person in (person for person in queries if person.held_out):
+                    sent = person_small(person.path.read_bytes(), landscape)
+                    shares = kind_shares(searcher, variant, person, {way: WAYS[way] for way in SMALL_WAYS}, sent)
+                    for way, share in shares.items():
+                        small.setdefault(f"{SMALL_FRAMES[landscape]}, {label}", {}).setdefault(way, []).append(share)
         region_ms = []
         for person in queries[:30]:
             picture = decode_image(person.path.read_bytes())
@@ -173,6 +217,9 @@ def main() -> None:
         "its_copy_shrunk_to_60pc_jpeg_60_finds_it_first": f"{shrunk}/30",
         "region_model_ms_per_photo": percentiles(region_ms),
         "latency": {way: percentiles(samples) for way, samples in latency.items() if samples},
+        "person_small_held_out": {
+            frame: {way: float(np.mean(shares)) for way, shares in by_way.items()} for frame, by_way in small.items()
+        },
         "another_studio": {
             "photos": len(studio),
             **{f"P@10 {way}": float(np.mean(hits)) / 10 for way, hits in studio_hits.items() if hits},
@@ -201,6 +248,7 @@ def main() -> None:
     ratio = result["ratio_region_to_plain_p50"]
     print(f"packshot finds itself first: {own}/30 (a shrunk copy: {shrunk}/30); region/plain p50 {ratio:.2f}")
     print(f"another studio's photos of models: {result['another_studio']}")
+    print(f"held-out photos with the person small in them: {result['person_small_held_out']}")
     print(write_result("people_photos", result))
 
 

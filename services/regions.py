@@ -29,7 +29,8 @@ from services.errors import InvalidInput
 
 Garment = Literal["upper", "lower", "full", "feet"]
 GARMENTS: tuple[Garment, ...] = ("upper", "lower", "full", "feet")
-Part = Garment | Literal["box"]  # a garment found, or a box the shopper drew
+# a garment found, a box the shopper drew, or the part of the photo a person fills (`Person.frame`)
+Part = Garment | Literal["box", "person"]
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels of the photo, x1 and y1 exclusive
 MIN_VISIBILITY = 0.5  # a landmark the model is less sure of than this does not place a region
 MIN_SIDE = 16  # pixels: a smaller region is no garment worth searching
@@ -64,9 +65,11 @@ class Region:
 
 @dataclass(frozen=True)
 class Person:
-    """The garments' regions a photo shows of a person, largest first (none: no person, e.g. a packshot)."""
+    """The garments' regions a photo shows of a person, largest first (none: no person, e.g. a packshot), and where
+    the person fills little of the photo (a street photo, a landscape one), the part of it they fill (`frame`)."""
 
     regions: list[Region]
+    frame: Box | None = None
 
     def region(self, garment: Garment) -> Region | None:
         return next((region for region in self.regions if region.garment == garment), None)
@@ -83,7 +86,14 @@ class PoseRegions:
 
     INPUT = 256  # the landmark model's square input, in pixels
     MARGIN = 1.5  # the square it sees: the photo's longer side this many times, the photo in its middle
-    MIN_PERSON_SHARE = 0.1  # of the photo's pixels the segmentation must call a person's
+    MIN_PERSON_SHARE = 0.1  # of the photo's pixels the segmentation must call a person's, or of their frame's
+    # A person whose frame (the box of the pixels the segmentation calls theirs, widened by `FRAME_PAD`) covers less
+    # than this share of the photo is framed: the landmark model sees that frame, not the whole photo, and a search
+    # of the photo whole reads it (docs/benchmarks.md, "A person who fills little of the photo"). A shop's photo of a
+    # person (In-shop's, the catalogue's) is framed on them already: 5% of either cover less than 0.4.
+    FRAMED = 1 / 3
+    FRAME_PAD = (0.1, 0.05)  # of the person's width on either side, of their height above and below
+    MIN_FRAMED_SHARE = 0.03  # of the photo's pixels a framed person's at least (they need MIN_PRESENCE too)
     MIN_PRESENCE = 0.8  # the landmark model's own score that a person is in the picture (filling less than a fifth)
     # A person filling this share of the photo or more needs less of that score: a shop's model seen from the back
     # or the side often scores below 0.8 (docs/benchmarks.md, "Which photos have a person").
@@ -113,14 +123,20 @@ class PoseRegions:
             side = segmentation.get_input_details()[0]["shape"][1:3]  # the whole photo, squeezed to its input
             squeezed = picture.resize((side[1], side[0]), Image.Resampling.BILINEAR)
             (person,) = _outputs(segmentation, squeezed).values()  # one output: how sure each pixel is a person's
-            share = float((person > 0.5).mean())
+            mask = person.reshape(side[0], side[1]) > 0.5
+            share = float(mask.mean())
+            frame = self._frame(mask, width, height) if share >= self.MIN_FRAMED_SHARE else None
+            if frame is not None:  # what the landmark model sees is the frame: the share of it that is the person's
+                share /= _area_share(frame, width, height)
             if share < self.MIN_PERSON_SHARE:
                 return Person([])  # a packshot: no square framed, no landmark pass
-            shrink = self.INPUT / (self.MARGIN * max(width, height))  # the photo shrunk first: a long one stays cheap
-            shown = (max(1, round(width * shrink)), max(1, round(height * shrink)))
+            x0, y0, x1, y1 = frame or (0, 0, width, height)
+            # the landmark model sees the frame shrunk (a long one stays cheap) in the middle of a black square
+            shrink = self.INPUT / (self.MARGIN * max(x1 - x0, y1 - y0))
+            shown = (max(1, round((x1 - x0) * shrink)), max(1, round((y1 - y0) * shrink)))
             left, top = (self.INPUT - shown[0]) // 2, (self.INPUT - shown[1]) // 2
-            square = Image.new("RGB", (self.INPUT, self.INPUT))  # black around the photo
-            square.paste(picture.resize(shown, Image.Resampling.BILINEAR), (left, top))
+            square = Image.new("RGB", (self.INPUT, self.INPUT))
+            square.paste(picture.crop((x0, y0, x1, y1)).resize(shown, Image.Resampling.BILINEAR), (left, top))
             found = _outputs(landmarks, square)  # its presence and landmarks: all it computes
         presence, marks = found[PRESENCE], found[LANDMARKS]
         least = self.MIN_PRESENCE_FILLING if share >= self.FILLING_SHARE else self.MIN_PRESENCE
@@ -128,9 +144,35 @@ class PoseRegions:
             return Person([])
         marks = marks.reshape(-1, 5)[:33]  # x, y (input pixels), z, visibility, presence (logits)
         visibility = 1 / (1 + np.exp(-np.clip(marks[:, 3], -30, 30)))
-        xs, ys = (marks[:, 0] - left) * width / shown[0], (marks[:, 1] - top) * height / shown[1]
+        # placed in the frame as in a photo of its own (a leg leaving it ends there), then in the photo
+        xs, ys = (marks[:, 0] - left) * (x1 - x0) / shown[0], (marks[:, 1] - top) * (y1 - y0) / shown[1]
         points = np.stack([xs, ys, visibility], axis=1)
-        return Person(garment_regions(points, width, height, self.min_visibility))
+        regions = [
+            Region(region.garment, (bx0 + x0, by0 + y0, bx1 + x0, by1 + y0), region.score)
+            for region in garment_regions(points, x1 - x0, y1 - y0, self.min_visibility)
+            for bx0, by0, bx1, by1 in [region.box]
+        ]
+        return Person(regions, frame if regions else None)
+
+    def _frame(self, mask: np.ndarray, width: int, height: int) -> Box | None:
+        """The part of the photo a person stands in, from the segmentation's mask (of any size), where it is less than
+        `FRAMED` of the photo; None where they fill more, lie across it, or nothing is a person's."""
+        rows, columns = np.nonzero(mask)
+        if not len(rows):
+            return None
+        x0, x1 = columns.min() * width / mask.shape[1], (columns.max() + 1) * width / mask.shape[1]
+        y0, y1 = rows.min() * height / mask.shape[0], (rows.max() + 1) * height / mask.shape[0]
+        pad_x, pad_y = self.FRAME_PAD[0] * (x1 - x0), self.FRAME_PAD[1] * (y1 - y0)
+        frame = (
+            max(0, int(x0 - pad_x)),
+            max(0, int(y0 - pad_y)),
+            min(width, int(np.ceil(x1 + pad_x))),
+            min(height, int(np.ceil(y1 + pad_y))),
+        )
+        wide, tall = frame[2] - frame[0], frame[3] - frame[1]
+        # framed only standing (taller than wide): a shoe or a bag lying flat, which the segmentation can take for a
+        # small person, is wider (docs/benchmarks.md)
+        return frame if _area_share(frame, width, height) < self.FRAMED and tall >= wide >= MIN_SIDE else None
 
     def _loaded(self) -> tuple[Any, Any]:
         """The segmentation's and the landmark model's interpreters (loaded when a photo first needs them)."""
@@ -273,6 +315,10 @@ def garment_regions(
         regions.append(Region("feet", box(sx0 - spad, sy0 - spad, sx1 + spad, sy1 + spad), score(ANKLES, HEELS, TOES)))
     kept = [r for r in regions if r.box[2] - r.box[0] >= MIN_SIDE and r.box[3] - r.box[1] >= MIN_SIDE]
     return sorted(kept, key=lambda region: -region.area)
+
+
+def _area_share(box: Box, width: int, height: int) -> float:
+    return (box[2] - box[0]) * (box[3] - box[1]) / (width * height)
 
 
 def clip_box(box: Sequence[float], width: int, height: int, max_aspect: float) -> Box:

@@ -186,6 +186,36 @@ def test_a_photo_of_a_person_has_its_garments_found_and_searched(indexed_client:
     assert [hit["product_id"] for hit in boxed["results"]] == [hit["product_id"] for hit in lower["results"]] != whole
 
 
+def test_a_person_who_fills_little_of_the_photo_is_framed_and_their_photo_searched_as_that_frame(
+    indexed_client: TestClient,
+) -> None:
+    """A shop's photo is framed on its model; a shopper's may show a street around them. There the landmark model
+    sees the person's frame and a search of the whole photo reads it: the same garments found, the same answer."""
+    person = next(shared_data("inshop_pairs", "img", "WOMEN", "Skirts").glob("*/*front*.jpg")).read_bytes()
+    shop = decode_image(person)
+    wide = Image.new("RGB", (shop.height * 16 // 9, shop.height), (235, 235, 235))  # a 16:9 photo, her in it
+    at = (wide.width - shop.width - 20, 0)
+    wide.paste(shop, at)
+    finder = PoseRegions()
+    assert finder.find(shop).frame is None  # she fills the shop's photo
+    framed = finder.find(wide)
+    assert framed.frame is not None
+    x0, y0, x1, y1 = framed.frame
+    assert at[0] - 20 <= x0 <= at[0] + shop.width // 4 and x1 >= at[0] + shop.width * 3 // 4  # around her, not the grey
+    assert {"upper", "lower"} <= {region.garment for region in framed.regions}
+    assert all(x0 <= r.box[0] and r.box[2] <= x1 and y0 <= r.box[1] and r.box[3] <= y1 for r in framed.regions)
+    files = {"image": ("street.png", encode(wide, "PNG"), "image/png")}
+    whole = indexed_client.post("/v1/search", files=files).json()
+    assert whole["region"] == {"garment": "person", "box": list(framed.frame), "score": 1.0}
+    assert {region["garment"] for region in whole["regions"]} >= {"upper", "lower"}
+    alone = {"image": ("frame.png", encode(wide.crop(framed.frame), "PNG"), "image/png")}
+    assert [hit["product_id"] for hit in whole["results"]] == [
+        hit["product_id"] for hit in indexed_client.post("/v1/search", files=alone).json()["results"]
+    ]  # the frame searched as if it were the photo
+    upper = indexed_client.post("/v1/search", files=files, data={"garment": "upper"}).json()
+    assert upper["region"]["garment"] == "upper" and upper["interpreted"] == {"category": "Tshirts"}
+
+
 def test_a_garment_named_steers_to_the_catalogues_kinds_of_that_garment(indexed_client: TestClient) -> None:
     """The tiny model's crop of a top is as near a cap as a t-shirt: the garment named decides which come first."""
     person = next(shared_data("inshop_pairs", "img", "WOMEN", "Skirts").glob("*/*front*.jpg"))
@@ -391,7 +421,8 @@ def test_a_garment_picked_after_its_photo_was_searched_whole_or_unsure_from_its_
     searcher.whole_photos = Remembered()  # this photo never searched
     data = next(shared_data("inshop_pairs", "img", "WOMEN", "Skirts").glob("*/*front*.jpg")).read_bytes()
     picture = decode_image(data)
-    full = next(r for r in searcher.garments.find(picture, photo_key(data)).result() or [] if r.garment == "full")
+    person = searcher.garments.find(picture, photo_key(data)).result() or Person([])
+    full = next(r for r in person.regions if r.garment == "full")
     whole, crop = searcher.embedder.embed_images("tiny", [picture, picture.crop(full.box)])
     whole, crop = whole / np.linalg.norm(whole), crop / np.linalg.norm(crop)
     near = float(crop @ whole)  # under 1: the crop alone says less "cap" than crop and whole together
@@ -613,12 +644,13 @@ def test_a_photos_garments_are_found_once_and_remembered() -> None:
     garments = Garments(Counting())
     first = garments.find(decode_image(person), photo_key(person)).result()
     again = garments.find(decode_image(person), photo_key(person)).result()
-    assert first == again and {region.garment for region in first} >= {"upper", "lower"} and len(calls) == 1
+    assert first == again and len(calls) == 1
+    assert first is not None and {region.garment for region in first.regions} >= {"upper", "lower"}
     forgetful = Garments(Counting(), remembered=0)
     forgetful.find(decode_image(person), photo_key(person)).result()
     forgetful.find(decode_image(person), photo_key(person)).result()
     assert len(calls) == 3
-    assert Garments(None).find(decode_image(person), photo_key(person)).result() == []
+    assert Garments(None).find(decode_image(person), photo_key(person)).result() == Person([])
 
 
 @pytest.mark.parametrize(

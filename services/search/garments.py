@@ -1,5 +1,6 @@
-"""The garments of query photos, found beside the photo's embedding and remembered per photo: a client (a page)
-that shows a photo's garments searches the same photo again once the shopper picks one."""
+"""The person in a query photo (their garments, and the part of the photo they fill where it is little of it), found
+beside the photo's embedding and remembered per photo: a client (a page) that shows a photo's garments searches the
+same photo again once the shopper picks one."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from PIL import Image
 
-from services.regions import Region, RegionFinder
+from services.regions import Person, RegionFinder
 from services.search.remembered import REMEMBERED, Remembered
 
 log = logging.getLogger("stylefinder.search")
@@ -17,17 +18,17 @@ log = logging.getLogger("stylefinder.search")
 class Garments:
     def __init__(self, finder: RegionFinder | None, remembered: int = REMEMBERED) -> None:
         self.finder = finder
-        self._known: Remembered[bytes, list[Region]] = Remembered(remembered)
+        self._known: Remembered[bytes, Person] = Remembered(remembered)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="garments")
 
-    def find(self, picture: Image.Image, key: bytes) -> Future[list[Region] | None]:
-        """The garments of a photo (`key`: its bytes' `photo_key`, which names it), in the decoded picture's pixels,
-        being found while the caller goes on; none where no finder is configured; None where the finder failed
-        (logged)."""
+    def find(self, picture: Image.Image, key: bytes) -> Future[Person | None]:
+        """The person in a photo (`key`: its bytes' `photo_key`, which names it): their garments and frame, in the
+        decoded picture's pixels, being found while the caller goes on; no one where no finder is configured; None
+        where the finder failed (logged)."""
         known = self._known.get(key)
         if known is not None or self.finder is None:
-            done: Future[list[Region] | None] = Future()
-            done.set_result(known or [])
+            done: Future[Person | None] = Future()
+            done.set_result(known or Person([]))
             return done
         return self._pool.submit(self._find, picture, key)
 
@@ -37,12 +38,12 @@ class Garments:
         if close is not None:
             close()
 
-    def _find(self, picture: Image.Image, key: bytes) -> list[Region] | None:
+    def _find(self, picture: Image.Image, key: bytes) -> Person | None:
         assert self.finder is not None
         try:
-            regions = self.finder.find(picture).regions
+            person = self.finder.find(picture)
         except Exception:  # the pose model failing must not fail the search: the photo is searched whole
             log.exception("finding the garments of a photo failed")
             return None
-        self._known.put(key, regions)
-        return regions
+        self._known.put(key, person)
+        return person

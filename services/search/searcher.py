@@ -22,7 +22,7 @@ from services.errors import (
 )
 from services.images import MAX_ASPECT, Fetcher, decode_image, normalise_sketch, shown_size
 from services.models import Registry, Variant
-from services.regions import Region, RegionFinder, clip_box, scaled
+from services.regions import Person, Region, RegionFinder, clip_box, scaled
 from services.search.garments import Garments
 from services.search.kind_guess import KindGuess
 from services.search.query import Found, SearchRequest
@@ -84,8 +84,9 @@ class Searcher:
                 lap("embed")
             else:
                 key = photo_key(data)  # names the photo in the garments' memory and the whole photos'
-                photo = picture, key
-                vectors.append(self._photo_vector(query, variant, picture, data, key, found, lap))
+                vector, whole = self._photo_vector(query, variant, picture, data, key, found, lap)
+                vectors.append(vector)
+                photo = whole, key
                 # the kind guess reads a photo of a person, and a garment named on a photo with none found (a
                 # close-up of it: the whole photo is that garment)
                 if found.regions:
@@ -120,7 +121,7 @@ class Searcher:
                 views, among = self._garment_views(query, variant, guess, views, vocabulary, found, photo, lap)
             worn = self._worn_kinds(query, vocabulary, among)
             if guess is not None:  # a guess is of a photo
-                whole = found.region is None
+                whole = found.region is None or found.region.garment == "person"
                 guessed = self._guessed_kinds(query, variant, guess, views, vocabulary, worn, among, whole, exclude)
                 if guessed and guessed != worn:  # else the garment named said as much
                     worn, found.guessed = guessed, ["category"]
@@ -274,31 +275,39 @@ class Searcher:
         key: bytes,
         found: Found,
         lap: Callable[[str], None],
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, Image.Image]:
         """The embedding of the part of a photo searched (`data`: its bytes, `key`: their `photo_key`), its garments
-        found meanwhile. Boxes are given and answered in the photo's pixels as sent, which the decoded picture may
-        have reduced."""
+        found meanwhile, and the photo as the kind guess reads it whole: framed on the person where they fill little
+        of it (`Person.frame`: a second embedding then, where the whole photo is searched). Boxes are given and
+        answered in the photo's pixels as sent, which the decoded picture may have reduced."""
         sent = shown_size(data)
         to_sent = sent[0] / picture.width
         pending = self.garments.find(picture, key)
 
-        def garments() -> list[Region]:
-            regions = pending.result()
-            if regions is None:
+        def person() -> Person:
+            seen = pending.result()
+            if seen is None:
                 if query.garment is not None:
                     raise ServiceUnavailable("garments cannot be found in photos right now: give a box instead")
-                return []
-            return [Region(r.garment, scaled(r.box, to_sent), r.score) for r in regions]
+                seen = Person([])
+            found.regions = [Region(r.garment, scaled(r.box, to_sent), r.score) for r in seen.regions]
+            lap("regions")
+            return seen
 
         if query.garment is not None:
-            found.regions = garments()
-            lap("regions")
+            person()
         part = self._part(query, picture, found, sent)
         vector = self.embedder.embed_images(variant, [part])[0]
         lap("embed")
-        found.regions = garments()
-        lap("regions")
-        return vector
+        frame = person().frame
+        if frame is None:
+            return vector, picture
+        framed = picture.crop(frame)
+        if query.garment is None and query.box is None:  # searched whole: the person, not the street around them
+            found.region = Region("person", scaled(frame, to_sent), 1.0)
+            vector = self.embedder.embed_images(variant, [framed])[0]
+            lap("embed")
+        return vector, framed
 
     def _image_bytes(self, query: SearchRequest, upload: bytes | None) -> bytes:
         """The shopper's photo or drawing as sent: the upload, a URL (http(s) to public hosts only: never a path)

@@ -11,9 +11,10 @@ from services.regions import Region
 
 
 class RegionOut(BaseModel):
-    """A part of the query photo: a garment found on the person in it, or the box the shopper gave."""
+    """A part of the query photo: a garment found on the person in it, the box the shopper gave, or the part a person
+    fills where it is little of the photo (searched as the whole photo)."""
 
-    garment: str = Field(description="upper, lower, full, feet; or box")
+    garment: str = Field(description="upper, lower, full, feet; box; or person")
     box: tuple[int, int, int, int] = Field(description="[x0, y0, x1, y1] in the photo's pixels")
     score: float
 
@@ -46,7 +47,11 @@ class SearchResponse(BaseModel):
     regions: list[RegionOut] = Field(
         default_factory=list, description="photos of a person: the garments found, largest first"
     )
-    region: RegionOut | None = Field(None, description="the part of the photo searched; none: the whole photo")
+    region: RegionOut | None = Field(
+        None,
+        description="the part of the photo searched; none: the whole photo (person: the whole photo framed on the "
+        "person in it, who fills little of it)",
+    )
 
 
 class FacetValue(BaseModel):

@@ -42,7 +42,8 @@ export class QueryPhoto {
     const all = [...found];
     if (searched && searched.garment === "box") all.push(searched);
     for (const region of all) this.drawBox(region.box, sameRegion(region, searched));
-    const whole = this.chip("Whole photo", !searched, () => this.pick({}));
+    // "person": the whole photo was searched, framed on the person who fills little of it
+    const whole = this.chip("Whole photo", !searched || searched.garment === "person", () => this.pick({}));
     const chips = found.map((region) =>
       this.chip(GARMENTS[region.garment] || region.garment, sameRegion(region, searched), () =>
         this.pick({ garment: region.garment }),
