@@ -193,6 +193,7 @@ def main() -> None:
         unframed = PoseRegions()
         unframed.FRAMED = 0.0
         small: dict[str, dict[str, list[float]]] = {}
+        shipped = searcher.garments, searcher.whole_photos
         for label, framing in (("framed on the person", finder), ("not framed", unframed)):
             searcher.garments, searcher.whole_photos = Garments(framing), Remembered()
             for landscape in (True, False):
@@ -201,6 +202,9 @@ def main() -> None:
                     shares = kind_shares(searcher, variant, person, {way: WAYS[way] for way in SMALL_WAYS}, sent)
                     for way, share in shares.items():
                         small.setdefault(f"{SMALL_FRAMES[landscape]}, {label}", {}).setdefault(way, []).append(share)
+            if framing is unframed:
+                searcher.garments.close()
+        searcher.garments, searcher.whole_photos = shipped
         region_ms = []
         for person in queries[:30]:
             picture = decode_image(person.path.read_bytes())

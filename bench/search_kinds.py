@@ -1,8 +1,9 @@
 """Latency of every kind of query through the search function the API serves (`Runtime.searcher`), on the
 embedded default with real Myntra products indexed through the indexing pipeline: words, a packshot, a photo of
-a person with and without garment regions (the garment found, the upper or the lower one named, a box), a photo
-with words, more like this, a drawing, a drawing with words; and the region model's own cost per photo. Same run,
-same process, so the ratio of a region search to a plain photo search holds on a noisy machine.
+a person with and without garment regions (the garment found, the upper or the lower one named, a box; the person
+small in a 16:9 photo, whose frame is searched), a photo with words, more like this, a drawing, a drawing with
+words; and the region model's own cost per photo. Same run, same process, so the ratio of a region search to a
+plain photo search holds on a noisy machine.
 
     .venv/bin/python -m bench.search_kinds [--products 300] [--queries 30]
 
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import SHARED_DATA, catalogue_items, percentiles, write_result
+from bench.people_photos import person_small
 from services.apps.runtime import Runtime
 from services.images import decode_image
 from services.search import Garments, SearchRequest
@@ -47,6 +49,7 @@ def main() -> None:
         found = {p: finder.find(decode_image(p.read_bytes())) for p in fronts}
         people = [p for p, garments in found.items() if garments.region("upper")][: args.queries]
         lower = [p for p in people if found[p].region("lower")]  # whose lower garment a shopper may name
+        small = [person_small(path.read_bytes(), landscape=True) for path in people]  # framed on the person
         sketches = sorted((SHARED_DATA / "qmul_sbir" / "shoes" / "test" / "sketch").iterdir())[: args.queries]
 
         def photo(among: list[Path] = people, **fields: object) -> Callable[[int], tuple[SearchRequest, bytes]]:
@@ -59,6 +62,7 @@ def main() -> None:
             "person, garment named": photo(garment="upper"),
             "person, lower garment named": photo(lower, garment="lower"),
             "person, box": photo(box=(20, 40, 150, 200)),
+            "person small in a 16:9 photo": lambda i: (SearchRequest.with_upload(), small[i % len(small)]),
             "person + words": photo(text="skirt"),
             "more like this": lambda i: (SearchRequest(like=[items[i % len(items)].id]), None),
             "drawing": lambda i: (
@@ -119,10 +123,12 @@ def main() -> None:
         result["region_named_vs_plain_photo_p50"] = named / plain
         lower_named = result["with regions"]["person, lower garment named"]["p50_ms"]
         result["region_lower_named_vs_plain_photo_p50"] = lower_named / plain
+        framed = result["with regions"]["person small in a 16:9 photo"]["p50_ms"]
+        result["region_person_small_vs_plain_photo_p50"] = framed / plain
         print(
             f"person photo p50: {region:.0f} ms with regions ({region / plain:.2f}x), {named:.0f} ms with the upper "
             f"garment named ({named / plain:.2f}x), {lower_named:.0f} ms the lower ({lower_named / plain:.2f}x), "
-            f"{plain:.0f} ms without"
+            f"{plain:.0f} ms without; a person small in a 16:9 photo, framed, {framed:.0f} ms ({framed / plain:.2f}x)"
         )
         print(write_result("search_kinds", result))
     finally:

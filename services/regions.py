@@ -86,17 +86,21 @@ class PoseRegions:
 
     INPUT = 256  # the landmark model's square input, in pixels
     MARGIN = 1.5  # the square it sees: the photo's longer side this many times, the photo in its middle
-    MIN_PERSON_SHARE = 0.1  # of the photo's pixels the segmentation must call a person's, or of their frame's
+    # Of what the landmark model sees (the photo, or a person's frame), the pixels the segmentation must call a
+    # person's.
+    MIN_PERSON_SHARE = 0.1
     # A person whose frame (the box of the pixels the segmentation calls theirs, widened by `FRAME_PAD`) covers less
     # than this share of the photo is framed: the landmark model sees that frame, not the whole photo, and a search
     # of the photo whole reads it (docs/benchmarks.md, "A person who fills little of the photo"). A shop's photo of a
-    # person (In-shop's, the catalogue's) is framed on them already: 5% of either cover less than 0.4.
+    # person is framed on them already: the 5th percentile of In-shop's frames is 0.45 of the photo, of the
+    # catalogue's apparel photos' 0.38.
     FRAMED = 1 / 3
     FRAME_PAD = (0.1, 0.05)  # of the person's width on either side, of their height above and below
-    MIN_FRAMED_SHARE = 0.03  # of the photo's pixels a framed person's at least (they need MIN_PRESENCE too)
-    MIN_PRESENCE = 0.8  # the landmark model's own score that a person is in the picture (filling less than a fifth)
-    # A person filling this share of the photo or more needs less of that score: a shop's model seen from the back
-    # or the side often scores below 0.8 (docs/benchmarks.md, "Which photos have a person").
+    MIN_FRAMED_SHARE = 0.03  # of the photo's pixels a framed person's at least
+    MIN_PRESENCE = 0.8  # the landmark model's own score that a person is in what it sees (filling less than a fifth)
+    # A person filling this share of what it sees or more needs less of that score: a shop's model seen from the
+    # back or the side often scores below 0.8 (docs/benchmarks.md, "Which photos have a person"); a framed person
+    # mostly fills a fifth of their frame (they stand, their frame is no wider: shoes lying flat are).
     FILLING_SHARE, MIN_PRESENCE_FILLING = 0.2, 0.4
 
     def __init__(self, min_visibility: float = MIN_VISIBILITY) -> None:
@@ -148,9 +152,8 @@ class PoseRegions:
         xs, ys = (marks[:, 0] - left) * (x1 - x0) / shown[0], (marks[:, 1] - top) * (y1 - y0) / shown[1]
         points = np.stack([xs, ys, visibility], axis=1)
         regions = [
-            Region(region.garment, (bx0 + x0, by0 + y0, bx1 + x0, by1 + y0), region.score)
+            Region(region.garment, _moved(region.box, x0, y0), region.score)
             for region in garment_regions(points, x1 - x0, y1 - y0, self.min_visibility)
-            for bx0, by0, bx1, by1 in [region.box]
         ]
         return Person(regions, frame if regions else None)
 
@@ -315,6 +318,10 @@ def garment_regions(
         regions.append(Region("feet", box(sx0 - spad, sy0 - spad, sx1 + spad, sy1 + spad), score(ANKLES, HEELS, TOES)))
     kept = [r for r in regions if r.box[2] - r.box[0] >= MIN_SIDE and r.box[3] - r.box[1] >= MIN_SIDE]
     return sorted(kept, key=lambda region: -region.area)
+
+
+def _moved(box: Box, dx: int, dy: int) -> Box:
+    return (box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy)
 
 
 def _area_share(box: Box, width: int, height: int) -> float:

@@ -190,7 +190,8 @@ def test_a_person_who_fills_little_of_the_photo_is_framed_and_their_photo_search
     indexed_client: TestClient,
 ) -> None:
     """A shop's photo is framed on its model; a shopper's may show a street around them. There the landmark model
-    sees the person's frame and a search of the whole photo reads it: the same garments found, the same answer."""
+    sees the person's frame and a search of the whole photo reads it (the same answer as the frame sent alone), in
+    the pixels of the photo as sent; not where the photo is the catalogue's own, which finds its product as indexed."""
     person = next(shared_data("inshop_pairs", "img", "WOMEN", "Skirts").glob("*/*front*.jpg")).read_bytes()
     shop = decode_image(person)
     wide = Image.new("RGB", (shop.height * 16 // 9, shop.height), (235, 235, 235))  # a 16:9 photo, her in it
@@ -214,6 +215,21 @@ def test_a_person_who_fills_little_of_the_photo_is_framed_and_their_photo_search
     ]  # the frame searched as if it were the photo
     upper = indexed_client.post("/v1/search", files=files, data={"garment": "upper"}).json()
     assert upper["region"]["garment"] == "upper" and upper["interpreted"] == {"category": "Tshirts"}
+    large = wide.resize((wide.width * 6, wide.height * 6))  # decoded at half its size: boxes answered as sent
+    sent = indexed_client.post("/v1/search", files={"image": ("l.jpg", encode(large), "image/jpeg")}).json()
+    assert sent["region"]["garment"] == "person"
+    assert np.abs(np.array(sent["region"]["box"]) - 6 * np.array(framed.frame)).max() <= 0.02 * large.width
+    searcher = indexed_client.app.state.runtime.searcher
+    dimensions = searcher.embedder.embed_texts("tiny", ["a top"]).shape[1]
+    # a guess whose cosine takes every photo for the catalogue's own: a product's photo finds it as indexed, whole
+    searcher.kind_guesses["tiny"] = KindGuess(
+        "tiny", ("tshirt",), np.zeros((dimensions, 1), np.float32), np.zeros(1, np.float32), -1.0
+    )
+    try:
+        own = indexed_client.post("/v1/search", files=files).json()
+    finally:
+        searcher.kind_guesses.pop("tiny")
+    assert own["region"] is None and own["results"] != whole["results"]
 
 
 def test_a_garment_named_steers_to_the_catalogues_kinds_of_that_garment(indexed_client: TestClient) -> None:

@@ -20,7 +20,8 @@ class SearchRequest(BaseModel):
     """A photo (an upload, `image_url` or `image_base64`), a drawing (the same with `mode: "sketch"`), words,
     products liked and disliked: any of them together, at least one of photo, drawing, words or liked products.
     Of a photo, the part searched is the garment named (`garment`), found on the person in it (a photo with no
-    garment found is the garment), or the box given; with neither, the whole photo. A photo of a person steers to the
+    garment found is the garment), or the box given; with neither, the whole photo (framed on the person in it where
+    they fill little of it). A photo of a person steers to the
     kind its variant guesses it shows (of the garment named, where one is), and so does a garment named on a photo
     with no person found, unless it is a catalogue product's own photo. The response lists the garments found, says
     which part was searched and which kinds steered (`interpreted`)."""

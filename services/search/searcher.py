@@ -51,8 +51,9 @@ class Searcher:
         self.fetcher = fetcher
         self.garments = Garments(regions)
         self.kind_guesses: dict[str, KindGuess | None] = {}  # by variant, loaded at the first photo it may steer
-        # The vectors of photos searched whole, by variant and photo: a garment picked on one next (as the page's
-        # chips do) is guessed from both views of it (docs/benchmarks.md, "Photos of people").
+        # The vectors of photos searched whole (framed on the person who fills little of one), by variant and photo:
+        # a garment picked on one next (as the page's chips do) is guessed from both views of it (docs/benchmarks.md,
+        # "Photos of people").
         self.whole_photos: Remembered[tuple[str, bytes], np.ndarray] = Remembered()
 
     def search(self, query: SearchRequest, variant: str, upload: bytes | None = None) -> Found:
@@ -73,7 +74,9 @@ class Searcher:
         # what the kind guess reads of a photo: the part searched, then the whole where remembered (or embedded for a
         # garment's crop that leaves the guess unsure: `_garment_views`)
         views = np.zeros((0, 0), np.float32)
-        photo: tuple[Image.Image, bytes] | None = None  # a photo sent (not a drawing) and its `photo_key`
+        # a photo sent (not a drawing) as read whole (framed on its person where they fill little of it), its
+        # `photo_key`
+        photo: tuple[Image.Image, bytes] | None = None
         if upload is not None or query.has_image:
             data = self._image_bytes(query, upload)
             picture = _decoded(data, query.mode == "sketch")
@@ -186,6 +189,9 @@ class Searcher:
         (`filters.category`), `interpret` and `guess` on."""
         if not (found.regions or query.garment) or query.box is not None or not query.guess or not query.steers_kinds:
             return None
+        return self._variant_guess(variant)
+
+    def _variant_guess(self, variant: str) -> KindGuess | None:
         if variant not in self.kind_guesses:
             self.kind_guesses[variant] = _read_guess(self.registry[variant])
         return self.kind_guesses[variant]
@@ -278,8 +284,9 @@ class Searcher:
     ) -> tuple[np.ndarray, Image.Image]:
         """The embedding of the part of a photo searched (`data`: its bytes, `key`: their `photo_key`), its garments
         found meanwhile, and the photo as the kind guess reads it whole: framed on the person where they fill little
-        of it (`Person.frame`: a second embedding then, where the whole photo is searched). Boxes are given and
-        answered in the photo's pixels as sent, which the decoded picture may have reduced."""
+        of it (`Person.frame`: a second embedding then, where the whole photo is searched, unless it is the
+        catalogue's own). Boxes are given and answered in the photo's pixels as sent, which the decoded picture may
+        have reduced."""
         sent = shown_size(data)
         to_sent = sent[0] / picture.width
         pending = self.garments.find(picture, key)
@@ -304,10 +311,19 @@ class Searcher:
             return vector, picture
         framed = picture.crop(frame)
         if query.garment is None and query.box is None:  # searched whole: the person, not the street around them
+            if self._catalogues_photo(query, variant, vector):
+                return vector, picture
             found.region = Region("person", scaled(frame, to_sent), 1.0)
             vector = self.embedder.embed_images(variant, [framed])[0]
             lap("embed")
         return vector, framed
+
+    def _catalogues_photo(self, query: SearchRequest, variant: str, whole: np.ndarray) -> bool:
+        """Whether a photo searched whole, whose person would be framed, is the catalogue's own (`_catalogues_own`,
+        at the variant's kind guess's cosine; never where it has none): its product's photo finds that product."""
+        guess = self._variant_guess(variant)
+        exclude = set(query.like) | set(query.unlike)
+        return guess is not None and self._catalogues_own(variant, whole, guess, query, exclude)
 
     def _image_bytes(self, query: SearchRequest, upload: bytes | None) -> bytes:
         """The shopper's photo or drawing as sent: the upload, a URL (http(s) to public hosts only: never a path)
