@@ -374,6 +374,31 @@ def test_a_region_chip_on_a_photo_of_a_person_searches_that_garment(page: Page) 
     expect(page.get_by_role("button", name="Your box")).to_have_attribute("aria-pressed", "true")
 
 
+def test_a_photo_whose_person_is_framed_offers_their_garments_and_the_whole_photo_chip(
+    page: Page, tmp_path: Path
+) -> None:
+    """A person small in a landscape photo: the API searches their frame as the whole photo; the page keeps calling
+    that the whole photo, and offers the garments found on them."""
+    shop = Image.open(next(shared_data("inshop_pairs", "img", "WOMEN", "Skirts").glob("*/*front*.jpg")))
+    wide = Image.new("RGB", (shop.height * 16 // 9, shop.height), (235, 235, 235))
+    wide.paste(shop, (wide.width - shop.width - 20, 0))
+    street = tmp_path / "street.png"
+    wide.save(street)
+    with page.expect_response("**/v1/search") as answer:
+        page.get_by_label("Choose a photo").set_input_files(street)
+    assert answer.value.json()["region"]["garment"] == "person"
+    whole = page.get_by_role("button", name="Whole photo")
+    expect(whole).to_have_attribute("aria-pressed", "true")
+    with page.expect_response("**/v1/search") as answer:
+        page.get_by_role("button", name="Top").click()
+    assert answer.value.json()["region"]["garment"] == "upper"
+    expect(whole).to_have_attribute("aria-pressed", "false")
+    with page.expect_response("**/v1/search") as answer:
+        whole.click()
+    assert answer.value.json()["region"]["garment"] == "person"
+    expect(page.get_by_role("button", name="Whole photo")).to_have_attribute("aria-pressed", "true")
+
+
 @pytest.fixture(scope="module")
 def shop_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real gateway over the packaged default variant with a slice of the Myntra catalogue indexed: the first
