@@ -21,10 +21,10 @@ class SearchRequest(BaseModel):
     products liked and disliked: any of them together, at least one of photo, drawing, words or liked products.
     Of a photo, the part searched is the garment named (`garment`), found on the person in it (a photo with no
     garment found is the garment), or the box given; with neither, the whole photo (framed on the person in it where
-    they fill little of it). A photo of a person steers to the
-    kind its variant guesses it shows (of the garment named, where one is), and so does a garment named on a photo
-    with no person found, unless it is a catalogue product's own photo. The response lists the garments found, says
-    which part was searched and which kinds steered (`interpreted`)."""
+    they fill little of it). A photo of a person steers to the kind its variant guesses it shows (of the garment
+    named, where one is), and so does a garment named on a photo with no person found, unless it is a catalogue
+    product's own photo. The response lists the garments found, says which part was searched and which kinds steered
+    (`interpreted`)."""
 
     model_config = ConfigDict(extra="forbid")
 
