@@ -173,8 +173,8 @@ class PoseRegions:
             min(height, int(np.ceil(y1 + pad_y))),
         )
         wide, tall = frame[2] - frame[0], frame[3] - frame[1]
-        # framed only standing (taller than wide): a shoe or a bag lying flat, which the segmentation can take for a
-        # small person, is wider (docs/benchmarks.md)
+        # framed only standing (at least as tall as wide): a shoe or a bag lying flat, which the segmentation can take
+        # for a small person, is wider (docs/benchmarks.md)
         return frame if _area_share(frame, width, height) < self.FRAMED and tall >= wide >= MIN_SIDE else None
 
     def _loaded(self) -> tuple[Any, Any]:

@@ -221,15 +221,20 @@ def test_a_person_who_fills_little_of_the_photo_is_framed_and_their_photo_search
     assert np.abs(np.array(sent["region"]["box"]) - 6 * np.array(framed.frame)).max() <= 0.02 * large.width
     searcher = indexed_client.app.state.runtime.searcher
     dimensions = searcher.embedder.embed_texts("tiny", ["a top"]).shape[1]
+
     # a guess whose cosine takes every photo for the catalogue's own: a product's photo finds it as indexed, whole
-    searcher.kind_guesses["tiny"] = KindGuess(
-        "tiny", ("tshirt",), np.zeros((dimensions, 1), np.float32), np.zeros(1, np.float32), -1.0
-    )
-    try:
-        own = indexed_client.post("/v1/search", files=files).json()
-    finally:
-        searcher.kind_guesses.pop("tiny")
+    def with_guess(instance: float) -> dict:
+        head = np.zeros((dimensions, 1), np.float32)
+        searcher.kind_guesses["tiny"] = KindGuess("tiny", ("tshirt",), head, np.zeros(1, np.float32), instance)
+        try:
+            return indexed_client.post("/v1/search", files=files).json()
+        finally:
+            searcher.kind_guesses.pop("tiny")
+
+    own = with_guess(-1.0)
     assert own["region"] is None and own["results"] != whole["results"]
+    # a variant with a guess that takes it for no product's own photo frames it, as the shipped default does
+    assert with_guess(1.5)["region"] == whole["region"]
 
 
 def test_a_garment_named_steers_to_the_catalogues_kinds_of_that_garment(indexed_client: TestClient) -> None:
