@@ -7,8 +7,8 @@ JPEG of quality 60 (its nearest product may lie below the cosine the kind guess 
 the latency of a photo search with and without garment regions, and the region model's own cost. Also another
 studio's photos of models: the catalogue's held-out apparel products past the bench's (no stage trained on them),
 each searched whole with no hint, with the kind guess and without it (the share of the top 10 of its article type).
-And the held-out photos with their person small in the photo (in a 16:9 photo, or half its height), framed on the
-person as shipped and not framed, in the same run.
+And the held-out photos with their person small in the photo (in a 16:9 photo, at half its height, or in a 16:9 photo
+beside another held-out person, smaller), framed on the person as shipped and not framed, in the same run.
 
     .venv/bin/python -m bench.people_photos [--catalogue-limit 2500] [--variant effl2-minilm-wearing]
 
@@ -78,9 +78,8 @@ WAYS: dict[str, Callable[[PersonPhoto], dict[str, str]]] = {
 }
 
 
-# the ways of the held-out photos with their person small in the photo (`person_small`), and those frames
+# the ways of the held-out photos with their person small in the photo (`person_small`, `beside_another`)
 SMALL_WAYS = ("garment named first", "no hint")
-SMALL_FRAMES = {True: "in a 16:9 photo", False: "half the photo's height"}
 
 
 def kind_shares(
@@ -122,6 +121,20 @@ def person_small(photo: bytes, landscape: bool) -> bytes:
     framed.paste(person, ((frame[0] - person.width) // 2, (frame[1] - person.height) // 2))
     sent = io.BytesIO()
     framed.save(sent, "JPEG", quality=90)
+    return sent.getvalue()
+
+
+def beside_another(photo: bytes, other: bytes, left: bool) -> bytes:
+    """The photo at 3 times its size at one side of a 16:9 frame as tall, another person's photo at 2 times at the
+    other (a friend beside them, further back); grey around, a JPEG of quality 90."""
+    picture, beside = decode_image(photo), decode_image(other)
+    frame = Image.new("RGB", (picture.height * 3 * 16 // 9, picture.height * 3), (235, 235, 235))
+    person = picture.resize((picture.width * 3, picture.height * 3), Image.Resampling.LANCZOS)
+    friend = beside.resize((beside.width * 2, beside.height * 2), Image.Resampling.LANCZOS)
+    frame.paste(person, (0 if left else frame.width - person.width, 0))
+    frame.paste(friend, (frame.width - friend.width if left else 0, frame.height - friend.height))
+    sent = io.BytesIO()
+    frame.save(sent, "JPEG", quality=90)
     return sent.getvalue()
 
 
@@ -190,18 +203,28 @@ def main() -> None:
                 hits.append(sum(hit.payload.get("category") == row["articleType"] for hit in found.hits))
         # the held-out photos with their person small in the photo: framed on the person (as shipped) and not (the
         # finder told to frame no one), each with its own memory of photos
+        held = [person for person in queries if person.held_out]
+        # beside another held-out item's photo, the next in turn, on alternate sides
+        friends = [next(o for o in held[i + 1 :] + held[:i] if o.item != p.item) for i, p in enumerate(held)]
+        placements: dict[str, Callable[[int, bytes], bytes]] = {
+            "in a 16:9 photo": lambda index, photo: person_small(photo, landscape=True),
+            "half the photo's height": lambda index, photo: person_small(photo, landscape=False),
+            "beside another person in a 16:9 photo": lambda index, photo: beside_another(
+                photo, friends[index].path.read_bytes(), left=index % 2 == 0
+            ),
+        }
         unframed = PoseRegions()
         unframed.FRAMED = 0.0
         small: dict[str, dict[str, list[float]]] = {}
         shipped = searcher.garments, searcher.whole_photos
         for label, framing in (("framed on the person", finder), ("not framed", unframed)):
             searcher.garments, searcher.whole_photos = Garments(framing), Remembered()
-            for landscape in (True, False):
-                for person in (person for person in queries if person.held_out):
-                    sent = person_small(person.path.read_bytes(), landscape)
+            for placement, place in placements.items():
+                for index, person in enumerate(held):
+                    sent = place(index, person.path.read_bytes())
                     shares = kind_shares(searcher, variant, person, {way: WAYS[way] for way in SMALL_WAYS}, sent)
                     for way, share in shares.items():
-                        small.setdefault(f"{SMALL_FRAMES[landscape]}, {label}", {}).setdefault(way, []).append(share)
+                        small.setdefault(f"{placement}, {label}", {}).setdefault(way, []).append(share)
             if framing is unframed:
                 searcher.garments.close()
         searcher.garments, searcher.whole_photos = shipped

@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 
 from services.errors import InvalidInput
 
@@ -34,6 +35,10 @@ Part = Garment | Literal["box", "person"]
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels of the photo, x1 and y1 exclusive
 MIN_VISIBILITY = 0.5  # a landmark the model is less sure of than this does not place a region
 MIN_SIDE = 16  # pixels: a smaller region is no garment worth searching
+# Parts of the segmentation's mask (256 pixels a side) this near each other are one person's: a mask may come in parts
+# (a leg, the torso), while people standing apart are apart (docs/benchmarks.md, "A person who fills little of the
+# photo").
+JOIN = 8
 # A body seen from the side is about half as deep as its torso is tall (shoulders to hips), where its shoulders and
 # hips, one behind the other, span a few pixels: the upper and full-length boxes are at least that wide (seen from the
 # front the shoulders are wider). The lower box keeps the pelvis's width: widened to this, it cost skirts on photos
@@ -129,9 +134,10 @@ class PoseRegions:
             (person,) = _outputs(segmentation, squeezed).values()  # one output: how sure each pixel is a person's
             mask = person.reshape(side[0], side[1]) > 0.5
             share = float(mask.mean())
-            frame = self._frame(mask, width, height) if share >= self.MIN_FRAMED_SHARE else None
+            alone = _main_person(mask)  # framed, the person the photo is of, not the others beside them
+            frame = self._frame(alone, width, height) if float(alone.mean()) >= self.MIN_FRAMED_SHARE else None
             if frame is not None:  # what the landmark model sees is the frame: the share of it that is the person's
-                share /= _area_share(frame, width, height)
+                share = float(alone.mean()) / _area_share(frame, width, height)
             if share < self.MIN_PERSON_SHARE:
                 return Person([])  # a packshot: no square framed, no landmark pass
             x0, y0, x1, y1 = frame or (0, 0, width, height)
@@ -158,8 +164,8 @@ class PoseRegions:
         return Person(regions, frame if regions else None)
 
     def _frame(self, mask: np.ndarray, width: int, height: int) -> Box | None:
-        """The part of the photo a person stands in, from the segmentation's mask (of any size), where it is less than
-        `FRAMED` of the photo; None where they fill more, lie across it, or nothing is a person's."""
+        """The part of the photo a person stands in, from their pixels in the segmentation's mask (of any size), where
+        it is less than `FRAMED` of the photo; None where they fill more, lie across it, or nothing is a person's."""
         rows, columns = np.nonzero(mask)
         if not len(rows):
             return None
@@ -318,6 +324,16 @@ def garment_regions(
         regions.append(Region("feet", box(sx0 - spad, sy0 - spad, sx1 + spad, sy1 + spad), score(ANKLES, HEELS, TOES)))
     kept = [r for r in regions if r.box[2] - r.box[0] >= MIN_SIDE and r.box[3] - r.box[1] >= MIN_SIDE]
     return sorted(kept, key=lambda region: -region.area)
+
+
+def _main_person(mask: np.ndarray) -> np.ndarray:
+    """Of the segmentation's mask, the pixels of the person a photo of several is of: the most of them that lie within
+    `JOIN` pixels of each other, not a friend or passers-by standing apart (the frame of all would be a group's)."""
+    groups, count = ndimage.label(ndimage.maximum_filter(mask, size=2 * JOIN + 1))
+    if count <= 1:
+        return mask
+    pixels = np.bincount(groups[mask], minlength=count + 1)
+    return mask & (groups == int(np.argmax(pixels[1:])) + 1)
 
 
 def _moved(box: Box, dx: int, dy: int) -> Box:

@@ -237,6 +237,27 @@ def test_a_person_who_fills_little_of_the_photo_is_framed_and_their_photo_search
     assert with_guess(1.5)["region"] == whole["region"]
 
 
+def test_a_person_beside_another_further_back_is_framed_alone() -> None:
+    """A friend beside the person the photo is of: the frame is hers alone, her garments inside it (the frame of the
+    two would be a group's, wider than tall: not framed at all)."""
+    her = decode_image(next(shared_data("inshop_pairs", "img", "WOMEN", "Skirts").glob("*/*front*.jpg")).read_bytes())
+    friend = decode_image(next(shared_data("inshop_pairs", "img", "MEN").glob("Tees_Tanks/*/*front*.jpg")).read_bytes())
+    her, friend = her.resize((her.width * 3, her.height * 3)), friend.resize((friend.width * 2, friend.height * 2))
+    wide = Image.new("RGB", (her.height * 16 // 9, her.height), (235, 235, 235))
+    wide.paste(friend, (0, wide.height - friend.height))
+    at = wide.width - her.width
+    wide.paste(her, (at, 0))
+    person = PoseRegions().find(wide)
+    assert person.frame is not None
+    x0, _, x1, _ = person.frame
+    assert x0 >= friend.width and at <= x0 <= at + her.width // 4 and x1 >= at + her.width * 3 // 4
+    assert {"upper", "lower"} <= {region.garment for region in person.regions}
+    assert all(x0 <= region.box[0] and region.box[2] <= x1 for region in person.regions)
+    # one person whose mask comes in parts (a shop's photo of trousers, from the chest down) is framed on no part
+    trousers = decode_image(shared_data("myntra", "images", "16070.jpg").read_bytes())
+    assert PoseRegions().find(trousers).frame is None
+
+
 def test_a_garment_named_steers_to_the_catalogues_kinds_of_that_garment(indexed_client: TestClient) -> None:
     """The tiny model's crop of a top is as near a cap as a t-shirt: the garment named decides which come first."""
     person = next(shared_data("inshop_pairs", "img", "WOMEN", "Skirts").glob("*/*front*.jpg"))
