@@ -35,10 +35,10 @@ Part = Garment | Literal["box", "person"]
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels of the photo, x1 and y1 exclusive
 MIN_VISIBILITY = 0.5  # a landmark the model is less sure of than this does not place a region
 MIN_SIDE = 16  # pixels: a smaller region is no garment worth searching
-# Parts of the segmentation's mask (256 pixels a side) this near each other are one person's: a mask may come in parts
-# (a leg, the torso), while people standing apart are apart (docs/benchmarks.md, "A person who fills little of the
-# photo").
-JOIN = 8
+# Parts of the segmentation's mask (256 pixels a side) with a gap of at most this many pixels between them are one
+# person's: a mask may come in parts (a leg, the torso), while people standing apart are apart (docs/benchmarks.md, "A
+# person who fills little of the photo").
+GAP = 16
 # A body seen from the side is about half as deep as its torso is tall (shoulders to hips), where its shoulders and
 # hips, one behind the other, span a few pixels: the upper and full-length boxes are at least that wide (seen from the
 # front the shoulders are wider). The lower box keeps the pelvis's width: widened to this, it cost skirts on photos
@@ -133,11 +133,10 @@ class PoseRegions:
             squeezed = picture.resize((side[1], side[0]), Image.Resampling.BILINEAR)
             (person,) = _outputs(segmentation, squeezed).values()  # one output: how sure each pixel is a person's
             mask = person.reshape(side[0], side[1]) > 0.5
-            share = float(mask.mean())
-            alone = _main_person(mask)  # framed, the person the photo is of, not the others beside them
-            frame = self._frame(alone, width, height) if float(alone.mean()) >= self.MIN_FRAMED_SHARE else None
-            if frame is not None:  # what the landmark model sees is the frame: the share of it that is the person's
-                share = float(alone.mean()) / _area_share(frame, width, height)
+            alone = _main_person_mask(mask)  # framed, the person the photo is of, not the others beside them
+            frame = self._frame(alone, width, height) if alone.mean() >= self.MIN_FRAMED_SHARE else None
+            # of what the landmark model sees, the share that is the person's: of the frame (theirs), or of the photo
+            share = float(alone.mean() / _area_share(frame, width, height) if frame else mask.mean())
             if share < self.MIN_PERSON_SHARE:
                 return Person([])  # a packshot: no square framed, no landmark pass
             x0, y0, x1, y1 = frame or (0, 0, width, height)
@@ -326,14 +325,14 @@ def garment_regions(
     return sorted(kept, key=lambda region: -region.area)
 
 
-def _main_person(mask: np.ndarray) -> np.ndarray:
-    """Of the segmentation's mask, the pixels of the person a photo of several is of: the most of them that lie within
-    `JOIN` pixels of each other, not a friend or passers-by standing apart (the frame of all would be a group's)."""
-    groups, count = ndimage.label(ndimage.maximum_filter(mask, size=2 * JOIN + 1))
-    if count <= 1:
-        return mask
-    pixels = np.bincount(groups[mask], minlength=count + 1)
-    return mask & (groups == int(np.argmax(pixels[1:])) + 1)
+def _main_person_mask(mask: np.ndarray) -> np.ndarray:
+    """Of the segmentation's mask, the pixels of the person a photo of several is of: the parts `GAP` joins that hold
+    most of its pixels, not a friend or passers-by standing apart (the frame of all would be a group's); all of them
+    where no such person stands out."""
+    groups, count = ndimage.label(ndimage.maximum_filter(mask, size=GAP + 1))
+    pixels = np.bincount(groups[mask], minlength=count + 1)  # none in the background (0): the groups hold every pixel
+    main = int(np.argmax(pixels))
+    return mask & (groups == main) if pixels[main] > mask.sum() / 2 else mask
 
 
 def _moved(box: Box, dx: int, dy: int) -> Box:
