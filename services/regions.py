@@ -133,10 +133,12 @@ class PoseRegions:
             squeezed = picture.resize((side[1], side[0]), Image.Resampling.BILINEAR)
             (person,) = _outputs(segmentation, squeezed).values()  # one output: how sure each pixel is a person's
             mask = person.reshape(side[0], side[1]) > 0.5
-            alone = _main_person_mask(mask)  # framed, the person the photo is of, not the others beside them
-            frame = self._frame(alone, width, height) if alone.mean() >= self.MIN_FRAMED_SHARE else None
-            # of what the landmark model sees, the share that is the person's: of the frame (theirs), or of the photo
-            share = float(alone.mean() / _area_share(frame, width, height) if frame else mask.mean())
+            # of what the landmark model sees, the share that is the person's: of the photo, or of their frame
+            share, frame = float(mask.mean()), None
+            if share >= self.MIN_FRAMED_SHARE:  # else no one fills enough to frame (a packshot): not parted
+                alone = _main_person_mask(mask)  # framed, the person the photo is of, not the others beside them
+                if alone.mean() >= self.MIN_FRAMED_SHARE and (frame := self._frame(alone, width, height)):
+                    share = float(alone.mean()) / _area_share(frame, width, height)
             if share < self.MIN_PERSON_SHARE:
                 return Person([])  # a packshot: no square framed, no landmark pass
             x0, y0, x1, y1 = frame or (0, 0, width, height)
