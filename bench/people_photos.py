@@ -119,9 +119,7 @@ def person_small(photo: bytes, landscape: bool) -> bytes:
     person = picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.Resampling.LANCZOS)
     framed = Image.new("RGB", frame, (235, 235, 235))
     framed.paste(person, ((frame[0] - person.width) // 2, (frame[1] - person.height) // 2))
-    sent = io.BytesIO()
-    framed.save(sent, "JPEG", quality=90)
-    return sent.getvalue()
+    return _jpeg(framed, 90)
 
 
 def beside_another(photo: bytes, other: bytes, left: bool) -> bytes:
@@ -133,17 +131,20 @@ def beside_another(photo: bytes, other: bytes, left: bool) -> bytes:
     friend = beside.resize((beside.width * 2, beside.height * 2), Image.Resampling.LANCZOS)
     frame.paste(person, (0 if left else frame.width - person.width, 0))
     frame.paste(friend, (frame.width - friend.width if left else 0, frame.height - friend.height))
-    sent = io.BytesIO()
-    frame.save(sent, "JPEG", quality=90)
-    return sent.getvalue()
+    return _jpeg(frame, 90)
 
 
 def shrunk_copy(photo: bytes) -> bytes:
     picture = decode_image(photo)
     picture = picture.resize((max(1, picture.width * 6 // 10), max(1, picture.height * 6 // 10)))
-    copy = io.BytesIO()
-    picture.save(copy, "JPEG", quality=60)
-    return copy.getvalue()
+    return _jpeg(picture, 60)
+
+
+def _jpeg(picture: Image.Image, quality: int) -> bytes:
+    """The picture as a shopper's device would send it: a JPEG file's bytes."""
+    sent = io.BytesIO()
+    picture.save(sent, "JPEG", quality=quality)
+    return sent.getvalue()
 
 
 def main() -> None:
