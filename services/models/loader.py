@@ -122,8 +122,12 @@ def load_model(
     threads = threads or len(os.sched_getaffinity(0))  # the cores this process may use (containers limit it)
     if runtime == "onnx" or (runtime == "auto" and target.type == "cpu"):
         _attach_onnx(loaded, onnx_cache or Path(tempfile.gettempdir()) / "stylefinder-onnx", threads)
-    elif target.type == "cpu":
-        torch.set_num_threads(threads)
+    if target.type == "cpu":
+        # Where ONNX Runtime runs both towers, PyTorch only preprocesses one picture at a time: on one thread, as its
+        # idle threads would spin on the cores a search's region model and ONNX passes need (docs/benchmarks.md,
+        # "Every kind of query").
+        on_onnx = loaded.image_tower is not None and loaded.text_tower is not None
+        torch.set_num_threads(1 if on_onnx else threads)
     return loaded
 
 

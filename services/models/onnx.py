@@ -47,6 +47,10 @@ class OnnxTower:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # Its threads sleep between passes rather than spin: a search finds the photo's garments (LiteRT) and
+        # preprocesses the next picture beside a pass, on the cores spinning threads would hold (docs/benchmarks.md,
+        # "Every kind of query").
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self._input = self.session.get_inputs()[0].name
 
