@@ -125,6 +125,11 @@ class SearchRequest(BaseModel):
         return bool(self.image_url or self.image_base64)
 
     @property
+    def excluded(self) -> set[str]:
+        """The products the search never returns: those liked or disliked."""
+        return set(self.like) | set(self.unlike)
+
+    @property
     def steers_kinds(self) -> bool:
         """Whether a garment named or a kind guessed may steer: `interpret` on and no kinds of the shopper's own
         (`filters.category`)."""

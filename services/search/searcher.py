@@ -115,7 +115,6 @@ class Searcher:
                     )
                 vectors.append(self.embedder.embed_texts(variant, [query.text])[0])
                 lap("embed")
-        exclude = set(query.like) | set(query.unlike)
         if "category" not in understood:  # words that name a kind win
             # what the garment named may be: the full-length region's kinds only where the guess takes it for one
             # piece (a dress, a suit), not for an outfit of separates; with no guess to tell, neither
@@ -125,7 +124,7 @@ class Searcher:
             worn = self._worn_kinds(query, vocabulary, among)
             if guess is not None:  # a guess is of a photo
                 whole = found.region is None or found.region.garment == "person"
-                guessed = self._guessed_kinds(query, variant, guess, views, vocabulary, worn, among, whole, exclude)
+                guessed = self._guessed_kinds(query, variant, guess, views, vocabulary, worn, among, whole)
                 if guessed and guessed != worn:  # else the garment named said as much
                     worn, found.guessed = guessed, ["category"]
             if worn:
@@ -135,7 +134,7 @@ class Searcher:
             vectors = [self._liked(variant, query.like, query.unlike, using, vectors)]
         vector = _normalised(np.mean(vectors, axis=0))
         weight = WEIGHT if not (query.has_image or upload is not None or query.like) else STEERING_WEIGHT
-        found.hits = self._ranked(query, variant, vector, using, understood, weight, exclude)
+        found.hits = self._ranked(query, variant, vector, using, understood, weight)
         lap("store")
         return found
 
@@ -147,7 +146,6 @@ class Searcher:
         using: str,
         understood: Interpreted,
         weight: float,
-        exclude: set[str],
     ) -> list[Hit]:
         """The nearest products; where words were understood, also the nearest with all understood attributes
         and with each one, ranked together with the attributes as soft filters: a product with more of them
@@ -155,7 +153,7 @@ class Searcher:
         wanted = query.offset + query.top_k
 
         def nearest(filters: SearchFilters = query.filters) -> list[Hit]:
-            return self.store.search(variant, vector, wanted, filters, using, query.retrieval, exclude)
+            return self.store.search(variant, vector, wanted, filters, using, query.retrieval, query.excluded)
 
         hits = nearest()
         if understood:
@@ -206,7 +204,6 @@ class Searcher:
         worn: list[str],
         among: frozenset[str] | None,
         whole: bool,
-        exclude: set[str],
     ) -> list[str]:
         """The kinds the photo (`views`: the part searched, then the whole photo where remembered) is guessed to
         show: of a garment named, the likeliest of its kinds (`worn`, of the things `among`); of the full-length
@@ -217,7 +214,7 @@ class Searcher:
             likely = guess.kinds(views, worn, among)
         else:
             likely = guess.kinds(views, vocabulary.get("category", []))
-        if likely and whole and self._catalogues_own(variant, views[0], guess, query, exclude):
+        if likely and whole and self._catalogues_own(variant, views[0], guess, query):
             return []
         return likely
 
@@ -263,13 +260,11 @@ class Searcher:
         whole = self.whole_photos.get((variant, key))
         return [whole] if whole is not None else []
 
-    def _catalogues_own(
-        self, variant: str, vector: np.ndarray, guess: KindGuess, query: SearchRequest, exclude: set[str]
-    ) -> bool:
+    def _catalogues_own(self, variant: str, vector: np.ndarray, guess: KindGuess, query: SearchRequest) -> bool:
         """Whether the photo is (nearly) one of the catalogue's own: a shopper who sends a product's photo wants that
         product first, whatever kind the guess would steer to (its models wear it: garments are found on it too).
         By cosine, whatever `retrieval` the search asked for."""
-        nearest = self.store.search(variant, vector, 1, query.filters, PHOTO, "direct", exclude)
+        nearest = self.store.search(variant, vector, 1, query.filters, PHOTO, "direct", query.excluded)
         return bool(nearest) and nearest[0].score >= guess.instance
 
     def _photo_vector(
@@ -322,8 +317,7 @@ class Searcher:
         """Whether a photo searched whole, whose person would be framed, is the catalogue's own (`_catalogues_own`,
         at the variant's kind guess's cosine; never where it has none): its product's photo finds that product."""
         guess = self._variant_guess(variant)
-        exclude = set(query.like) | set(query.unlike)
-        return guess is not None and self._catalogues_own(variant, whole, guess, query, exclude)
+        return guess is not None and self._catalogues_own(variant, whole, guess, query)
 
     def _image_bytes(self, query: SearchRequest, upload: bytes | None) -> bytes:
         """The shopper's photo or drawing as sent: the upload, a URL (http(s) to public hosts only: never a path)
