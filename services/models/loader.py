@@ -122,12 +122,8 @@ def load_model(
     threads = threads or len(os.sched_getaffinity(0))  # the cores this process may use (containers limit it)
     if runtime == "onnx" or (runtime == "auto" and target.type == "cpu"):
         _attach_onnx(loaded, onnx_cache or Path(tempfile.gettempdir()) / "stylefinder-onnx", threads)
-    if target.type == "cpu":
-        # Where ONNX Runtime runs both towers, PyTorch only preprocesses one picture at a time: on one thread, as its
-        # idle threads would spin on the cores a search's region model and ONNX passes need (docs/benchmarks.md,
-        # "Every kind of query").
-        on_onnx = loaded.image_tower is not None and loaded.text_tower is not None
-        torch.set_num_threads(1 if on_onnx else threads)
+    elif target.type == "cpu":
+        torch.set_num_threads(threads)
     return loaded
 
 
@@ -137,7 +133,8 @@ def _attach_onnx(loaded: LoadedModel, cache: Path, threads: int) -> None:
         raise InvalidInput("the onnx runtime runs on a CPU; use runtime torch (or auto) for CUDA")
     name = cache_name(loaded.model, loaded.variant.open_clip_config()["model_cfg"])
     pixels = torch.stack([loaded.preprocess(picture) for picture in _parity_pictures()])
-    loaded.image_tower = onnx_tower(f"{name}-image", loaded.model, "encode_image", pixels, cache, threads)
+    # a search finds the photo's garments beside its image embedding: that tower's threads sleep between passes
+    loaded.image_tower = onnx_tower(f"{name}-image", loaded.model, "encode_image", pixels, cache, threads, spins=False)
     tokens = loaded.tokenizer(["a navy blue checked casual shirt for men", "red dress"])
     loaded.text_tower = onnx_tower(f"{name}-text", loaded.model, "encode_text", tokens, cache, threads)
 

@@ -40,17 +40,17 @@ class _Normalised(torch.nn.Module):
 
 
 class OnnxTower:
-    """An ONNX Runtime session for one tower, with its threads set deliberately (no oversubscription)."""
+    """An ONNX Runtime session for one tower, with its threads set deliberately (no oversubscription). Where
+    something runs beside its passes, its threads sleep between them (`spins` off) rather than spin on the cores it
+    needs: a search finds a photo's garments (LiteRT, one thread) beside the photo's embedding (docs/benchmarks.md,
+    "Every kind of query")."""
 
-    def __init__(self, path: Path, threads: int) -> None:
+    def __init__(self, path: Path, threads: int, spins: bool = True) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        # Its threads sleep between passes rather than spin: a search finds the photo's garments (LiteRT) and
-        # preprocesses the next picture beside a pass, on the cores spinning threads would hold (docs/benchmarks.md,
-        # "Every kind of query").
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spins else "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self._input = self.session.get_inputs()[0].name
 
@@ -68,7 +68,13 @@ def weights_digest(model: torch.nn.Module) -> str:
 
 
 def onnx_tower(
-    name: str, model: torch.nn.Module, method: str, example: torch.Tensor, cache: Path, threads: int
+    name: str,
+    model: torch.nn.Module,
+    method: str,
+    example: torch.Tensor,
+    cache: Path,
+    threads: int,
+    spins: bool = True,
 ) -> OnnxTower | None:
     """The tower's cached ONNX export (made now if missing), or None when it cannot match PyTorch: a failed
     export or parity check is remembered (`<name>.parity.json`), so it is not retried at every start."""
@@ -76,7 +82,7 @@ def onnx_tower(
     report = cache / f"{name}.parity.json"
     if path.is_file():
         try:
-            return OnnxTower(path, threads)
+            return OnnxTower(path, threads, spins)
         except Exception as error:  # a damaged file (disk, an interrupted copy): export again next time
             log.warning("%s: cached export unusable (%s); this tower runs on PyTorch", name, error)
             path.unlink(missing_ok=True)
@@ -97,7 +103,7 @@ def onnx_tower(
             opset_version=OPSET,
             dynamo=False,
         )
-        tower = OnnxTower(partial, threads)
+        tower = OnnxTower(partial, threads, spins)
         worst = _parity(tower_module, tower, example)
     except Exception as error:  # an architecture the exporter cannot trace stays on PyTorch
         log.warning("%s: ONNX export failed (%s); this tower runs on PyTorch", name, error)
