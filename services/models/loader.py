@@ -133,7 +133,7 @@ def _attach_onnx(loaded: LoadedModel, cache: Path, threads: int) -> None:
         raise InvalidInput("the onnx runtime runs on a CPU; use runtime torch (or auto) for CUDA")
     name = cache_name(loaded.model, loaded.variant.open_clip_config()["model_cfg"])
     pixels = torch.stack([loaded.preprocess(picture) for picture in _parity_pictures()])
-    # a search finds the photo's garments beside its image embedding: that tower's threads sleep between passes
+    # a search finds the photo's garments beside its image embedding: that tower's threads never spin
     loaded.image_tower = onnx_tower(f"{name}-image", loaded.model, "encode_image", pixels, cache, threads, spins=False)
     tokens = loaded.tokenizer(["a navy blue checked casual shirt for men", "red dress"])
     loaded.text_tower = onnx_tower(f"{name}-text", loaded.model, "encode_text", tokens, cache, threads)

@@ -41,9 +41,9 @@ class _Normalised(torch.nn.Module):
 
 class OnnxTower:
     """An ONNX Runtime session for one tower, with its threads set deliberately (no oversubscription). Where
-    something runs beside its passes, its threads sleep between them (`spins` off) rather than spin on the cores it
-    needs: a search finds a photo's garments (LiteRT, one thread) beside the photo's embedding (docs/benchmarks.md,
-    "Every kind of query")."""
+    something runs beside its passes, its threads never spin waiting for work (`spins` off: they sleep, and are woken
+    at each operation) on the cores that needs: a search finds a photo's garments (LiteRT, one thread) beside the
+    photo's embedding (docs/benchmarks.md, "Every kind of query")."""
 
     def __init__(self, path: Path, threads: int, spins: bool = True) -> None:
         options = ort.SessionOptions()
