@@ -137,8 +137,9 @@ class PoseRegions:
             share, frame = float(mask.mean()), None
             if share >= self.MIN_FRAMED_SHARE:  # else no one fills enough to frame (a packshot): not parted
                 alone = _main_person_mask(mask)  # framed, the person the photo is of, not the others beside them
-                if alone.mean() >= self.MIN_FRAMED_SHARE and (frame := self._frame(alone, width, height)):
-                    share = float(alone.mean()) / _area_share(frame, width, height)
+                theirs = float(alone.mean())
+                if theirs >= self.MIN_FRAMED_SHARE and (frame := self._frame(alone, width, height)):
+                    share = theirs / _area_share(frame, width, height)
             if share < self.MIN_PERSON_SHARE:
                 return Person([])  # a packshot: no square framed, no landmark pass
             x0, y0, x1, y1 = frame or (0, 0, width, height)
