@@ -334,7 +334,7 @@ def test_the_operator_submits_a_catalogue_and_watches_its_job(browser: Browser, 
 def test_a_region_chip_on_a_photo_of_a_person_searches_that_garment(page: Page) -> None:
     person = next(shared_data("inshop_pairs", "img", "WOMEN", "Skirts").glob("*/*front*.jpg"))
     page.get_by_label("Choose a photo").set_input_files(person)
-    bottom = page.get_by_role("button", name="Bottom")
+    bottom = page.get_by_role("group", name="Part of the photo to search").get_by_role("button", name="Bottom")
     expect(bottom).to_have_attribute("aria-pressed", "false")
     expect(page.locator(".query-photo .box")).not_to_have_count(0)
     with page.expect_response("**/v1/search") as answer:
@@ -372,6 +372,36 @@ def test_a_region_chip_on_a_photo_of_a_person_searches_that_garment(page: Page) 
     assert dragged["garment"] == "box" and abs(dragged["box"][0] - 0.25 * natural[0]) <= 2
     assert abs(dragged["box"][3] - 0.6 * natural[1]) <= 2
     expect(page.get_by_role("button", name="Your box")).to_have_attribute("aria-pressed", "true")
+
+
+def test_a_photo_with_no_person_offers_every_garment_to_say_what_it_shows(page: Page, tmp_path: Path) -> None:
+    """A close-up, a back view or a packshot has no garments found: the page offers each garment the API takes, and
+    the one picked searches the whole photo as that garment (steered to its kinds), until the whole photo is picked
+    again."""
+    circle = tmp_path / "red.jpg"
+    circle.write_bytes(product_photo("red", "circle"))
+    with page.expect_response("**/v1/search") as answer:
+        page.get_by_label("Choose a photo").set_input_files(circle)
+    assert answer.value.json()["regions"] == []
+    shows = page.get_by_role("group", name="What the photo shows")
+    expect(shows.get_by_role("button")).to_have_text(["Whole photo", "Top", "Bottom", "Full outfit", "Shoes"])
+    expect(shows.get_by_role("button", name="Whole photo")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator(".query-photo .box")).to_have_count(0)  # no box drawn: the whole photo is the garment
+    with page.expect_response("**/v1/search") as answer:
+        shows.get_by_role("button", name="Top").click()
+    assert answer.value.request.post_data_buffer is not None and b'name="garment"\r\n\r\nupper' in (
+        answer.value.request.post_data_buffer
+    )
+    assert answer.value.json()["region"] is None and answer.value.json()["interpreted"] == {"category": "Tshirts"}
+    expect(shows.get_by_role("button", name="Top")).to_have_attribute("aria-pressed", "true")
+    expect(shows.get_by_role("button", name="Whole photo")).to_have_attribute("aria-pressed", "false")
+    first_six = results(page).locator(".attrs").all_inner_texts()[:6]
+    assert all(text.startswith("Tshirts") for text in first_six), first_six
+    with page.expect_response("**/v1/search") as answer:
+        shows.get_by_role("button", name="Whole photo").click()
+    assert answer.value.json()["interpreted"] is None
+    expect(results(page).first.locator(".title")).to_have_text("red circle")
+    expect(shows.get_by_role("button", name="Top")).to_have_attribute("aria-pressed", "false")
 
 
 def test_a_photo_whose_person_is_framed_offers_their_garments_and_the_whole_photo_chip(

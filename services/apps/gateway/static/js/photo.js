@@ -2,6 +2,7 @@
 // Boxes are in the pixels of the photo as sent (the API's "regions" and "box").
 
 const GARMENTS = { upper: "Top", lower: "Bottom", full: "Full outfit", feet: "Shoes", box: "Your box" };
+const WORN = ["upper", "lower", "full", "feet"]; // the garments the API's "garment" names
 const MIN_SIDE = 16; // the API's smallest box side
 
 export class QueryPhoto {
@@ -36,20 +37,23 @@ export class QueryPhoto {
     for (const box of this.figure.querySelectorAll(".box")) box.remove();
   }
 
-  /** The regions of a search's answer, and which one was searched. */
-  regions(found, searched) {
+  /** The regions of a search's answer, which one was searched, and the garment the shopper picked (if any). */
+  regions(found, searched, picked) {
     this.clearBoxes();
     const all = [...found];
     if (searched && searched.garment === "box") all.push(searched);
     for (const region of all) this.drawBox(region.box, sameRegion(region, searched));
     // "person": the whole photo was searched, framed on the person who fills little of it
-    const whole = this.chip("Whole photo", !searched || searched.garment === "person", () => this.pick({}));
-    const chips = found.map((region) =>
-      this.chip(GARMENTS[region.garment] || region.garment, sameRegion(region, searched), () =>
-        this.pick({ garment: region.garment }),
-      ),
-    );
+    const whole = this.chip("Whole photo", !picked && (!searched || searched.garment === "person"), () => this.pick({}));
+    // With no person found (a close-up, a back view, a packshot) the whole photo is the garment the shopper names:
+    // the API then picks among that garment's kinds.
+    const offered = found.length ? found : WORN.map((garment) => ({ garment }));
+    const chips = offered.map((region) => {
+      const pressed = found.length ? sameRegion(region, searched) : region.garment === picked;
+      return this.chip(GARMENTS[region.garment] || region.garment, pressed, () => this.pick({ garment: region.garment }));
+    });
     if (searched && searched.garment === "box") chips.push(this.chip(GARMENTS.box, true, () => {}));
+    this.chips.setAttribute("aria-label", found.length ? "Part of the photo to search" : "What the photo shows");
     this.chips.replaceChildren(whole, ...chips);
   }
 
