@@ -132,6 +132,7 @@ def test_a_photo_address_is_searched_and_kept_in_the_pages_address(page: Page) -
         expect(results(page).first.locator(".title")).to_have_text("green circle")
     assert hits["/green.jpg"] == 1  # fetched by the gateway, not by the page
     expect(page.get_by_text(f"The photo at {base}/green.jpg")).to_be_visible()
+    expect(page.get_by_role("img", name="The photo searched")).to_be_hidden()  # the page never fetched it
     assert parse_qs(urlparse(page.url).query)["photo"] == [f"{base}/green.jpg"]
 
 
