@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from services.images import ImageDecodeError, decode_image
+from services.images import ImageDecodeError, decode_image, media_type, shown_bytes, shown_size
 from tests.helpers import encode, photo
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "HEIF", "AVIF"])
 def test_common_formats_decode_to_rgb(fmt: str) -> None:
     image = decode_image(encode(photo((10, 200, 10)), fmt))
     assert image.mode == "RGB" and image.size == (96, 128)
@@ -20,6 +20,40 @@ def test_exif_orientation_is_applied() -> None:
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
     image = decode_image(encode(photo((10, 10, 200), size=(60, 40)), "JPEG", exif=exif))
     assert image.size == (40, 60)
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_a_phones_heic_or_avif_comes_out_upright_as_its_jpeg_does(fmt: str) -> None:
+    """A phone's photo turned by its orientation: decoded the way up a JPEG with the same orientation is, in the
+    frame `shown_size` reads from its header (where boxes are given)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    turned = photo((250, 250, 250), size=(60, 40))
+    turned.paste((20, 20, 200), (0, 0, 20, 10))  # a blue corner shows which way up it came out
+    jpeg = decode_image(encode(turned, "JPEG", exif=exif, quality=95))
+    data = encode(turned, fmt, exif=exif.tobytes(), quality=95)  # as bytes: the encoder makes it the file's rotation
+    phone = decode_image(data)
+    assert phone.size == jpeg.size == shown_size(data) == (40, 60)
+    for upright in (jpeg, phone):  # the corner went top right, as a quarter turn clockwise takes it
+        assert blue(upright.getpixel((35, 2))) and not blue(upright.getpixel((2, 2)))
+
+
+def blue(pixel: tuple[int, int, int]) -> bool:
+    return pixel[2] > 150 and pixel[0] < 100
+
+
+def test_what_browsers_cannot_show_is_kept_as_a_jpeg() -> None:
+    """A catalogue photo is served as stored: a HEIC (Safari alone shows it) or a TIFF as a JPEG of its picture, the
+    formats browsers show as they came."""
+    red = photo((200, 20, 20))
+    for fmt in ("HEIF", "TIFF"):
+        data = encode(red, fmt)
+        shown = shown_bytes(data, decode_image(data))
+        assert media_type(data) is None and media_type(shown) == "image/jpeg"
+        assert decode_image(shown).size == (96, 128) and decode_image(shown).getpixel((48, 64))[0] > 150
+    for fmt, kind in (("JPEG", "image/jpeg"), ("PNG", "image/png"), ("WEBP", "image/webp"), ("AVIF", "image/avif")):
+        data = encode(red, fmt)
+        assert media_type(data) == kind and shown_bytes(data, decode_image(data)) is data
 
 
 def test_transparent_pixels_become_white() -> None:
@@ -44,6 +78,7 @@ def test_palette_and_greyscale_become_rgb() -> None:
         (b"", "empty file"),
         (b"name,price\nshirt,10\n", "not an image"),
         (encode(photo((1, 2, 3))).__getitem__(slice(0, 300)), "truncated"),
+        (encode(photo((1, 2, 3)), "HEIF").__getitem__(slice(0, 400)), "truncated"),
     ],
 )
 def test_unusable_bytes_are_refused_with_a_reason(data: bytes, reason: str) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from indexer.batches import index_batch
 from services.apps.gateway.app import create_app
@@ -64,6 +66,34 @@ def test_products_are_accepted_at_once_and_become_searchable(client: TestClient,
         "results"
     ]
     assert hit["payload"]["fabric"] == "wool" and not {"image", "image_sha256"} & set(hit["payload"])  # operators' only
+
+
+def test_a_phones_heic_and_avif_photos_are_products_and_queries(client: TestClient, catalogue_dir: Path) -> None:
+    """What phones take: a HEIC (iPhones) and an AVIF product photo are indexed, each found first by its own photo
+    sent again, and served as a browser can show it (the HEIC as a JPEG of its picture, the AVIF as it came)."""
+    sent = {
+        "p-heic": encode(Image.open(catalogue_dir / "img" / "red-square.jpg"), "HEIF", quality=90),
+        "p-avif": encode(Image.open(catalogue_dir / "img" / "blue-circle.jpg"), "AVIF", quality=90),
+    }
+    kinds = {"p-heic": "heic", "p-avif": "avif"}
+    items = [
+        item(product, f"data:image/{kinds[product]};base64,{base64.b64encode(data).decode()}")
+        for product, data in sent.items()
+    ]
+    report = wait_for_job(client, client.post("/v1/products", json={"items": items}).json()["job_id"])
+    assert (report["indexed"], report["failed"]) == (2, 0), report
+    for product, data in sent.items():
+        response = client.post("/v1/search", files={"image": (f"q.{kinds[product]}", data)}, data={"top_k": "1"})
+        assert response.status_code == 200, response.text
+        [hit] = response.json()["results"]
+        assert hit["product_id"] == product
+        shown = client.get(hit["image_url"])
+        assert shown.status_code == 200
+        if product == "p-avif":
+            assert shown.headers["content-type"] == "image/avif" and shown.content == data
+        else:
+            assert shown.headers["content-type"] == "image/jpeg"
+            assert Image.open(io.BytesIO(shown.content)).size == (96, 128)
 
 
 def test_bad_items_are_reported_while_good_ones_are_indexed(

@@ -125,6 +125,19 @@ def test_a_photo_dropped_pasted_or_picked_finds_its_product_and_stays_in_view(pa
         expect(page.get_by_role("button", name="Whole photo")).to_have_attribute("aria-pressed", "true")
 
 
+def test_a_heic_dropped_is_searched_though_the_browser_cannot_show_it(page: Page) -> None:
+    """Chromium shows no HEIC (an iPhone's photo): the API searches it, and the page says why the photo is not
+    shown; the next photo is shown again."""
+    hand_over(page, "drop", encode(photo(COLOURS["red"], "circle"), "HEIF"), name="IMG_0001.HEIC", mime="image/heic")
+    expect(results(page).first.locator(".title")).to_have_text("red circle")
+    expect(page.get_by_text("This browser cannot show your photo: it was searched all the same.")).to_be_visible()
+    expect(page.get_by_role("img", name="The photo searched")).to_be_hidden()
+    hand_over(page, "drop", product_photo("blue", "square"))
+    expect(results(page).first.locator(".title")).to_have_text("blue square")
+    expect(page.get_by_role("img", name="The photo searched")).to_be_visible()
+    expect(page.get_by_text("This browser cannot show your photo")).to_have_count(0)
+
+
 def test_a_photo_address_is_searched_and_kept_in_the_pages_address(page: Page) -> None:
     with photo_server({"green.jpg": product_photo("green", "circle")}) as (base, hits):
         page.get_by_label("Photo address").fill(f"{base}/green.jpg")

@@ -8,11 +8,18 @@ import io
 import threading
 import warnings
 
+import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from services.errors import ImageDecodeError
 
-ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"}
+# HEIF: what iPhones take (HEIC), opened by pillow-heif; AVIF: Pillow's own. Their container's rotation is applied as
+# they open (HEIF) or kept as the EXIF orientation (AVIF), so both come out upright like a JPEG. A HEIC's thumbnails,
+# depth maps and auxiliary pictures are not read.
+pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO", "HEIF", "AVIF"}
+# Of those, what browsers show, by the file's first bytes; the rest (HEIF: Safari only, TIFF) are shown as a JPEG.
+_SHOWN = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG": "image/png", b"GIF8": "image/gif", b"BM": "image/bmp"}
 MAX_PIXELS = 50_000_000
 # JPEGs decode at the smallest DCT scale that keeps both sides at least this long: the towers see 224-260 px,
 # so a 12-megapixel phone photo decodes at 1/4 or 1/8 of the work and memory; smaller photos are untouched.
@@ -64,6 +71,27 @@ def shown_size(data: bytes) -> tuple[int, int]:
         width, height = image.size
         turned = image.getexif().get(ORIENTATION) in (5, 6, 7, 8)  # a quarter turn swaps the sides
     return (height, width) if turned else (width, height)
+
+
+def media_type(data: bytes) -> str | None:
+    """The media type of a photo's bytes where browsers show them as they are; None otherwise."""
+    for magic, kind in _SHOWN.items():
+        if data.startswith(magic):
+            return kind
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis"):
+        return "image/avif"
+    return None
+
+
+def shown_bytes(data: bytes, picture: Image.Image) -> bytes:
+    """A photo as a browser can show it: its own bytes, or (a HEIC, a TIFF) its decoded picture as a JPEG."""
+    if media_type(data) is not None:
+        return data
+    encoded = io.BytesIO()
+    picture.save(encoded, format="JPEG", quality=90)
+    return encoded.getvalue()
 
 
 def return_freed_pixels_to_the_os() -> None:

@@ -23,6 +23,7 @@ from services.apps.gateway.schemas import (
 )
 from services.apps.runtime import Runtime
 from services.errors import InvalidInput, NotFound, TooLarge
+from services.images import media_type
 from services.payload import shopper_payload
 from services.regions import GARMENTS
 from services.search import SearchRequest
@@ -165,7 +166,8 @@ async def image(point_id: UUID, rt: Rt) -> Response:
     data = rt.media.get(str(point_id))
     if data is None:
         raise NotFound("no such image")
-    return Response(data, media_type=_sniff(data), headers={"Cache-Control": "public, max-age=86400"})
+    kind = media_type(data) or "application/octet-stream"  # stored before photos were kept as browsers show them
+    return Response(data, media_type=kind, headers={"Cache-Control": "public, max-age=86400"})
 
 
 async def _read_query(request: Request, max_bytes: int) -> tuple[SearchRequest, bytes | None]:
@@ -207,13 +209,3 @@ async def _read_query(request: Request, max_bytes: int) -> tuple[SearchRequest, 
     if not isinstance(body, dict):
         raise InvalidInput("the JSON body must be an object")
     return SearchRequest.model_validate(body), None
-
-
-def _sniff(data: bytes) -> str:
-    signatures = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG": "image/png", b"GIF8": "image/gif", b"BM": "image/bmp"}
-    for magic, kind in signatures.items():
-        if data.startswith(magic):
-            return kind
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return "application/octet-stream"

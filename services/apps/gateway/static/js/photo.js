@@ -14,6 +14,13 @@ export class QueryPhoto {
     this.chips = figure.querySelector("#regions");
     this.pick = pick;
     this.drag = null;
+    // A photo this browser cannot show (a HEIC outside Safari) is still searched: say so where it would be.
+    this.image.addEventListener("error", () => {
+      if (!this.image.getAttribute("src")) return;
+      this.figure.querySelector(".query-photo").hidden = true;
+      this.figure.querySelector("#box-hint").hidden = true;
+      this.figure.querySelector("#photo-caption").textContent = "This browser cannot show your photo: it was searched all the same.";
+    });
     this.overlay.addEventListener("pointerdown", (event) => this.startBox(event));
     this.overlay.addEventListener("pointermove", (event) => this.moveBox(event));
     this.overlay.addEventListener("pointerup", (event) => this.endBox(event));
