@@ -28,7 +28,6 @@ from services.images import (
     TransientFetchError,
     decode_image,
     edge_map,
-    shown_bytes,
 )
 from services.models import Registry, Variant
 from services.payload import IMAGE, IMAGE_KEY, IMAGE_SHA256
@@ -175,7 +174,7 @@ class IndexPipeline:
                     spec.edge_vector,
                 )
             for photo in to_embed:
-                self.media.put(photo.point_id, shown_bytes(photo.data, photo.image))  # a HEIC as a JPEG
+                self.media.put(photo.point_id, photo.data)
             ids, payloads = [p.point_id for p in to_embed], [p.payload for p in to_embed]
             self.store.upsert(variant, ids, vectors, payloads, also=edges)  # each point once, with all its vectors
         return {item_id for item_id, _ in changed} - set(refused_items), refused_items

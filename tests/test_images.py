@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from services.images import ImageDecodeError, decode_image, media_type, shown_bytes, shown_size
+from services.images import ImageDecodeError, decode_image, shown_photo, shown_size
 from tests.helpers import encode, photo
 
 
@@ -42,18 +42,17 @@ def blue(pixel: tuple[int, int, int]) -> bool:
     return pixel[2] > 150 and pixel[0] < 100
 
 
-def test_what_browsers_cannot_show_is_kept_as_a_jpeg() -> None:
-    """A catalogue photo is served as stored: a HEIC (Safari alone shows it) or a TIFF as a JPEG of its picture, the
-    formats browsers show as they came."""
+def test_what_browsers_cannot_show_is_sent_as_a_jpeg() -> None:
+    """A catalogue photo is kept as received and sent to pages as browsers show it: a HEIC (Safari alone shows it) or
+    a TIFF as a JPEG of its picture, the formats browsers show as they came."""
     red = photo((200, 20, 20))
     for fmt in ("HEIF", "TIFF"):
-        data = encode(red, fmt)
-        shown = shown_bytes(data, decode_image(data))
-        assert media_type(data) is None and media_type(shown) == "image/jpeg"
+        shown, kind = shown_photo(encode(red, fmt))
+        assert kind == "image/jpeg" and shown.startswith(b"\xff\xd8\xff")
         assert decode_image(shown).size == (96, 128) and decode_image(shown).getpixel((48, 64))[0] > 150
     for fmt, kind in (("JPEG", "image/jpeg"), ("PNG", "image/png"), ("WEBP", "image/webp"), ("AVIF", "image/avif")):
         data = encode(red, fmt)
-        assert media_type(data) == kind and shown_bytes(data, decode_image(data)) is data
+        assert shown_photo(data) == (data, kind)
 
 
 def test_transparent_pixels_become_white() -> None:

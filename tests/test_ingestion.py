@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,24 +70,36 @@ def test_products_are_accepted_at_once_and_become_searchable(client: TestClient,
 
 
 def test_a_phones_heic_and_avif_photos_are_products_and_queries(client: TestClient, catalogue_dir: Path) -> None:
-    """What phones take: a HEIC (iPhones) and an AVIF product photo are indexed, each found first by its own photo
-    sent again, and served as a browser can show it (the HEIC as a JPEG of its picture, the AVIF as it came)."""
+    """What phones take: a HEIC (iPhones) and an AVIF product photo are indexed, kept as received (sent again they are
+    unchanged; a reindex reads them as they came), found first by their own photo sent again, and served as a
+    browser can show them (the HEIC as a JPEG of its picture, the AVIF as it came)."""
     sent = {
         "p-heic": encode(Image.open(catalogue_dir / "img" / "red-square.jpg"), "HEIF", quality=90),
         "p-avif": encode(Image.open(catalogue_dir / "img" / "blue-circle.jpg"), "AVIF", quality=90),
     }
     kinds = {"p-heic": "heic", "p-avif": "avif"}
-    items = [
-        item(product, f"data:image/{kinds[product]};base64,{base64.b64encode(data).decode()}")
-        for product, data in sent.items()
-    ]
-    report = wait_for_job(client, client.post("/v1/products", json={"items": items}).json()["job_id"])
+    body = {
+        "items": [
+            item(product, f"data:image/{kinds[product]};base64,{base64.b64encode(data).decode()}")
+            for product, data in sent.items()
+        ],
+        "variants": ["tiny"],
+    }
+    report = wait_for_job(client, client.post("/v1/products", json=body).json()["job_id"])
     assert (report["indexed"], report["failed"]) == (2, 0), report
+    assert wait_for_job(client, client.post("/v1/products", json=body).json()["job_id"])["unchanged"] == 2
+    moved = wait_for_job(client, client.post("/v1/reindex", json={"from": "tiny", "to": "tiny-b"}).json()["job_id"])
+    assert (moved["indexed"], moved["failed"]) == (2, 0), moved
     for product, data in sent.items():
-        response = client.post("/v1/search", files={"image": (f"q.{kinds[product]}", data)}, data={"top_k": "1"})
-        assert response.status_code == 200, response.text
-        [hit] = response.json()["results"]
-        assert hit["product_id"] == product
+        for variant in ("tiny", "tiny-b"):
+            [point] = client.get(f"/v1/products/{product}").json()["variants"][variant]
+            assert point["payload"]["image_sha256"] == hashlib.sha256(data).hexdigest()
+            response = client.post(
+                "/v1/search", files={"image": (f"q.{kinds[product]}", data)}, data={"top_k": "1", "variant": variant}
+            )
+            assert response.status_code == 200, response.text
+            [hit] = response.json()["results"]
+            assert hit["product_id"] == product
         shown = client.get(hit["image_url"])
         assert shown.status_code == 200
         if product == "p-avif":

@@ -130,7 +130,7 @@ def test_a_heic_dropped_is_searched_though_the_browser_cannot_show_it(page: Page
     shown; the next photo is shown again."""
     hand_over(page, "drop", encode(photo(COLOURS["red"], "circle"), "HEIF"), name="IMG_0001.HEIC", mime="image/heic")
     expect(results(page).first.locator(".title")).to_have_text("red circle")
-    expect(page.get_by_text("This browser cannot show your photo: it was searched all the same.")).to_be_visible()
+    expect(page.get_by_text("This browser cannot show your photo.")).to_be_visible()
     expect(page.get_by_role("img", name="The photo searched")).to_be_hidden()
     hand_over(page, "drop", product_photo("blue", "square"))
     expect(results(page).first.locator(".title")).to_have_text("blue square")
@@ -416,6 +416,30 @@ def test_a_photo_with_no_person_offers_every_garment_to_say_what_it_shows(page: 
     assert answer.value.json()["interpreted"] is None
     expect(results(page).first.locator(".title")).to_have_text("red circle")
     expect(shows.get_by_role("button", name="Top")).to_have_attribute("aria-pressed", "false")
+
+
+def test_where_garments_are_not_looked_for_only_the_whole_photo_is_offered(
+    browser: Browser, tmp_path: Path, tiny_registry: Path, indexed_catalogue: Path
+) -> None:
+    """A deployment with regions off (STYLEFINDER_REGIONS=false) finds no garments: the page offers none to pick, on
+    a photo of a person or a packshot alike (naming one would be refused)."""
+    settings = make_settings(tmp_path / "data", tiny_registry)
+    settings.regions = False
+    settings.allowed_image_roots = [indexed_catalogue]
+    settings.public_search_key = True
+    app = create_app(settings)
+    with served(app) as url:
+        app.state.runtime.pipeline.run(list(read_catalogue(indexed_catalogue)), ["tiny"])
+        context = browser.new_context(base_url=url)
+        shop = context.new_page()
+        shop.goto("/")
+        person = next(shared_data("inshop_pairs", "img", "WOMEN", "Skirts").glob("*/*front*.jpg"))
+        for sent in (person, indexed_catalogue / "img" / "red-circle.jpg"):
+            with shop.expect_response("**/v1/search") as answer:
+                shop.get_by_label("Choose a photo").set_input_files(sent)
+            assert answer.value.json()["garments"] == []
+            expect(shop.locator("#regions").get_by_role("button")).to_have_text(["Whole photo"])
+        context.close()
 
 
 def test_a_photo_whose_person_is_framed_offers_their_garments_and_the_whole_photo_chip(

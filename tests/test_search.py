@@ -97,6 +97,7 @@ def test_a_packshot_is_searched_whole_and_a_box_searches_part_of_the_photo(
 ) -> None:
     whole = indexed_client.post("/v1/search", files=upload(indexed_catalogue, "green-square")).json()
     assert whole["regions"] == [] and whole["region"] is None
+    assert whole["garments"] == ["upper", "lower", "full", "feet"]  # no person: any may be named, as the whole photo
     # a garment named on a photo with no person: the whole photo is that garment, steered to its kinds
     cap = results(
         indexed_client.post("/v1/search", files=upload(indexed_catalogue, "red-circle"), data={"top_k": "12"})
@@ -173,6 +174,7 @@ def test_a_photo_of_a_person_has_its_garments_found_and_searched(indexed_client:
     files = {"image": ("p.jpg", person.read_bytes(), "image/jpeg")}
     auto = indexed_client.post("/v1/search", files=files).json()
     assert {region["garment"] for region in auto["regions"]} >= {"upper", "lower"} and auto["region"] is None
+    assert auto["garments"] == [region["garment"] for region in auto["regions"]]  # what may be named: what was found
     whole = [hit["product_id"] for hit in auto["results"]]  # no garment named: the whole photo
     lower = indexed_client.post("/v1/search", files=files, data={"garment": "lower"}).json()
     assert "feet" not in {region["garment"] for region in auto["regions"]}  # the photo ends above her feet
@@ -768,23 +770,30 @@ def test_boxes_and_garments_are_in_the_pixels_of_the_photo_as_sent(indexed_clien
     assert all(abs(b - 12 * s) <= 40 for b, s in zip(found, lower, strict=True)), (found, lower)
 
 
-def test_a_failing_pose_model_fails_no_search(indexed_client: TestClient) -> None:
-    """The garments cannot be found: a photo is still searched whole with none listed; naming one is a 503."""
+def test_where_garments_are_not_looked_for_a_photo_is_searched_whole_and_none_may_be_named(
+    indexed_client: TestClient,
+) -> None:
+    """The pose model failing, or regions off (no finder): a photo is still searched whole with no garments listed
+    and none offered (`garments`); naming one is a 503 (a box instead) or a 422 (this deployment finds none)."""
 
     class Broken(PoseRegions):
         def find(self, picture: Image.Image) -> Person:
             raise RuntimeError("the graph broke")
 
     searcher = indexed_client.app.state.runtime.searcher
-    working, searcher.garments = searcher.garments, Garments(Broken())
-    try:
-        person = next(shared_data("inshop_pairs", "img", "MEN").glob("*/*/*front*.jpg")).read_bytes()
-        whole = indexed_client.post("/v1/search", files={"image": ("p.jpg", person, "image/jpeg")})
-        assert whole.status_code == 200 and whole.json()["regions"] == [] and results(whole)
-        named = indexed_client.post(
-            "/v1/search", files={"image": ("p.jpg", person, "image/jpeg")}, data={"garment": "upper"}
-        )
-        assert named.status_code == 503 and "give a box instead" in named.json()["detail"]
-    finally:
-        searcher.garments.close()
-        searcher.garments = working
+    person = next(shared_data("inshop_pairs", "img", "MEN").glob("*/*/*front*.jpg")).read_bytes()
+    working = searcher.garments
+    for finder, status, message in ((Broken(), 503, "give a box instead"), (None, 422, "looks for no garments")):
+        searcher.garments = Garments(finder)
+        try:
+            whole = indexed_client.post("/v1/search", files={"image": ("p.jpg", person, "image/jpeg")})
+            assert whole.status_code == 200 and results(whole)
+            assert whole.json()["regions"] == [] and whole.json()["garments"] == []
+            named = indexed_client.post(
+                "/v1/search", files={"image": ("p.jpg", person, "image/jpeg")}, data={"garment": "upper"}
+            )
+            assert named.status_code == status and message in named.json()["detail"]
+        finally:
+            searcher.garments.close()
+            searcher.garments = working
+    assert indexed_client.post("/v1/search", json={"text": "red cap"}).json()["garments"] == []  # no photo

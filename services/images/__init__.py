@@ -7,9 +7,8 @@ from services.errors import FetchError, ImageDecodeError, TransientFetchError
 from services.images.decode import (
     MAX_ASPECT,
     decode_image,
-    media_type,
     return_freed_pixels_to_the_os,
-    shown_bytes,
+    shown_photo,
     shown_size,
 )
 from services.images.edges import edge_map
@@ -26,9 +25,8 @@ __all__ = [
     "TransientFetchError",
     "decode_image",
     "edge_map",
-    "media_type",
     "normalise_sketch",
     "return_freed_pixels_to_the_os",
-    "shown_bytes",
+    "shown_photo",
     "shown_size",
 ]

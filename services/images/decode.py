@@ -18,8 +18,17 @@ from services.errors import ImageDecodeError
 # depth maps and auxiliary pictures are not read.
 pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO", "HEIF", "AVIF"}
-# Of those, what browsers show, by the file's first bytes; the rest (HEIF: Safari only, TIFF) are shown as a JPEG.
-_SHOWN = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG": "image/png", b"GIF8": "image/gif", b"BM": "image/bmp"}
+# Of those, what browsers show, by where the file's first bytes say so (offset, bytes); the rest (HEIF: Safari only,
+# TIFF) are shown as a JPEG.
+_SHOWN: tuple[tuple[str, tuple[tuple[int, bytes], ...]], ...] = (
+    ("image/jpeg", ((0, b"\xff\xd8\xff"),)),
+    ("image/png", ((0, b"\x89PNG"),)),
+    ("image/gif", ((0, b"GIF8"),)),
+    ("image/bmp", ((0, b"BM"),)),
+    ("image/webp", ((0, b"RIFF"), (8, b"WEBP"))),
+    ("image/avif", ((4, b"ftypavif"),)),
+    ("image/avif", ((4, b"ftypavis"),)),  # an animated one
+)
 MAX_PIXELS = 50_000_000
 # JPEGs decode at the smallest DCT scale that keeps both sides at least this long: the towers see 224-260 px,
 # so a 12-megapixel phone photo decodes at 1/4 or 1/8 of the work and memory; smaller photos are untouched.
@@ -75,23 +84,21 @@ def shown_size(data: bytes) -> tuple[int, int]:
 
 def media_type(data: bytes) -> str | None:
     """The media type of a photo's bytes where browsers show them as they are; None otherwise."""
-    for magic, kind in _SHOWN.items():
-        if data.startswith(magic):
+    for kind, marks in _SHOWN:
+        if all(data[at : at + len(mark)] == mark for at, mark in marks):
             return kind
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis"):
-        return "image/avif"
     return None
 
 
-def shown_bytes(data: bytes, picture: Image.Image) -> bytes:
-    """A photo as a browser can show it: its own bytes, or (a HEIC, a TIFF) its decoded picture as a JPEG."""
-    if media_type(data) is not None:
-        return data
+def shown_photo(data: bytes) -> tuple[bytes, str]:
+    """A stored photo as a browser can show it, with its media type: its own bytes, or (a HEIC, a TIFF) a JPEG of its
+    picture (decoded as a query photo is: at most a few times the size a page shows)."""
+    kind = media_type(data)
+    if kind is not None:
+        return data, kind
     encoded = io.BytesIO()
-    picture.save(encoded, format="JPEG", quality=90)
-    return encoded.getvalue()
+    decode_image(data).save(encoded, format="JPEG", quality=90)
+    return encoded.getvalue(), "image/jpeg"
 
 
 def return_freed_pixels_to_the_os() -> None:

@@ -22,7 +22,7 @@ from services.errors import (
 )
 from services.images import MAX_ASPECT, Fetcher, decode_image, normalise_sketch, shown_size
 from services.models import Registry, Variant
-from services.regions import Person, Region, RegionFinder, clip_box, scaled
+from services.regions import GARMENTS, Person, Region, RegionFinder, clip_box, scaled
 from services.search.garments import Garments
 from services.search.kind_guess import KindGuess
 from services.search.query import Found, SearchRequest
@@ -292,6 +292,8 @@ class Searcher:
                 if query.garment is not None:
                     raise ServiceUnavailable("garments cannot be found in photos right now: give a box instead")
                 seen = Person([])
+            elif self.garments.finder is not None:
+                found.garments = [r.garment for r in seen.regions] or list(GARMENTS)
             found.regions = [Region(r.garment, scaled(r.box, to_sent), r.score) for r in seen.regions]
             lap("regions")
             return seen

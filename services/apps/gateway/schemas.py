@@ -52,6 +52,12 @@ class SearchResponse(BaseModel):
         description="the part of the photo searched; none: the whole photo (person: the whole photo framed on the "
         "person in it, who fills little of it)",
     )
+    garments: list[str] = Field(
+        default_factory=list,
+        description="what a next search of this photo may name as `garment`: the garments found on its person; every "
+        "garment where no person is found (the whole photo is then the garment named: a close-up, a packshot); none "
+        "where garments are not looked for (regions off, the pose model failing) or no photo was sent",
+    )
 
 
 class FacetValue(BaseModel):

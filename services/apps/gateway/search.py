@@ -23,7 +23,7 @@ from services.apps.gateway.schemas import (
 )
 from services.apps.runtime import Runtime
 from services.errors import InvalidInput, NotFound, TooLarge
-from services.images import media_type
+from services.images import shown_photo
 from services.payload import shopper_payload
 from services.regions import GARMENTS
 from services.search import SearchRequest
@@ -115,6 +115,7 @@ async def search(request: Request, rt: Rt) -> Response:
         guessed=found.guessed,
         regions=[RegionOut.of(region) for region in found.regions],
         region=RegionOut.of(found.region) if found.region else None,
+        garments=found.garments,
     )
     steps = {"read": read_ms, **found.timings}
     kind = query.kind(upload is not None)
@@ -166,8 +167,8 @@ async def image(point_id: UUID, rt: Rt) -> Response:
     data = rt.media.get(str(point_id))
     if data is None:
         raise NotFound("no such image")
-    kind = media_type(data) or "application/octet-stream"  # stored before photos were kept as browsers show them
-    return Response(data, media_type=kind, headers={"Cache-Control": "public, max-age=86400"})
+    shown, kind = await run_in_threadpool(shown_photo, data)  # kept as received: a HEIC or a TIFF is sent as a JPEG
+    return Response(shown, media_type=kind, headers={"Cache-Control": "public, max-age=86400"})
 
 
 async def _read_query(request: Request, max_bytes: int) -> tuple[SearchRequest, bytes | None]:

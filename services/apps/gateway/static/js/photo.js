@@ -2,7 +2,6 @@
 // Boxes are in the pixels of the photo as sent (the API's "regions" and "box").
 
 const GARMENTS = { upper: "Top", lower: "Bottom", full: "Full outfit", feet: "Shoes", box: "Your box" };
-const WORN = ["upper", "lower", "full", "feet"]; // the garments the API's "garment" names
 const MIN_SIDE = 16; // the API's smallest box side
 
 export class QueryPhoto {
@@ -19,7 +18,7 @@ export class QueryPhoto {
       if (!this.image.getAttribute("src")) return;
       this.figure.querySelector(".query-photo").hidden = true;
       this.figure.querySelector("#box-hint").hidden = true;
-      this.figure.querySelector("#photo-caption").textContent = "This browser cannot show your photo: it was searched all the same.";
+      this.figure.querySelector("#photo-caption").textContent = "This browser cannot show your photo.";
     });
     this.overlay.addEventListener("pointerdown", (event) => this.startBox(event));
     this.overlay.addEventListener("pointermove", (event) => this.moveBox(event));
@@ -44,23 +43,25 @@ export class QueryPhoto {
     for (const box of this.figure.querySelectorAll(".box")) box.remove();
   }
 
-  /** The regions of a search's answer, which one was searched, and the garment the shopper picked (if any). */
-  regions(found, searched, picked) {
+  /** A search's answer on the photo: the garments found (boxes), the part searched, and a chip for each garment the
+   * photo may be searched by (`garments`: on a photo with no person found, every one, as what the whole photo
+   * shows); `picked`: the garment the shopper picked, where no region found stands for it. */
+  regions({ regions: found, region: searched, garments }, picked) {
     this.clearBoxes();
     const all = [...found];
-    if (searched && searched.garment === "box") all.push(searched);
+    const boxed = Boolean(searched) && searched.garment === "box";
+    if (boxed) all.push(searched);
     for (const region of all) this.drawBox(region.box, sameRegion(region, searched));
     // "person": the whole photo was searched, framed on the person who fills little of it
     const whole = this.chip("Whole photo", !picked && (!searched || searched.garment === "person"), () => this.pick({}));
-    // With no person found (a close-up, a back view, a packshot) the whole photo is the garment the shopper names:
-    // the API then picks among that garment's kinds.
-    const offered = found.length ? found : WORN.map((garment) => ({ garment }));
-    const chips = offered.map((region) => {
-      const pressed = found.length ? sameRegion(region, searched) : region.garment === picked;
-      return this.chip(GARMENTS[region.garment] || region.garment, pressed, () => this.pick({ garment: region.garment }));
+    const chips = garments.map((garment) => {
+      const region = found.find((one) => one.garment === garment);
+      const pressed = region ? sameRegion(region, searched) : garment === picked;
+      return this.chip(GARMENTS[garment] || garment, pressed, () => this.pick({ garment }));
     });
-    if (searched && searched.garment === "box") chips.push(this.chip(GARMENTS.box, true, () => {}));
-    this.chips.setAttribute("aria-label", found.length ? "Part of the photo to search" : "What the photo shows");
+    if (boxed) chips.push(this.chip(GARMENTS.box, true, () => {}));
+    const parts = found.length || boxed;
+    this.chips.setAttribute("aria-label", parts ? "Part of the photo to search" : "What the photo shows");
     this.chips.replaceChildren(whole, ...chips);
   }
 

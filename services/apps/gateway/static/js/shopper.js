@@ -121,7 +121,7 @@ function paint(answer, append) {
   }
   if (!append) {
     showTerms(answer.interpreted || {}, answer.guessed || []);
-    if (state.photo) photo.regions(answer.regions, answer.region, state.choice.garment);
+    if (state.photo) photo.regions(answer, state.choice.garment);
   }
 }
 
