@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-from PIL import Image
+import io
 
-from services.images import ImageDecodeError, decode_image, shown_photo, shown_size
+import pytest
+from PIL import Image, ImageCms
+
+from services.images import ImageDecodeError, as_jpeg, decode_image, media_type, shown_size
 from tests.helpers import encode, photo
 
 
@@ -42,17 +44,19 @@ def blue(pixel: tuple[int, int, int]) -> bool:
     return pixel[2] > 150 and pixel[0] < 100
 
 
-def test_what_browsers_cannot_show_is_sent_as_a_jpeg() -> None:
-    """A catalogue photo is kept as received and sent to pages as browsers show it: a HEIC (Safari alone shows it) or
-    a TIFF as a JPEG of its picture, the formats browsers show as they came."""
+def test_what_browsers_cannot_show_becomes_a_jpeg_in_its_own_colours() -> None:
+    """The formats browsers show are known by their first bytes; a HEIC (Safari alone shows it) or a TIFF is not, and
+    becomes a JPEG of its picture that keeps its colour profile (an iPhone's photos are Display P3)."""
     red = photo((200, 20, 20))
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()  # any profile other than sRGB's
     for fmt in ("HEIF", "TIFF"):
-        shown, kind = shown_photo(encode(red, fmt))
-        assert kind == "image/jpeg" and shown.startswith(b"\xff\xd8\xff")
-        assert decode_image(shown).size == (96, 128) and decode_image(shown).getpixel((48, 64))[0] > 150
+        data = encode(red, fmt, icc_profile=profile)
+        jpeg = as_jpeg(data)
+        assert media_type(data) is None and media_type(jpeg) == "image/jpeg"
+        assert Image.open(io.BytesIO(jpeg)).info["icc_profile"] == profile
+        assert decode_image(jpeg).size == (96, 128) and decode_image(jpeg).getpixel((48, 64))[0] > 150
     for fmt, kind in (("JPEG", "image/jpeg"), ("PNG", "image/png"), ("WEBP", "image/webp"), ("AVIF", "image/avif")):
-        data = encode(red, fmt)
-        assert shown_photo(data) == (data, kind)
+        assert media_type(encode(red, fmt)) == kind
 
 
 def test_transparent_pixels_become_white() -> None:

@@ -130,7 +130,7 @@ def test_a_heic_dropped_is_searched_though_the_browser_cannot_show_it(page: Page
     shown; the next photo is shown again."""
     hand_over(page, "drop", encode(photo(COLOURS["red"], "circle"), "HEIF"), name="IMG_0001.HEIC", mime="image/heic")
     expect(results(page).first.locator(".title")).to_have_text("red circle")
-    expect(page.get_by_text("This browser cannot show your photo.")).to_be_visible()
+    expect(page.get_by_text("This browser cannot show your photo.", exact=True)).to_be_visible()
     expect(page.get_by_role("img", name="The photo searched")).to_be_hidden()
     hand_over(page, "drop", product_photo("blue", "square"))
     expect(results(page).first.locator(".title")).to_have_text("blue square")

@@ -14,10 +14,12 @@ import pytest
 from qdrant_client import QdrantClient
 
 from services.errors import InvalidInput
+from services.images import decode_image
 from services.settings import Settings
 from services.store import (
     ClientEngine,
     EdgeEngine,
+    MediaStore,
     Placement,
     Point,
     SearchFilters,
@@ -26,6 +28,7 @@ from services.store import (
     collection_name,
     point_id,
 )
+from tests.helpers import encode, photo
 
 ENGINES = ["edge", "client-memory"] + (["client-server"] if os.environ.get("STYLEFINDER_TEST_QDRANT_URL") else [])
 
@@ -268,3 +271,26 @@ def test_which_collections_can_gain_a_named_vector(store: VectorStore) -> None:
     add(store, "p", "0", unit(1, 0, 0))
     assert store.can_hold("v", "photo")
     assert store.can_hold("v", "edge_x") == (not isinstance(store.engine, ClientEngine))
+
+
+def test_a_photo_browsers_cannot_show_is_served_as_a_jpeg_made_once(tmp_path: Path) -> None:
+    """Media keep each photo as received (a reindex reads them); a HEIC is served as a JPEG made at its first request
+    and kept beside it, never an older photo's copy once the photo is received again, and gone with the photo."""
+    media = MediaStore(tmp_path)
+    key = point_id("p", "0")
+    media.put(key, encode(photo((200, 20, 20)), "JPEG"))
+    assert media.shown(key) == (media.get(key), "image/jpeg")
+    red, blue = encode(photo((200, 20, 20)), "HEIF"), encode(photo((20, 20, 200)), "HEIF")
+    media.put(key, red)
+    assert media.get(key) == red
+    served, kind = media.shown(key) or (b"", "")
+    assert kind == "image/jpeg" and decode_image(served).getpixel((48, 64))[0] > 150
+    [copy] = media.path(key).parent.glob("*.jpg")
+    made = copy.stat().st_mtime_ns
+    assert media.shown(key) == (served, "image/jpeg") and copy.stat().st_mtime_ns == made  # not made again
+    media.put(key, blue)
+    served, _ = media.shown(key) or (b"", "")
+    assert decode_image(served).getpixel((48, 64))[2] > 150  # the photo received since, not the red one's copy
+    assert len(list(media.path(key).parent.glob("*.jpg"))) == 1
+    media.delete(key)
+    assert media.shown(key) is None and not list(media.path(key).parent.iterdir())

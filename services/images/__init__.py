@@ -6,9 +6,10 @@ Search (query photos) and ingestion (catalogue photos) both use it, so it belong
 from services.errors import FetchError, ImageDecodeError, TransientFetchError
 from services.images.decode import (
     MAX_ASPECT,
+    as_jpeg,
     decode_image,
+    media_type,
     return_freed_pixels_to_the_os,
-    shown_photo,
     shown_size,
 )
 from services.images.edges import edge_map
@@ -23,10 +24,11 @@ __all__ = [
     "Grant",
     "ImageDecodeError",
     "TransientFetchError",
+    "as_jpeg",
     "decode_image",
     "edge_map",
+    "media_type",
     "normalise_sketch",
     "return_freed_pixels_to_the_os",
-    "shown_photo",
     "shown_size",
 ]

@@ -90,15 +90,13 @@ def media_type(data: bytes) -> str | None:
     return None
 
 
-def shown_photo(data: bytes) -> tuple[bytes, str]:
-    """A stored photo as a browser can show it, with its media type: its own bytes, or (a HEIC, a TIFF) a JPEG of its
-    picture (decoded as a query photo is: at most a few times the size a page shows)."""
-    kind = media_type(data)
-    if kind is not None:
-        return data, kind
+def as_jpeg(data: bytes) -> bytes:
+    """A photo browsers may not show (`media_type` None: a HEIC, a TIFF) as a JPEG of its picture, decoded as a query
+    photo is (at most a few times the size a page shows), in its own colours (its colour profile kept)."""
+    picture = decode_image(data)
     encoded = io.BytesIO()
-    decode_image(data).save(encoded, format="JPEG", quality=90)
-    return encoded.getvalue(), "image/jpeg"
+    picture.save(encoded, format="JPEG", quality=90, icc_profile=picture.info.get("icc_profile"))
+    return encoded.getvalue()
 
 
 def return_freed_pixels_to_the_os() -> None:

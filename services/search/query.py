@@ -159,7 +159,7 @@ class Found:
     guessed: list[str] = field(default_factory=list)  # fields of `interpreted` the photo's kind guess set, unsaid
     regions: list[Region] = field(default_factory=list)
     region: Region | None = None
-    # What a next search of the photo may name (`garment`): those found on its person; every garment where no person
-    # is found (the whole photo is the garment named); none where garments were not looked for or could not be.
+    # What a next search of the photo may name (`garment`): those found on its person; every garment where none is
+    # found (the whole photo is the garment named); none where garments were not looked for or could not be.
     garments: list[Garment] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)

@@ -55,8 +55,8 @@ class SearchResponse(BaseModel):
     garments: list[str] = Field(
         default_factory=list,
         description="what a next search of this photo may name as `garment`: the garments found on its person; every "
-        "garment where no person is found (the whole photo is then the garment named: a close-up, a packshot); none "
-        "where garments are not looked for (regions off, the pose model failing) or no photo was sent",
+        "garment where none is found (the whole photo is then the garment named: a close-up, a packshot); none where "
+        "garments are not looked for (regions off) or could not be (the pose model failed), or no photo was sent",
     )
 
 

@@ -23,7 +23,6 @@ from services.apps.gateway.schemas import (
 )
 from services.apps.runtime import Runtime
 from services.errors import InvalidInput, NotFound, TooLarge
-from services.images import shown_photo
 from services.payload import shopper_payload
 from services.regions import GARMENTS
 from services.search import SearchRequest
@@ -164,11 +163,11 @@ async def filters(rt: Rt, variant: str | None = None) -> FilterChoices:
 
 @router.get("/v1/images/{point_id}", name="image")  # product photos are public, like a shop's pages
 async def image(point_id: UUID, rt: Rt) -> Response:
-    data = rt.media.get(str(point_id))
-    if data is None:
+    shown = await run_in_threadpool(rt.media.shown, str(point_id))  # a HEIC or a TIFF is sent as a JPEG of it
+    if shown is None:
         raise NotFound("no such image")
-    shown, kind = await run_in_threadpool(shown_photo, data)  # kept as received: a HEIC or a TIFF is sent as a JPEG
-    return Response(shown, media_type=kind, headers={"Cache-Control": "public, max-age=86400"})
+    data, kind = shown
+    return Response(data, media_type=kind, headers={"Cache-Control": "public, max-age=86400"})
 
 
 async def _read_query(request: Request, max_bytes: int) -> tuple[SearchRequest, bytes | None]:

@@ -60,6 +60,8 @@ export class QueryPhoto {
       return this.chip(GARMENTS[garment] || garment, pressed, () => this.pick({ garment }));
     });
     if (boxed) chips.push(this.chip(GARMENTS.box, true, () => {}));
+    // garments found, or a box drawn, are parts of the photo (on a photo with none found, the garment chips beside a
+    // box still say what the whole photo shows)
     const parts = found.length || boxed;
     this.chips.setAttribute("aria-label", parts ? "Part of the photo to search" : "What the photo shows");
     this.chips.replaceChildren(whole, ...chips);
