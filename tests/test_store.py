@@ -275,7 +275,8 @@ def test_which_collections_can_gain_a_named_vector(store: VectorStore) -> None:
 
 def test_a_photo_browsers_cannot_show_is_served_as_a_jpeg_made_once(tmp_path: Path) -> None:
     """Media keep each photo as received (a reindex reads them); a HEIC is served as a JPEG made at its first request
-    and kept beside it, never an older photo's copy once the photo is received again, and gone with the photo."""
+    and kept beside it, never an older photo's copy once the photo is received again (that copy is removed), and
+    gone with the photo."""
     media = MediaStore(tmp_path)
     key = point_id("p", "0")
     media.put(key, encode(photo((200, 20, 20)), "JPEG"))
@@ -283,6 +284,9 @@ def test_a_photo_browsers_cannot_show_is_served_as_a_jpeg_made_once(tmp_path: Pa
     red, blue = encode(photo((200, 20, 20)), "HEIF"), encode(photo((20, 20, 200)), "HEIF")
     media.put(key, red)
     assert media.get(key) == red
+    received = media.path(key).stat().st_mtime_ns
+    media.put(key, red)  # the next variant indexing it: the same bytes are not written again
+    assert media.path(key).stat().st_mtime_ns == received
     served, kind = media.shown(key) or (b"", "")
     assert kind == "image/jpeg" and decode_image(served).getpixel((48, 64))[0] > 150
     [copy] = media.path(key).parent.glob("*.jpg")

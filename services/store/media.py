@@ -19,9 +19,13 @@ class MediaStore:
         return self.root / key[:2] / key
 
     def put(self, key: str, data: bytes) -> None:
-        """Write-then-rename, so a reader never sees half a file and a crash leaves no partial photo."""
+        """Write-then-rename, so a reader never sees half a file and a crash leaves no partial photo. The same bytes
+        again (each variant indexing the photo) are not written again."""
+        old = self.get(key)
+        if old == data:
+            return
         _written(self.path(key), data)
-        self._drop_copies(key, keep=None)
+        self._drop_shown_copy(key, old)
 
     def get(self, key: str) -> bytes | None:
         target = self.path(key)
@@ -37,21 +41,28 @@ class MediaStore:
         kind = media_type(data)
         if kind is not None:
             return data, kind
-        copy = self.path(key).with_name(f"{self.path(key).name}.{hashlib.sha256(data).hexdigest()[:16]}.jpg")
+        copy = self._shown_copy(key, data)
         if not copy.is_file():
-            _written(copy, as_jpeg(data))
-            self._drop_copies(key, keep=copy)
+            jpeg = as_jpeg(data)
+            _written(copy, jpeg)
+            if self.get(key) != data:  # received again meanwhile: no copy of the photo before is left behind
+                copy.unlink(missing_ok=True)
+            return jpeg, "image/jpeg"
         return copy.read_bytes(), "image/jpeg"
 
     def delete(self, key: str) -> None:
+        old = self.get(key)
         self.path(key).unlink(missing_ok=True)
-        self._drop_copies(key, keep=None)
+        self._drop_shown_copy(key, old)
 
-    def _drop_copies(self, key: str, keep: Path | None) -> None:
+    def _drop_shown_copy(self, key: str, old: bytes | None) -> None:
+        if old is not None and media_type(old) is None:
+            self._shown_copy(key, old).unlink(missing_ok=True)
+
+    def _shown_copy(self, key: str, data: bytes) -> Path:
+        """Where the JPEG made of these bytes (a photo browsers may not show) is kept: named by their digest."""
         target = self.path(key)
-        for copy in target.parent.glob(f"{target.name}.*.jpg"):
-            if copy != keep:
-                copy.unlink(missing_ok=True)
+        return target.with_name(f"{target.name}.{hashlib.sha256(data).hexdigest()[:16]}.jpg")
 
 
 def _written(target: Path, data: bytes) -> None:
