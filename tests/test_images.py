@@ -49,8 +49,8 @@ def test_what_browsers_cannot_show_becomes_a_jpeg_in_its_own_colours() -> None:
     becomes a JPEG of its picture that keeps its colour profile (an iPhone's photos are Display P3)."""
     red = photo((200, 20, 20))
     profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()  # any profile other than sRGB's
-    for fmt in ("HEIF", "TIFF"):
-        data = encode(red, fmt, icc_profile=profile)
+    for fmt, picture in (("HEIF", red), ("TIFF", red), ("TIFF", red.convert("RGBA"))):  # transparent: onto white
+        data = encode(picture, fmt, icc_profile=profile)
         jpeg = as_jpeg(data)
         assert media_type(data) is None and media_type(jpeg) == "image/jpeg"
         assert Image.open(io.BytesIO(jpeg)).info["icc_profile"] == profile

@@ -5,8 +5,10 @@ idempotent ids, filters, facets, product-level operations."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -296,5 +298,24 @@ def test_a_photo_browsers_cannot_show_is_served_as_a_jpeg_made_once(tmp_path: Pa
     served, _ = media.shown(key) or (b"", "")
     assert decode_image(served).getpixel((48, 64))[2] > 150  # the photo received since, not the red one's copy
     assert len(list(media.path(key).parent.glob("*.jpg"))) == 1
+    media.path(key).with_name(f"{media.path(key).name}.0123.part").write_bytes(b"cut")  # a write a crash cut short
+    kept = tmp_path.parent / f"{tmp_path.name}-backup"
+    shutil.copytree(tmp_path, kept, ignore=shutil.ignore_patterns(*MediaStore.DERIVED))
+    assert [path.name for path in kept.rglob("*") if path.is_file()] == [media.path(key).name]  # the photo alone
     media.delete(key)
     assert media.shown(key) is None and not list(media.path(key).parent.iterdir())
+
+
+def test_a_photos_first_requests_at_once_all_get_its_jpeg(tmp_path: Path) -> None:
+    """Gateway threads asking for a HEIC's shown copy at once, while none is kept yet: each gets the whole JPEG
+    (writers of one file never share a partial file, readers never see one)."""
+    media = MediaStore(tmp_path)
+    key = point_id("p", "0")
+    media.put(key, encode(photo((200, 20, 20), size=(300, 400)), "HEIF"))
+    for _ in range(10):
+        for made in media.path(key).parent.glob("*.jpg"):
+            made.unlink()
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda _: media.shown(key), range(8)))
+        assert len({answer for answer in answers}) == 1 and answers[0] is not None
+        assert decode_image(answers[0][0]).size == (300, 400)

@@ -16,7 +16,7 @@ from services.apps.api_keys import ADMIN_KEY_FILE, KEY_FILE, PUBLIC_KEY_FILE
 from services.apps.runtime import Runtime
 from services.errors import InvalidInput
 from services.settings import Settings
-from services.store import ClientEngine, Engine, Placement, copy_sparse, restore_collections
+from services.store import ClientEngine, Engine, MediaStore, Placement, copy_sparse, restore_collections
 
 MANIFEST = "snapshot.json"
 KEY_FILES = (KEY_FILE, ADMIN_KEY_FILE, PUBLIC_KEY_FILE)
@@ -36,9 +36,11 @@ def snapshot(rt: Runtime, target: Path) -> dict:
         if database.is_file():
             _copy_database(database, target / database.name)
     points = rt.store.snapshot(target / settings.store_path.relative_to(settings.data_dir))
-    for folder in (settings.media_path, settings.variants_path):
+    for folder, derived in ((settings.media_path, MediaStore.DERIVED), (settings.variants_path, ())):
         if folder.is_dir():
-            shutil.copytree(folder, target / folder.relative_to(settings.data_dir))
+            shutil.copytree(
+                folder, target / folder.relative_to(settings.data_dir), ignore=shutil.ignore_patterns(*derived)
+            )
     for name in KEY_FILES:
         if (settings.data_dir / name).is_file():
             shutil.copy2(settings.data_dir / name, target / name)  # the admin key stays readable by its owner only

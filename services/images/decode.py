@@ -139,5 +139,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
         rgba = image.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))
         background.paste(rgba, mask=rgba.getchannel("A"))
+        if "icc_profile" in image.info:  # the colours' meaning (a page shows a catalogue photo as_jpeg)
+            background.info["icc_profile"] = image.info["icc_profile"]
         return background
     return image.convert("RGB")

@@ -10,6 +10,10 @@ from services.images import as_jpeg, media_type
 
 
 class MediaStore:
+    # What a copy of the folder (a backup) may leave out: writes under way, and the JPEGs made to show photos browsers
+    # may not show (made again when next asked for). The photos themselves have no suffix.
+    DERIVED = ("*.part", "*.jpg")
+
     def __init__(self, root: Path) -> None:
         self.root = root
 
@@ -20,7 +24,7 @@ class MediaStore:
 
     def put(self, key: str, data: bytes) -> None:
         """Write-then-rename, so a reader never sees half a file and a crash leaves no partial photo. The same bytes
-        again (each variant indexing the photo) are not written again."""
+        again (each variant after the first indexing the photo) are not written again."""
         old = self.get(key)
         if old == data:
             return
@@ -28,8 +32,7 @@ class MediaStore:
         self._drop_shown_copy(key, old)
 
     def get(self, key: str) -> bytes | None:
-        target = self.path(key)
-        return target.read_bytes() if target.is_file() else None
+        return _read(self.path(key))
 
     def shown(self, key: str) -> tuple[bytes, str] | None:
         """The photo as a browser shows it, with its media type: as received, or (a HEIC, which only Safari shows; a
@@ -42,18 +45,24 @@ class MediaStore:
         if kind is not None:
             return data, kind
         copy = self._shown_copy(key, data)
-        if not copy.is_file():
-            jpeg = as_jpeg(data)
-            _written(copy, jpeg)
-            if self.get(key) != data:  # received again meanwhile: no copy of the photo before is left behind
-                copy.unlink(missing_ok=True)
-            return jpeg, "image/jpeg"
-        return copy.read_bytes(), "image/jpeg"
+        kept = _read(copy)
+        if kept is not None:
+            return kept, "image/jpeg"
+        jpeg = as_jpeg(data)
+        _written(copy, jpeg)
+        if self.get(key) != data:  # received again meanwhile: no copy of the photo before is left behind
+            copy.unlink(missing_ok=True)
+        return jpeg, "image/jpeg"
 
     def delete(self, key: str) -> None:
+        """The photo; of one browsers may not show, also every file beside it named after it (its shown copies, those
+        of the photos it replaced, partial writes left by a crash): a folder is listed only for those."""
+        target = self.path(key)
         old = self.get(key)
-        self.path(key).unlink(missing_ok=True)
-        self._drop_shown_copy(key, old)
+        target.unlink(missing_ok=True)
+        if old is not None and media_type(old) is None:
+            for made in target.parent.glob(f"{target.name}.*"):
+                made.unlink(missing_ok=True)
 
     def _drop_shown_copy(self, key: str, old: bytes | None) -> None:
         if old is not None and media_type(old) is None:
@@ -66,7 +75,16 @@ class MediaStore:
 
 
 def _written(target: Path, data: bytes) -> None:
+    """Written whole under a name of this write's own (two writers of one file never share one), then moved over."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
+    partial = target.with_name(f"{target.name}.{uuid.uuid4().hex}.part")
     partial.write_bytes(data)
     partial.replace(target)
+
+
+def _read(path: Path) -> bytes | None:
+    """The file's bytes; None where there is none (or it was removed a moment ago)."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
