@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from pathlib import Path
+from typing import TypeGuard
 
 from services.images import as_jpeg, media_type
 
@@ -49,7 +50,10 @@ class MediaStore:
         if kept is not None:
             return kept, "image/jpeg"
         jpeg = as_jpeg(data)
-        _written(copy, jpeg)
+        try:
+            _written(copy, jpeg)
+        except OSError:  # deleted meanwhile (its files with it), a full disk: the copy only saves work next time
+            return jpeg, "image/jpeg"
         if self.get(key) != data:  # received again meanwhile: no copy of the photo before is left behind
             copy.unlink(missing_ok=True)
         return jpeg, "image/jpeg"
@@ -60,12 +64,12 @@ class MediaStore:
         target = self.path(key)
         old = self.get(key)
         target.unlink(missing_ok=True)
-        if old is not None and media_type(old) is None:
+        if _has_copies(old):
             for made in target.parent.glob(f"{target.name}.*"):
                 made.unlink(missing_ok=True)
 
     def _drop_shown_copy(self, key: str, old: bytes | None) -> None:
-        if old is not None and media_type(old) is None:
+        if _has_copies(old):
             self._shown_copy(key, old).unlink(missing_ok=True)
 
     def _shown_copy(self, key: str, data: bytes) -> Path:
@@ -80,6 +84,11 @@ def _written(target: Path, data: bytes) -> None:
     partial = target.with_name(f"{target.name}.{uuid.uuid4().hex}.part")
     partial.write_bytes(data)
     partial.replace(target)
+
+
+def _has_copies(photo: bytes | None) -> TypeGuard[bytes]:
+    """Whether a JPEG may have been made of the photo to show it (`shown`): one browsers may not show."""
+    return photo is not None and media_type(photo) is None
 
 
 def _read(path: Path) -> bytes | None:
