@@ -111,6 +111,10 @@ class CatalogueItem(BaseModel):
         extra = self.model_extra or {}
         if len(extra) > MAX_FIELDS:
             raise ValueError(f"{len(extra)} fields of the catalogue's own: at most {MAX_FIELDS}")
+        try:  # JSON's "\\ud800" alone is a string no store can write
+            json.dumps(self.payload(), ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise ValueError("text holds a lone UTF-16 surrogate (an escape such as \\ud800 alone)") from None
         metadata = {key: value for key, value in self.payload().items() if key != PRODUCT_ID}
         for key, value in metadata.items():
             if isinstance(value, str) and len(value) > MAX_TEXT:
@@ -202,8 +206,8 @@ def _jsonl_rows(text: str, source: str) -> Iterator[dict[str, Any]]:
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise CatalogueError(f"{source}, line {number}: not JSON ({error})") from None
+        except ValueError as error:  # JSONDecodeError, and Python's limit on an integer's digits
+            raise CatalogueError(f"{source}, line {number}: not JSON ({str(error)[:200]})") from None
         if not isinstance(row, dict):
             raise CatalogueError(f"{source}, line {number}: expected a JSON object per line")
         yield row

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from services.apps.gateway.app import create_app
+from services.apps.http_errors import bounded
 from services.catalogue import CatalogueItem
 from services.errors import from_response
 from services.models import Variant, save_variant
@@ -181,6 +182,14 @@ JSON = {"content-type": "application/json"}
         ({"json": {"image_base64": "/etc/passwd"}}, 422, "invalid base64"),
         ({"json": {"image_base64": "https://example.com/a.jpg"}}, 422, "invalid base64"),
         ({"json": {"image_base64": "data:image/png,rawbytes"}}, 422, "must be base64"),
+        # more digits than Python reads as an integer, a lone UTF-16 surrogate (no character): in JSON, in a form
+        ({"content": b'{"text": "x", "top_k": ' + b"1" * 5000 + b"}", "headers": JSON}, 422, "digits"),
+        ({"data": {"text": "x", "filters": '{"sku": ' + "1" * 5000 + "}"}}, 422, "digits"),
+        ({"data": {"like": "[" + "1" * 5000 + "]"}}, 422, "digits"),
+        ({"content": b'{"like": ["\\ud800"]}', "headers": JSON}, 422, "lone UTF-16 surrogate"),
+        ({"content": b'{"text": "x", "filters": {"category": "\\udfff"}}', "headers": JSON}, 422, "surrogate"),
+        ({"content": b'{"image_url": "http://\\ud800.com/x.jpg"}', "headers": JSON}, 422, "surrogate"),
+        ({"data": {"like": '["\\ud800"]'}}, 422, "surrogate"),
         ({"files": {"image": ("a.png", b"", "image/png")}}, 422, "empty file"),
         ({"files": {"image": ("s.png", encode(Image.new("L", (40000, 1)), "PNG"), "image/png")}}, 422, "too extreme"),
         ({"files": {"image": ("t.jpg", encode(photo((1, 1, 1)))[:300], "image/jpeg")}}, 422, "truncated"),
@@ -217,6 +226,7 @@ def test_bad_input_gets_a_4xx_with_a_message(
         ("post", "/v1/products", b'{"items": [{"id": "a", "images": ["x"], "w": NaN}]}', 422, "finite"),
         ("post", "/v1/products", {"items": [{"id": "a", "images": ["x"], "n": 2**64}]}, 422, "64 bits"),
         ("patch", "/v1/products/a", b'{"price": Infinity}', 422, "finite"),
+        ("patch", "/v1/products/a", b'{"title": "\\ud800"}', 422, "lone UTF-16 surrogate"),
         ("post", "/v1/products", {"items": []}, 422, "items"),
         ("post", "/v1/products", {"items": [{"id": "a", "images": ["x"]}], "variants": ["nope"]}, 404, "unknown"),
         ("patch", "/v1/products/a", {"images": ["x.jpg"]}, 422, "images"),
@@ -274,6 +284,8 @@ def test_a_variant_trained_while_the_gateway_runs_is_listed_and_searched(setting
         ("new.csv", b"id,image\nsku-1,https://cdn.example/1.jpg,surplus\n", "more values than the header"),
         ("new.csv", b'id,image\n"sku-1' + b"x" * 200_000 + b'",https://cdn.example/1.jpg\n', "not a CSV file"),
         ("new.jsonl", b'{"id": "sku-1", "images": ["https://cdn.example/1.jpg"]}\n[1]\n', "line 2"),
+        ("new.jsonl", b'{"id": "sku-1", "images": ["https://cdn.example/1.jpg"], "n": ' + b"9" * 5000 + b"}", "digits"),
+        ("new.jsonl", b'{"id": "sku-1", "images": ["https://cdn.example/1.jpg"], "title": "\\ud800"}', "surrogate"),
         ("new.xlsx", b"PK", "expected a .csv or a .jsonl"),
     ],
 )
@@ -292,6 +304,12 @@ def test_what_a_request_sent_comes_back_in_a_message_at_a_bounded_length(indexed
     title = indexed_client.post("/v1/products", json={"items": [{"id": "p", "images": ["x"], "title": "t" * 10**6}]})
     assert title.status_code == 422 and len(title.text) < 1_200, title.text[:300]
     assert "at most 2000" in title.text
+
+
+def test_a_message_quoting_what_no_utf_8_holds_is_still_sent() -> None:
+    """A lone surrogate quoted in an error message (the gateway refuses them in JSON, but any message may quote what
+    was sent) is escaped: the handler answering the error must not fail itself."""
+    assert bounded("no product '\ud800'").encode() == b"no product '\\ud800'"
 
 
 def test_patches_cannot_grow_a_products_metadata_past_its_bounds(settings: Settings) -> None:

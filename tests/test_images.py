@@ -24,10 +24,10 @@ def test_exif_orientation_is_applied() -> None:
     assert image.size == (40, 60)
 
 
-@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF", "TIFF"])
 def test_a_phones_heic_or_avif_comes_out_upright_as_its_jpeg_does(fmt: str) -> None:
     """A phone's photo turned by its orientation: decoded the way up a JPEG with the same orientation is, in the
-    frame `shown_size` reads from its header (where boxes are given)."""
+    frame `shown_size` reads from its header (where boxes are given). Pillow's TIFF reader turns the size itself."""
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
     turned = photo((250, 250, 250), size=(60, 40))
@@ -38,6 +38,30 @@ def test_a_phones_heic_or_avif_comes_out_upright_as_its_jpeg_does(fmt: str) -> N
     assert phone.size == jpeg.size == shown_size(data) == (40, 60)
     for upright in (jpeg, phone):  # the corner went top right, as a quarter turn clockwise takes it
         assert blue(upright.getpixel((35, 2))) and not blue(upright.getpixel((2, 2)))
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "JPEG"])
+def test_a_photo_whose_exif_cannot_be_read_is_searched_as_stored(fmt: str) -> None:
+    """An EXIF block that is no TIFF structure, or is cut short, turns nothing (browsers show such a photo as stored);
+    it is no reason to refuse the photo."""
+    for exif in (b"Exif\x00\x00NOTATIFF", Image.Exif().tobytes()[:-3] + b"\x00\x01\x12"):
+        data = encode(photo((10, 10, 200), size=(60, 40)), fmt, exif=exif)
+        assert decode_image(data).size == shown_size(data) == (60, 40)
+
+
+def test_a_damaged_avif_is_refused_as_corrupt() -> None:
+    """Pillow's AVIF decoder raises its own errors for a damaged file: each byte damaged in turn gives a picture or
+    the reason it is refused, never another error."""
+    data = encode(photo((5, 100, 200), size=(64, 64)), "AVIF")
+    refused = 0
+    for at in range(len(data)):
+        damaged = bytearray(data)
+        damaged[at] ^= 0xFF
+        try:
+            decode_image(bytes(damaged))
+        except ImageDecodeError:
+            refused += 1
+    assert refused > 0
 
 
 def blue(pixel: tuple[int, int, int]) -> bool:

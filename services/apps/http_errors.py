@@ -23,6 +23,8 @@ MAX_MESSAGE = 1_000  # characters of an error message: one that quotes what was 
 
 
 def bounded(message: str) -> str:
+    """At most `MAX_MESSAGE` characters, any that UTF-8 cannot hold (what was sent may be quoted) escaped."""
+    message = message.encode("utf-8", "backslashreplace").decode()
     return message if len(message) <= MAX_MESSAGE else f"{message[: MAX_MESSAGE - 30]}... ({len(message)} characters)"
 
 

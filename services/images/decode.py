@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import io
+import struct
 import threading
 import warnings
 
@@ -65,9 +66,17 @@ def decode_image(data: bytes, keep_alpha: bool = False) -> Image.Image:
         raise
     except UnidentifiedImageError:
         raise ImageDecodeError("not an image (unrecognised file format)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
+    # RuntimeError: what Pillow's AVIF decoder raises for a damaged file
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        RuntimeError,
+        Image.DecompressionBombWarning,
+        Image.DecompressionBombError,
+    ) as error:
         raise ImageDecodeError(f"corrupt or truncated image: {error}") from None
-    upright = ImageOps.exif_transpose(image)
+    upright = ImageOps.exif_transpose(image) if _orientation(image) != 1 else image
     if keep_alpha and (upright.mode in ("RGBA", "LA", "PA") or "transparency" in upright.info):
         return upright.convert("RGBA")
     return to_rgb(upright)
@@ -78,8 +87,18 @@ def shown_size(data: bytes) -> tuple[int, int]:
     client gives a box and draws the boxes it is sent back (decode_image may have reduced the pixels)."""
     with Image.open(io.BytesIO(data)) as image:
         width, height = image.size
-        turned = image.getexif().get(ORIENTATION) in (5, 6, 7, 8)  # a quarter turn swaps the sides
+        # a quarter turn swaps the sides; Pillow's TIFF reader gives the size as shown already (and turns as it loads)
+        turned = image.format != "TIFF" and _orientation(image) in (5, 6, 7, 8)
     return (height, width) if turned else (width, height)
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation; 1 (as stored) where the EXIF block cannot be read (not a TIFF structure, cut short), as
+    browsers show such a photo."""
+    try:
+        return int(image.getexif().get(ORIENTATION, 1))
+    except (SyntaxError, struct.error, ValueError, TypeError):
+        return 1
 
 
 def media_type(data: bytes) -> str | None:

@@ -187,25 +187,38 @@ async def _read_query(request: Request, max_bytes: int) -> tuple[SearchRequest, 
         if "sketch" in uploads and fields.setdefault("mode", "sketch") != "sketch":
             raise InvalidInput("a `sketch` upload is searched as a drawing: leave out mode, or send it as `image`")
         if "filters" in fields:
-            try:
-                fields["filters"] = json.loads(fields["filters"])
-            except json.JSONDecodeError as error:
-                raise InvalidInput(f"filters must be a JSON object: {error}") from None
+            fields["filters"] = _json(fields["filters"], "filters must be a JSON object")
         for key in LIST_FIELDS & set(fields):  # a JSON list, values separated by commas, or the field repeated
             values: list = []
             for text in (value.strip() for value in form.getlist(key) if isinstance(value, str)):
-                try:
-                    values += json.loads(text) if text.startswith("[") else [part.strip() for part in text.split(",")]
-                except (json.JSONDecodeError, TypeError) as error:
-                    raise InvalidInput(f"{key} must be a JSON list or values separated by commas: {error}") from None
+                if text.startswith("["):
+                    values += _json(text, f"{key} must be a JSON list or values separated by commas")
+                else:
+                    values += [part.strip() for part in text.split(",")]
             fields[key] = values
         return SearchRequest.model_validate(fields, context={"uploads": list(uploads)}), data
+    data = await request.body()
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        body = _json(data, "the JSON body is not valid JSON")
+    except InvalidInput:
         if "json" in kind:
-            raise InvalidInput(f"the JSON body is not valid JSON: {str(error)[:200]}") from None
+            raise
         raise InvalidInput("send multipart/form-data with an `image` file, or a JSON body") from None
     if not isinstance(body, dict):
         raise InvalidInput("the JSON body must be an object")
     return SearchRequest.model_validate(body), None
+
+
+def _json(text: str | bytes, refusal: str) -> Any:
+    """JSON sent by a client, or `refusal` with the reason: not JSON, a number of more digits than Python reads, or
+    a lone UTF-16 surrogate (`"\\ud800"` decodes to no character: nothing could store or answer it)."""
+    try:
+        value = json.loads(text)
+        # only an escape starting "\\ud" can make one: the check of what was read runs where the text has one
+        if (b"\\ud" in text.lower()) if isinstance(text, bytes) else ("\\ud" in text.lower()):
+            json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{refusal}: it holds a lone UTF-16 surrogate (an escape such as \\ud800 alone)") from None
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, and Python's limit on an integer's digits
+        raise InvalidInput(f"{refusal}: {str(error)[:200]}") from None
+    return value
