@@ -17,7 +17,7 @@ from services.errors import CatalogueError
 from services.payload import PRODUCT_ID, own_field
 
 CATALOGUE_SUFFIXES = (".csv", ".jsonl", ".ndjson")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
 STANDARD_FIELDS = ("title", "category", "colour", "gender", "brand", "price", "in_stock")
 # Common catalogue column names for our standard fields; the original column is kept in the payload too.
 SYNONYMS = {
@@ -35,6 +35,7 @@ FALSE_WORDS = {"0", "false", "no", "n", "f"}
 MAX_TEXT = 2_000  # characters of one metadata value
 MAX_FIELDS = 64  # fields of the catalogue's own beside the standard ones
 MAX_METADATA_BYTES = 16_384  # the whole metadata as JSON
+MAX_DEPTH = 32  # levels of lists and objects in one value (the embedded store reads back 128 at most)
 
 # Validation context of an item that passed the door once (queued for indexing, or read back from the store).
 ACCEPTED = {"accepted": True}
@@ -100,8 +101,9 @@ class CatalogueItem(BaseModel):
                 raise ValueError(f"field {key!r} is set by StyleFinder, not by the catalogue{hint}")
             if not FIELD_NAME.fullmatch(key):
                 raise ValueError(f"field name {key!r} is not usable: letters, digits, '_' and '-' only")
-            if not _storable(self.model_extra[key]):
-                raise ValueError(f"field {key!r}: numbers must be finite and integers fit in 64 bits")
+            why = _unstorable(self.model_extra[key])
+            if why:
+                raise ValueError(f"field {key!r}: {why}")
         return self
 
     @model_validator(mode="after")
@@ -111,8 +113,8 @@ class CatalogueItem(BaseModel):
         extra = self.model_extra or {}
         if len(extra) > MAX_FIELDS:
             raise ValueError(f"{len(extra)} fields of the catalogue's own: at most {MAX_FIELDS}")
-        try:  # JSON's "\\ud800" alone is a string no store can write
-            json.dumps(self.payload(), ensure_ascii=False).encode()
+        try:  # JSON's "\\ud800" alone is a string no store or job record can write
+            json.dumps([self.payload(), self.images], ensure_ascii=False).encode()
         except UnicodeEncodeError:
             raise ValueError("text holds a lone UTF-16 surrogate (an escape such as \\ud800 alone)") from None
         metadata = {key: value for key, value in self.payload().items() if key != PRODUCT_ID}
@@ -132,19 +134,23 @@ class CatalogueItem(BaseModel):
         return payload
 
 
-def _storable(value: Any) -> bool:
-    """What a payload can hold: JSON without NaN or infinities, integers within 64 bits."""
+def _unstorable(value: Any, depth: int = 0) -> str | None:
+    """Why a payload cannot hold the value (None where it can): JSON without NaN or infinities, integers within 64
+    bits, nested `MAX_DEPTH` levels at most, no object the queue's messages would read as a typed value."""
+    if depth > MAX_DEPTH:
+        return f"lists and objects nested more than {MAX_DEPTH} levels deep"
     if isinstance(value, bool) or value is None or isinstance(value, str):
-        return True
+        return None
     if isinstance(value, int):
-        return -(2**63) <= value < 2**63
+        return None if -(2**63) <= value < 2**63 else "integers must fit in 64 bits"
     if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, list):
-        return all(_storable(item) for item in value)
-    if isinstance(value, dict):
-        return all(_storable(item) for item in value.values())
-    return False
+        return None if math.isfinite(value) else "numbers must be finite"
+    if isinstance(value, dict) and value.keys() == {"__type__", "__value__"}:
+        return "an object of the keys __type__ and __value__ alone is how the queue's messages mark a typed value"
+    if isinstance(value, list | dict):
+        items = value.values() if isinstance(value, dict) else value
+        return next((why for item in items if (why := _unstorable(item, depth + 1))), None)
+    return "values are text, numbers, booleans, lists or objects"
 
 
 def read_catalogue(source: Path) -> Iterator[CatalogueItem]:
@@ -201,7 +207,8 @@ def _csv_rows(text: str, source: str) -> list[dict[str, Any]]:
 
 
 def _jsonl_rows(text: str, source: str) -> Iterator[dict[str, Any]]:
-    for number, line in enumerate(text.splitlines(), start=1):
+    # lines end at "\n" alone: JSON strings may hold U+2028, U+0085 and the other breaks str.splitlines() splits at
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

@@ -40,17 +40,20 @@ def test_marketplace_column_names_fill_the_standard_fields() -> None:
 def test_jsonl_with_several_images_and_urls(tmp_path: Path) -> None:
     lines = [{"id": "p1", "images": ["a.jpg", "https://cdn.example/p1.jpg"], "title": "x", "in_stock": "no"}]
     path = tmp_path / "items.jsonl"
-    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n\n")
-    [item] = read_catalogue(path)
-    assert item.images == [str(tmp_path / "a.jpg"), "https://cdn.example/p1.jpg"] and item.in_stock is False
+    lines += [{"id": "p2", "images": ["b.jpg"], "title": "one\u2028line\x85as sent"}]  # breaks only outside JSON
+    path.write_text("\r\n".join(json.dumps(line, ensure_ascii=False) for line in lines) + "\n\n")
+    first, second = read_catalogue(path)
+    assert first.images == [str(tmp_path / "a.jpg"), "https://cdn.example/p1.jpg"] and first.in_stock is False
+    assert second.title == "one\u2028line\x85as sent"
 
 
 def test_folder_of_photos_uses_file_names_as_ids(tmp_path: Path) -> None:
     (tmp_path / "shoes").mkdir()
     photo((1, 2, 3)).save(tmp_path / "shoes" / "boot.png")
     photo((1, 2, 3)).save(tmp_path / "hat.jpg")
+    photo((1, 2, 3)).save(tmp_path / "scarf.heic", format="HEIF")  # an iPhone's
     (tmp_path / "notes.txt").write_text("not a photo")
-    assert sorted(item.id for item in read_catalogue(tmp_path)) == ["hat", "shoes:boot"]
+    assert sorted(item.id for item in read_catalogue(tmp_path)) == ["hat", "scarf", "shoes:boot"]
 
 
 def test_bad_rows_are_refused_with_the_field_named(tmp_path: Path) -> None:

@@ -118,6 +118,10 @@ def test_json_body_with_base64_image_and_text_query(indexed_client: TestClient, 
 
 
 JSON = {"content-type": "application/json"}
+DEEP: list = []
+for _ in range(40):  # lists in lists, 40 levels
+    DEEP = [DEEP]
+TYPED = {"__type__": "nope", "__value__": 1}  # how kombu's JSON marks a typed value
 
 
 @pytest.mark.parametrize(
@@ -227,6 +231,14 @@ def test_bad_input_gets_a_4xx_with_a_message(
         ("post", "/v1/products", {"items": [{"id": "a", "images": ["x"], "n": 2**64}]}, 422, "64 bits"),
         ("patch", "/v1/products/a", b'{"price": Infinity}', 422, "finite"),
         ("patch", "/v1/products/a", b'{"title": "\\ud800"}', 422, "lone UTF-16 surrogate"),
+        ("post", "/v1/products", b'{"items": [{"id": "a", "images": ["media:\\ud800"]}]}', 422, "surrogate"),
+        # what the store could not read back, or the queue's messages would read as a typed value (the batch lost)
+        ("post", "/v1/products", {"items": [{"id": "a", "images": ["x"], "k": DEEP}]}, 422, "nested more than"),
+        ("post", "/v1/products", {"items": [{"id": "a", "images": ["x"], "k": {"v": [DEEP]}}]}, 422, "nested"),
+        ("post", "/v1/products", {"items": [{"id": "a", "images": ["x"], "k": TYPED}]}, 422, "typed value"),
+        ("patch", "/v1/products/a", {"k": [TYPED]}, 422, "typed value"),
+        ("post", "/v1/snapshots", {"to": "/dev/null/snapshot"}, 422, "cannot write a snapshot into"),
+        ("post", "/v1/snapshots", {"to": "/tmp/a\u0000b"}, 422, "cannot write a snapshot into"),
         ("post", "/v1/products", {"items": []}, 422, "items"),
         ("post", "/v1/products", {"items": [{"id": "a", "images": ["x"]}], "variants": ["nope"]}, 404, "unknown"),
         ("patch", "/v1/products/a", {"images": ["x.jpg"]}, 422, "images"),

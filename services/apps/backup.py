@@ -26,11 +26,14 @@ def snapshot(rt: Runtime, target: Path) -> dict:
     """Write a snapshot of `rt`'s data folder into `target` (absent or empty) while it keeps serving; returns its
     manifest."""
     settings = rt.settings
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise InvalidInput(f"{target} is not an empty folder: a snapshot is written into a new one")
-    if target.resolve().is_relative_to(settings.data_dir.resolve()):
-        raise InvalidInput(f"{target} is inside the data folder {settings.data_dir}: write the snapshot elsewhere")
-    target.mkdir(parents=True, exist_ok=True)
+    try:
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            raise InvalidInput(f"{target} is not an empty folder: a snapshot is written into a new one")
+        if target.resolve().is_relative_to(settings.data_dir.resolve()):
+            raise InvalidInput(f"{target} is inside the data folder {settings.data_dir}: write the snapshot elsewhere")
+        target.mkdir(parents=True, exist_ok=True)
+    except (OSError, ValueError) as error:  # a file on the way, no such place, a name too long or with a NUL in it
+        raise InvalidInput(f"cannot write a snapshot into {target}: {error}") from None
     # The queue and the jobs first: a batch acknowledged after their copy is still in the store's, never in none.
     for database in (settings.jobs_path, settings.broker_path):
         if database.is_file():
