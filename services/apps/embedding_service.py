@@ -74,7 +74,8 @@ def create_app(settings: Settings, embedder: LocalEmbedder | None = None) -> Fas
     async def embed_image(variant: str, images: list[UploadFile], lane: Lane = "search") -> Vectors:
         """Multipart files `images` (any common format); rows come back in upload order. `lane`: `search` for a
         shopper's query, `bulk` for catalogue work, which yields to searches."""
-        decoded = [decode_image(await upload.read()) for upload in images]
+        sent = [await upload.read() for upload in images]
+        decoded = await run_in_threadpool(lambda: [decode_image(data) for data in sent])  # the event loop answers on
         return _vectors(variant, await run_in_threadpool(local.embed_images, variant, decoded, lane))
 
     @app.post("/v1/embed/text")
