@@ -182,6 +182,27 @@ def test_a_fresh_deployment_gets_an_admin_key_kept_out_of_logs(
         assert plain.read_text().strip() == key  # made once, kept
 
 
+@pytest.mark.parametrize(
+    ("records", "said"),
+    [
+        ([{"name": "ops", "sha256": "0" * 64, "scopes": ["wirte"]}], "key 1: give name, sha256 and scopes"),
+        ([{"name": "ops", "scopes": ["write"]}], "key 1: give name, sha256 and scopes"),
+        ({"name": "ops"}, "a list of keys is expected"),
+        ("[{", "not JSON"),
+    ],
+)
+def test_a_hand_edited_key_file_that_cannot_be_used_stops_the_start_saying_why(
+    settings: Settings, records: object, said: str
+) -> None:
+    """Read at the start: a scope misspelt would otherwise fail every request that sends that key with a 500."""
+    file = settings.data_dir / KEY_FILE
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(records if isinstance(records, str) else json.dumps(records))
+    with pytest.raises(ValueError, match=said) as refused, TestClient(create_app(settings)):
+        pass
+    assert str(file) in str(refused.value)
+
+
 def test_the_cli_hands_work_to_the_gateway_with_this_machines_admin_key(
     settings: Settings, tiny_env: dict[str, str], catalogue_dir: Path
 ) -> None:

@@ -62,11 +62,15 @@ class KeyRing:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KeyRing:
+        """The configured keys and the key file's (a hand-edited record with a scope that does not exist, or
+        without its digest, is refused here: the gateway reads the keys as it starts)."""
         keys = [_configured(entry, n) for n, entry in enumerate(settings.api_keys)]
         stored = settings.data_dir / KEY_FILE
-        if stored.is_file():
-            for record in json.loads(stored.read_text()):
-                keys.append(ApiKey(record["name"], record["sha256"], frozenset(record["scopes"])))
+        for n, record in enumerate(_stored_records(settings)):
+            granted = frozenset(record.get("scopes", ()))
+            if not granted or not granted <= set(SCOPES) or not {"name", "sha256"} <= set(record):
+                raise ValueError(f"{stored}, key {n + 1}: give name, sha256 and scopes, of {', '.join(SCOPES)}")
+            keys.append(ApiKey(record["name"], record["sha256"], granted))
         return cls(keys, settings.rate_limit_per_minute)
 
     def check(self, presented: str | None, scope: str) -> ApiKey:
@@ -129,7 +133,13 @@ def public_search_key(settings: Settings) -> str | None:
 
 def _stored_records(settings: Settings) -> list[dict]:
     stored = settings.data_dir / KEY_FILE
-    return json.loads(stored.read_text()) if stored.is_file() else []
+    try:
+        records = json.loads(stored.read_text()) if stored.is_file() else []
+    except ValueError as error:
+        raise ValueError(f"{stored}: not JSON ({error}); a list of keys is expected") from None
+    if not isinstance(records, list) or not all(isinstance(record, dict) for record in records):
+        raise ValueError(f"{stored}: a list of keys is expected, each an object of name, sha256 and scopes")
+    return records
 
 
 def _store_records(settings: Settings, records: list[dict]) -> None:

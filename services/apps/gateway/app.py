@@ -61,6 +61,8 @@ def create_app(
             )
         app.state.runtime = rt
         app.state.public_key = public_search_key(rt.settings)
+        # read now: a key file that cannot be used stops the start, rather than failing every request after
+        log.info("%d API keys accepted", len(rt.keys.keys))
         worker = rt.start_inprocess_worker()
         if on_ready is not None:
             await run_in_threadpool(on_ready, rt)
