@@ -89,6 +89,8 @@ class CatalogueItem(BaseModel):
             return value
         if "/" in value or any(ord(char) < 32 or ord(char) == 127 for char in value):
             raise ValueError("id may not contain '/' or control characters")
+        if value in (".", ".."):
+            raise ValueError("id may not be '.' or '..': clients resolve those in a URL's path")
         return value
 
     @model_validator(mode="after")

@@ -145,6 +145,8 @@ async def update_product(product_id: str, fields: dict[str, Any], rt: Rt) -> dic
         raise InvalidInput("nothing to change")
     checked = CatalogueItem(id=product_id, images=["-"], **fields)  # same rules as at ingestion
     changes = {key: value for key, value in checked.payload().items() if key in fields}
+    if not changes:  # each field null or "": read as not given, as at ingestion
+        raise InvalidInput('nothing to change: null or "" empties no field; re-submit the product without it')
     points = await run_in_threadpool(rt.store.product_points, product_id)
     if not points:
         raise NotFound(f"no product {product_id}")
