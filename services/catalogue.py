@@ -123,7 +123,7 @@ class CatalogueItem(BaseModel):
         for key, value in metadata.items():
             if isinstance(value, str) and len(value) > MAX_TEXT:
                 raise ValueError(f"field {key!r} holds {len(value)} characters: at most {MAX_TEXT}")
-        size = len(json.dumps(metadata))
+        size = len(json.dumps(metadata, ensure_ascii=False).encode())
         if size > MAX_METADATA_BYTES:
             raise ValueError(f"the product's metadata is {size} bytes as JSON: at most {MAX_METADATA_BYTES}")
         return self
@@ -238,11 +238,15 @@ def _catalogue_file_in(folder: Path) -> Path | None:
 
 
 def _read_image_folder(folder: Path) -> Iterator[CatalogueItem]:
+    """A product per file name without its suffix: files of one name (IMG_1.jpg, IMG_1.heic) are its photos."""
+    photos: dict[str, list[str]] = {}
     for path in sorted(folder.rglob("*")):
         if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
             # sub-folders join the id with ":" (an id names its product in URLs: no "/")
             product = ":".join(path.relative_to(folder).with_suffix("").parts)
-            yield CatalogueItem(id=product, images=[str(path.resolve())])
+            photos.setdefault(product, []).append(str(path.resolve()))
+    for product, images in photos.items():
+        yield CatalogueItem(id=product, images=images)
 
 
 def is_local_path(image: str) -> bool:

@@ -52,8 +52,10 @@ def test_folder_of_photos_uses_file_names_as_ids(tmp_path: Path) -> None:
     photo((1, 2, 3)).save(tmp_path / "shoes" / "boot.png")
     photo((1, 2, 3)).save(tmp_path / "hat.jpg")
     photo((1, 2, 3)).save(tmp_path / "scarf.heic", format="HEIF")  # an iPhone's
+    photo((1, 2, 3)).save(tmp_path / "hat.png")  # of the same name: the same product's
     (tmp_path / "notes.txt").write_text("not a photo")
-    assert sorted(item.id for item in read_catalogue(tmp_path)) == ["hat", "scarf", "shoes:boot"]
+    items = {item.id: [Path(image).name for image in item.images] for item in read_catalogue(tmp_path)}
+    assert items == {"hat": ["hat.jpg", "hat.png"], "scarf": ["scarf.heic"], "shoes:boot": ["boot.png"]}
 
 
 def test_bad_rows_are_refused_with_the_field_named(tmp_path: Path) -> None:
@@ -75,5 +77,7 @@ def test_metadata_is_bounded_at_the_door_and_kept_as_it_is_once_accepted() -> No
     with pytest.raises(ValidationError, match=r"bytes as JSON: at most 16384"):
         CatalogueItem(id="p", images=photo_url, **{f"f{n}": "y" * 1500 for n in range(12)})
     assert CatalogueItem(id="p", images=photo_url, title="x" * 2000, notes=["a"] * 100).title == "x" * 2000
+    # 16 KiB as UTF-8: 3,000 characters of three bytes each fit (written as JSON's \\u escapes they would not)
+    assert CatalogueItem(id="p", images=photo_url, title="衬" * 1500, notes="衫" * 1500).notes == "衫" * 1500
     stored = {"id": "p", "images": photo_url, "title": "x" * 5000}  # stored by an older version
     assert CatalogueItem.model_validate(stored, context=ACCEPTED).title == "x" * 5000

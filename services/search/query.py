@@ -14,11 +14,12 @@ from services.store import Hit, SearchFilters
 
 MAX_LIKED = 20  # products a "more like this" may name on each side
 MAX_OFFSET = 1000  # how deep a shopper may page ("load more")
+MAX_TOP_K = 100  # results of one page
 
 
 class SearchRequest(BaseModel):
-    """A photo (an upload, `image_url` or `image_base64`), a drawing (the same with `mode: "sketch"`), words,
-    products liked and disliked: any of them together, at least one of photo, drawing, words or liked products.
+    """A photo (an upload, `image_url` or `image_base64`) or a drawing (the same with `mode: "sketch"`), words,
+    products liked and disliked: together, at least one of photo, drawing, words or liked products.
     Of a photo, the part searched is the garment named (`garment`), found on the person in it (a photo with no
     garment found is the garment), or the box given; with neither, the whole photo (framed on the person in it where
     they fill little of it). A photo of a person steers to the kind its variant guesses it shows (of the garment
@@ -61,7 +62,7 @@ class SearchRequest(BaseModel):
         description="steer a photo of a person, or a garment named, to the kind it is guessed to show (with "
         "`interpret` on); false: the words and a garment named still steer, the guess does not",
     )
-    top_k: int = Field(10, ge=1, le=100)
+    top_k: int = Field(10, ge=1, le=MAX_TOP_K)
     offset: int = Field(0, ge=0, le=MAX_OFFSET, description="results to skip: the next page is offset + top_k")
     filters: SearchFilters = Field(default_factory=SearchFilters)
 

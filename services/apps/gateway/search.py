@@ -25,7 +25,7 @@ from services.apps.runtime import Runtime
 from services.errors import InvalidInput, NotFound, TooLarge
 from services.payload import shopper_payload
 from services.regions import GARMENTS
-from services.search import SearchRequest
+from services.search import MAX_OFFSET, MAX_TOP_K, SearchRequest
 from services.store import FACET_FIELDS
 from services.telemetry import SEARCH_SECONDS
 
@@ -44,13 +44,13 @@ MULTIPART_SCHEMA = {
         "unlike": {"type": "string", "description": "product ids, comma-separated or a JSON list: less like these"},
         "garment": {"type": "string", "enum": list(GARMENTS)},
         "box": {"type": "string", "description": "x0,y0,x1,y1: the part of the photo to search, in its pixels"},
-        "offset": {"type": "integer", "default": 0},
+        "offset": {"type": "integer", "default": 0, "minimum": 0, "maximum": MAX_OFFSET},
         "mode": {"type": "string", "enum": ["photo", "sketch"], "default": "photo"},
         "retrieval": {"type": "string", "enum": ["direct", "cluster"], "default": "direct"},
         "interpret": {"type": "boolean", "default": True},
         "guess": {"type": "boolean", "default": True, "description": "false: no kind guessed from the photo"},
         "variant": {"type": "string"},
-        "top_k": {"type": "integer", "default": 10},
+        "top_k": {"type": "integer", "default": 10, "minimum": 1, "maximum": MAX_TOP_K},
         "filters": {"type": "string", "description": 'JSON object, e.g. {"gender": "Men", "price_max": 40}'},
     },
 }
