@@ -214,8 +214,9 @@ def _json(text: str | bytes, refusal: str) -> Any:
     a lone UTF-16 surrogate (`"\\ud800"` decodes to no character: nothing could store or answer it)."""
     try:
         value = json.loads(text)
-        # only an escape starting "\\ud" can make one: the check of what was read runs where the text has one
-        if (b"\\ud" in text.lower()) if isinstance(text, bytes) else ("\\ud" in text.lower()):
+        # only an escape "\\ud..." makes one: what was read is checked where the text holds such an escape
+        escapes = ("\\ud", "\\uD") if isinstance(text, str) else (b"\\ud", b"\\uD")
+        if any(escape in text for escape in escapes):
             json.dumps(value, ensure_ascii=False).encode()
     except UnicodeEncodeError:
         raise InvalidInput(f"{refusal}: it holds a lone UTF-16 surrogate (an escape such as \\ud800 alone)") from None
