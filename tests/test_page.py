@@ -138,6 +138,38 @@ def test_a_heic_dropped_is_searched_though_the_browser_cannot_show_it(page: Page
     expect(page.get_by_text("This browser cannot show your photo")).to_have_count(0)
 
 
+def test_a_results_photo_dragged_onto_the_page_is_searched(page: Page) -> None:
+    """Its address is the gateway's own, which the gateway does not fetch from itself: the page sends the photo."""
+    page.get_by_label("Words").fill("green")
+    page.get_by_label("Words").press("Enter")
+    expect(results(page)).to_have_count(PAGE_SIZE)
+    first = titles(page)[0]
+    address = results(page).first.locator("img").evaluate("image => image.src")
+    record_forms(page)
+    page.evaluate(
+        """(address) => { const transfer = new DataTransfer(); transfer.setData("text/uri-list", address);
+            document.querySelector("main").dispatchEvent(
+                new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true })); }""",
+        address,
+    )
+    expect(page.get_by_role("button", name="Remove Your photo")).to_be_visible()
+    expect(results(page).first.locator(".title")).to_have_text(first)
+    expect(page.get_by_role("alert")).to_be_empty()
+    sent = page.evaluate("window.sentFields")[-1]
+    assert "image" in sent and "image_url" not in sent  # sent by the page (a gateway may not reach its own address)
+
+
+def record_forms(page: Page) -> None:
+    """From now on the fields of each form the page sends are kept in window.sentFields (Chromium does not show
+    Playwright a body that holds a file)."""
+    page.evaluate(
+        """() => { window.sentFields = []; const send = window.fetch;
+                   window.fetch = (url, options = {}) => {
+                       if (options.body instanceof FormData) window.sentFields.push([...options.body.keys()]);
+                       return send(url, options); }; }"""
+    )
+
+
 def test_a_photo_address_is_searched_and_kept_in_the_pages_address(page: Page) -> None:
     with photo_server({"green.jpg": product_photo("green", "circle")}) as (base, hits):
         page.get_by_label("Photo address").fill(f"{base}/green.jpg")
@@ -155,11 +187,18 @@ def test_words_show_what_they_were_understood_as_and_a_chip_takes_it_back(page: 
     expect(page.get_by_text("Understood colour: red")).to_be_visible()
     expect(page.get_by_text("Understood category: Caps")).to_be_visible()
     expect(results(page).first.locator(".title")).to_have_text("red circle")
-    page.get_by_role("button", name="Remove Understood category: Caps").click()
+    page.get_by_role("button", name="Remove Understood category: Caps").focus()
+    page.keyboard.press("Enter")
     expect(page.get_by_label("Words")).to_have_value("red")
     expect(page.get_by_text("Understood category: Caps")).to_have_count(0)
     expect(results(page).first.locator(".title")).to_contain_text("red")
     assert sorted(titles(page)[:2]) == ["red circle", "red square"]
+    expect(page.get_by_role("status")).to_be_focused()  # the chip is gone: on what came back
+    page.get_by_label("Words").fill("")  # nothing left to search: nothing shown, nothing kept in the address
+    page.get_by_label("Words").press("Enter")
+    expect(results(page)).to_have_count(0)
+    expect(page.get_by_text("Understood colour: red")).to_have_count(0)
+    assert "q" not in parse_qs(urlparse(page.url).query)
 
 
 def test_words_with_a_photo_steer_it(page: Page, tmp_path: Path) -> None:
@@ -173,17 +212,16 @@ def test_words_with_a_photo_steer_it(page: Page, tmp_path: Path) -> None:
     expect(page.get_by_text("Your photo")).to_be_visible()
     first_six = results(page).locator(".attrs").all_inner_texts()[:6]
     assert all(text.startswith("Caps") for text in first_six), first_six
+    page.go_back()  # the photo alone again: a photo from this device is kept for the history's entries
+    expect(page.get_by_label("Words")).to_have_value("")
+    expect(page.get_by_role("button", name="Remove Your photo")).to_be_visible()
+    expect(page.get_by_text("Understood category: Caps")).to_have_count(0)
+    expect(results(page).first.locator(".title")).to_have_text("blue square")
 
 
 def test_a_drawing_made_with_the_mouse_is_searched_as_a_drawing(page: Page) -> None:
     page.get_by_role("tab", name="Drawing").click()
-    # the fields of each form the page sends (Chromium does not show Playwright a body that holds a file)
-    page.evaluate(
-        """() => { window.sentFields = []; const send = window.fetch;
-                   window.fetch = (url, options = {}) => {
-                       if (options.body instanceof FormData) window.sentFields.push([...options.body.keys()]);
-                       return send(url, options); }; }"""
-    )
+    record_forms(page)
     page.get_by_role("button", name="Search this drawing").click()
     expect(page.get_by_role("alert")).to_have_text("Draw something on the canvas first.")
     draw(page, [[(0.2, 0.2), (0.8, 0.2), (0.8, 0.8), (0.2, 0.8), (0.2, 0.2)]])
@@ -275,13 +313,19 @@ def test_the_model_card_shows_what_the_card_holds(page: Page) -> None:
     expect(page.locator("#unavailable")).to_contain_text("ViT-B-16/openai")  # registered, weights not here
 
 
-def test_a_file_that_is_not_a_photo_gets_the_apis_message_in_words(page: Page, tmp_path: Path) -> None:
+def test_a_file_that_is_not_a_photo_is_refused_in_words_and_taken_away(page: Page, tmp_path: Path) -> None:
+    """The refused file leaves the query: the next words are searched alone, not refused for it again."""
     notes = tmp_path / "notes.txt"
     notes.write_text("not a photo")
     page.get_by_label("Choose a photo").set_input_files(notes)
     alert = page.get_by_role("alert")
-    expect(alert).not_to_be_empty()
+    expect(alert).to_contain_text("Your photo could not be searched, so it was taken away")
     assert "{" not in alert.inner_text() and "image" in alert.inner_text().lower()
+    expect(page.get_by_role("button", name="Remove Your photo")).to_have_count(0)
+    page.get_by_label("Words").fill("red")
+    page.get_by_label("Words").press("Enter")
+    expect(results(page)).to_have_count(PAGE_SIZE)
+    expect(alert).to_be_empty()
 
 
 def test_a_search_sent_before_the_page_has_its_key_waits_for_it(browser: Browser, gateway: str) -> None:
@@ -308,6 +352,7 @@ def test_a_phone_wide_page_has_no_sideways_scroll(browser: Browser, gateway: str
     phone.get_by_label("Words").fill("red")
     phone.get_by_label("Words").press("Enter")
     expect(results(phone)).to_have_count(PAGE_SIZE)
+    expect(phone.get_by_role("status")).to_be_in_viewport()  # the results sit below the query: brought into view
     assert phone.evaluate("document.documentElement.scrollWidth") <= 390
     phone.get_by_role("tab", name="Drawing").click()
     assert phone.evaluate("document.documentElement.scrollWidth") <= 390
@@ -352,10 +397,12 @@ def test_a_region_chip_on_a_photo_of_a_person_searches_that_garment(page: Page) 
     expect(bottom).to_have_attribute("aria-pressed", "false")
     expect(page.locator(".query-photo .box")).not_to_have_count(0)
     with page.expect_response("**/v1/search") as answer:
-        bottom.click()
+        bottom.focus()
+        page.keyboard.press("Enter")
     region = answer.value.json()["region"]
     assert region["garment"] == "lower"
     expect(page.get_by_role("button", name="Bottom")).to_have_attribute("aria-pressed", "true")
+    expect(page.get_by_role("button", name="Bottom")).to_be_focused()  # the chips were made anew: focus stays on it
     expect(page.get_by_text("Understood category:")).to_have_count(0)  # the test catalogue has no lower garments
     with page.expect_response("**/v1/search"):
         page.get_by_role("button", name="Top").click()

@@ -180,7 +180,7 @@ async def _read_query(request: Request, max_bytes: int) -> tuple[SearchRequest, 
         for key, upload in uploads.items():
             data = await upload.read(max_bytes + 1)
             if len(data) > max_bytes:
-                raise TooLarge(f"{key} larger than {max_bytes} bytes")
+                raise TooLarge(f"{key} larger than {max_bytes} bytes ({max_bytes / 2**20:.3g} MiB): send a smaller one")
         fields: dict = {
             key: value for key, value in form.items() if key not in UPLOADS and isinstance(value, str) and value
         }

@@ -29,9 +29,11 @@ export function messageOf(body, status) {
 }
 
 export class ApiError extends Error {
-  constructor(message, status) {
+  /** `kind`: the API's own name of what went wrong ("bad_image", "too_large", ...; "" where it gave none). */
+  constructor(message, status, kind = "") {
     super(message);
     this.status = status;
+    this.kind = kind;
   }
 }
 
@@ -51,7 +53,7 @@ export async function call(path, options = {}) {
   } catch {
     body = null;
   }
-  if (!response.ok) throw new ApiError(messageOf(body, response.status), response.status);
+  if (!response.ok) throw new ApiError(messageOf(body, response.status), response.status, body?.error || "");
   return body;
 }
 

@@ -58,7 +58,10 @@ export async function showFacets(container, priceBox, variant, filters, changed)
       const all = document.createElement("button");
       all.type = "button";
       all.textContent = `Show all ${boxes.length} ${fieldName(facet.field).toLowerCase()} values`;
-      all.addEventListener("click", () => all.replaceWith(...boxes.slice(SHOWN)));
+      all.addEventListener("click", () => {
+        all.replaceWith(...boxes.slice(SHOWN));
+        boxes[SHOWN].querySelector("input").focus(); // the button is gone: focus the first value it showed
+      });
       group.append(all);
     }
     return group;

@@ -13,7 +13,8 @@ export class QueryPhoto {
     this.chips = figure.querySelector("#regions");
     this.pick = pick;
     this.drag = null;
-    // A photo this browser cannot show (a HEIC outside Safari) is still searched: say so where it would be.
+    // A photo this browser cannot show (a HEIC outside Safari) is still searched: say so where it would be (a
+    // file that is no photo at all is refused by the search, which then takes it away).
     this.image.addEventListener("error", () => {
       if (!this.image.getAttribute("src")) return;
       this.figure.querySelector(".query-photo").hidden = true;
@@ -64,7 +65,9 @@ export class QueryPhoto {
     // box still say what the whole photo shows)
     const parts = found.length || boxed;
     this.chips.setAttribute("aria-label", parts ? "Part of the photo to search" : "What the photo shows");
+    const focused = this.chips.contains(document.activeElement); // a chip pressed: focus stays on the one now pressed
     this.chips.replaceChildren(whole, ...chips);
+    if (focused) this.chips.querySelector('[aria-pressed="true"]')?.focus();
   }
 
   chip(text, pressed, clicked) {

@@ -26,6 +26,14 @@ const state = {
   offset: 0,
 };
 const titles = new Map(); // product id -> title, for the chips of products liked
+// The photo or drawing from this device of each history entry, by the number its state holds: a browser keeps no File
+// in the history's state, and the page lives on while the shopper goes back and forth.
+const pictures = new Map();
+const PICTURES_KEPT = 50; // entries whose picture Back can bring back
+let entries = 0;
+// What the search refused the photo or drawing itself for: it is taken away, and the next search goes on without it.
+const PICTURE_REFUSED = new Set(["bad_image", "bad_image_reference", "image_unreachable", "too_large"]);
+const narrow = () => matchMedia("(max-width: 720px)").matches;
 // The page's key, asked for at once: a search sent before it arrives waits for it instead of being refused.
 const keyed = publicKey()
   .then(useKey)
@@ -70,12 +78,17 @@ function status(text) {
   $("status").textContent = text;
 }
 
-/** Search with the page's query; `append` fetches the next page under the results shown. */
-async function run({ append = false, remember = true } = {}) {
+/** Search with the page's query; `append` fetches the next page under the results shown; `reveal` brings the
+ * results into view on a phone, where they sit below the query. */
+async function run({ append = false, remember = true, reveal = false } = {}) {
   if (!hasQuery()) {
+    ticket++; // a search still under way paints nothing now
+    if (remember) rememberQuery(); // a reload or a shared link does not bring the last search back
     status("Type some words, add a photo or make a drawing first.");
     results.replaceChildren();
+    $("terms").replaceChildren();
     more.hidden = true;
+    refocus();
     return;
   }
   const mine = ++ticket;
@@ -90,21 +103,29 @@ async function run({ append = false, remember = true } = {}) {
     const answer = await call("/v1/search", { method: "POST", body: formOf(offset) });
     if (mine !== ticket) return;
     state.offset = offset;
-    paint(answer, append);
+    paint(answer, append, reveal);
   } catch (error) {
     if (mine !== ticket) return;
-    $("error").textContent = error.message;
     status("");
     if (!append) {
       results.replaceChildren();
       more.hidden = true;
     }
+    const picture = state.photo ? "photo" : state.drawing ? "drawing" : null;
+    if (!append && picture && PICTURE_REFUSED.has(error.kind)) {
+      dropPicture();
+      $("error").textContent = `Your ${picture} could not be searched, so it was taken away: ${error.message}`;
+    } else {
+      $("error").textContent = error.message;
+    }
+    if (!append) showTerms({}, []); // what the query holds, each removable: the server understood nothing of it
+    refocus();
   } finally {
     if (mine === ticket) results.removeAttribute("aria-busy");
   }
 }
 
-function paint(answer, append) {
+function paint(answer, append, reveal) {
   for (const hit of answer.results) titles.set(hit.product_id, titleOf(hit));
   const items = answer.results.map((hit) =>
     resultItem(hit, { open: openProduct, like: (chosen) => likeProduct(chosen), unlike: (chosen) => unlikeProduct(chosen) }),
@@ -117,12 +138,23 @@ function paint(answer, append) {
     const filters = describeFilters(state.filters);
     status(filters ? `No product matches these filters (${filters}). Remove a filter to see more.` : "No results.");
   } else {
-    status(`${shown} results from ${answer.variant} in ${Math.round(answer.took_ms)} ms.`);
+    // what was understood ranks first; where the catalogue has too few such products, others follow
+    const first = Object.keys(answer.interpreted || {}).length ? " (those with what was understood first)" : "";
+    const counted = `${shown} ${shown === 1 ? "result" : "results"}`;
+    status(`${counted} from ${answer.variant} in ${Math.round(answer.took_ms)} ms${first}.`);
   }
   if (!append) {
     showTerms(answer.interpreted || {}, answer.guessed || []);
     if (state.photo) photo.regions(answer, state.choice.garment);
   }
+  refocus();
+  if (reveal && narrow()) $("status").scrollIntoView({ block: "start" });
+}
+
+/** Where the control the shopper used was replaced by the answer (a chip taken away, a card's button), focus goes to
+ * the status line, which says what came back, rather than to the page's start. */
+function refocus() {
+  if (document.activeElement === document.body) $("status").focus({ preventScroll: true });
 }
 
 // ---- the chips of what is searched: each one removes itself
@@ -199,7 +231,7 @@ function dropFilter(field, value) {
 function searchPicture({ photo: picked = null, drawing = null }, shown = null, caption = null) {
   Object.assign(state, { photo: picked, drawing, choice: {}, like: [], unlike: [], guess: true });
   photo.show(shown, caption);
-  run();
+  run({ reveal: true });
 }
 
 function setPhoto(blob, name) {
@@ -216,6 +248,14 @@ function clearPhoto() {
   state.choice = {};
   photo.show(null);
   run();
+}
+
+/** The photo or drawing refused by the search, taken out of the query and of the address (a reload would send it
+ * again). */
+function dropPicture() {
+  Object.assign(state, { photo: null, drawing: null, choice: {} });
+  photo.show(null);
+  rememberQuery({ replace: true });
 }
 
 const MAX_LIKED = 20; // the API's cap on liked (and on disliked) products: the oldest make way
@@ -249,7 +289,7 @@ $("words-form").addEventListener("submit", (event) => {
   event.preventDefault();
   state.text = $("words").value.trim();
   state.interpret = true;
-  run();
+  run({ reveal: true });
 });
 
 for (const input of [$("photo-file"), $("photo-camera")]) {
@@ -278,8 +318,22 @@ document.addEventListener("drop", (event) => {
   const file = event.dataTransfer.files[0];
   const address = event.dataTransfer.getData("text/uri-list") || event.dataTransfer.getData("text/plain");
   if (file) setPhoto(file, file.name);
-  else if (/^https?:\/\//.test(address.trim())) setPhotoAddress(address.trim());
+  else if (/^https?:\/\//.test(address.trim())) dropAddress(address.trim());
 });
+
+/** A photo dragged in from elsewhere is fetched by the gateway from its address; one of this page's own results is
+ * sent by the page (the gateway fetches nothing from itself). */
+async function dropAddress(address) {
+  if (new URL(address).origin === location.origin) {
+    try {
+      const response = await fetch(address);
+      if (response.ok) return setPhoto(await response.blob(), new URL(address).pathname.split("/").pop());
+    } catch {
+      // not reachable now: searched by its address, and the search says what went wrong
+    }
+  }
+  setPhotoAddress(address);
+}
 document.addEventListener("paste", (event) => {
   const file = [...event.clipboardData.items].find((item) => item.kind === "file")?.getAsFile();
   if (file) {
@@ -290,7 +344,10 @@ document.addEventListener("paste", (event) => {
 
 // ---- the drawing
 
+const BLANK_DRAWING = "Draw something on the canvas first.";
+
 function selectTab(name) {
+  if ($("error").textContent === BLANK_DRAWING) $("error").textContent = "";
   for (const [tab, panel] of [["tab-photo", "photo-panel"], ["tab-drawing", "drawing-panel"]]) {
     const on = tab === name;
     $(tab).setAttribute("aria-selected", String(on));
@@ -322,7 +379,7 @@ $("undo").addEventListener("click", () => pad.undo());
 $("clear").addEventListener("click", () => pad.clear());
 $("search-drawing").addEventListener("click", async () => {
   if (pad.blank) {
-    $("error").textContent = "Draw something on the canvas first.";
+    $("error").textContent = BLANK_DRAWING;
     return;
   }
   searchPicture({ drawing: await pad.blob() });
@@ -383,7 +440,8 @@ more.addEventListener("click", () => run({ append: true }));
 
 // ---- the query in the address: shared links and the back button
 
-function rememberQuery() {
+/** The query in the address, as a new history entry (`replace`: in place of the current one). */
+function rememberQuery({ replace = false } = {}) {
   const params = new URLSearchParams();
   if (state.text) params.set("q", state.text);
   if (state.photo?.url) {
@@ -399,18 +457,17 @@ function rememberQuery() {
   if (state.variant) params.set("variant", state.variant);
   if (!state.interpret) params.set("interpret", "false");
   if (!state.guess) params.set("guess", "false");
-  const local = { photo: state.photo?.blob ? state.photo : null, drawing: state.drawing, choice: state.choice };
   const address = `${location.pathname}${params.size ? `?${params}` : ""}`;
-  try {
-    history.pushState(local, "", address);
-  } catch {
-    history.pushState(null, "", address); // a photo too large to keep in the history
-  }
+  const entry = ++entries;
+  pictures.set(entry, { photo: state.photo?.blob ? state.photo : null, drawing: state.drawing, choice: state.choice });
+  pictures.delete(entry - PICTURES_KEPT);
+  if (replace) history.replaceState({ entry }, "", address);
+  else history.pushState({ entry }, "", address);
 }
 
 function readQuery() {
   const params = new URLSearchParams(location.search);
-  const local = history.state || {};
+  const local = pictures.get(history.state?.entry) || {};
   state.text = params.get("q") || "";
   state.photo = local.photo || (params.get("photo") ? { url: params.get("photo") } : null);
   state.drawing = local.drawing || null;
@@ -453,7 +510,7 @@ window.addEventListener("popstate", async () => {
 });
 
 async function start() {
-  if (matchMedia("(max-width: 720px)").matches) $("filters-panel").open = false; // a phone shows results first
+  if (narrow()) $("filters-panel").open = false; // a phone shows results first
   readQuery(); // before any wait: what the shopper does meanwhile is not overwritten
   await keyed;
   try {
