@@ -304,6 +304,16 @@ def test_facets_narrow_the_results_and_their_chips_remove_them(page: Page) -> No
     expect(page.get_by_label("Highest")).to_have_value("")
 
 
+def test_a_refused_search_shows_what_the_query_holds_so_a_part_can_be_taken_away(page: Page) -> None:
+    """A link with a filter on a field no product has: the API refuses it, and its chip takes it away."""
+    page.goto("/?q=red&filter.fabric=silk")
+    expect(page.get_by_role("alert")).to_contain_text("fabric")
+    expect(results(page)).to_have_count(0)
+    page.get_by_role("button", name="Remove Filter: fabric silk").click()
+    expect(results(page)).to_have_count(PAGE_SIZE)
+    expect(page.get_by_role("alert")).to_be_empty()
+
+
 def test_the_model_card_shows_what_the_card_holds(page: Page) -> None:
     page.get_by_text("About this model").click()
     card = page.locator("#card-fields")
