@@ -279,6 +279,8 @@ def test_a_result_opens_with_enter_and_more_pages_load(page: Page) -> None:
     dialog = page.get_by_role("dialog", name=first)
     expect(dialog).to_be_visible()
     expect(dialog.get_by_text("acme")).to_be_visible()
+    terms = dialog.locator("dt").all_inner_texts()  # each field once, in words; not which photo matched
+    assert terms[0] == "id" and "product id" not in terms and "image key" not in terms and "title" not in terms
     dialog.get_by_role("button", name="Close").click()
     expect(dialog).to_be_hidden()
     page.get_by_label("Show scores").check()

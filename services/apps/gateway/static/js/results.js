@@ -53,17 +53,26 @@ function button(text, label, clicked) {
   return element;
 }
 
+const HIDDEN = new Set(["title", "product_id", "image_key"]);
+
+/** A field's name in words: "in_stock" is "in stock", "articleType" "article type". */
+const spoken = (key) => key.replaceAll("_", " ").replace(/(\p{Ll})(\p{Lu})/gu, "$1 $2").toLowerCase();
+
 /** Fill the product <dialog> and open it. */
 export function showProduct(dialog, hit) {
   dialog.querySelector("#product-title").textContent = titleOf(hit);
   const image = dialog.querySelector("#product-image");
   image.src = hit.image_url;
   image.alt = titleOf(hit);
-  const fields = Object.entries({ id: hit.product_id, ...hit.payload }).filter(([key]) => key !== "title");
+  // the title is the heading and the id comes first; which of its photos matched, and a column repeating the title
+  // (a marketplace's productDisplayName), say nothing more
+  const fields = Object.entries({ id: hit.product_id, ...hit.payload }).filter(
+    ([key, value]) => key === "id" || !(HIDDEN.has(key) || value === hit.payload.title),
+  );
   dialog.querySelector("#product-fields").replaceChildren(
     ...fields.flatMap(([key, value]) => {
       const term = document.createElement("dt");
-      term.textContent = key.replaceAll("_", " ");
+      term.textContent = spoken(key);
       const detail = document.createElement("dd");
       detail.textContent = typeof value === "object" ? JSON.stringify(value) : String(value);
       return [term, detail];
