@@ -415,6 +415,10 @@ def test_a_region_chip_on_a_photo_of_a_person_searches_that_garment(page: Page) 
     assert region["garment"] == "lower"
     expect(page.get_by_role("button", name="Bottom")).to_have_attribute("aria-pressed", "true")
     expect(page.get_by_role("button", name="Bottom")).to_be_focused()  # the chips were made anew: focus stays on it
+    expect(page.locator('.query-photo .box[data-label="Bottom"]')).to_have_count(1)  # which box is which
+    chips = page.get_by_role("group", name="Part of the photo to search").get_by_role("button").all_inner_texts()
+    order = ["Whole photo", "Top", "Bottom", "Full outfit", "Shoes"]
+    assert chips == sorted(chips, key=order.index), chips  # in one order on every photo
     expect(page.get_by_text("Understood category:")).to_have_count(0)  # the test catalogue has no lower garments
     with page.expect_response("**/v1/search"):
         page.get_by_role("button", name="Top").click()

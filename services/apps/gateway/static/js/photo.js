@@ -52,10 +52,14 @@ export class QueryPhoto {
     const all = [...found];
     const boxed = Boolean(searched) && searched.garment === "box";
     if (boxed) all.push(searched);
-    for (const region of all) this.drawBox(region.box, sameRegion(region, searched));
+    for (const region of all) {
+      this.drawBox(region.box, sameRegion(region, searched), region.garment);
+    }
     // "person": the whole photo was searched, framed on the person who fills little of it
     const whole = this.chip("Whole photo", !picked && (!searched || searched.garment === "person"), () => this.pick({}));
-    const chips = garments.map((garment) => {
+    const order = Object.keys(GARMENTS); // the same order on every photo, whatever order they were found in
+    const sorted = [...garments].sort((a, b) => order.indexOf(a) - order.indexOf(b));
+    const chips = sorted.map((garment) => {
       const region = found.find((one) => one.garment === garment);
       const pressed = region ? sameRegion(region, searched) : garment === picked;
       return this.chip(GARMENTS[garment] || garment, pressed, () => this.pick({ garment }));
@@ -80,11 +84,16 @@ export class QueryPhoto {
     return button;
   }
 
-  drawBox([x0, y0, x1, y1], chosen) {
+  /** A box on the photo; `garment` labels it with its chip's name (the chips say which box is which). */
+  drawBox([x0, y0, x1, y1], chosen, garment = null) {
     const { naturalWidth: width, naturalHeight: height } = this.image;
     if (!width || !height) return;
     const box = document.createElement("div");
     box.className = chosen ? "box chosen" : "box";
+    if (garment && garment !== "person") {
+      box.dataset.garment = garment;
+      box.dataset.label = GARMENTS[garment] || garment;
+    }
     Object.assign(box.style, {
       left: `${(100 * x0) / width}%`, top: `${(100 * y0) / height}%`,
       width: `${(100 * (x1 - x0)) / width}%`, height: `${(100 * (y1 - y0)) / height}%`,
