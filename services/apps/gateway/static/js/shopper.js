@@ -148,7 +148,7 @@ function paint(answer, append, reveal) {
     if (state.photo) photo.regions(answer, state.choice.garment);
   }
   refocus();
-  if (reveal && narrow()) $("status").scrollIntoView({ block: "start" });
+  if (reveal && narrow()) $("results-heading").scrollIntoView({ block: "start" }); // the query's chips and photo too
 }
 
 /** Where the control the shopper used was replaced by the answer (a chip taken away, a card's button), focus goes to
