@@ -115,15 +115,17 @@ class CatalogueItem(BaseModel):
         extra = self.model_extra or {}
         if len(extra) > MAX_FIELDS:
             raise ValueError(f"{len(extra)} fields of the catalogue's own: at most {MAX_FIELDS}")
-        try:  # JSON's "\\ud800" alone is a string no store or job record can write
-            json.dumps([self.payload(), self.images], ensure_ascii=False).encode()
+        metadata = {key: value for key, value in self.payload().items() if key != PRODUCT_ID}
+        try:  # JSON's "\\ud800" alone is a string no store or job record can write (UTF-8 cannot hold it)
+            for text in (self.id, *self.images):  # a photo inline (base64) is ASCII: checked without a copy
+                if not text.isascii():
+                    text.encode()
+            size = len(json.dumps(metadata, ensure_ascii=False).encode())
         except UnicodeEncodeError:
             raise ValueError("text holds a lone UTF-16 surrogate (an escape such as \\ud800 alone)") from None
-        metadata = {key: value for key, value in self.payload().items() if key != PRODUCT_ID}
         for key, value in metadata.items():
             if isinstance(value, str) and len(value) > MAX_TEXT:
                 raise ValueError(f"field {key!r} holds {len(value)} characters: at most {MAX_TEXT}")
-        size = len(json.dumps(metadata, ensure_ascii=False).encode())
         if size > MAX_METADATA_BYTES:
             raise ValueError(f"the product's metadata is {size} bytes as JSON: at most {MAX_METADATA_BYTES}")
         return self
