@@ -316,6 +316,53 @@ def test_a_refused_search_shows_what_the_query_holds_so_a_part_can_be_taken_away
     expect(page.get_by_role("alert")).to_be_empty()
 
 
+def test_back_after_a_reload_brings_back_no_photo_of_another_search(page: Page, tmp_path: Path) -> None:
+    """The page keeps a device's photo for each of its history entries; entries of an earlier load have none."""
+    page.get_by_label("Words").fill("shirt")
+    page.get_by_label("Words").press("Enter")
+    expect(results(page)).to_have_count(PAGE_SIZE)
+    page.reload()
+    expect(results(page)).to_have_count(PAGE_SIZE)
+    square = tmp_path / "blue.jpg"
+    square.write_bytes(product_photo("blue", "square"))
+    page.get_by_label("Choose a photo").set_input_files(square)
+    expect(page.get_by_role("button", name="Remove Your photo")).to_be_visible()
+    page.go_back()
+    expect(page.get_by_label("Words")).to_have_value("shirt")
+    expect(page.get_by_role("button", name="Remove Your photo")).to_have_count(0)
+    expect(page.get_by_role("img", name="The photo searched")).to_be_hidden()
+
+
+def test_the_same_search_again_is_no_new_step_back_and_an_emptied_query_clears_its_error(page: Page) -> None:
+    page.goto("/?like=no-such-product")
+    expect(page.get_by_role("alert")).to_contain_text("no-such-product")
+    page.get_by_role("button", name="Remove More like: no-such-product").click()
+    expect(page.get_by_role("alert")).to_be_empty()  # nothing left to search: the old refusal goes too
+    page.get_by_label("Words").fill("red")
+    page.get_by_label("Words").press("Enter")
+    expect(results(page)).to_have_count(PAGE_SIZE)
+    steps = page.evaluate("history.length")
+    with page.expect_response("**/v1/search"):
+        page.get_by_label("Words").press("Enter")
+    assert page.evaluate("history.length") == steps
+
+
+def test_a_search_answered_after_back_left_it_paints_nothing(page: Page) -> None:
+    held: list[Route] = []
+    page.route("**/v1/search", lambda route: held.append(route))  # the answer held back
+    page.get_by_label("Words").fill("blue")
+    page.get_by_label("Words").press("Enter")
+    page.wait_for_timeout(300)
+    assert len(held) == 1
+    page.go_back()  # to the empty page the shopper opened
+    expect(page.get_by_role("status")).to_have_text("Search with words, a photo or a drawing.")
+    held[0].continue_()
+    page.wait_for_timeout(1000)
+    expect(results(page)).to_have_count(0)
+    expect(page.get_by_role("list", name="Search terms").get_by_role("listitem")).to_have_count(0)
+    assert page.get_by_role("list", name="Results").get_attribute("aria-busy") is None
+
+
 def test_the_model_card_shows_what_the_card_holds(page: Page) -> None:
     page.get_by_text("About this model").click()
     card = page.locator("#card-fields")

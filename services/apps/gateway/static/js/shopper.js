@@ -30,6 +30,7 @@ const titles = new Map(); // product id -> title, for the chips of products like
 // in the history's state, and the page lives on while the shopper goes back and forth.
 const pictures = new Map();
 const PICTURES_KEPT = 50; // entries whose picture Back can bring back
+const LOAD = `${Date.now().toString(36)}${Math.random().toString(36).slice(2)}`; // entries of an earlier load: none
 let entries = 0;
 // What the search refused the photo or drawing itself for: it is taken away, and the next search goes on without it.
 const PICTURE_REFUSED = new Set(["bad_image", "bad_image_reference", "image_unreachable", "too_large"]);
@@ -81,14 +82,11 @@ function status(text) {
 /** Search with the page's query; `append` fetches the next page under the results shown; `reveal` brings the
  * results into view on a phone, where they sit below the query. */
 async function run({ append = false, remember = true, reveal = false } = {}) {
+  const used = document.activeElement !== document.body; // a control the answer may replace (a chip, a card's button)
   if (!hasQuery()) {
-    ticket++; // a search still under way paints nothing now
     if (remember) rememberQuery(); // a reload or a shared link does not bring the last search back
-    status("Type some words, add a photo or make a drawing first.");
-    results.replaceChildren();
-    $("terms").replaceChildren();
-    more.hidden = true;
-    refocus();
+    showNothing("Type some words, add a photo or make a drawing first.");
+    if (used) refocus();
     return;
   }
   const mine = ++ticket;
@@ -103,7 +101,7 @@ async function run({ append = false, remember = true, reveal = false } = {}) {
     const answer = await call("/v1/search", { method: "POST", body: formOf(offset) });
     if (mine !== ticket) return;
     state.offset = offset;
-    paint(answer, append, reveal);
+    paint(answer, append);
   } catch (error) {
     if (mine !== ticket) return;
     status("");
@@ -119,13 +117,26 @@ async function run({ append = false, remember = true, reveal = false } = {}) {
       $("error").textContent = error.message;
     }
     if (!append) showTerms({}, []); // what the query holds, each removable: the server understood nothing of it
-    refocus();
   } finally {
     if (mine === ticket) results.removeAttribute("aria-busy");
   }
+  if (mine !== ticket) return;
+  if (used) refocus();
+  if (reveal && narrow()) $("results-heading").scrollIntoView({ block: "start" }); // the query's chips and photo too
 }
 
-function paint(answer, append, reveal) {
+/** Nothing to search: nothing shown, and a search still under way paints nothing. */
+function showNothing(message) {
+  ticket++;
+  status(message);
+  $("error").textContent = "";
+  results.replaceChildren();
+  results.removeAttribute("aria-busy");
+  $("terms").replaceChildren();
+  more.hidden = true;
+}
+
+function paint(answer, append) {
   for (const hit of answer.results) titles.set(hit.product_id, titleOf(hit));
   const items = answer.results.map((hit) =>
     resultItem(hit, { open: openProduct, like: (chosen) => likeProduct(chosen), unlike: (chosen) => unlikeProduct(chosen) }),
@@ -147,12 +158,11 @@ function paint(answer, append, reveal) {
     showTerms(answer.interpreted || {}, answer.guessed || []);
     if (state.photo) photo.regions(answer, state.choice.garment);
   }
-  refocus();
-  if (reveal && narrow()) $("results-heading").scrollIntoView({ block: "start" }); // the query's chips and photo too
 }
 
 /** Where the control the shopper used was replaced by the answer (a chip taken away, a card's button), focus goes to
- * the status line, which says what came back, rather than to the page's start. */
+ * the status line, which says what came back, rather than to the page's start (a page just opened keeps its focus
+ * where it is). */
 function refocus() {
   if (document.activeElement === document.body) $("status").focus({ preventScroll: true });
 }
@@ -458,11 +468,20 @@ function rememberQuery({ replace = false } = {}) {
   if (!state.interpret) params.set("interpret", "false");
   if (!state.guess) params.set("guess", "false");
   const address = `${location.pathname}${params.size ? `?${params}` : ""}`;
-  const entry = ++entries;
-  pictures.set(entry, { photo: state.photo?.blob ? state.photo : null, drawing: state.drawing, choice: state.choice });
-  pictures.delete(entry - PICTURES_KEPT);
-  if (replace) history.replaceState({ entry }, "", address);
+  const local = { photo: state.photo?.blob ? state.photo : null, drawing: state.drawing, choice: state.choice };
+  const shown = pictures.get(history.state?.entry);
+  // the same query again (the same words sent twice, the chip already pressed) is no new step to go back to
+  const same = address === `${location.pathname}${location.search}` && shown && samePicture(shown, local);
+  entries += 1;
+  const entry = `${LOAD}:${entries}`;
+  pictures.set(entry, local);
+  pictures.delete(`${LOAD}:${entries - PICTURES_KEPT}`);
+  if (replace || same) history.replaceState({ entry }, "", address);
   else history.pushState({ entry }, "", address);
+}
+
+function samePicture(one, other) {
+  return one.photo === other.photo && one.drawing === other.drawing && JSON.stringify(one.choice) === JSON.stringify(other.choice);
 }
 
 function readQuery() {
@@ -501,12 +520,7 @@ window.addEventListener("popstate", async () => {
   readQuery();
   await refreshFacets();
   if (hasQuery()) run({ remember: false });
-  else {
-    results.replaceChildren();
-    $("terms").replaceChildren();
-    more.hidden = true;
-    status("Search with words, a photo or a drawing.");
-  }
+  else showNothing("Search with words, a photo or a drawing.");
 });
 
 async function start() {
