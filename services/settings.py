@@ -58,10 +58,11 @@ class Settings(BaseSettings):
     cluster_blend: float = Field(0.8, ge=0, le=1)  # weight of an item's own score against its cluster's
     cluster_refresh: float = 0.5  # k-means runs afresh once a collection has grown by this fraction
     inprocess_worker: bool | None = None  # None: on with an embedded store (one owner) or without Redis, else off
-    worker_concurrency: int = 1
-    worker_prefetch: int = 1
-    index_batch_size: int = 32
-    index_max_attempts: int = 5  # tries per item (transient fetch errors) and per batch (store/embedder down)
+    worker_concurrency: int = Field(1, ge=1)
+    worker_prefetch: int = Field(1, ge=1)
+    index_batch_size: int = Field(32, ge=1)
+    # tries per item (transient fetch errors) and per batch (store/embedder down)
+    index_max_attempts: int = Field(5, ge=1)
     index_retry_base_s: float = 1.0  # backoff: base * 2**attempt, at most 60 s
     broker_visibility_timeout_s: int = 300
     gateway_url: str = "http://127.0.0.1:8000"

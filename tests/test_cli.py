@@ -91,11 +91,39 @@ def test_operator_mistakes_are_one_line_without_a_traceback(
     cases = [
         (tiny_env, str(latin1), "not UTF-8 text"),
         ({**tiny_env, "STYLEFINDER_INDEX_BATCH_SIZE": "many"}, str(catalogue_dir), "STYLEFINDER_INDEX_BATCH_SIZE"),
+        ({**tiny_env, "STYLEFINDER_INDEX_BATCH_SIZE": "0"}, str(catalogue_dir), "STYLEFINDER_INDEX_BATCH_SIZE"),
     ]
     for env, catalogue, message in cases:
         result = run(env, "index", catalogue)
         assert result.returncode == 1 and message in result.stderr, result.stderr
         assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_commands_that_would_do_nothing_or_the_wrong_thing_refuse_in_one_line(
+    tiny_env: dict[str, str], catalogue_dir: Path, tmp_path: Path
+) -> None:
+    """Each of these printed '0 indexed', '0 clusters' or succeeded, or ended in a traceback."""
+    no_photos = tmp_path / "labels.csv"
+    no_photos.write_text("id,articleType\n1,Tshirts\n")
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "note.txt").write_text("kept")
+    cases = [
+        (("reindex", "--from", "nosuch", "--to", "tiny"), "nosuch"),
+        (("reindex", "--from", "tiny", "--to", "tiny"), "the same variant"),
+        (("switch", "default__previous", "--to", "tiny"), "cannot be a served name"),
+        (("store", "cluster", "--variant", "nosuch"), "holds no products here"),
+        (("eval", str(no_photos), "--variant", "tiny"), "no `image` column"),
+        (("eval", str(catalogue_dir), "--variant", "tiny", "--limit", "0"), "--limit"),
+        (("serve", "--port", "99999"), "--port"),
+        (("store", "snapshot", str(occupied)), "is not an empty folder"),
+    ]
+    assert run(tiny_env, "index", str(catalogue_dir)).returncode == 0
+    for command, message in cases:
+        result = run(tiny_env, *command)
+        said = result.stderr.strip()
+        assert result.returncode in (1, 2) and message in said, (command, result.stdout, said)
+        assert "Traceback" not in said and said.count(message) == 1, (command, said)
 
 
 def test_store_commands_report_and_refuse_in_one_line(

@@ -32,6 +32,8 @@ def snapshot(rt: Runtime, target: Path) -> dict:
         if target.resolve().is_relative_to(settings.data_dir.resolve()):
             raise InvalidInput(f"{target} is inside the data folder {settings.data_dir}: write the snapshot elsewhere")
         target.mkdir(parents=True, exist_ok=True)
+    except InvalidInput:
+        raise
     except (OSError, ValueError) as error:  # a file on the way, no such place, a name too long or with a NUL in it
         raise InvalidInput(f"cannot write a snapshot into {target}: {error}") from None
     # The queue and the jobs first: a batch acknowledged after their copy is still in the store's, never in none.

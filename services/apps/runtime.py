@@ -10,6 +10,7 @@ from functools import cache, cached_property
 
 from celery import Celery
 
+from indexer.backfill import stored_items
 from indexer.batches import Indexing, RetryPolicy
 from indexer.celery_app import create_celery
 from indexer.jobs import JobBoard, RedisJobBoard, SqliteJobBoard
@@ -18,6 +19,7 @@ from indexer.queue import IngestQueue
 from indexer.tasks import register_tasks
 from indexer.worker import InProcessWorker
 from services.apps.api_keys import KeyRing
+from services.catalogue import CatalogueItem
 from services.embedding import Embedder, EmbeddingClient, LocalEmbedder
 from services.errors import InvalidInput, NotFound, ServiceUnavailable
 from services.images import Fetcher, return_freed_pixels_to_the_os
@@ -144,6 +146,18 @@ class Runtime:
     def index_variants(self, requested: Sequence[str] | None) -> list[str]:
         """The variants a piece of work goes into: those requested, else every one served now."""
         return target_variants(self.registry, list(requested or []) or self.served)
+
+    def reindexed(self, source: str, target: str) -> tuple[list[CatalogueItem], list[str]]:
+        """What a reindex of `source`'s collection into `target`'s embeds, and where (the gateway's and the CLI's
+        alike): refused for an unknown variant, the same one twice, or a source that holds no products."""
+        if source == target:
+            raise InvalidInput("from and to name the same variant: reindex copies one variant's catalogue into another")
+        self.registry[source]  # an unknown variant is a NotFound that names the known ones
+        targets = self.index_variants([target])
+        items = list(stored_items(self.store, source))
+        if not items:
+            raise InvalidInput(f"variant {source} has no indexed products")
+        return items, targets
 
     @cached_property
     def fetcher(self) -> Fetcher:

@@ -65,7 +65,10 @@ def read_catalogue_rows(csv_path: Path, limit: int | None = None) -> list[dict[s
     """Rows with an `image` path (made absolute) whose file exists, in file order."""
     with csv_path.open(newline="", encoding="utf-8") as handle:
         rows = []
-        for row in csv.DictReader(handle):
+        reader = csv.DictReader(handle)
+        if "image" not in (reader.fieldnames or []):
+            raise InvalidInput(f"{csv_path}: no `image` column (the photo's path, relative to the file)")
+        for row in reader:
             image = csv_path.parent / row["image"]
             if image.is_file():
                 rows.append({**row, "image": str(image)})

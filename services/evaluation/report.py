@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from services.clustering import auto_k, cluster_ranking, kmeans
+from services.errors import InvalidInput
 from services.evaluation.datasets import (
     HELD_OUT_MARK,
     catalogue_csv,
@@ -118,9 +119,16 @@ def evaluate_model(
 def _catalogue_rows(source: Path, limit: int | None, held_out: bool) -> list[dict[str, str]]:
     """A catalogue's rows in file order, the first `limit`; `held_out`: of its held-out test share only."""
     rows = read_catalogue_rows(catalogue_csv(source))
+    missing = {"id", "articleType"} - set(rows[0]) if rows else set()
+    if missing:  # the label a product's neighbours are scored by, and the id its held-out share is drawn by
+        raise InvalidInput(f"{source}: a catalogue evaluation needs the columns {', '.join(sorted(missing))}")
     if held_out:
         rows = [row for row in rows if held_out_product(row["id"])]
-    return rows[:limit]
+    rows = rows[:limit]
+    if len(rows) < 2:
+        share = " of its held-out share" if held_out else ""
+        raise InvalidInput(f"{source}: {len(rows)} products{share} with a photo found: at least 2 to evaluate")
+    return rows
 
 
 def trained_on(cards: list[ModelCard], name: str, held_out: bool = False) -> str | None:

@@ -48,6 +48,15 @@ def field_kind(value: object) -> str | None:
 
 ALIAS_TTL_S = 1.0  # how stale a served name's target may be in this process
 PREVIOUS = "__previous"  # a served name's earlier target, kept for rollback, is the served name + this
+SERVED_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def check_served_name(name: str) -> None:
+    """A name searches may use for a variant: letters, digits, '_' and '-', not one the store keeps for rollback."""
+    if not SERVED_NAME.fullmatch(name) or name.endswith(PREVIOUS):
+        raise InvalidInput(
+            f"{name!r} cannot be a served name: 1 to 64 letters, digits, '_' or '-', not ending in {PREVIOUS!r}"
+        )
 
 
 def collection_name(variant: str) -> str:
@@ -434,6 +443,7 @@ class VectorStore:
         """Point `name` at `variant`'s collection, at once, once it holds every product `name` serves now; the
         collection it pointed at is kept for `rollback`. `serving`: the collection a name without an alias stands
         for (the deployment's first variant, for `default`). Returns the collection served before (None: none)."""
+        check_served_name(name)
         target = collection_name(variant)
         if not self.engine.vector_sizes(target):
             raise InvalidInput(f"variant {variant} holds nothing yet: reindex the catalogue into it first")
@@ -454,6 +464,7 @@ class VectorStore:
 
     def rollback(self, name: str) -> str:
         """Point `name` back at the collection it served before its last switch; returns that collection."""
+        check_served_name(name)
         aliases = self.engine.aliases()
         previous = aliases.get(name + PREVIOUS)
         if previous is None:
@@ -464,6 +475,7 @@ class VectorStore:
 
     def forget_rollback(self, name: str) -> str | None:
         """Drop the collection `name` would roll back to; returns it (None: there was none)."""
+        check_served_name(name)
         previous = self.engine.aliases().get(name + PREVIOUS)
         if previous is not None:
             self.engine.set_aliases({name + PREVIOUS: None})

@@ -41,11 +41,9 @@ def index(catalogue: Path, variants: tuple[str, ...], server: str | None) -> Non
 @click.option("--server", default=None, help="run through this running gateway (default: only if the store is busy)")
 def reindex(source: str, target: str, server: str | None) -> None:
     """Backfill: re-embed every product of one variant into another. Re-running skips what is done."""
-    from indexer.backfill import stored_items
 
     def direct(rt: Runtime) -> None:
-        targets = rt.index_variants([target])
-        index_directly(rt, list(stored_items(rt.store, source)), targets, "reindex")
+        index_directly(rt, *rt.reindexed(source, target), "reindex")
 
     direct_or_via_gateway(
         _settings(), server, direct=direct, via=lambda client: [client.reindex(source, target)], total=None

@@ -18,7 +18,9 @@ from services.errors import InvalidInput
     "--variant", default=None, help="variant to evaluate (default: what searches naming none get, after any switch)"
 )
 @click.option("--json", "as_json", is_flag=True, help="print only the JSON report")
-@click.option("--limit", type=int, default=None, help="catalogue evaluation: use the first N products")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=None, help="catalogue evaluation: use the first N products"
+)
 @click.option(
     "--held-out",
     is_flag=True,

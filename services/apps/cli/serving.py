@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option(
     "--index",
     "catalogues",
@@ -79,7 +79,12 @@ def served_config(app: FastAPI, settings: Settings, host: str, port: int) -> uvi
 
 
 @click.command()
-@click.option("--metrics-port", type=int, default=None, help="serve this worker's Prometheus metrics on this port")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="serve this worker's Prometheus metrics on this port",
+)
 def worker(metrics_port: int | None) -> None:
     """Run a Celery indexing worker process (distributed mode: set REDIS_URL, and QDRANT_URL for a server)."""
     _log_as_a_service()
@@ -112,7 +117,9 @@ def worker(metrics_port: int | None) -> None:
     help="first evaluate what NAME serves now and the new variant on this data (what `stylefinder eval` reads); "
     "no switch when the new one scores lower",
 )
-@click.option("--gate-limit", type=int, default=None, help="with --gate on a catalogue: its first N products")
+@click.option(
+    "--gate-limit", type=click.IntRange(min=1), default=None, help="with --gate on a catalogue: its first N products"
+)
 def switch(
     name: str, variant: str | None, rollback: bool, forget_rollback: bool, gate: Path | None, gate_limit: int | None
 ) -> None:
@@ -180,15 +187,21 @@ def worker_alive(timeout_s: float) -> None:
     settings = _settings()
     if not settings.redis_url:
         raise click.UsageError("a worker process has a broker: set REDIS_URL as the worker has it")
+    from kombu.exceptions import OperationalError
+
     node = f"celery@{socket.gethostname()}"
-    if not worker_celery(settings).control.ping(destination=[node], timeout=timeout_s):
+    try:
+        answered = worker_celery(settings).control.ping(destination=[node], timeout=timeout_s)
+    except OperationalError as error:  # the broker itself does not answer
+        raise click.ClickException(f"the broker at REDIS_URL did not answer: {error}") from None
+    if not answered:
         raise click.ClickException(f"{node} did not answer a ping within {timeout_s:g} s")
     click.echo(f"{node} answered")
 
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8001, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8001, show_default=True)
 def embedder(host: str, port: int) -> None:
     """Run the HTTP embedding service (the GPU box); point gateway and workers at it with STYLEFINDER_EMBEDDER_URL."""
     _log_as_a_service()

@@ -12,7 +12,7 @@ import click
 
 from services.apps.cli.common import here_or_at_gateway
 from services.apps.cli.common import settings as _settings
-from services.errors import ServiceUnavailable
+from services.errors import InvalidInput, ServiceUnavailable
 
 if TYPE_CHECKING:
     from services.store import VectorStore
@@ -67,6 +67,9 @@ def store_cluster(variants: tuple[str, ...], vectors: tuple[str, ...]) -> None:
     opened = VectorStore.from_settings(settings)
     try:
         names = list(variants) or [name.removeprefix(COLLECTION_PREFIX) for name in opened.collections()]
+        empty = [variant for variant in names if not opened.count(variant)]
+        if variants and empty:  # named: a typo, or a variant not indexed yet
+            raise InvalidInput(f"variant {', '.join(empty)} holds no products here: nothing to cluster")
         for variant in names:
             known = variant in registry.names()
             for vector in vectors:

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from indexer.backfill import stored_items
 from indexer.jobs import JobStatus
 from services.apps.backup import snapshot
 from services.apps.gateway.deps import Admin, Write, runtime
@@ -59,12 +58,6 @@ class JobReport(JobStatus):
 class ReindexRequest(BaseModel):
     source: str = Field(alias="from")
     target: str = Field(alias="to")
-
-    @model_validator(mode="after")
-    def _two_variants(self) -> ReindexRequest:
-        if self.source == self.target:
-            raise ValueError("from and to name the same variant: reindex copies one variant's catalogue into another")
-        return self
 
 
 def _accepted(request: Request, job_id: str, items: int, variants: list[str]) -> JobAccepted:
@@ -233,10 +226,6 @@ async def take_snapshot(body: SnapshotRequest, rt: Rt) -> dict[str, Any]:
 @router.post("/v1/reindex", status_code=status.HTTP_202_ACCEPTED, dependencies=[Admin])
 async def reindex(body: ReindexRequest, request: Request, rt: Rt) -> JobAccepted:
     """Re-embed every product of one variant's collection into another variant's, as a job."""
-    rt.registry[body.source]
-    target = rt.index_variants([body.target])
-    items = await run_in_threadpool(lambda: list(stored_items(rt.store, body.source)))
-    if not items:
-        raise InvalidInput(f"variant {body.source} has no indexed products")
+    items, target = await run_in_threadpool(rt.reindexed, body.source, body.target)
     job_id = await run_in_threadpool(rt.ingest.submit, items, target, "reindex")
     return _accepted(request, job_id, len(items), target)
