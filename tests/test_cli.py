@@ -92,6 +92,7 @@ def test_operator_mistakes_are_one_line_without_a_traceback(
         (tiny_env, str(latin1), "not UTF-8 text"),
         ({**tiny_env, "STYLEFINDER_INDEX_BATCH_SIZE": "many"}, str(catalogue_dir), "STYLEFINDER_INDEX_BATCH_SIZE"),
         ({**tiny_env, "STYLEFINDER_INDEX_BATCH_SIZE": "0"}, str(catalogue_dir), "STYLEFINDER_INDEX_BATCH_SIZE"),
+        ({**tiny_env, "STYLEFINDER_DATA_DIR": str(latin1)}, str(catalogue_dir), "is a file, not a folder"),
     ]
     for env, catalogue, message in cases:
         result = run(env, "index", catalogue)

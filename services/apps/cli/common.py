@@ -3,6 +3,7 @@ and the choice between working on the store here or through the gateway that own
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -27,10 +28,16 @@ COUNTS = ("indexed", "unchanged", "failed")
 def settings() -> Settings:
     """Settings from the environment; a bad value is the operator's to fix, said in one line."""
     try:
-        return Settings()
+        read = Settings()
     except ValidationError as error:
         problems = "; ".join(f"STYLEFINDER_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())
         raise InvalidInput(f"invalid setting: {problems}") from None
+    folder = read.data_dir
+    if folder.exists() and not folder.is_dir():
+        raise InvalidInput(f"invalid setting: STYLEFINDER_DATA_DIR: {folder} is a file, not a folder")
+    if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        raise InvalidInput(f"invalid setting: STYLEFINDER_DATA_DIR: {folder} cannot be written by this user")
+    return read
 
 
 def number(value: object) -> str:
