@@ -33,6 +33,29 @@ def test_concurrent_calls_share_forward_passes_and_keep_their_rows() -> None:
     assert len(sizes) < 16 and max(sizes) <= 8
 
 
+def test_closing_finishes_the_pass_under_way_and_what_waits_then_stops_the_thread() -> None:
+    """A process that exits while a pass runs in native code is aborted: close waits for the passes instead."""
+    running = threading.Event()
+    finished: list[int] = []
+
+    def forward(items: list[int]) -> np.ndarray:
+        running.set()
+        time.sleep(0.2)  # a forward pass under way when close is called
+        finished.extend(items)
+        return np.array([[item] for item in items], dtype=np.float32)
+
+    batcher = MicroBatcher(forward, max_batch=2, max_wait_s=0.0)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(batcher, [1, 2])
+        running.wait(5)
+        second = pool.submit(batcher, [3, 4])  # waits behind the first pass
+        time.sleep(0.05)
+        batcher.close()
+        assert not batcher._thread.is_alive() and sorted(finished) == [1, 2, 3, 4]
+        np.testing.assert_array_equal(first.result(1)[:, 0], [1, 2])
+        np.testing.assert_array_equal(second.result(1)[:, 0], [3, 4])
+
+
 def test_one_call_with_many_items_is_split_into_max_batches() -> None:
     sizes: list[int] = []
 

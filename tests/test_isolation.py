@@ -43,6 +43,9 @@ class RefusesOnePicture:
     def embed_texts(self, variant: str, texts: Sequence[str], lane: Lane = "search") -> np.ndarray:
         return self.real.embed_texts(variant, texts, lane)
 
+    def close(self) -> None:
+        self.real.close()
+
 
 def test_a_photo_the_model_refuses_fails_only_its_item(settings: Settings, catalogue_dir: Path) -> None:
     settings.allowed_image_roots = [catalogue_dir]

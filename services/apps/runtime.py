@@ -218,6 +218,7 @@ class Runtime:
     def close(self) -> None:
         if "searcher" in self.__dict__:  # built on first use
             self.searcher.close()
+        self.embedder.close()  # its passes under way end before the store closes under them
         self.store.close()
 
 

@@ -98,7 +98,17 @@ class MicroBatcher(Generic[Item]):
         self._gate = gate or ForwardGate(bulk_share)
         self._lanes: dict[Lane, Waiting] = {lane: deque() for lane in LANES}
         self._arrived = threading.Condition()
-        threading.Thread(target=self._run, daemon=True, name="embed-batcher").start()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, daemon=True, name="embed-batcher")
+        self._thread.start()
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Embed what is waiting, then stop: a process that exits while a pass runs in native code (ONNX
+        Runtime's threads) is aborted on the way out (a Ctrl-C during `stylefinder index`)."""
+        with self._arrived:
+            self._closing = True
+            self._arrived.notify_all()
+        self._thread.join(timeout_s)
 
     def __call__(self, items: Sequence[Item], lane: Lane = "search") -> np.ndarray:
         futures: list[Future[np.ndarray]] = []
@@ -116,11 +126,14 @@ class MicroBatcher(Generic[Item]):
     def _waiting(self) -> int:
         return sum(len(queue) for queue in self._lanes.values())
 
-    def _next_batch(self) -> tuple[list[tuple[Item, Future[np.ndarray]]], Lane]:
-        """The next pass's items, and its lane (search when a shopper's query is among them)."""
+    def _next_batch(self) -> tuple[list[tuple[Item, Future[np.ndarray]]], Lane] | None:
+        """The next pass's items, and its lane (search when a shopper's query is among them); None once closed
+        with nothing waiting."""
         with self._arrived:
-            self._arrived.wait_for(self._waiting)
-            if self._max_wait_s > 0:
+            self._arrived.wait_for(lambda: self._waiting() or self._closing)
+            if not self._waiting():
+                return None
+            if self._max_wait_s > 0 and not self._closing:
                 self._arrived.wait_for(lambda: self._waiting() >= self._max_batch, timeout=self._max_wait_s)
             search, bulk = self._lanes["search"], self._lanes["bulk"]
             owed = self._shares.owed(self._max_batch)
@@ -136,8 +149,8 @@ class MicroBatcher(Generic[Item]):
             return batch, "search" if taken["search"] else "bulk"
 
     def _run(self) -> None:
-        while True:
-            batch, lane = self._next_batch()
+        while (taken := self._next_batch()) is not None:
+            batch, lane = taken
             try:
                 with self._gate.turn(lane):
                     started = time.perf_counter()

@@ -27,6 +27,9 @@ class EmbeddingClient:
     def embed_texts(self, variant: str, texts: Sequence[str], lane: Lane = "search") -> np.ndarray:
         return self._vectors("/v1/embed/text", json={"variant": variant, "texts": list(texts), "lane": lane})
 
+    def close(self) -> None:
+        self.http.close()
+
     def _vectors(self, path: str, **request: object) -> np.ndarray:
         """The service's refusals become the same StyleFinderError kinds the in-process embedder raises."""
         try:

@@ -23,3 +23,6 @@ class Embedder(Protocol):
     def embed_images(self, variant: str, images: Sequence[Image.Image], lane: Lane = "search") -> np.ndarray: ...
 
     def embed_texts(self, variant: str, texts: Sequence[str], lane: Lane = "search") -> np.ndarray: ...
+
+    def close(self) -> None:
+        """Let go of threads and connections: nothing is embedded after."""

@@ -76,6 +76,13 @@ class LocalEmbedder:
                     self._models[variant] = loaded
             return self._models[variant]
 
+    def close(self) -> None:
+        """Finish the passes under way and stop the batchers' threads (see `MicroBatcher.close`)."""
+        with self._lock:
+            batchers = list(self._batchers.values())
+        for batcher in batchers:
+            batcher.close()
+
     def embed_images(self, variant: str, images: Sequence[Image.Image], lane: Lane = "search") -> np.ndarray:
         return self._batcher(variant, "image")(images, lane)
 

@@ -33,6 +33,9 @@ class ModelEmbedder:
     def embed_texts(self, variant: str, texts: Sequence[str], lane: Lane = "search") -> np.ndarray:
         return self.models[variant].encode_texts(texts)
 
+    def close(self) -> None:
+        """No threads or connections of its own: the models are the evaluation's."""
+
 
 def catalogue_items(rows: Sequence[Mapping[str, str]]) -> list[CatalogueItem]:
     """Catalogue CSV rows (with an `image` path) as the items an import makes of them."""
