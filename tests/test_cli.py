@@ -109,6 +109,8 @@ def test_commands_that_would_do_nothing_or_the_wrong_thing_refuse_in_one_line(
     occupied = tmp_path / "occupied"
     occupied.mkdir()
     (occupied / "note.txt").write_text("kept")
+    broken_preset = tmp_path / "mine.json"
+    broken_preset.write_text('{"epochs": "many"}')
     cases = [
         (("reindex", "--from", "nosuch", "--to", "tiny"), "nosuch"),
         (("reindex", "--from", "tiny", "--to", "tiny"), "the same variant"),
@@ -118,6 +120,8 @@ def test_commands_that_would_do_nothing_or_the_wrong_thing_refuse_in_one_line(
         (("eval", str(catalogue_dir), "--variant", "tiny", "--limit", "0"), "--limit"),
         (("serve", "--port", "99999"), "--port"),
         (("store", "snapshot", str(occupied)), "is not an empty folder"),
+        (("report", "--runs", str(occupied), "--out", str(occupied)), "cannot write the report to"),
+        (("train", "--stage", "2", "--data", str(occupied), "--preset", str(broken_preset)), "preset"),
     ]
     assert run(tiny_env, "index", str(catalogue_dir)).returncode == 0
     for command, message in cases:

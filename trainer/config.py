@@ -98,4 +98,8 @@ def load_preset(name: str) -> TrainConfig:
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in PRESETS.glob("*.json")))
         raise InvalidInput(f"unknown preset {name!r}; known: {known}")
-    return TrainConfig(preset=name, **json.loads(path.read_text()))
+    try:
+        settings = json.loads(path.read_text())
+        return TrainConfig(preset=name, **settings)
+    except (ValueError, TypeError) as error:  # not JSON, not an object, or a setting of the wrong kind (pydantic's)
+        raise InvalidInput(f"preset {path}: {str(error)[:500]}") from None

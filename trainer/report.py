@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from services.errors import InvalidInput
+
 IMAGE = ["R@1", "R@5", "R@10", "mAP"]
 TEXT = ["text_R@1", "text_R@10", "text_category_P@10"]
 PEOPLE = ["people_kind_P@10"]  # the wearing stage's: photos of people of held-out items among packshots, by kind
@@ -39,7 +41,17 @@ PAPER_RESULTS = Path(__file__).resolve().parents[2] / "shared" / "PAPER-RESULTS.
 
 
 def read_cards(runs_dir: Path) -> list[dict[str, Any]]:
-    return [json.loads(path.read_text()) for path in sorted(runs_dir.glob("*.json"))]
+    """The run cards of a folder; one that is not a card's JSON is named, not skipped."""
+    cards = []
+    for path in sorted(runs_dir.glob("*.json")):
+        try:
+            card = json.loads(path.read_text())
+        except ValueError as error:
+            raise InvalidInput(f"{path} is not a run card's JSON ({error}): move it out of {runs_dir}") from None
+        if not isinstance(card, dict):
+            raise InvalidInput(f"{path} is not a run card (a JSON object): move it out of {runs_dir}")
+        cards.append(card)
+    return cards
 
 
 def results_table(entries: Sequence[Mapping[str, Any]]) -> str:
@@ -87,8 +99,11 @@ def write_report(runs_dir: Path, target: Path) -> Path:
         PAPER,
         *paper_tables(PAPER_RESULTS),
     ]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text("\n".join(lines) + "\n")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("\n".join(lines) + "\n")
+    except OSError as error:  # a folder of that name, no right to write there
+        raise InvalidInput(f"cannot write the report to {target}: {error}") from None
     return target
 
 
