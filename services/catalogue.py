@@ -7,7 +7,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -195,7 +195,16 @@ def parse_catalogue(data: bytes, name: str, base: Path | None) -> Iterator[Catal
             raise CatalogueError(f"{name}, product {number}: {problems}") from None
         item.images = [_resolve(image, base, f"{name}, product {number}") for image in item.images]
         items.append(item)
+    repeated = repeated_ids(items)
+    if repeated:  # each id is one product: the second row would silently replace the first
+        raise CatalogueError(f"{name}: product ids repeat: {repeated}")
     yield from items
+
+
+def repeated_ids(items: Sequence[CatalogueItem]) -> list[str]:
+    """The first ten ids given to more than one item (each id is one product)."""
+    seen: set[str] = set()
+    return sorted({item.id for item in items if item.id in seen or seen.add(item.id)})[:10]
 
 
 def _csv_rows(text: str, source: str) -> list[dict[str, Any]]:

@@ -88,8 +88,11 @@ def test_operator_mistakes_are_one_line_without_a_traceback(
 ) -> None:
     latin1 = tmp_path / "latin1.csv"
     latin1.write_bytes("id,image\nx,caf\xe9.jpg\n".encode("latin-1"))
+    twice = tmp_path / "twice.csv"  # the second row would replace the first, and '2 items' became '1 indexed'
+    twice.write_text(f"id,image\nsku-1,{catalogue_dir}/img/red-square.jpg\nsku-1,{catalogue_dir}/img/blue-circle.jpg\n")
     cases = [
         (tiny_env, str(latin1), "not UTF-8 text"),
+        (tiny_env, str(twice), "product ids repeat: ['sku-1']"),
         ({**tiny_env, "STYLEFINDER_INDEX_BATCH_SIZE": "many"}, str(catalogue_dir), "STYLEFINDER_INDEX_BATCH_SIZE"),
         ({**tiny_env, "STYLEFINDER_INDEX_BATCH_SIZE": "0"}, str(catalogue_dir), "STYLEFINDER_INDEX_BATCH_SIZE"),
         ({**tiny_env, "STYLEFINDER_DATA_DIR": str(latin1)}, str(catalogue_dir), "is a file, not a folder"),

@@ -14,7 +14,7 @@ from indexer.jobs import JobStatus
 from services.apps.backup import snapshot
 from services.apps.gateway.deps import Admin, Write, runtime
 from services.apps.runtime import Runtime
-from services.catalogue import CatalogueItem, parse_catalogue
+from services.catalogue import CatalogueItem, parse_catalogue, repeated_ids
 from services.errors import InvalidInput, NotFound
 from services.payload import PIPELINE_FIELDS, PRODUCT_ID, catalogue_payload
 from services.store import collection_name, delete_product_photos
@@ -32,16 +32,10 @@ class IngestRequest(BaseModel):
     @field_validator("items")
     @classmethod
     def _unique_ids(cls, items: list[CatalogueItem]) -> list[CatalogueItem]:
-        repeated = _repeated_ids(items)
+        repeated = repeated_ids(items)
         if repeated:
             raise ValueError(f"item ids repeat within the batch: {repeated}")
         return items
-
-
-def _repeated_ids(items: list[CatalogueItem]) -> list[str]:
-    """The first ten ids given to more than one item (each id is one product)."""
-    seen: set[str] = set()
-    return sorted({item.id for item in items if item.id in seen or seen.add(item.id)})[:10]
 
 
 class JobAccepted(BaseModel):
@@ -89,9 +83,6 @@ async def add_catalogue(
         raise InvalidInput(f"{name}: holds no products")
     if len(items) > MAX_ITEMS_PER_FILE:
         raise InvalidInput(f"{name}: {len(items)} products; upload at most {MAX_ITEMS_PER_FILE} per file")
-    repeated = _repeated_ids(items)
-    if repeated:
-        raise InvalidInput(f"{name}: product ids repeat: {repeated}")
     chosen = rt.index_variants([name.strip() for name in variants.split(",") if name.strip()] if variants else None)
     job_id = await run_in_threadpool(rt.ingest.submit, items, chosen)
     return _accepted(request, job_id, len(items), chosen)
