@@ -9,13 +9,14 @@ from services.store.filters import SearchFilters
 from services.store.media import MediaStore
 from services.store.migrate import copy_collections, export_collections, migrate_legacy_store, restore_collections
 from services.store.products import delete_product_photos
-from services.store.vectors import CollectionState, Hit, VectorStore, collection_name, point_id
+from services.store.vectors import SERVED_NAME, CollectionState, Hit, VectorStore, collection_name, point_id
 
 __all__ = [
     "COLLECTION_PREFIX",
     "EDGE",
     "FACET_FIELDS",
     "PHOTO",
+    "SERVED_NAME",
     "ClientEngine",
     "ClusterIndex",
     "CollectionState",

@@ -17,7 +17,7 @@ from services.apps.runtime import Runtime
 from services.catalogue import CatalogueItem, parse_catalogue, repeated_ids
 from services.errors import InvalidInput, NotFound
 from services.payload import PIPELINE_FIELDS, PRODUCT_ID, catalogue_payload
-from services.store import collection_name, delete_product_photos
+from services.store import SERVED_NAME, collection_name, delete_product_photos
 
 router = APIRouter(tags=["catalogue"])
 Rt = Annotated[Runtime, Depends(runtime)]
@@ -153,7 +153,7 @@ async def delete_product(product_id: str, rt: Rt) -> dict[str, Any]:
 
 
 class SwitchRequest(BaseModel):
-    name: str = Field("default", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="the served name (default: default)")
+    name: str = Field("default", pattern=rf"^{SERVED_NAME.pattern}$", description="the served name (default: default)")
     to: str | None = Field(None, description="the variant it serves from now on")
     rollback: bool = Field(False, description="serve what it served before its last switch")
     expect: str | None = Field(None, description="switch only while the name serves this variant (what was compared)")

@@ -26,7 +26,7 @@ const state = {
   offset: 0,
 };
 const titles = new Map(); // product id -> title, for the chips of products liked
-// The photo or drawing from this device of each history entry, by the number its state holds: a browser keeps no File
+// The photo or drawing from this device of each history entry, by the key its state holds: a browser keeps no File
 // in the history's state, and the page lives on while the shopper goes back and forth.
 const pictures = new Map();
 const PICTURES_KEPT = 50; // entries whose picture Back can bring back
