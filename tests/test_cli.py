@@ -37,6 +37,17 @@ def test_index_a_catalogue_then_resume(tiny_env: dict[str, str], catalogue_dir: 
         store.close()
 
 
+def test_a_run_where_every_item_fails_exits_1(tiny_env: dict[str, str], tmp_path: Path) -> None:
+    """A catalogue whose photos are all elsewhere printed '0 indexed, 0 unchanged, 2 failed' and exited 0: a
+    nightly script took it for loaded."""
+    moved = tmp_path / "moved.csv"
+    moved.write_text(f"id,image\na,{tmp_path}/gone/a.jpg\nb,{tmp_path}/gone/b.jpg\n")
+    result = run(tiny_env, "index", str(moved))
+    assert "0 indexed, 0 unchanged, 2 failed" in result.stdout
+    assert result.returncode == 1 and "every item failed (2): nothing was indexed" in result.stderr
+    assert "failed a: no such file" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_index_a_folder_of_photos(tiny_env: dict[str, str], catalogue_dir: Path) -> None:
     result = run(tiny_env, "index", str(catalogue_dir / "img"), "--variant", "tiny")
     assert "12 indexed" in result.stdout

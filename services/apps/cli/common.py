@@ -135,10 +135,14 @@ def show_counts(bar: tqdm, counts: Mapping[str, Any]) -> None:
 
 
 def _report(counts: Mapping[str, Any], failures: Sequence[Mapping[str, Any]], variants: list[str] | None) -> None:
-    """The same summary and failure lines whichever path did the work."""
+    """The same summary and failure lines whichever path did the work; exit 1 when every item failed (a wrong
+    photo folder, an embedder down): a script must not take that run for a catalogue loaded. Some failures
+    among items indexed exit 0, each named: re-running retries them."""
     into = f" into {variants}" if variants else ""
     click.echo(f"{counts['indexed']} indexed, {counts['unchanged']} unchanged, {counts['failed']} failed{into}")
     for failure in failures[:50]:
         click.echo(f"  failed {failure['item_id']}: {failure['reason']}", err=True)
     if len(failures) > 50:
         click.echo(f"  ... and {len(failures) - 50} more", err=True)
+    if counts["failed"] and not counts["indexed"] and not counts["unchanged"]:
+        raise click.ClickException(f"every item failed ({counts['failed']}): nothing was indexed")
