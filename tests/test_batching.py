@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
 from services.embedding.batching import ForwardGate, MicroBatcher
+from services.errors import ServiceUnavailable
 
 
 def test_concurrent_calls_share_forward_passes_and_keep_their_rows() -> None:
@@ -34,7 +36,8 @@ def test_concurrent_calls_share_forward_passes_and_keep_their_rows() -> None:
 
 
 def test_closing_finishes_the_pass_under_way_and_what_waits_then_stops_the_thread() -> None:
-    """A process that exits while a pass runs in native code is aborted: close waits for the passes instead."""
+    """A process that exits while a pass runs in native code is aborted: close waits for the passes instead; a call
+    after it is refused (no thread is left to answer it)."""
     running = threading.Event()
     finished: list[int] = []
 
@@ -54,6 +57,11 @@ def test_closing_finishes_the_pass_under_way_and_what_waits_then_stops_the_threa
         assert not batcher._thread.is_alive() and sorted(finished) == [1, 2, 3, 4]
         np.testing.assert_array_equal(first.result(1)[:, 0], [1, 2])
         np.testing.assert_array_equal(second.result(1)[:, 0], [3, 4])
+    late: list[BaseException] = []  # no thread is left to embed it: refused, not waited on for ever
+    caller = threading.Thread(target=lambda: _record_error(late, lambda: batcher([5])), daemon=True)
+    caller.start()
+    caller.join(5)
+    assert len(late) == 1 and isinstance(late[0], ServiceUnavailable) and "shutting down" in str(late[0])
 
 
 def test_one_call_with_many_items_is_split_into_max_batches() -> None:
@@ -169,3 +177,10 @@ def test_batchers_sharing_a_gate_run_one_pass_at_a_time_searches_first() -> None
         search.result()
         bulk.result()
     assert passes[1] == ["red dress"] and len(passes) == 4
+
+
+def _record_error(errors: list[BaseException], call: Callable[[], object]) -> None:
+    try:
+        call()
+    except BaseException as error:
+        errors.append(error)

@@ -14,6 +14,7 @@ from typing import Generic, TypeVar
 import numpy as np
 
 from services.embedding.interface import LANES, Lane
+from services.errors import ServiceUnavailable
 from services.telemetry import EMBED_BATCH, EMBED_SECONDS, LANE_WAIT
 
 Item = TypeVar("Item")
@@ -114,6 +115,8 @@ class MicroBatcher(Generic[Item]):
         futures: list[Future[np.ndarray]] = []
         queued = time.perf_counter()
         with self._arrived:
+            if self._closing:  # no thread would take them: the caller would wait for ever
+                raise ServiceUnavailable("the embedder is shutting down; try again shortly")
             for item in items:
                 future: Future[np.ndarray] = Future()
                 self._lanes[lane].append((item, future))
