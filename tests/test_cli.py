@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 from fastapi.testclient import TestClient
 
 from services.apps.gateway.app import create_app
@@ -92,6 +95,32 @@ def test_cli_and_api_retry_and_report_photo_failures_alike(
         [api_failure] = report["failures"]
     assert cli_failure == f"failed gone: {api_failure['reason']}"
     assert api_failure["reason"].endswith("gone.jpg: HTTP 404")
+
+
+def test_ctrl_c_while_following_a_gateway_job_says_the_job_goes_on(
+    tiny_env: dict[str, str], settings: Settings, catalogue_dir: Path, tmp_path: Path
+) -> None:
+    """Ctrl-C stops only the command: it said 'Aborted!' and nothing else, as if the work had stopped too."""
+    red = (catalogue_dir / "img" / "red-square.jpg").read_bytes()
+    with photo_server({"slow.jpg": red}, delay_s=1.5) as (photos, hits), served(create_app(settings)) as url:
+        catalogue = tmp_path / "slow.jsonl"
+        catalogue.write_text(json.dumps({"id": "slow", "image": f"{photos}/slow.jpg"}) + "\n")
+        command = [sys.executable, "-m", "services.apps.cli", "index", str(catalogue), "--server", url]
+        cli = subprocess.Popen(command, env=tiny_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not hits["/slow.jpg"] and time.monotonic() < deadline:  # the job runs: the command follows it
+            time.sleep(0.1)
+        time.sleep(0.3)  # its answer to the upload has reached the command, which polls the job (1.5 s to go)
+        cli.send_signal(signal.SIGINT)
+        _, said = cli.communicate(timeout=60)
+        [line] = [line for line in said.splitlines() if "stopped following" in line]
+        job_id = line.split("goes on with job ")[1].split(" ")[0]
+        assert cli.returncode == 1 and f"{url}/v1/jobs/{{id}}" in line, said
+        with httpx.Client(base_url=url, headers=AUTH) as gateway:
+            while (report := gateway.get(f"/v1/jobs/{job_id}").json())["state"] != "done":
+                assert time.monotonic() < deadline, report
+                time.sleep(0.2)
+    assert report["indexed"] == 1
 
 
 def test_operator_mistakes_are_one_line_without_a_traceback(
