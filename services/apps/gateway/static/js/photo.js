@@ -1,8 +1,11 @@
-// The query photo beside the results: the garments the API found as boxes and chips, and a box the shopper drags.
-// Boxes are in the pixels of the photo as sent (the API's "regions" and "box").
+// The query photo beside the results: the garments the API found as boxes and chips, and a box the shopper drags,
+// clicks corner to corner, or moves and sizes with the keyboard. Boxes are in the pixels of the photo as sent (the
+// API's "regions" and "box").
 
 const GARMENTS = { upper: "Top", lower: "Bottom", full: "Full outfit", feet: "Shoes", box: "Your box" };
 const MIN_SIDE = 16; // the API's smallest box side
+const STEP = 20; // an arrow key moves or sizes the keyboard's box by a twentieth of the photo
+const ARROWS = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
 
 export class QueryPhoto {
   /** `pick(choice)`: {garment} or {box} or {} (the whole photo), chosen by the shopper. */
@@ -12,7 +15,9 @@ export class QueryPhoto {
     this.overlay = figure.querySelector("#box-overlay");
     this.chips = figure.querySelector("#regions");
     this.pick = pick;
-    this.drag = null;
+    this.drag = null; // a press on the photo: {from, element}
+    this.corner = null; // a click's corner, waiting for the opposite one
+    this.draft = null; // the keyboard's box: {box, element}
     // A photo this browser cannot show (a HEIC outside Safari) is still searched: say so where it would be (a
     // file that is no photo at all is refused by the search, which then takes it away).
     this.image.addEventListener("error", () => {
@@ -24,6 +29,9 @@ export class QueryPhoto {
     this.overlay.addEventListener("pointerdown", (event) => this.startBox(event));
     this.overlay.addEventListener("pointermove", (event) => this.moveBox(event));
     this.overlay.addEventListener("pointerup", (event) => this.endBox(event));
+    this.overlay.addEventListener("keydown", (event) => this.keyBox(event));
+    this.overlay.addEventListener("focus", () => this.image.naturalWidth && this.showDraft(this.middle()));
+    this.overlay.addEventListener("blur", () => this.dropDraft());
   }
 
   /** Show a photo (an object URL), or only a caption for one not shown (a photo's address); null, null hides. */
@@ -42,6 +50,8 @@ export class QueryPhoto {
 
   clearBoxes() {
     for (const box of this.figure.querySelectorAll(".box")) box.remove();
+    this.corner = null;
+    this.draft = null;
   }
 
   /** A search's answer on the photo: the garments found (boxes), the part searched, and a chip for each garment the
@@ -64,7 +74,7 @@ export class QueryPhoto {
       const pressed = region ? sameRegion(region, searched) : garment === picked;
       return this.chip(GARMENTS[garment] || garment, pressed, () => this.pick({ garment }));
     });
-    if (boxed) chips.push(this.chip(GARMENTS.box, true, () => {}));
+    if (boxed) chips.push(this.chip(GARMENTS.box, true, () => this.pick({ box: searched.box })));
     // garments found, or a box drawn, are parts of the photo (on a photo with none found, the garment chips beside a
     // box still say what the whole photo shows)
     const parts = found.length || boxed;
@@ -72,6 +82,7 @@ export class QueryPhoto {
     const focused = this.chips.contains(document.activeElement); // a chip pressed: focus stays on the one now pressed
     this.chips.replaceChildren(whole, ...chips);
     if (focused) this.chips.querySelector('[aria-pressed="true"]')?.focus();
+    if (document.activeElement === this.overlay) this.showDraft(boxed ? searched.box : this.middle()); // keys go on
   }
 
   chip(text, pressed, clicked) {
@@ -90,6 +101,7 @@ export class QueryPhoto {
     if (!width || !height) return;
     const box = document.createElement("div");
     box.className = chosen ? "box chosen" : "box";
+    box.setAttribute("aria-hidden", "true"); // the chips say what is found and picked, in words
     if (garment && garment !== "person") {
       box.dataset.garment = garment;
       box.dataset.label = GARMENTS[garment] || garment;
@@ -113,22 +125,80 @@ export class QueryPhoto {
   startBox(event) {
     event.preventDefault();
     this.overlay.setPointerCapture?.(event.pointerId);
-    this.drag = { from: this.pixel(event), element: null };
+    const corner = this.corner;
+    this.corner = null;
+    this.drag = { from: corner?.from || this.pixel(event), element: corner?.element, second: Boolean(corner) };
   }
 
+  /** The box so far, while pressed, or from a click's corner to the pointer. */
   moveBox(event) {
-    if (!this.drag) return;
-    this.drag.element?.remove();
-    this.drag.element = this.drawBox(ordered(this.drag.from, this.pixel(event)), true);
+    const shown = this.drag || this.corner;
+    if (!shown) return;
+    shown.element?.remove();
+    shown.element = this.drawBox(ordered(shown.from, this.pixel(event)), true);
   }
 
+  /** A drag, or a second click, gives a box to search; a first click (no drag) its first corner, so no dragging
+   * is needed (WCAG 2.5.7). A second click where the first was takes the corner back. */
   endBox(event) {
     if (!this.drag) return;
-    const box = ordered(this.drag.from, this.pixel(event));
-    this.drag.element?.remove();
+    const { from, element, second } = this.drag;
+    const box = ordered(from, this.pixel(event));
+    element?.remove();
     this.drag = null;
-    if (box[2] - box[0] >= MIN_SIDE && box[3] - box[1] >= MIN_SIDE) this.pick({ box });
+    if (big(box)) this.pick({ box });
+    else if (!second) this.corner = { from, element: this.drawBox([...from, ...from], true) };
   }
+
+  /** A box in the middle of the photo, where the keyboard's box starts. */
+  middle() {
+    const { naturalWidth: width, naturalHeight: height } = this.image;
+    return [width / 4, height / 4, (3 * width) / 4, (3 * height) / 4].map(Math.round);
+  }
+
+  showDraft(box) {
+    this.draft?.element?.remove();
+    this.draft = { box, element: this.drawBox(box, true, "box") };
+  }
+
+  dropDraft() {
+    this.draft?.element?.remove();
+    this.draft = null;
+  }
+
+  /** The keyboard's box: arrow keys move it, with Shift they size it (from its lower right corner), Enter or Space
+   * searches it, Escape puts it back in the middle. */
+  keyBox(event) {
+    const { naturalWidth: width, naturalHeight: height } = this.image;
+    if (!width || !height) return;
+    if (!this.draft) this.showDraft(this.middle());
+    const [x0, y0, x1, y1] = this.draft.box;
+    if (event.key === "Enter" || event.key === " ") {
+      event.preventDefault();
+      this.pick({ box: this.draft.box });
+    } else if (event.key === "Escape") {
+      this.showDraft(this.middle());
+    } else if (ARROWS[event.key]) {
+      event.preventDefault();
+      const dx = Math.round((ARROWS[event.key][0] * width) / STEP);
+      const dy = Math.round((ARROWS[event.key][1] * height) / STEP);
+      if (event.shiftKey) {
+        this.showDraft([x0, y0, clamp(x1 + dx, x0 + MIN_SIDE, width), clamp(y1 + dy, y0 + MIN_SIDE, height)]);
+      } else {
+        const mx = clamp(dx, -x0, width - x1);
+        const my = clamp(dy, -y0, height - y1);
+        this.showDraft([x0 + mx, y0 + my, x1 + mx, y1 + my]);
+      }
+    }
+  }
+}
+
+function big(box) {
+  return box[2] - box[0] >= MIN_SIDE && box[3] - box[1] >= MIN_SIDE;
+}
+
+function clamp(value, low, high) {
+  return Math.min(Math.max(value, low), high);
 }
 
 function ordered([ax, ay], [bx, by]) {

@@ -32,16 +32,24 @@ export function resultItem(hit, actions) {
   score.className = "score";
   score.textContent = `score ${hit.score.toFixed(3)}`;
   open.append(image, title, attrs, score);
-  open.setAttribute("aria-label", `Open ${titleOf(hit)}: ${attrs.textContent}`);
+  open.dataset.label = `Open ${titleOf(hit)}: ${attrs.textContent}`;
+  nameCard(open, document.body.classList.contains("show-scores"));
   open.addEventListener("click", () => actions.open(hit));
   const buttons = document.createElement("div");
   buttons.className = "actions";
   buttons.append(
-    button("More like this", `More like ${titleOf(hit)}`, () => actions.like(hit)),
-    button("Less like this", `Less like ${titleOf(hit)}`, () => actions.unlike(hit)),
+    // the name starts with the words shown (WCAG's label in name: "click More like this" by voice)
+    button("More like this", `More like this: ${titleOf(hit)}`, () => actions.like(hit)),
+    button("Less like this", `Less like this: ${titleOf(hit)}`, () => actions.unlike(hit)),
   );
   item.append(open, buttons);
   return item;
+}
+
+/** A card's name holds the words it shows: its score too while scores are shown. */
+export function nameCard(open, scores) {
+  const score = scores ? ` (${open.querySelector(".score").textContent})` : "";
+  open.setAttribute("aria-label", `${open.dataset.label}${score}`);
 }
 
 function button(text, label, clicked) {

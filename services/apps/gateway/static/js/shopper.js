@@ -5,7 +5,7 @@ import { call, publicKey, useKey } from "./api.js";
 import { describeFilters, fieldName, showFacets } from "./facets.js";
 import { fillPicker, loadModels, searchable, showCard } from "./models.js";
 import { QueryPhoto } from "./photo.js";
-import { resultItem, showProduct, titleOf } from "./results.js";
+import { nameCard, resultItem, showProduct, titleOf } from "./results.js";
 import { Sketchpad } from "./sketchpad.js";
 
 const PAGE_SIZE = 12;
@@ -35,10 +35,14 @@ let entries = 0;
 // What the search refused the photo or drawing itself for: it is taken away, and the next search goes on without it.
 const PICTURE_REFUSED = new Set(["bad_image", "bad_image_reference", "image_unreachable", "too_large"]);
 const narrow = () => matchMedia("(max-width: 720px)").matches;
-// The page's key, asked for at once: a search sent before it arrives waits for it instead of being refused.
-const keyed = publicKey()
-  .then(useKey)
-  .catch(() => useKey(null)); // unreachable: searches go without a key, and the API says what is missing
+// The page's key, asked for at once: a search sent before it arrives waits for it instead of being refused; where
+// the gateway could not be reached, the next search asks again (else every search went without it, refused).
+let keyed = askKey();
+function askKey() {
+  return publicKey().then(useKey, () => {
+    keyed = null;
+  });
+}
 let models = [];
 let ticket = 0; // only the newest search paints
 let shownHit = null; // the product in the product view
@@ -90,7 +94,7 @@ async function run({ append = false, remember = true, reveal = false } = {}) {
     return;
   }
   const mine = ++ticket;
-  await keyed;
+  await (keyed ||= askKey());
   const offset = append ? state.offset + PAGE_SIZE : 0;
   if (remember && !append) rememberQuery();
   if (!append) more.hidden = true; // no page 2 of a query being replaced
@@ -121,8 +125,11 @@ async function run({ append = false, remember = true, reveal = false } = {}) {
     if (mine === ticket) results.removeAttribute("aria-busy");
   }
   if (mine !== ticket) return;
+  if (reveal && narrow()) {
+    $("results-heading").scrollIntoView({ block: "start" }); // the query's chips and photo too
+    if (used) document.activeElement.blur(); // the control used is out of view now: focus follows the results
+  }
   if (used) refocus();
-  if (reveal && narrow()) $("results-heading").scrollIntoView({ block: "start" }); // the query's chips and photo too
 }
 
 /** Nothing to search: nothing shown, and a search still under way paints nothing. */
@@ -164,7 +171,9 @@ function paint(answer, append) {
  * the status line, which says what came back, rather than to the page's start (a page just opened keeps its focus
  * where it is). */
 function refocus() {
-  if (document.activeElement === document.body) $("status").focus({ preventScroll: true });
+  if (document.activeElement !== document.body) return;
+  // a search that failed says why in the error line: the status line is empty then
+  $($("error").textContent ? "error" : "status").focus({ preventScroll: true });
 }
 
 // ---- the chips of what is searched: each one removes itself
@@ -400,10 +409,17 @@ $("search-drawing").addEventListener("click", async () => {
 function syncPrice() {
   $("price-min").value = state.filters.price_min ?? "";
   $("price-max").value = state.filters.price_max ?? "";
+  for (const input of [$("price-min"), $("price-max")]) input.removeAttribute("aria-invalid");
 }
 
-for (const [input, field] of [[$("price-min"), "price_min"], [$("price-max"), "price_max"]]) {
+for (const [input, field, name] of [[$("price-min"), "price_min", "lowest"], [$("price-max"), "price_max", "highest"]]) {
   input.addEventListener("change", () => {
+    const wrong = !input.checkValidity(); // the field's own rule (a number, 0 or more), said with its name
+    input.setAttribute("aria-invalid", String(wrong));
+    if (wrong) {
+      $("error").textContent = `The ${name} price must be a number, 0 or more.`;
+      return;
+    }
     if (input.value === "") delete state.filters[field];
     else state.filters[field] = Number(input.value);
     run();
@@ -445,7 +461,11 @@ $("variant").addEventListener("change", async () => {
   await refreshFacets();
   run();
 });
-$("show-scores").addEventListener("change", () => document.body.classList.toggle("show-scores", $("show-scores").checked));
+$("show-scores").addEventListener("change", () => {
+  const scores = $("show-scores").checked;
+  document.body.classList.toggle("show-scores", scores);
+  for (const open of results.querySelectorAll(".open")) nameCard(open, scores);
+});
 more.addEventListener("click", () => run({ append: true }));
 
 // ---- the query in the address: shared links and the back button
@@ -526,12 +546,11 @@ window.addEventListener("popstate", async () => {
 async function start() {
   if (narrow()) $("filters-panel").open = false; // a phone shows results first
   readQuery(); // before any wait: what the shopper does meanwhile is not overwritten
-  await keyed;
+  await (keyed ||= askKey());
   try {
     await refreshModels();
   } catch (error) {
-    $("error").textContent = `The models could not be listed: ${error.message}`;
-    return;
+    $("error").textContent = `The models could not be listed: ${error.message}`; // the search may still answer
   }
   await refreshFacets();
   if (hasQuery()) run({ remember: false });
