@@ -229,7 +229,15 @@ def test_words_with_a_photo_steer_it(page: Page, tmp_path: Path) -> None:
 
 
 def test_a_drawing_made_with_the_mouse_is_searched_as_a_drawing(page: Page) -> None:
+    page.get_by_role("tab", name="Photo").focus()
+    page.keyboard.press("End")  # the tab pattern's keys: End, Home, the arrows
+    expect(page.get_by_role("tab", name="Drawing")).to_be_focused()
+    expect(page.get_by_role("tab", name="Drawing")).to_have_attribute("aria-selected", "true")
+    page.keyboard.press("Home")
+    expect(page.get_by_role("tab", name="Photo")).to_have_attribute("aria-selected", "true")
+    expect(page.get_by_role("group", name="Drawing tools")).to_be_hidden()
     page.get_by_role("tab", name="Drawing").click()
+    expect(page.get_by_role("group", name="Drawing tools")).to_be_visible()
     record_forms(page)
     page.get_by_role("button", name="Search this drawing").click()
     expect(page.get_by_role("alert")).to_have_text("Draw something on the canvas first.")

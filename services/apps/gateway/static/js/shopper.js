@@ -376,12 +376,16 @@ function selectTab(name) {
 }
 $("tab-photo").addEventListener("click", () => selectTab("tab-photo"));
 $("tab-drawing").addEventListener("click", () => selectTab("tab-drawing"));
+// the tab pattern's keys: arrows to the other tab, Home to the first, End to the last
+const TAB_KEYS = { ArrowLeft: "other", ArrowRight: "other", Home: "tab-photo", End: "tab-drawing" };
 for (const tab of [$("tab-photo"), $("tab-drawing")]) {
   tab.addEventListener("keydown", (event) => {
-    if (event.key !== "ArrowLeft" && event.key !== "ArrowRight") return;
-    const other = tab.id === "tab-photo" ? "tab-drawing" : "tab-photo";
-    selectTab(other);
-    $(other).focus();
+    const to = TAB_KEYS[event.key];
+    if (!to) return;
+    event.preventDefault();
+    const next = to === "other" ? (tab.id === "tab-photo" ? "tab-drawing" : "tab-photo") : to;
+    selectTab(next);
+    $(next).focus();
   });
 }
 selectTab("tab-photo");
