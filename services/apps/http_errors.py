@@ -19,6 +19,9 @@ from qdrant_client.http.exceptions import ResponseHandlingException
 from services.errors import ServiceUnavailable, StyleFinderError
 
 log = logging.getLogger("stylefinder.http")
+# what the clients raise when Redis (job board and broker) or a Qdrant server does not answer
+QUEUE_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, kombu.exceptions.OperationalError)
+STORE_DOWN = (ResponseHandlingException,)
 MAX_MESSAGE = 1_000  # characters of an error message: one that quotes what was sent quotes it this far at most
 
 
@@ -44,20 +47,20 @@ def add_error_handlers(app: FastAPI) -> None:
         ]
         return JSONResponse({"detail": fields, "error": "invalid"}, status_code=422)
 
-    @app.exception_handler(redis.exceptions.ConnectionError)
-    @app.exception_handler(redis.exceptions.TimeoutError)
-    @app.exception_handler(kombu.exceptions.OperationalError)
     async def queue_down(request: Request, error: Exception) -> JSONResponse:
         """Redis (job board and broker) not answering: the work was not accepted; say when to try again."""
         log.warning("the job queue did not answer on %s %s: %r", request.method, request.url.path, error)
         return await refused(request, ServiceUnavailable("the job queue (Redis) did not answer; try again shortly"))
 
-    @app.exception_handler(ResponseHandlingException)
     async def store_down(request: Request, error: Exception) -> JSONResponse:
         """The Qdrant server did not answer (the embedded store cannot be away)."""
         log.warning("the Qdrant server did not answer on %s %s: %r", request.method, request.url.path, error)
         unavailable = ServiceUnavailable("the vector store (Qdrant server) did not answer; try again shortly")
         return await refused(request, unavailable)
+
+    for kinds, handler in ((QUEUE_DOWN, queue_down), (STORE_DOWN, store_down)):
+        for kind in kinds:
+            app.add_exception_handler(kind, handler)
 
     @app.exception_handler(RecursionError)
     async def too_deep(_: Request, error: RecursionError) -> JSONResponse:

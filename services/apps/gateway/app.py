@@ -21,7 +21,7 @@ from services.apps.body_limit import BodyLimit
 from services.apps.gateway import catalogue, search
 from services.apps.gateway.deps import Search, operator, runtime
 from services.apps.gateway.schemas import VariantInfo
-from services.apps.http_errors import add_error_handlers
+from services.apps.http_errors import QUEUE_DOWN, STORE_DOWN, add_error_handlers
 from services.apps.http_telemetry import count_requests, metrics_response
 from services.apps.runtime import Runtime
 from services.errors import NotFound
@@ -40,6 +40,7 @@ STATIC = Path(__file__).with_name("static")  # the shopper's and the operator's 
 # Swagger UI and ReDoc as the fastapi-offline package ships them, so /docs and /redoc render with no network.
 DOCS_ASSETS = Path(str(files("fastapi_offline") / "static"))
 log = logging.getLogger("stylefinder.gateway")
+NAN = float("nan")
 Rt = Annotated[Runtime, Depends(runtime)]
 
 
@@ -178,13 +179,26 @@ def _states(rt: Runtime) -> dict[str, CollectionState]:
 
 def _refresh_gauges(rt: Runtime) -> None:
     """The gauges read at scrape time: each served variant's points and the points its graph does not cover, and
-    the queue's depth."""
-    states = _states(rt)
+    the queue's depth. One that cannot be read now (the store or Redis not answering) is NaN, Prometheus's "no
+    value", and the scrape still has every other metric: an outage is when they are wanted most."""
+    try:
+        states = _states(rt)
+    except STORE_DOWN as error:
+        log.warning("metrics: the store's counts could not be read: %s", error)
+        states = None
     for name in rt.served:
-        state = states.get(collection_name(name))
-        INDEXED_POINTS.labels(name).set(state.points if state else 0)
-        UNINDEXED_POINTS.labels(name).set(state.unindexed or 0 if state else 0)
-    QUEUE_DEPTH.set(rt.jobs.active_items())
+        if states is None:
+            points = unindexed = NAN
+        else:
+            state = states.get(collection_name(name))
+            points, unindexed = (state.points, state.unindexed or 0) if state else (0, 0)
+        INDEXED_POINTS.labels(name).set(points)
+        UNINDEXED_POINTS.labels(name).set(unindexed)
+    try:
+        QUEUE_DEPTH.set(rt.jobs.active_items())
+    except QUEUE_DOWN as error:
+        log.warning("metrics: the queue's depth could not be read: %s", error)
+        QUEUE_DEPTH.set(NAN)
 
 
 def _own_origin_only(page: HTMLResponse) -> HTMLResponse:
