@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -11,11 +12,13 @@ from indexer.batches import Indexing, index_batch
 from services.telemetry import REQUEST_ID
 
 INDEX_BATCH = "stylefinder.index_batch"
+log = logging.getLogger("stylefinder.indexer")
 
 
-def register_tasks(app: Celery, indexing: Callable[[], Indexing]) -> None:
+def register_tasks(app: Celery, indexing: Callable[[], Indexing], wait_s: float = 30.0) -> None:
     """Make `app` run index batches. `indexing` is called on each task (a process builds its dependencies
-    once, on first use); retries are sent through `app` itself, never through Celery's process default."""
+    once, on first use); retries are sent through `app` itself, never through Celery's process default. A batch
+    taken while `indexing` cannot be built is sent again after `wait_s`, its items untried (Celery would drop it)."""
 
     def run(
         job_id: str, items: list[dict[str, Any]], variants: list[str], attempt: int = 0, request_id: str | None = None
@@ -26,7 +29,13 @@ def register_tasks(app: Celery, indexing: Callable[[], Indexing]) -> None:
 
         token = REQUEST_ID.set(request_id)  # this batch's log lines name the request that queued it
         try:
-            index_batch(indexing(), job_id, items, variants, attempt, schedule_retry)
+            try:
+                built = indexing()
+            except Exception:  # no store or model to index with yet (a store another process holds, a server down)
+                log.exception("job %s: this worker cannot index now; its batch is sent again in %g s", job_id, wait_s)
+                schedule_retry(items, attempt, wait_s)  # not an attempt of its items: nothing was tried
+                return
+            index_batch(built, job_id, items, variants, attempt, schedule_retry)
         finally:
             REQUEST_ID.reset(token)
 

@@ -193,3 +193,40 @@ def test_worker_killed_mid_run_loses_and_doubles_nothing(
     finally:
         store.close()
     assert len(product_ids) == 200 and set(product_ids) == {item.id for item in items}
+
+
+def test_a_worker_never_drops_a_batch_while_the_embedded_store_is_owned_elsewhere(
+    worker_env: dict[str, str], catalogue_dir: Path, settings: Settings, tmp_path: Path
+) -> None:
+    """A worker beside a `serve` that owns the embedded store took each batch, met the lock, and Celery dropped the
+    batch: the job stayed 'queued' for ever. Such a worker now refuses to start; one that meets the lock on a batch
+    (it opens the store on its first) sends the batch again until it can index it."""
+    env = {**worker_env, "STYLEFINDER_ALLOWED_IMAGE_ROOTS": str(catalogue_dir)}
+    env["STYLEFINDER_INDEX_RETRY_BASE_S"] = "0.05"  # a batch met the lock: taken again in 1.5 s
+    owner = VectorStore.from_settings(settings)  # as a `serve` on the same data folder holds it
+    try:
+        refused = subprocess.run(
+            [sys.executable, "-m", "services.apps.cli", "worker"], env=env, capture_output=True, text=True, timeout=120
+        )
+    finally:
+        owner.close()
+    assert refused.returncode == 1 and "is open in another process" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+    log = tmp_path / "worker.log"
+    worker = start_worker(env, log)
+    try:
+        alive = [sys.executable, "-m", "services.apps.cli", "worker-alive", "--timeout", "2"]
+        wait_until(lambda: subprocess.run(alive, env=env, timeout=60).returncode == 0, 120, "the worker")
+        owner = VectorStore.from_settings(settings)  # taken before the worker's first batch opens it
+        try:
+            queue = producer(env)
+            job_id = queue.submit(list(read_catalogue(catalogue_dir)), ["tiny"])
+            wait_until(lambda: "cannot index now" in log.read_text(), 60, "the worker to meet the lock")
+            assert queue.jobs.status(job_id).state != "done"
+        finally:
+            owner.close()
+        wait_until(lambda: queue.jobs.status(job_id).state == "done", 120, "the job once the store is free")
+    finally:
+        stop(worker)
+    report = queue.jobs.status(job_id)
+    assert (report.indexed, report.failed) == (12, 0)

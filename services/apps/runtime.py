@@ -227,7 +227,9 @@ def worker_celery(settings: Settings) -> Celery:
     task, so nothing (a store client, a model) is shared across a fork, and a store that is not up yet is a
     retried batch rather than a worker that cannot start."""
     app = create_celery(settings)
-    register_tasks(app, cache(lambda: Runtime.build(settings).indexing))
+    # a batch it cannot start on waits 30 times the retries' first backoff (30 s by default, at most 60 s)
+    wait_s = min(60.0, 30 * settings.index_retry_base_s)
+    register_tasks(app, cache(lambda: Runtime.build(settings).indexing), wait_s)
     return app
 
 

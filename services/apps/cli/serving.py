@@ -93,9 +93,13 @@ def worker(metrics_port: int | None) -> None:
     from indexer.worker import run_worker_process
     from services.apps.runtime import worker_celery
 
+    from services.store import check_unowned
+
     settings = _settings()
     if not settings.redis_url:
         raise click.UsageError("a worker process needs a broker: set REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
+    if not settings.qdrant_url:  # else each batch it took would meet the lock, and its items wait for ever
+        check_unowned(settings.store_path)
     if metrics_port is not None:
         start_http_server(metrics_port)  # batches, retries, item failures by cause, jobs by outcome, embedding
     run_worker_process(worker_celery(settings), settings.worker_concurrency, embedded_store=not settings.qdrant_url)
