@@ -10,7 +10,9 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from services.apps.gateway.app import create_app
 from services.settings import Settings
@@ -121,6 +123,26 @@ def test_ctrl_c_while_following_a_gateway_job_says_the_job_goes_on(
                 assert time.monotonic() < deadline, report
                 time.sleep(0.2)
     assert report["indexed"] == 1
+
+
+def test_indexing_through_a_gateway_cuts_requests_by_size_and_names_jobs_accepted_before_a_refusal(
+    tiny_env: dict[str, str], settings: Settings, tmp_path: Path
+) -> None:
+    """Local photos travel inline: 250 of them to a request made a 413 of ordinary photos, and the jobs accepted
+    before it went unsaid."""
+    noise = np.random.default_rng(0)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for n in range(6):  # about 60 KB each as JPEG, 80 KB inlined
+        Image.fromarray(noise.integers(0, 255, (220, 220, 3), dtype=np.uint8)).save(folder / f"p{n}.jpg", quality=90)
+    Image.fromarray(noise.integers(0, 255, (500, 500, 3), dtype=np.uint8)).save(folder / "p9.jpg", quality=95)
+    settings.max_request_bytes = 300_000  # the gateway's cap, and the command's (the same setting)
+    env = {**tiny_env, "STYLEFINDER_MAX_REQUEST_BYTES": "300000"}
+    with served(create_app(settings)) as url:
+        done = run(env, "index", str(folder), "--server", url)
+    assert done.returncode == 1 and "larger than 300000 bytes" in done.stderr, done.stderr
+    named = done.stderr.split("the gateway goes on with job ")[1].split(")")[0].split(", ")
+    assert len(named) >= 2 and all(len(job_id) == 32 for job_id in named)  # p0..p5, cut by size, then p9 refused
 
 
 def test_operator_mistakes_are_one_line_without_a_traceback(

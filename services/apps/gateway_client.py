@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import base64
+import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import httpx
 
 from services.catalogue import CatalogueItem, is_local_path
-from services.errors import ServiceUnavailable, from_response
+from services.errors import ServiceUnavailable, StyleFinderError, from_response
 
 REQUEST_ITEMS = 250
 
 
 class GatewayClient:
-    def __init__(self, url: str, api_key: str | None = None, timeout_s: float = 120.0) -> None:
+    def __init__(
+        self, url: str, api_key: str | None = None, timeout_s: float = 120.0, max_request_bytes: int = 64 << 20
+    ) -> None:
+        """`max_request_bytes`: the gateway's cap on a request body (its STYLEFINDER_MAX_REQUEST_BYTES)."""
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s, headers=headers)
+        self.request_bytes = max_request_bytes // 2  # room for the JSON around the items
 
     def reachable(self) -> bool:
         try:
@@ -27,17 +32,38 @@ class GatewayClient:
             return False
 
     def submit(self, items: Sequence[CatalogueItem], variants: Sequence[str] | None) -> list[str]:
-        """Local photos travel inline (the gateway may not read this machine's folders); returns job ids."""
-        jobs = []
-        for start in range(0, len(items), REQUEST_ITEMS):
-            batch = [
-                _inline_local_images(item).model_dump(exclude_none=True)
-                for item in items[start : start + REQUEST_ITEMS]
-            ]
-            jobs.append(
-                self._call("POST", "/v1/products", json={"items": batch, "variants": list(variants) or None})["job_id"]
-            )
+        """Local photos travel inline (the gateway may not read this machine's folders), so requests are cut by
+        size as well as by count; returns job ids. A refusal part way names the jobs already accepted, which the
+        gateway goes on with."""
+        jobs: list[str] = []
+        for batch in self._requests(items):
+            body = {"items": batch, "variants": list(variants or []) or None}
+            try:
+                jobs.append(self._call("POST", "/v1/products", json=body)["job_id"])
+            except StyleFinderError as error:
+                if not jobs:
+                    raise
+                raise StyleFinderError(
+                    f"{error} (the items sent before it were accepted: the gateway goes on with job {', '.join(jobs)})",
+                    error.status,
+                ) from None
         return jobs
+
+    def _requests(self, items: Sequence[CatalogueItem]) -> Iterator[list[dict]]:
+        """The items as the gateway takes them, in requests of at most REQUEST_ITEMS items and `request_bytes` of
+        JSON (an item larger than that goes alone, and the gateway says what is too large)."""
+        batch: list[dict] = []
+        size = 0
+        for item in items:
+            row = _inline_local_images(item).model_dump(exclude_none=True)
+            row_size = len(json.dumps(row))
+            if batch and (len(batch) == REQUEST_ITEMS or size + row_size > self.request_bytes):
+                yield batch
+                batch, size = [], 0
+            batch.append(row)
+            size += row_size
+        if batch:
+            yield batch
 
     def reindex(self, source: str, target: str) -> str:
         return self._call("POST", "/v1/reindex", json={"from": source, "to": target})["job_id"]

@@ -57,11 +57,17 @@ def show_progress(rt: Runtime, job_id: str, label: str) -> None:
             time.sleep(1)
 
 
+def gateway_at(settings: Settings, url: str) -> GatewayClient:
+    """The gateway at `url`, with this machine's admin key (or STYLEFINDER_API_KEY) and its cap on request bodies."""
+    from services.apps.api_keys import local_admin_key
+    from services.apps.gateway_client import GatewayClient
+
+    return GatewayClient(url, local_admin_key(settings), max_request_bytes=settings.max_request_bytes)
+
+
 def here_or_at_gateway(settings: Settings, here: Callable[[Runtime], T], there: Callable[[GatewayClient], T]) -> T:
     """`here` on this process's own runtime, or `there` through the running gateway when it owns the embedded store
     (with STYLEFINDER_API_KEY, or this machine's admin key file)."""
-    from services.apps.api_keys import local_admin_key
-    from services.apps.gateway_client import GatewayClient
     from services.store import StoreLocked, check_unowned
 
     try:
@@ -71,7 +77,7 @@ def here_or_at_gateway(settings: Settings, here: Callable[[Runtime], T], there: 
 
         rt = Runtime.build(settings)
     except StoreLocked as locked:
-        client = GatewayClient(settings.gateway_url, local_admin_key(settings))
+        client = gateway_at(settings, settings.gateway_url)
         if not client.reachable():
             raise StoreLocked(
                 f"{locked} No gateway answers at {settings.gateway_url}: where the process that owns it serves "
@@ -90,8 +96,6 @@ def direct_or_via_gateway(
 ) -> None:
     """Indexing work on the store directly, unless a running gateway owns it (embedded store) or --server is given:
     then the gateway runs it as jobs, followed here with a progress bar."""
-    from services.apps.api_keys import local_admin_key
-    from services.apps.gateway_client import GatewayClient
 
     def follow(client: GatewayClient) -> None:
         job_ids = via(client)
@@ -106,7 +110,7 @@ def direct_or_via_gateway(
         _report(counts, [f for r in reports for f in r["failures"]], None)
 
     if server is not None:
-        follow(GatewayClient(server, local_admin_key(settings)))
+        follow(gateway_at(settings, server))
     else:
         here_or_at_gateway(settings, direct, follow)
 

@@ -92,7 +92,6 @@ def worker(metrics_port: int | None) -> None:
 
     from indexer.worker import run_worker_process
     from services.apps.runtime import worker_celery
-
     from services.store import check_unowned
 
     settings = _settings()
