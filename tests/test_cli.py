@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -217,6 +218,35 @@ def test_store_commands_report_and_refuse_in_one_line(
         refused = run(tiny_env, "store", command, "http://127.0.0.1:9")
         assert refused.returncode == 1 and "no Qdrant server answers at http://127.0.0.1:9" in refused.stderr
         assert "Traceback" not in refused.stderr
+
+
+def test_serve_refuses_an_owned_store_or_a_silent_broker_in_one_line(
+    tiny_env: dict[str, str], settings: Settings, catalogue_dir: Path
+) -> None:
+    """Both failed inside the server's start-up: a traceback, 'Application startup failed', exit 3."""
+    owner = VectorStore.from_settings(settings)  # a first `serve` on this data folder
+    try:
+        second = run(tiny_env, "serve", "--port", "8766")
+    finally:
+        owner.close()
+    silent = run(
+        {**tiny_env, "REDIS_URL": "redis://127.0.0.1:9/0"}, "serve", "--port", "8766", "--index", str(catalogue_dir)
+    )
+    for result, message in ((second, "is open in another process"), (silent, "Redis (REDIS_URL) did not answer")):
+        assert result.returncode == 1 and message in result.stderr, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr and "Uvicorn running" not in result.stderr
+
+
+def test_worker_alive_loads_no_model_code() -> None:
+    """A container's healthcheck (5 s in docker-compose.yml): importing the runtime's models took 6 s of it."""
+    code = (
+        "import sys\nfrom click.testing import CliRunner\nfrom services.apps.cli import main\n"
+        "answer = CliRunner().invoke(main, ['worker-alive', '--timeout', '1'])\n"
+        "print(answer.exit_code, sorted({'torch', 'onnxruntime', 'open_clip'} & set(sys.modules)))"
+    )
+    env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:9/0"}  # no broker: the check says so, exit 1
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["1", "[]"], (result.stdout, result.stderr[-2000:])
 
 
 def test_a_store_owned_elsewhere_with_no_gateway_answering_says_what_to_set(

@@ -13,6 +13,7 @@ import click
 from services.apps.cli.common import here_or_at_gateway, show_progress
 from services.apps.cli.common import settings as _settings
 from services.catalogue import photo_folders, read_catalogue
+from services.errors import ServiceUnavailable
 
 if TYPE_CHECKING:
     import uvicorn
@@ -42,8 +43,14 @@ def serve(host: str, port: int, catalogues: tuple[Path, ...], variants: tuple[st
     from services.apps.gateway.app import create_app
     from services.apps.runtime import target_variants
     from services.models import Registry
+    from services.store import check_unowned
 
     settings = _settings()
+    # Said here in one line: inside the server's start-up they were a traceback and exit 3.
+    if not settings.qdrant_url:
+        check_unowned(settings.store_path)  # a second `serve` on one data folder
+    if catalogues and settings.redis_url:
+        _check_broker(settings.redis_url)  # --index queues the catalogues as the server starts
     listed = {catalogue: list(read_catalogue(catalogue)) for catalogue in catalogues}
     # Checked before the server starts: a bad --variant is one line here, not a failure per queued item.
     target_variants(Registry.from_settings(settings), variants)
@@ -185,7 +192,7 @@ def check_gate(
 @click.option("--timeout", "timeout_s", default=5.0, show_default=True, help="seconds to wait for the answer")
 def worker_alive(timeout_s: float) -> None:
     """Exit 0 when this host's indexing worker answers a ping through the broker (a container's healthcheck)."""
-    from services.apps.runtime import worker_celery
+    from indexer.celery_app import create_celery  # the broker alone: the runtime's imports took 6 s of a 5 s check
 
     settings = _settings()
     if not settings.redis_url:
@@ -194,7 +201,7 @@ def worker_alive(timeout_s: float) -> None:
 
     node = f"celery@{socket.gethostname()}"
     try:
-        answered = worker_celery(settings).control.ping(destination=[node], timeout=timeout_s)
+        answered = create_celery(settings).control.ping(destination=[node], timeout=timeout_s)
     except OperationalError as error:  # the broker itself does not answer
         raise click.ClickException(f"the broker at REDIS_URL did not answer: {error}") from None
     if not answered:
@@ -213,6 +220,16 @@ def embedder(host: str, port: int) -> None:
     from services.apps.embedding_service import create_app
 
     uvicorn.run(create_app(_settings()), host=host, port=port, log_level="info")
+
+
+def _check_broker(url: str) -> None:
+    """ServiceUnavailable, in words, when Redis does not answer at `url`."""
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5).ping()
+    except redis.RedisError as error:
+        raise ServiceUnavailable(f"Redis (REDIS_URL) did not answer, so nothing can be queued: {error}") from None
 
 
 def _log_as_a_service() -> None:
