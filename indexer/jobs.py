@@ -52,9 +52,16 @@ class JobStatus(BaseModel):
 
 
 class JobBoard(Protocol):
+    """A job is created, then its batches are queued, then it is accepted: one cut off before that (the process
+    killed, the broker gone part way) is no job to wait for, and the queue's depth does not count it."""
+
     def create(
         self, item_ids: Sequence[str], variants: Sequence[str], kind: str = "ingest", grant: Grant = NO_GRANT
     ) -> str: ...
+    def accept(self, job_id: str) -> None:
+        """Every batch of the job is queued."""
+        ...
+
     def grant(self, job_id: str) -> Grant:
         """What the job's photos may be read from: what the process that accepted it allowed."""
         ...
@@ -112,7 +119,8 @@ def summarise(job_id: str, meta: dict, items: dict[str, dict]) -> JobStatus:
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, variants TEXT NOT NULL, created_at REAL NOT NULL,
-    started_at REAL, finished_at REAL, total INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0, permissions TEXT
+    started_at REAL, finished_at REAL, total INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0, permissions TEXT,
+    accepted INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS items (
     job TEXT NOT NULL, item TEXT NOT NULL, state TEXT NOT NULL, reason TEXT, PRIMARY KEY (job, item)
@@ -133,8 +141,11 @@ class SqliteJobBoard:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
-        if "permissions" not in {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}:
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "permissions" not in columns:
             self._db.execute("ALTER TABLE jobs ADD COLUMN permissions TEXT")  # a board from before grants were kept
+        if "accepted" not in columns:  # a board from before jobs were accepted: its jobs were, when created
+            self._db.execute("ALTER TABLE jobs ADD COLUMN accepted INTEGER NOT NULL DEFAULT 1")
         self._lock = threading.Lock()
 
     @contextmanager
@@ -153,11 +164,12 @@ class SqliteJobBoard:
     ) -> str:
         job_id, now = new_job_id(), time.time()
         with self._transaction() as db:
-            expired = "SELECT id FROM jobs WHERE finished_at < ?"
-            db.execute(f"DELETE FROM items WHERE job IN ({expired})", (now - JOB_TTL_S,))
-            db.execute("DELETE FROM jobs WHERE finished_at < ?", (now - JOB_TTL_S,))
+            expired = "finished_at < ? OR (accepted = 0 AND created_at < ?)"  # a week on
+            db.execute(f"DELETE FROM items WHERE job IN (SELECT id FROM jobs WHERE {expired})", (now - JOB_TTL_S,) * 2)
+            db.execute(f"DELETE FROM jobs WHERE {expired}", (now - JOB_TTL_S,) * 2)
             db.execute(
-                "INSERT INTO jobs (id, kind, variants, created_at, total, permissions) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO jobs (id, kind, variants, created_at, total, permissions, accepted)"
+                " VALUES (?, ?, ?, ?, ?, ?, 0)",
                 (job_id, kind, json.dumps(list(variants)), now, len(set(item_ids)), grant.to_json()),
             )
             db.executemany(
@@ -165,6 +177,10 @@ class SqliteJobBoard:
                 [(job_id, item_id) for item_id in item_ids],
             )
         return job_id
+
+    def accept(self, job_id: str) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE jobs SET accepted = 1 WHERE id = ?", (job_id,))
 
     def grant(self, job_id: str) -> Grant:
         with self._lock:
@@ -217,8 +233,14 @@ class SqliteJobBoard:
 
     def active_items(self) -> int:
         with self._lock:
-            return self._db.execute("SELECT coalesce(sum(total - done), 0) FROM jobs WHERE done < total").fetchone()[0]
+            waiting = "SELECT coalesce(sum(total - done), 0) FROM jobs WHERE done < total AND accepted = 1"
+            return self._db.execute(waiting).fetchone()[0]
 
+
+# Active once accepted, unless its batches all ran before that and finished it (it would stay in the set for good).
+_ACCEPT = """
+if redis.call('HEXISTS', KEYS[1], 'finished_at') == 0 then redis.call('SADD', KEYS[2], ARGV[1]) end
+"""
 
 # Atomic per batch: set each item's state and count the items that reach a final state for the first time.
 # Items are stored as "<state>|<reason>".
@@ -252,6 +274,7 @@ class RedisJobBoard:
         self.redis = redis.Redis.from_url(url, decode_responses=True)
         self._record = self.redis.register_script(_RECORD)
         self._mark_running = self.redis.register_script(_MARK_RUNNING)
+        self._accept = self.redis.register_script(_ACCEPT)
 
     def create(
         self, item_ids: Sequence[str], variants: Sequence[str], kind: str = "ingest", grant: Grant = NO_GRANT
@@ -268,11 +291,13 @@ class RedisJobBoard:
             pipe.hset(f"sf:job:{job_id}", mapping=meta)
             if item_ids:
                 pipe.hset(f"sf:job:{job_id}:items", mapping=dict.fromkeys(item_ids, "queued|"))
-            pipe.sadd("sf:jobs:active", job_id)
             pipe.expire(f"sf:job:{job_id}", JOB_TTL_S)
             pipe.expire(f"sf:job:{job_id}:items", JOB_TTL_S)
             pipe.execute()
         return job_id
+
+    def accept(self, job_id: str) -> None:
+        self._accept(keys=[f"sf:job:{job_id}", "sf:jobs:active"], args=[job_id])
 
     def grant(self, job_id: str) -> Grant:
         return Grant.from_json(self.redis.hget(f"sf:job:{job_id}", "permissions"))

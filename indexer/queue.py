@@ -32,5 +32,6 @@ class IngestQueue:
         request_id = REQUEST_ID.get()  # the worker's log lines for this job carry the request that queued it
         for batch in split_batches(items, self.batch_size):
             self.app.send_task(INDEX_BATCH, args=(job_id, batch, list(variants)), kwargs={"request_id": request_id})
+        self.jobs.accept(job_id)  # cut off before this, it is no job (its batches queued so far still run)
         log.info("job %s: %d items queued into %s", job_id, len(items), ", ".join(variants))
         return job_id

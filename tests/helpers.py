@@ -4,6 +4,7 @@ job polling."""
 from __future__ import annotations
 
 import io
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import redis
 import uvicorn
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
@@ -239,3 +241,32 @@ def indexed_gateway(data_dir: Path, registry: Path, catalogue: Path) -> Iterator
         outcomes = client.app.state.runtime.pipeline.run(list(read_catalogue(catalogue)), ["tiny"])
         assert {outcome.status for outcome in outcomes} == {"indexed"}
         yield client
+
+
+@contextmanager
+def own_redis(folder: Path, *options: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A redis-server of the test's own on a free loopback port (`options`: its command-line settings), to stop or
+    fill at will; yields its URL and process. Skips where no redis-server is installed (deploy/test.sh installs
+    one)."""
+    executable = shutil.which("redis-server")
+    if executable is None:
+        pytest.skip("no redis-server here to start and stop (deploy/test.sh installs one)")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(folder), *options]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(port=port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "the test's redis-server did not start"
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0", server
+    finally:
+        server.kill()
+        server.wait(10)

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import kombu.exceptions
 import pytest
 import redis
 from fastapi.testclient import TestClient
@@ -19,11 +20,11 @@ from indexer.jobs import JobBoard, JobStatus, RedisJobBoard, SqliteJobBoard
 from indexer.pipeline import Outcome
 from indexer.queue import IngestQueue
 from services.apps.gateway.app import create_app
-from services.catalogue import read_catalogue
+from services.catalogue import CatalogueItem, read_catalogue
 from services.images import NO_GRANT, Grant
 from services.settings import Settings
 from services.store import VectorStore
-from tests.helpers import AUTH, shared_data, wait_for_job
+from tests.helpers import AUTH, own_redis, shared_data, wait_for_job
 
 TEST_DB = 13  # flushed by these tests; nothing else of ours uses it
 
@@ -41,8 +42,11 @@ def redis_url() -> str:
 
 
 def exercise_redelivery(board: JobBoard) -> None:
-    """A batch processed twice (at-least-once delivery) must not count its items twice."""
+    """A batch processed twice (at-least-once delivery) must not count its items twice; a job counts once all its
+    batches are queued (accepted)."""
     job_id = board.create(["a", "b", "c"], ["v"])
+    assert board.active_items() == 0  # cut off while its batches were being queued, it would be no job
+    board.accept(job_id)
     board.mark_running(job_id, ["a", "b"])
     assert not board.record(job_id, [Outcome("a", "indexed"), Outcome("b", "failed", "not an image")])
     board.mark_running(job_id, ["a", "b"])  # redelivered: terminal states stay
@@ -70,7 +74,7 @@ def test_job_counts_survive_redelivery_in_sqlite(tmp_path: Path) -> None:
     exercise_redelivery(SqliteJobBoard(":memory:"))
 
 
-def test_a_job_board_from_before_grants_were_kept_gains_them(tmp_path: Path) -> None:
+def test_a_job_board_from_before_grants_and_acceptance_gains_them(tmp_path: Path) -> None:
     path = tmp_path / "jobs.sqlite"
     with sqlite3.connect(path) as old:  # the schema of the previous version
         old.execute(
@@ -78,10 +82,13 @@ def test_a_job_board_from_before_grants_were_kept_gains_them(tmp_path: Path) -> 
             " NOT NULL, started_at REAL, finished_at REAL, total INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0)"
         )
         old.execute(
-            "INSERT INTO jobs (id, kind, variants, created_at, total, done) VALUES ('old', 'ingest', '[]', 0, 1, 1)"
+            "INSERT INTO jobs (id, kind, variants, created_at, total, done) VALUES ('old', 'ingest', '[]', 0, 2, 1)"
         )
     board = SqliteJobBoard(str(path))
     assert board.grant("old") == NO_GRANT
+    assert board.active_items() == 1  # a job of before accepting was accepted when created
+    with sqlite3.connect(path) as old:
+        old.execute("UPDATE jobs SET done = 2")
     exercise_redelivery(board)
 
 
@@ -230,3 +237,19 @@ def test_a_worker_never_drops_a_batch_while_the_embedded_store_is_owned_elsewher
         stop(worker)
     report = queue.jobs.status(job_id)
     assert (report.indexed, report.failed) == (12, 0)
+
+
+def test_a_submission_the_broker_cuts_off_is_no_job(tmp_path: Path) -> None:
+    """Redis full (or gone) part way through queuing a catalogue's batches: the gateway answered 503, 'no work was
+    accepted', yet the job stood with its unqueued items 'queued' for ever, counted in the queue's depth (which
+    scales the workers). A job counts once all its batches are queued."""
+    with own_redis(tmp_path, "--maxmemory", "4mb", "--maxmemory-policy", "noeviction") as (url, _):
+        settings = Settings(_env_file=None, redis_url=url, index_batch_size=10)
+        queue = IngestQueue(create_celery(settings), RedisJobBoard(url), batch_size=10)
+        items = [
+            CatalogueItem(id=f"p{n}", images=[f"https://shop.example/{n}.jpg"], title="x" * 1500) for n in range(5000)
+        ]
+        with pytest.raises(kombu.exceptions.OperationalError, match="maxmemory"):  # 7.5 MB of batches
+            queue.submit(items, ["tiny"])
+        assert queue.jobs.active_items() == 0
+        assert queue.jobs.redis.scard("sf:jobs:active") == 0

@@ -6,22 +6,17 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-import redis
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.apps.embedding_service import create_app as create_embedding_app
 from services.apps.gateway.app import create_app
 from services.settings import Settings
-from tests.helpers import AUTH, encode, photo, photo_server, served, wait_for_job
+from tests.helpers import AUTH, encode, own_redis, photo, photo_server, served, wait_for_job
 
 
 def scrape(client: TestClient | httpx.Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -123,39 +118,14 @@ def test_the_embedding_service_has_its_own_metrics(settings: Settings) -> None:
 def test_metrics_are_scraped_while_redis_is_down(settings: Settings, tmp_path: Path) -> None:
     """With Redis down /metrics answered 503: every metric was gone for the outage. Now only the queue's depth is
     missing (NaN); the rest is scraped."""
-    executable = shutil.which("redis-server")
-    if executable is None:
-        pytest.skip("no redis-server here to start and stop (deploy/test.sh installs one)")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    own = subprocess.Popen(
-        [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        client = redis.Redis(port=port)
-        deadline = time.monotonic() + 10
-        while not _answers(client):
-            assert time.monotonic() < deadline, "the test's redis-server did not start"
-            time.sleep(0.05)
-        settings.redis_url = f"redis://127.0.0.1:{port}/0"
+    with own_redis(tmp_path) as (url, server):
+        settings.redis_url = url
         settings.inprocess_worker = False
         with TestClient(create_app(settings), headers=AUTH) as gateway:
             assert scrape(gateway)[("stylefinder_queue_depth", ())] == 0
-            own.terminate()
-            own.wait(10)
+            server.terminate()
+            server.wait(10)
             down = scrape(gateway)
             assert math.isnan(down[("stylefinder_queue_depth", ())])
             assert down[("stylefinder_indexed_points", (("variant", "tiny"),))] == 0  # the rest is there
             assert gateway.get("/v1/jobs/nosuch").status_code == 503  # what needs Redis still says so
-    finally:
-        own.kill()
-        own.wait(10)
-
-
-def _answers(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.ConnectionError:
-        return False
