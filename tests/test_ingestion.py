@@ -130,6 +130,9 @@ def test_bad_items_are_reported_while_good_ones_are_indexed(
     report = wait_for_job(client, job_id)
     reasons = {f["item_id"]: f["reason"] for f in report["failures"]}
     assert (report["indexed"], report["failed"], report["outcome"]) == (2, 5, "partly_failed")
+    few = client.get(f"/v1/jobs/{job_id}", params={"failures": 2}).json()  # what a page polling a big job asks
+    assert few["failures"] == report["failures"][:2] and few["failed"] == 5
+    assert client.get(f"/v1/jobs/{job_id}", params={"failures": -1}).status_code == 422
     only_bad = [item("missing", str(catalogue_dir / "img" / "no-such.jpg"))]
     report = wait_for_job(client, client.post("/v1/products", json={"items": only_bad}).json()["job_id"])
     assert (report["state"], report["outcome"], report["failed"]) == ("done", "failed", 1)

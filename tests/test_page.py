@@ -514,6 +514,27 @@ def test_api_docs_render_offline(page: Page) -> None:
     expect(page.locator("h1").first).to_contain_text("StyleFinder")
 
 
+def test_the_operator_page_lists_the_first_failures_of_a_big_job(
+    browser: Browser, gateway: str, tmp_path: Path
+) -> None:
+    """Each poll brought every failure (10,000 failures: 2 MB a second): it asks for 200, and says how many more."""
+    context = browser.new_context(base_url=gateway)
+    operator = context.new_page()
+    with photo_server({}) as (base, _):  # every photo missing: 404 at once
+        listing = tmp_path / "gone.csv"
+        listing.write_text("id,image\n" + "".join(f"gone-{n},{base}/{n}.jpg\n" for n in range(203)))
+        operator.goto("/operator")
+        operator.get_by_label("Admin or write API key").fill("test-admin-key")
+        operator.get_by_role("button", name="Use this key").click()
+        operator.get_by_label("Catalogue file").set_input_files(listing)
+        operator.get_by_role("button", name="Upload catalogue").click()
+        job = operator.get_by_role("article", name="Job: Catalogue gone.csv")
+        expect(job.locator(".summary")).to_contain_text("Finished: failed", timeout=60_000)
+    expect(job.get_by_role("listitem")).to_have_count(201)
+    expect(job.get_by_role("listitem").last).to_contain_text("… and 3 more: GET /v1/jobs/")
+    context.close()
+
+
 def test_the_operator_submits_a_catalogue_and_watches_its_job(browser: Browser, gateway: str, tmp_path: Path) -> None:
     photos = {"coat.jpg": product_photo("black", "square"), "hat.jpg": product_photo("green", "circle")}
     context = browser.new_context(base_url=gateway)

@@ -7,6 +7,7 @@ import { loadModels } from "./models.js";
 const $ = (id) => document.getElementById(id);
 const KEY = "stylefinder-operator-key"; // sessionStorage: gone when the tab closes
 const POLL_MS = 1000;
+const FAILURES_SHOWN = 200; // a poll asks for these; the count says how many more there are
 const jobs = new Map(); // job id -> its <article>
 
 function setKey(value) {
@@ -99,7 +100,7 @@ function follow(accepted, title) {
 async function poll(id, bar, summary, failures) {
   let report;
   try {
-    report = await call(`/v1/jobs/${encodeURIComponent(id)}`);
+    report = await call(`/v1/jobs/${encodeURIComponent(id)}?failures=${FAILURES_SHOWN}`);
   } catch (error) {
     summary.textContent = `The job could not be read: ${error.message}`;
     const lasting = [401, 403, 404].includes(error.status); // no key, a narrower one, or a job forgotten
@@ -113,10 +114,13 @@ async function poll(id, bar, summary, failures) {
   summary.textContent =
     `${outcome}${report.indexed} indexed, ${report.unchanged} unchanged, ${report.failed} failed ` +
     `of ${report.total}${rate}; ${report.queue_depth} items waiting in all.`;
+  const lines = report.failures.map((failure) => `${failure.item_id}: ${failure.reason}`);
+  const unshown = report.failed - report.failures.length;
+  if (unshown > 0) lines.push(`… and ${unshown} more: GET /v1/jobs/${id} lists every one`);
   failures.replaceChildren(
-    ...report.failures.map((failure) => {
+    ...lines.map((text) => {
       const line = document.createElement("li");
-      line.textContent = `${failure.item_id}: ${failure.reason}`;
+      line.textContent = text;
       return line;
     }),
   );
