@@ -200,6 +200,8 @@ def test_commands_that_would_do_nothing_or_the_wrong_thing_refuse_in_one_line(
 def test_store_commands_report_and_refuse_in_one_line(
     tiny_env: dict[str, str], catalogue_dir: Path, settings: Settings
 ) -> None:
+    empty = run(tiny_env, "store", "status")  # it printed nothing at all
+    assert empty.returncode == 0 and empty.stdout.startswith("no collections yet"), empty.stderr[-2000:]
     assert run(tiny_env, "index", str(catalogue_dir)).returncode == 0
     status = run(tiny_env, "store", "status")
     assert status.returncode == 0 and "sf_tiny: 12 points (photo 32-d, edge 32-d)" in status.stdout

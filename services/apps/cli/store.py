@@ -32,6 +32,8 @@ def store_status() -> None:
     states = here_or_at_gateway(
         _settings(), lambda rt: [asdict(state) for state in rt.store.states()], lambda client: client.store_states()
     )
+    if not states:
+        click.echo("no collections yet: nothing is indexed here (stylefinder index <catalogue>)")
     for state in states:
         sizes = ", ".join(f"{vector} {size}-d" for vector, size in state["vectors"].items())
         graph = "built by the server" if state["unindexed"] is None else f"{state['unindexed']} not in an HNSW graph"
