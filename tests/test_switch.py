@@ -15,7 +15,6 @@ import numpy as np
 import open_clip
 import pytest
 import torch
-from fastapi.testclient import TestClient
 
 from services.apps.gateway.app import create_app
 from services.catalogue import read_catalogue
@@ -174,26 +173,3 @@ def test_both_engines_keep_served_names_and_their_previous_targets(kind: str, tm
         reopened = VectorStore(EdgeEngine(tmp_path / "store"))
         assert reopened.served_names() == {"shop": "sf_a"}
         reopened.close()
-
-
-def test_forgetting_the_rollback_stops_serving_the_old_default_where_the_settings_name_no_variant(
-    settings: Settings, catalogue_dir: Path
-) -> None:
-    """With STYLEFINDER_VARIANTS unset the old default was served by the registry's rule for good: after
-    --forget-rollback every new product was still embedded into it too."""
-    settings.variants = []  # every registered variant with weights here that is served by default
-    settings.allowed_image_roots = [catalogue_dir]
-    items = list(read_catalogue(catalogue_dir))
-    with TestClient(create_app(settings), headers=AUTH) as client:
-        rt = client.app.state.runtime
-        old = rt.default_variant  # the first of them (the packaged default)
-        assert "tiny-b" in rt.served and old != "tiny-b"
-        rt.pipeline.run(items, [old, "tiny-b"])
-        assert client.post("/v1/switch", json={"to": "tiny-b"}).json()["previous"] == old
-        assert old in client.get("/readyz").json()["variants"]  # kept for a rollback, and fed
-        assert client.post("/v1/switch", json={"forget_rollback": True}).json()["previous"] is None
-        assert old not in client.get("/readyz").json()["variants"]
-        late = {"id": "late", "images": [str(next((catalogue_dir / "img").glob("*.jpg")))]}
-        report = wait_for_job(client, client.post("/v1/products", json={"items": [late]}).json()["job_id"])
-        assert "tiny-b" in report["variants"] and old not in report["variants"]
-        assert rt.store.count(old) == len(items)

@@ -64,15 +64,10 @@ class Runtime:
     def served(self) -> list[str]:
         """The variants served now: the configured ones, then those a served name points at or would roll back to.
         A switch may point `default` at a variant the settings never named; it then gets every new product, and so
-        does the one a rollback would return to, until the rollback is forgotten."""
+        does the one a rollback would return to."""
         owners = self._owners()
         aliased = (owners.get(collection) for collection in sorted(self.store.aliased()))
-        configured = self.configured
-        if not self.settings.variants and self.store.alias(DEFAULT_NAME):
-            # `default` switched, with the settings naming no variant: the one it stood for before (the first by
-            # the registry's rule) is served only while a served name or a rollback points at it
-            configured = configured[1:]
-        return list(dict.fromkeys([*configured, *(variant for variant in aliased if variant)]))
+        return list(dict.fromkeys([*self.configured, *(variant for variant in aliased if variant)]))
 
     @property
     def default_variant(self) -> str:
