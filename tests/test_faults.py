@@ -6,11 +6,13 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import pytest
+import redis
 from fastapi.testclient import TestClient
 
 from services.apps.gateway.app import create_app
 from services.settings import Settings
-from tests.helpers import AUTH
+from tests.helpers import AUTH, own_redis
 
 
 def closed_port() -> int:
@@ -46,3 +48,19 @@ def test_a_qdrant_server_gone_means_503_with_a_message(settings: Settings) -> No
         assert response.status_code == 503 and response.headers["Retry-After"] == "5"
         assert "vector store (Qdrant server) did not answer" in response.json()["detail"]
         assert client.get("/readyz").status_code == 503
+
+
+def test_redis_full_means_503_for_catalogue_work(settings: Settings, catalogue_dir: Path, tmp_path: Path) -> None:
+    """Out of memory, Redis refuses writes: the job board's refusal was a 500."""
+    with own_redis(tmp_path, "--maxmemory", "1mb", "--maxmemory-policy", "noeviction") as (url, _):
+        filler = redis.Redis.from_url(url)
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            for n in range(10_000):
+                filler.set(f"filler-{n}", "x" * 1000)
+        settings.redis_url = url
+        settings.inprocess_worker = False
+        items = {"items": [{"id": "p", "images": [str(catalogue_dir / "img" / "red-square.jpg")]}]}
+        with TestClient(create_app(settings), headers=AUTH) as client:
+            response = client.post("/v1/products", json=items)
+            assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+            assert "job queue (Redis) did not answer or is full" in response.json()["detail"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 from pathlib import Path
 
 import httpx
@@ -129,3 +130,14 @@ def test_metrics_are_scraped_while_redis_is_down(settings: Settings, tmp_path: P
             assert math.isnan(down[("stylefinder_queue_depth", ())])
             assert down[("stylefinder_indexed_points", (("variant", "tiny"),))] == 0  # the rest is there
             assert gateway.get("/v1/jobs/nosuch").status_code == 503  # what needs Redis still says so
+
+
+def test_metrics_are_scraped_while_the_qdrant_server_is_down(settings: Settings) -> None:
+    """Which variants are served is read from the server's aliases too: /metrics answered 503 without it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        settings.qdrant_url = f"http://127.0.0.1:{sock.getsockname()[1]}"  # nothing listens there
+    with TestClient(create_app(settings), headers=AUTH) as gateway:
+        down = scrape(gateway)
+    assert math.isnan(down[("stylefinder_indexed_points", (("variant", "tiny"),))])
+    assert ("stylefinder_queue_depth", ()) in down

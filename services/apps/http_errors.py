@@ -19,8 +19,13 @@ from qdrant_client.http.exceptions import ResponseHandlingException
 from services.errors import ServiceUnavailable, StyleFinderError
 
 log = logging.getLogger("stylefinder.http")
-# what the clients raise when Redis (job board and broker) or a Qdrant server does not answer
-QUEUE_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, kombu.exceptions.OperationalError)
+# what the clients raise when Redis (job board and broker) or a Qdrant server does not answer (or Redis is full)
+QUEUE_DOWN = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.OutOfMemoryError,
+    kombu.exceptions.OperationalError,
+)
 STORE_DOWN = (ResponseHandlingException,)
 MAX_MESSAGE = 1_000  # characters of an error message: one that quotes what was sent quotes it this far at most
 
@@ -48,9 +53,11 @@ def add_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": fields, "error": "invalid"}, status_code=422)
 
     async def queue_down(request: Request, error: Exception) -> JSONResponse:
-        """Redis (job board and broker) not answering: the work was not accepted; say when to try again."""
+        """Redis (job board and broker) not answering, or out of memory: no job was accepted; say when to try
+        again."""
         log.warning("the job queue did not answer on %s %s: %r", request.method, request.url.path, error)
-        return await refused(request, ServiceUnavailable("the job queue (Redis) did not answer; try again shortly"))
+        message = "the job queue (Redis) did not answer or is full; try again shortly"
+        return await refused(request, ServiceUnavailable(message))
 
     async def store_down(request: Request, error: Exception) -> JSONResponse:
         """The Qdrant server did not answer (the embedded store cannot be away)."""

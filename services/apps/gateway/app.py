@@ -182,11 +182,11 @@ def _refresh_gauges(rt: Runtime) -> None:
     the queue's depth. One that cannot be read now (the store or Redis not answering) is NaN, Prometheus's "no
     value", and the scrape still has every other metric: an outage is when they are wanted most."""
     try:
-        states = _states(rt)
+        served, states = rt.served, _states(rt)  # which are served reads the served names' aliases from the store
     except STORE_DOWN as error:
         log.warning("metrics: the store's counts could not be read: %s", error)
-        states = None
-    for name in rt.served:
+        served, states = rt.configured, None
+    for name in served:
         if states is None:
             points = unindexed = NAN
         else:
