@@ -203,10 +203,11 @@ class SqliteJobBoard:
                     f"UPDATE items SET state = ?, reason = ? WHERE job = ? AND item = ? AND {_NOT_FINAL}",
                     (outcome.status, outcome.reason, job_id, outcome.item_id),
                 ).rowcount
-                if not changed:  # already final: keep the latest outcome, count nothing
+                if not changed:  # already final: keep the latest outcome (but indexed, once), count nothing
                     db.execute(
-                        "UPDATE items SET state = ?, reason = ? WHERE job = ? AND item = ?",
-                        (outcome.status, outcome.reason, job_id, outcome.item_id),
+                        "UPDATE items SET state = ?, reason = ? WHERE job = ? AND item = ?"
+                        " AND NOT (state = 'indexed' AND ? = 'unchanged')",
+                        (outcome.status, outcome.reason, job_id, outcome.item_id, outcome.status),
                     )
                 newly += changed
             before = db.execute("SELECT finished_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -242,6 +243,8 @@ _ACCEPT = """
 if redis.call('HEXISTS', KEYS[1], 'finished_at') == 0 then redis.call('SADD', KEYS[2], ARGV[1]) end
 """
 
+# A batch redelivered after it was stored (its worker killed before the acknowledgement, a visibility timeout
+# passed) finds its items unchanged: they stay indexed, as this job indexed them.
 # Atomic per batch: set each item's state and count the items that reach a final state for the first time.
 # Items are stored as "<state>|<reason>".
 _RECORD = """
@@ -250,7 +253,9 @@ for i = 1, #ARGV, 2 do
   local old = redis.call('HGET', KEYS[1], ARGV[i])
   local state = old and string.match(old, '^[^|]*')
   if state ~= 'indexed' and state ~= 'unchanged' and state ~= 'failed' then newly = newly + 1 end
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  if not (state == 'indexed' and string.match(ARGV[i + 1], '^unchanged|')) then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
 end
 return {redis.call('HINCRBY', KEYS[2], 'done', newly), redis.call('HLEN', KEYS[1])}
 """

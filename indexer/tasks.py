@@ -9,7 +9,7 @@ from typing import Any
 from celery import Celery
 
 from indexer.batches import Indexing, index_batch
-from services.telemetry import REQUEST_ID
+from services.telemetry import REQUEST_ID, RETRIES
 
 INDEX_BATCH = "stylefinder.index_batch"
 log = logging.getLogger("stylefinder.indexer")
@@ -31,8 +31,13 @@ def register_tasks(app: Celery, indexing: Callable[[], Indexing], wait_s: float 
         try:
             try:
                 built = indexing()
-            except Exception:  # no store or model to index with yet (a store another process holds, a server down)
+            except Exception:
+                # Whatever stops this worker building its runtime (a store another process holds, a server down, a
+                # setting or a file it cannot read): without the job board it cannot fail the items, and a batch
+                # raised out of the task is dropped by Celery. So the batch waits, and the log and
+                # stylefinder_index_retries_total say so until an operator mends the worker.
                 log.exception("job %s: this worker cannot index now; its batch is sent again in %g s", job_id, wait_s)
+                RETRIES.inc(len(items))
                 schedule_retry(items, attempt, wait_s)  # not an attempt of its items: nothing was tried
                 return
             index_batch(built, job_id, items, variants, attempt, schedule_retry)

@@ -50,7 +50,7 @@ def exercise_redelivery(board: JobBoard) -> None:
     board.mark_running(job_id, ["a", "b"])
     assert not board.record(job_id, [Outcome("a", "indexed"), Outcome("b", "failed", "not an image")])
     board.mark_running(job_id, ["a", "b"])  # redelivered: terminal states stay
-    assert not board.record(job_id, [Outcome("a", "indexed"), Outcome("b", "failed", "not an image")])
+    assert not board.record(job_id, [Outcome("a", "unchanged"), Outcome("b", "failed", "not an image")])
     status: JobStatus = board.status(job_id)  # type: ignore[assignment]
     assert (status.state, status.indexed, status.failed, status.queued) == ("running", 1, 1, 1)
     assert [(f.item_id, f.reason) for f in status.failures] == [("b", "not an image")]
@@ -236,7 +236,7 @@ def test_a_worker_never_drops_a_batch_while_the_embedded_store_is_owned_elsewher
     finally:
         stop(worker)
     report = queue.jobs.status(job_id)
-    assert (report.indexed, report.failed) == (12, 0)
+    assert (report.indexed, report.failed) == (12, 0), report
 
 
 def test_a_submission_the_broker_cuts_off_is_no_job(tmp_path: Path) -> None:
