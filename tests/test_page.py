@@ -492,18 +492,28 @@ def test_a_search_after_the_key_could_not_be_fetched_asks_for_it_again(browser: 
     context = browser.new_context(base_url=gateway)
     asked: list[str] = []
 
-    def once_unreachable(route: Route) -> None:
+    def failing_twice(route: Route) -> None:  # a proxy's 502 while the gateway restarts, then the connection
         asked.append(route.request.url)
-        route.abort("connectionrefused") if len(asked) == 1 else route.continue_()
+        if len(asked) == 1:
+            route.fulfill(status=502, body="Bad Gateway")
+        elif len(asked) == 2:
+            route.abort("connectionrefused")
+        else:
+            route.continue_()
 
-    context.route("**/v1/public-key", once_unreachable)
+    context.route("**/v1/public-key", failing_twice)
     shopper = context.new_page()
     shopper.goto("/")
+    expect(shopper.get_by_role("alert")).to_contain_text("could not be listed")  # no key: the models refused
     shopper.get_by_label("Words").fill("red")
+    shopper.get_by_label("Words").press("Enter")  # asks again: refused again
+    expect(shopper.get_by_role("alert")).to_contain_text("needs an API key")
     shopper.get_by_label("Words").press("Enter")
     expect(results(shopper)).to_have_count(PAGE_SIZE)
     expect(shopper.get_by_role("alert")).to_be_empty()
-    assert len(asked) == 2
+    expect(shopper.get_by_role("checkbox", name="Caps (6)")).to_be_visible()  # the filters asked again with it
+    expect(shopper.get_by_label("Model")).to_have_value("tiny")
+    assert len(asked) == 3
     context.close()
 
 

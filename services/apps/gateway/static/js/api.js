@@ -7,10 +7,13 @@ export function useKey(value) {
   key = value || null;
 }
 
-/** The public search-only key the gateway hands to its page; null where it hands out none (open search). */
+/** The public search-only key the gateway hands to its page; null where it hands out none (404: open search).
+ * Any other failure (unreachable, a proxy's 502 while the gateway restarts) throws: the page asks again. */
 export async function publicKey() {
   const response = await fetch("/v1/public-key");
-  return response.ok ? (await response.json()).key : null;
+  if (response.status === 404) return null;
+  if (!response.ok) throw new ApiError(`the page's key could not be fetched (${response.status})`, response.status);
+  return (await response.json()).key;
 }
 
 /** An API error body in words: {"detail": "..."} or pydantic's list of {loc, msg}. */

@@ -38,10 +38,18 @@ const narrow = () => matchMedia("(max-width: 720px)").matches;
 // The page's key, asked for at once: a search sent before it arrives waits for it instead of being refused; where
 // the gateway could not be reached, the next search asks again (else every search went without it, refused).
 let keyed = askKey();
+let keyLate = false; // the key came after the load failed to get it: the models and filters are asked again
 function askKey() {
-  return publicKey().then(useKey, () => {
-    keyed = null;
-  });
+  return publicKey().then(
+    (key) => {
+      useKey(key);
+      if (keyLate) refreshModels().then(refreshFacets, () => {});
+    },
+    () => {
+      keyed = null;
+      keyLate = true;
+    },
+  );
 }
 let models = [];
 let ticket = 0; // only the newest search paints
