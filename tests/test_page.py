@@ -637,7 +637,7 @@ def test_a_box_is_searched_by_two_clicks_or_with_the_keyboard(page: Page) -> Non
     assert clicked["garment"] == "box"
     for got, want in zip(clicked["box"], [0.2 * width, 0.5 * height, 0.7 * width, 0.9 * height], strict=True):
         assert abs(got - want) <= 2, clicked
-    photo_area = page.get_by_role("button", name="Search a box of the photo")
+    photo_area = page.get_by_role("application", name="Search a box of the photo")  # its keys pass a screen reader
     photo_area.focus()
     expect(page.locator('.query-photo .box[data-label="Your box"]')).not_to_have_count(0)  # the keyboard's, shown
     for key in ("ArrowRight", "ArrowRight", "Shift+ArrowDown", "Shift+ArrowLeft"):
@@ -653,6 +653,13 @@ def test_a_box_is_searched_by_two_clicks_or_with_the_keyboard(page: Page) -> Non
     assert answer.value.json()["region"]["box"] == moved
     expect(page.get_by_role("button", name="Your box")).to_have_attribute("aria-pressed", "true")
     expect(photo_area).to_be_focused()  # the keys go on moving the box searched
+    expect(page.locator('.query-photo .box[data-label="Your box"]')).to_have_count(1)  # drawn once
+    page.keyboard.press("ArrowLeft")  # from the box searched: moved back by a step
+    with page.expect_response("**/v1/search") as answer:
+        page.keyboard.press("Enter")
+    assert answer.value.json()["region"]["box"] == [x0 - step_x, y0, moved[2] - step_x, moved[3]]
+    page.get_by_role("button", name="Your box").focus()
+    expect(page.locator(".query-photo .box.chosen")).to_have_count(1)  # the box searched stays when focus leaves
 
 
 def js_round(value: float) -> int:

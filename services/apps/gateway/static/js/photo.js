@@ -82,7 +82,11 @@ export class QueryPhoto {
     const focused = this.chips.contains(document.activeElement); // a chip pressed: focus stays on the one now pressed
     this.chips.replaceChildren(whole, ...chips);
     if (focused) this.chips.querySelector('[aria-pressed="true"]')?.focus();
-    if (document.activeElement === this.overlay) this.showDraft(boxed ? searched.box : this.middle()); // keys go on
+    if (document.activeElement === this.overlay) {
+      // the keys go on from the box searched (drawn above: the next key draws the box moved beside it), or anew
+      if (boxed) this.draft = { box: searched.box, element: null };
+      else this.showDraft(this.middle());
+    }
   }
 
   chip(text, pressed, clicked) {
