@@ -105,7 +105,8 @@ def test_ctrl_c_while_following_a_gateway_job_says_the_job_goes_on(
 ) -> None:
     """Ctrl-C stops only the command: it said 'Aborted!' and nothing else, as if the work had stopped too."""
     red = (catalogue_dir / "img" / "red-square.jpg").read_bytes()
-    with photo_server({"slow.jpg": red}, delay_s=1.5) as (photos, hits), served(create_app(settings)) as url:
+    settings.fetch_timeout_s = 10  # the photo takes 4 s
+    with photo_server({"slow.jpg": red}, delay_s=4) as (photos, hits), served(create_app(settings)) as url:
         catalogue = tmp_path / "slow.jsonl"
         catalogue.write_text(json.dumps({"id": "slow", "image": f"{photos}/slow.jpg"}) + "\n")
         command = [sys.executable, "-m", "services.apps.cli", "index", str(catalogue), "--server", url]
@@ -113,7 +114,7 @@ def test_ctrl_c_while_following_a_gateway_job_says_the_job_goes_on(
         deadline = time.monotonic() + 60
         while not hits["/slow.jpg"] and time.monotonic() < deadline:  # the job runs: the command follows it
             time.sleep(0.1)
-        time.sleep(0.3)  # its answer to the upload has reached the command, which polls the job (1.5 s to go)
+        time.sleep(1.5)  # its answer to the upload has reached the command, which polls the job (4 s to go)
         cli.send_signal(signal.SIGINT)
         _, said = cli.communicate(timeout=60)
         [line] = [line for line in said.splitlines() if "stopped following" in line]
