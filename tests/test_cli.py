@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.apps.gateway.app import create_app
+from services.apps.gateway_client import GatewayClient
+from services.catalogue import read_catalogue
+from services.errors import TooLarge
 from services.settings import Settings
 from services.store import VectorStore
-from tests.helpers import AUTH, photo_server, served, wait_for_job
+from tests.helpers import ADMIN_KEY, AUTH, photo_server, served, wait_for_job
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -117,7 +124,7 @@ def test_ctrl_c_while_following_a_gateway_job_says_the_job_goes_on(
         time.sleep(1.5)  # its answer to the upload has reached the command, which polls the job (4 s to go)
         cli.send_signal(signal.SIGINT)
         _, said = cli.communicate(timeout=60)
-        [line] = [line for line in said.splitlines() if "stopped following" in line]
+        [line] = [line for line in said.splitlines() if "stopped; the gateway goes on" in line]
         job_id = line.split("goes on with job ")[1].split(" ")[0]
         assert cli.returncode == 1 and f"{url}/v1/jobs/{{id}}" in line, said
         with httpx.Client(base_url=url, headers=AUTH) as gateway:
@@ -142,9 +149,52 @@ def test_indexing_through_a_gateway_cuts_requests_by_size_and_names_jobs_accepte
     env = {**tiny_env, "STYLEFINDER_MAX_REQUEST_BYTES": "300000"}
     with served(create_app(settings)) as url:
         done = run(env, "index", str(folder), "--server", url)
-    assert done.returncode == 1 and "larger than 300000 bytes" in done.stderr, done.stderr
-    named = done.stderr.split("the gateway goes on with job ")[1].split(")")[0].split(", ")
-    assert len(named) >= 2 and all(len(job_id) == 32 for job_id in named)  # p0..p5, cut by size, then p9 refused
+        assert done.returncode == 1 and "larger than 300000 bytes" in done.stderr, done.stderr
+        named = done.stderr.split("the gateway goes on with job ")[1].split(")")[0].split(", ")
+        assert len(named) >= 2 and all(len(job_id) == 32 for job_id in named)  # p0..p5, cut by size, then p9 refused
+        client = GatewayClient(url, ADMIN_KEY, max_request_bytes=300_000)
+        with pytest.raises(TooLarge, match="the gateway goes on with job"):  # the refusal keeps its kind
+            client.submit(list(read_catalogue(folder)), None)
+        assert len(client.accepted) == len(named)
+
+
+def test_ctrl_c_while_a_catalogue_is_sent_names_the_jobs_the_gateway_took(
+    tiny_env: dict[str, str], settings: Settings, tmp_path: Path
+) -> None:
+    """Interrupted between two requests of one catalogue, the command said only 'Aborted!'."""
+    noise = np.random.default_rng(1)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for n in range(4):  # about 60 KB each: a request each under a 300 KB cap
+        Image.fromarray(noise.integers(0, 255, (220, 220, 3), dtype=np.uint8)).save(folder / f"p{n}.jpg", quality=90)
+    settings.max_request_bytes = 300_000
+    gateway = SlowSecondUpload(create_app(settings))
+    with served(gateway) as url:
+        command = [sys.executable, "-m", "services.apps.cli", "index", str(folder), "--server", url]
+        env = {**tiny_env, "STYLEFINDER_MAX_REQUEST_BYTES": "300000"}
+        cli = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert gateway.second.wait(120), "the second request never came"
+        cli.send_signal(signal.SIGINT)
+        _, said = cli.communicate(timeout=60)
+    [line] = [line for line in said.splitlines() if "stopped; the gateway goes on with job" in line]
+    assert cli.returncode == 1 and len(line.split("job ")[1].split(" ")[0]) == 32, said  # the first request's job
+
+
+class SlowSecondUpload:
+    """The gateway, with its second catalogue request held for 8 s: a command to interrupt between requests."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.uploads = 0
+        self.second = threading.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/v1/products":
+            self.uploads += 1
+            if self.uploads == 2:
+                self.second.set()
+                await asyncio.sleep(8)
+        await self.app(scope, receive, send)
 
 
 def test_operator_mistakes_are_one_line_without_a_traceback(

@@ -24,6 +24,7 @@ class GatewayClient:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s, headers=headers)
         self.request_bytes = max_request_bytes // 2  # room for the JSON around the items
+        self.accepted: list[str] = []  # every job the gateway took from this client: an interrupted command names them
 
     def reachable(self) -> bool:
         try:
@@ -39,14 +40,13 @@ class GatewayClient:
         for batch in self._requests(items):
             body = {"items": batch, "variants": list(variants or []) or None}
             try:
-                jobs.append(self._call("POST", "/v1/products", json=body)["job_id"])
+                jobs.append(self._job("/v1/products", body))
             except StyleFinderError as error:
-                if not jobs:
-                    raise
-                raise StyleFinderError(
-                    f"{error} (the items sent before it were accepted: the gateway goes on with job {', '.join(jobs)})",
-                    error.status,
-                ) from None
+                if jobs:  # the same refusal (its kind, status, Retry-After), saying what was accepted before it
+                    error.message += (
+                        f" (the items sent before it were accepted: the gateway goes on with job {', '.join(jobs)})"
+                    )
+                raise
         return jobs
 
     def _requests(self, items: Sequence[CatalogueItem]) -> Iterator[list[dict]]:
@@ -66,7 +66,13 @@ class GatewayClient:
             yield batch
 
     def reindex(self, source: str, target: str) -> str:
-        return self._call("POST", "/v1/reindex", json={"from": source, "to": target})["job_id"]
+        return self._job("/v1/reindex", {"from": source, "to": target})
+
+    def _job(self, path: str, body: dict) -> str:
+        """A job the gateway accepts: its id, also kept in `accepted`."""
+        job_id = self._call("POST", path, json=body)["job_id"]
+        self.accepted.append(job_id)
+        return job_id
 
     def switch(
         self, name: str, to: str | None, rollback: bool, expect: str | None = None, forget_rollback: bool = False

@@ -98,13 +98,14 @@ def direct_or_via_gateway(
     then the gateway runs it as jobs, followed here with a progress bar."""
 
     def follow(client: GatewayClient) -> None:
-        job_ids = via(client)
         try:
+            job_ids = via(client)
             with tqdm(total=total, unit="item") as bar:
                 reports = client.follow(job_ids, lambda totals: show_counts(bar, totals))
-        except KeyboardInterrupt:  # only this command stops: the work is the gateway's now
-            where = f"{client.http.base_url}/v1/jobs/{{id}}"
-            click.echo(f"stopped following; the gateway goes on with job {', '.join(job_ids)} ({where})", err=True)
+        except KeyboardInterrupt:  # only this command stops: what the gateway accepted is its work now
+            if client.accepted:
+                where = f"{client.http.base_url}/v1/jobs/{{id}}"
+                click.echo(f"stopped; the gateway goes on with job {', '.join(client.accepted)} ({where})", err=True)
             raise
         counts = {key: sum(r[key] for r in reports) for key in COUNTS}
         _report(counts, [f for r in reports for f in r["failures"]], None)
