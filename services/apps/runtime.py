@@ -11,7 +11,7 @@ from functools import cache, cached_property
 from celery import Celery
 
 from indexer.backfill import stored_items
-from indexer.batches import Indexing, RetryPolicy
+from indexer.batches import MAX_RETRY_DELAY_S, Indexing, RetryPolicy
 from indexer.celery_app import create_celery
 from indexer.jobs import JobBoard, RedisJobBoard, SqliteJobBoard
 from indexer.pipeline import IndexPipeline
@@ -227,8 +227,8 @@ def worker_celery(settings: Settings) -> Celery:
     task, so nothing (a store client, a model) is shared across a fork, and a store that is not up yet is a
     retried batch rather than a worker that cannot start."""
     app = create_celery(settings)
-    # a batch it cannot start on waits 30 times the retries' first backoff (30 s by default, at most 60 s)
-    wait_s = min(60.0, 30 * settings.index_retry_base_s)
+    # a batch it cannot start on waits 30 times the retries' first backoff (30 s by default, at most their cap)
+    wait_s = min(MAX_RETRY_DELAY_S, 30 * settings.index_retry_base_s)
     register_tasks(app, cache(lambda: Runtime.build(settings).indexing), wait_s)
     return app
 

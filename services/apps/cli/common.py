@@ -65,14 +65,21 @@ def gateway_at(settings: Settings, url: str) -> GatewayClient:
     return GatewayClient(url, local_admin_key(settings), max_request_bytes=settings.max_request_bytes)
 
 
+def check_store_free(settings: Settings) -> None:
+    """StoreLocked when another process owns the embedded store (a Qdrant server has no single owner)."""
+    from services.store import check_unowned
+
+    if not settings.qdrant_url:
+        check_unowned(settings.store_path)
+
+
 def here_or_at_gateway(settings: Settings, here: Callable[[Runtime], T], there: Callable[[GatewayClient], T]) -> T:
     """`here` on this process's own runtime, or `there` through the running gateway when it owns the embedded store
     (with STYLEFINDER_API_KEY, or this machine's admin key file)."""
-    from services.store import StoreLocked, check_unowned
+    from services.store import StoreLocked
 
     try:
-        if not settings.qdrant_url:
-            check_unowned(settings.store_path)  # before loading anything when the gateway owns the store
+        check_store_free(settings)  # before loading anything when the gateway owns the store
         from services.apps.runtime import Runtime
 
         rt = Runtime.build(settings)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from services.apps.cli.common import here_or_at_gateway, show_progress
+from services.apps.cli.common import check_store_free, here_or_at_gateway, show_progress
 from services.apps.cli.common import settings as _settings
 from services.catalogue import photo_folders, read_catalogue
 from services.errors import ServiceUnavailable
@@ -43,12 +43,10 @@ def serve(host: str, port: int, catalogues: tuple[Path, ...], variants: tuple[st
     from services.apps.gateway.app import create_app
     from services.apps.runtime import target_variants
     from services.models import Registry
-    from services.store import check_unowned
 
     settings = _settings()
     # Said here in one line: inside the server's start-up they were a traceback and exit 3.
-    if not settings.qdrant_url:
-        check_unowned(settings.store_path)  # a second `serve` on one data folder
+    check_store_free(settings)  # a second `serve` on one data folder
     if catalogues and settings.redis_url:
         _check_broker(settings.redis_url)  # --index queues the catalogues as the server starts
     listed = {catalogue: list(read_catalogue(catalogue)) for catalogue in catalogues}
@@ -99,13 +97,11 @@ def worker(metrics_port: int | None) -> None:
 
     from indexer.worker import run_worker_process
     from services.apps.runtime import worker_celery
-    from services.store import check_unowned
 
     settings = _settings()
     if not settings.redis_url:
         raise click.UsageError("a worker process needs a broker: set REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
-    if not settings.qdrant_url:  # else each batch it took would meet the lock, and its items wait for ever
-        check_unowned(settings.store_path)
+    check_store_free(settings)  # else each batch it took would meet the lock, and wait for ever
     if metrics_port is not None:
         start_http_server(metrics_port)  # batches, retries, item failures by cause, jobs by outcome, embedding
     run_worker_process(worker_celery(settings), settings.worker_concurrency, embedded_store=not settings.qdrant_url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib.resources import files
@@ -40,7 +41,6 @@ STATIC = Path(__file__).with_name("static")  # the shopper's and the operator's 
 # Swagger UI and ReDoc as the fastapi-offline package ships them, so /docs and /redoc render with no network.
 DOCS_ASSETS = Path(str(files("fastapi_offline") / "static"))
 log = logging.getLogger("stylefinder.gateway")
-NAN = float("nan")
 Rt = Annotated[Runtime, Depends(runtime)]
 
 
@@ -188,7 +188,7 @@ def _refresh_gauges(rt: Runtime) -> None:
         served, states = rt.configured, None
     for name in served:
         if states is None:
-            points = unindexed = NAN
+            points = unindexed = math.nan
         else:
             state = states.get(collection_name(name))
             points, unindexed = (state.points, state.unindexed or 0) if state else (0, 0)
@@ -198,7 +198,7 @@ def _refresh_gauges(rt: Runtime) -> None:
         QUEUE_DEPTH.set(rt.jobs.active_items())
     except QUEUE_DOWN as error:
         log.warning("metrics: the queue's depth could not be read: %s", error)
-        QUEUE_DEPTH.set(NAN)
+        QUEUE_DEPTH.set(math.nan)
 
 
 def _own_origin_only(page: HTMLResponse) -> HTMLResponse:

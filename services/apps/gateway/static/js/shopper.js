@@ -36,7 +36,7 @@ let entries = 0;
 const PICTURE_REFUSED = new Set(["bad_image", "bad_image_reference", "image_unreachable", "too_large"]);
 const narrow = () => matchMedia("(max-width: 720px)").matches;
 // The page's key, asked for at once: a search sent before it arrives waits for it instead of being refused; where
-// the gateway could not be reached, the next search asks again (else every search went without it, refused).
+// it could not be fetched, the next search asks again (else every search went without it, refused).
 let keyed = askKey();
 let keyLate = false; // the key came after the load failed to get it: the models and filters are asked again
 function askKey() {
