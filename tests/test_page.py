@@ -449,6 +449,29 @@ def test_a_phone_wide_page_has_no_sideways_scroll(browser: Browser, gateway: str
     context.close()
 
 
+def test_a_search_made_while_the_page_still_loads_is_the_one_answered(browser: Browser, gateway: str) -> None:
+    """The page's start ran the query again once its filters came (it was meant for the address's query): a second
+    search took the shopper's place, and on a phone its results stayed out of view, the focus on the words."""
+    context = browser.new_context(base_url=gateway, viewport={"width": 390, "height": 844}, is_mobile=True)
+    phone = context.new_page()
+    held: list[Route] = []
+    phone.route("**/v1/filters*", lambda route: held.append(route))  # the filters come late
+    searches: list[str] = []
+    phone.on("request", lambda request: searches.append(request.url) if "/v1/search" in request.url else None)
+    phone.goto("/")
+    phone.get_by_label("Words").fill("red")
+    phone.get_by_label("Words").press("Enter")
+    expect(results(phone)).to_have_count(PAGE_SIZE)
+    assert len(held) == 1
+    held[0].continue_()
+    expect(phone.locator("#facets input").first).to_be_attached()  # the page's start has gone on to its end
+    phone.wait_for_timeout(500)
+    assert len(searches) == 1, searches
+    expect(phone.get_by_role("status")).to_be_in_viewport()
+    expect(phone.get_by_role("status")).to_be_focused()
+    context.close()
+
+
 def test_the_model_card_fits_the_sidebar(page: Page) -> None:
     """Its values' column was 0 px wide (long field names took the sidebar), each value a letter a line over the
     results."""

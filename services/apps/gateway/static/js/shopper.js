@@ -565,7 +565,8 @@ async function start() {
     $("error").textContent = `The models could not be listed: ${error.message}`; // the search may still answer
   }
   await refreshFacets();
-  if (hasQuery()) run({ remember: false });
+  // the address's query, unless the shopper searched meanwhile: a second search would take that one's place
+  if (ticket === 0 && hasQuery()) run({ remember: false });
 }
 
 start();
