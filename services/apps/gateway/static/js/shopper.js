@@ -550,7 +550,9 @@ function readQuery() {
 
 window.addEventListener("popstate", async () => {
   readQuery();
+  const before = ticket;
   await refreshFacets();
+  if (ticket !== before) return; // the shopper searched while the filters came: that search stands
   if (hasQuery()) run({ remember: false });
   else showNothing("Search with words, a photo or a drawing.");
 });
