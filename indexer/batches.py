@@ -95,7 +95,7 @@ def index_batch(
         if o.item_id not in retry_ids
     ]
     finished = indexing.jobs.record(job_id, final)
-    _count(final, len(retry_ids), indexing.jobs.status(job_id) if finished else None)
+    _count(final, len(retry_ids), indexing.jobs.status(job_id, failures=0) if finished else None)
     seconds = time.perf_counter() - started
     log.info(
         "job %s: %d items in %.2fs (%.1f items/s), %d failed, %d to retry",

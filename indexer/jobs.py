@@ -71,7 +71,11 @@ class JobBoard(Protocol):
         """Keep the outcomes; whether they finished the job (the last of its items reached a final state)."""
         ...
 
-    def status(self, job_id: str) -> JobStatus | None: ...
+    def status(self, job_id: str, failures: int | None = None) -> JobStatus | None:
+        """Counts of the whole job and its first `failures` failures by item id (all where None): a poll of a big
+        catalogue costs what it shows, not a read of every item."""
+        ...
+
     def active_items(self) -> int: ...
 
 
@@ -79,15 +83,12 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
-def summarise(job_id: str, meta: dict, items: dict[str, dict]) -> JobStatus:
-    """Counts from per-item states; rate from first start to now (or to the end)."""
-    counts = dict.fromkeys(("queued", "running", *TERMINAL), 0)
-    failures = []
-    for item_id, entry in items.items():
-        counts[entry["state"]] += 1
-        if entry["state"] == "failed":
-            failures.append(Failure(item_id=item_id, reason=entry.get("reason") or "unknown"))
-    total = len(items)
+STATES = ("queued", "running", *TERMINAL)
+
+
+def summarise(job_id: str, meta: dict, counts: dict[str, int], failures: list[Failure]) -> JobStatus:
+    """The job's state from its items' counts; rate from first start to now (or to the end)."""
+    total = sum(counts.values())
     done = sum(counts[state] for state in TERMINAL)
     started, finished = meta.get("started_at"), meta.get("finished_at")
     if done == total and total:
@@ -107,7 +108,7 @@ def summarise(job_id: str, meta: dict, items: dict[str, dict]) -> JobStatus:
         outcome=outcome,
         variants=meta["variants"],
         total=total,
-        failures=sorted(failures, key=lambda f: f.item_id),
+        failures=failures,
         created_at=meta["created_at"],
         started_at=started,
         finished_at=finished,
@@ -219,18 +220,24 @@ class SqliteJobBoard:
             after = db.execute("SELECT finished_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return before is not None and before[0] is None and after[0] is not None
 
-    def status(self, job_id: str) -> JobStatus | None:
+    def status(self, job_id: str, failures: int | None = None) -> JobStatus | None:
         with self._lock:
             row = self._db.execute(
                 "SELECT kind, variants, created_at, started_at, finished_at FROM jobs WHERE id = ?", (job_id,)
             ).fetchone()
             if row is None:
                 return None
-            rows = self._db.execute("SELECT item, state, reason FROM items WHERE job = ?", (job_id,)).fetchall()
+            counts = self._db.execute("SELECT state, count(*) FROM items WHERE job = ? GROUP BY state", (job_id,))
+            counted = dict.fromkeys(STATES, 0) | dict(counts.fetchall())
+            failed = self._db.execute(
+                "SELECT item, reason FROM items WHERE job = ? AND state = 'failed' ORDER BY item LIMIT ?",
+                (job_id, -1 if failures is None else failures),
+            ).fetchall()
         kind, variants, created_at, started_at, finished_at = row
         meta = {"kind": kind, "variants": json.loads(variants), "created_at": created_at}
         meta.update(started_at=started_at, finished_at=finished_at)
-        return summarise(job_id, meta, {item: {"state": state, "reason": reason} for item, state, reason in rows})
+        shown = [Failure(item_id=item, reason=reason or "unknown") for item, reason in failed]
+        return summarise(job_id, meta, counted, shown)
 
     def active_items(self) -> int:
         with self._lock:
@@ -243,37 +250,64 @@ _ACCEPT = """
 if redis.call('HEXISTS', KEYS[1], 'finished_at') == 0 then redis.call('SADD', KEYS[2], ARGV[1]) end
 """
 
+# An item's move from one state to another, counted in the job's meta hash (n:<state>) and its failed items kept
+# in a sorted set (its members in byte order, as the failures are listed), so a status reads no item it does not
+# show. A job created before the counts were kept (no 'counted' field) is counted from its items when read.
+_MOVE = """
+local function move(meta, failed, item, state, new)
+  if state == new or redis.call('HEXISTS', meta, 'counted') == 0 then return end
+  if state then redis.call('HINCRBY', meta, 'n:' .. state, -1) end
+  redis.call('HINCRBY', meta, 'n:' .. new, 1)
+  if new == 'failed' then
+    redis.call('ZADD', failed, 0, item)
+    local ttl = redis.call('TTL', meta)
+    if ttl > 0 then redis.call('EXPIRE', failed, ttl) end
+  elseif state == 'failed' then
+    redis.call('ZREM', failed, item)
+  end
+end
+"""
 # A batch redelivered after it was stored (its worker killed before the acknowledgement, a visibility timeout
 # passed) finds its items unchanged: they stay indexed, as this job indexed them.
 # Atomic per batch: set each item's state and count the items that reach a final state for the first time.
-# Items are stored as "<state>|<reason>".
-_RECORD = """
+# Items are stored as "<state>|<reason>". KEYS: items, meta, failed.
+_RECORD = (
+    _MOVE
+    + """
 local newly = 0
 for i = 1, #ARGV, 2 do
   local old = redis.call('HGET', KEYS[1], ARGV[i])
   local state = old and string.match(old, '^[^|]*')
+  local new = string.match(ARGV[i + 1], '^[^|]*')
   if state ~= 'indexed' and state ~= 'unchanged' and state ~= 'failed' then newly = newly + 1 end
-  if not (state == 'indexed' and string.match(ARGV[i + 1], '^unchanged|')) then
+  if not (state == 'indexed' and new == 'unchanged') then
     redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    move(KEYS[2], KEYS[3], ARGV[i], state, new)
   end
 end
 return {redis.call('HINCRBY', KEYS[2], 'done', newly), redis.call('HLEN', KEYS[1])}
 """
+)
 # Atomic: mark items running unless they already reached a final state (a redelivered batch).
-_MARK_RUNNING = """
+_MARK_RUNNING = (
+    _MOVE
+    + """
 for i = 1, #ARGV do
   local old = redis.call('HGET', KEYS[1], ARGV[i])
   local state = old and string.match(old, '^[^|]*')
   if state ~= 'indexed' and state ~= 'unchanged' and state ~= 'failed' then
     redis.call('HSET', KEYS[1], ARGV[i], 'running|')
+    move(KEYS[2], KEYS[3], ARGV[i], state, 'running')
   end
 end
 """
+)
 
 
 class RedisJobBoard:
-    """Keys: sf:job:<id> (meta hash with a `done` count), sf:job:<id>:items (item -> "state|reason"),
-    sf:jobs:active (set). Recording a batch costs O(batch), not O(job)."""
+    """Keys: sf:job:<id> (meta hash with a `done` count and a count per state), sf:job:<id>:items (item ->
+    "state|reason"), sf:job:<id>:failed (sorted set), sf:jobs:active (set). Recording a batch costs O(batch), a
+    status what it lists, not O(job)."""
 
     def __init__(self, url: str) -> None:
         self.redis = redis.Redis.from_url(url, decode_responses=True)
@@ -291,6 +325,8 @@ class RedisJobBoard:
             "created_at": time.time(),
             "done": 0,
             "permissions": grant.to_json(),
+            "counted": 1,
+            "n:queued": len(set(item_ids)),
         }
         with self.redis.pipeline() as pipe:
             pipe.hset(f"sf:job:{job_id}", mapping=meta)
@@ -310,20 +346,24 @@ class RedisJobBoard:
     def mark_running(self, job_id: str, item_ids: Sequence[str]) -> None:
         self.redis.hsetnx(f"sf:job:{job_id}", "started_at", time.time())
         if item_ids:
-            self._mark_running(keys=[f"sf:job:{job_id}:items"], args=list(item_ids))
+            self._mark_running(keys=self._keys(job_id), args=list(item_ids))
 
     def record(self, job_id: str, outcomes: Sequence[Outcome]) -> bool:
         if not outcomes:
             return False
         args = [value for o in outcomes for value in (o.item_id, f"{o.status}|{o.reason or ''}")]
-        done, total = self._record(keys=[f"sf:job:{job_id}:items", f"sf:job:{job_id}"], args=args)
+        done, total = self._record(keys=self._keys(job_id), args=args)
         if done >= total:
             finished = bool(self.redis.hsetnx(f"sf:job:{job_id}", "finished_at", time.time()))
             self.redis.srem("sf:jobs:active", job_id)
             return finished
         return False
 
-    def status(self, job_id: str) -> JobStatus | None:
+    @staticmethod
+    def _keys(job_id: str) -> list[str]:
+        return [f"sf:job:{job_id}:items", f"sf:job:{job_id}", f"sf:job:{job_id}:failed"]
+
+    def status(self, job_id: str, failures: int | None = None) -> JobStatus | None:
         raw_meta = self.redis.hgetall(f"sf:job:{job_id}")
         if not raw_meta:
             return None
@@ -334,11 +374,21 @@ class RedisJobBoard:
             "started_at": float(raw_meta["started_at"]) if "started_at" in raw_meta else None,
             "finished_at": float(raw_meta["finished_at"]) if "finished_at" in raw_meta else None,
         }
-        items = {}
-        for item_id, value in self.redis.hgetall(f"sf:job:{job_id}:items").items():
-            state, _, reason = value.partition("|")
-            items[item_id] = {"state": state, "reason": reason or None}
-        return summarise(job_id, meta, items)
+        if "counted" in raw_meta:
+            counts = {state: int(raw_meta.get(f"n:{state}", 0)) for state in STATES}
+            last = -1 if failures is None else failures - 1  # -1: to the end
+            failed = self.redis.zrange(f"sf:job:{job_id}:failed", 0, last) if failures != 0 else []
+            reasons = self.redis.hmget(f"sf:job:{job_id}:items", failed) if failed else []
+            shown = [(item_id, (value or "").partition("|")[2]) for item_id, value in zip(failed, reasons, strict=True)]
+        else:  # a job from before the counts were kept
+            counts, shown = dict.fromkeys(STATES, 0), []
+            for item_id, value in self.redis.hgetall(f"sf:job:{job_id}:items").items():
+                state, _, reason = value.partition("|")
+                counts[state] += 1
+                shown += [(item_id, reason)] if state == "failed" else []
+            shown = sorted(shown)[:failures]
+        listed = [Failure(item_id=item_id, reason=reason or "unknown") for item_id, reason in shown]
+        return summarise(job_id, meta, counts, listed)
 
     def active_items(self) -> int:
         total = 0

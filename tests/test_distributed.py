@@ -63,10 +63,40 @@ def exercise_redelivery(board: JobBoard) -> None:
     granted = Grant(("/srv/catalogue/img",), ("10.0.0.0/8", "cdn.internal"))
     assert board.grant(board.create(["d"], ["v"], grant=granted)) == granted  # kept with the job
     assert board.grant(job_id) == NO_GRANT and board.grant("missing") == NO_GRANT
+    exercise_few_failures(board)
+
+
+def exercise_few_failures(board: JobBoard) -> None:
+    """A poll asks for a few failures: the counts stay whole, the failures listed are the first by item id, and
+    an item stored on a redelivery after it failed leaves them."""
+    job_id = board.create(["x", "y", "z"], ["v"])
+    board.accept(job_id)
+    board.mark_running(job_id, ["x", "y", "z"])
+    board.record(job_id, [Outcome("z", "failed", "late"), Outcome("y", "failed", "bad"), Outcome("x", "failed", "bad")])
+    few: JobStatus = board.status(job_id, failures=2)  # type: ignore[assignment]
+    assert (few.failed, few.running, [f.item_id for f in few.failures]) == (3, 0, ["x", "y"])
+    assert board.status(job_id, failures=0).failures == []  # type: ignore[union-attr]
+    board.record(job_id, [Outcome("x", "indexed")])  # redelivered, stored this time
+    after: JobStatus = board.status(job_id)  # type: ignore[assignment]
+    assert (after.total, after.indexed, after.failed, after.state) == (3, 1, 2, "done")
+    assert [(f.item_id, f.reason) for f in after.failures] == [("y", "bad"), ("z", "late")]
 
 
 def test_job_counts_survive_redelivery_in_redis(redis_url: str) -> None:
     exercise_redelivery(RedisJobBoard(redis_url))
+
+
+def test_a_job_from_before_redis_kept_counts_is_counted_from_its_items(redis_url: str) -> None:
+    board = RedisJobBoard(redis_url)
+    old = {"variants": '["v"]', "kind": "ingest", "created_at": time.time(), "done": 2, "started_at": time.time()}
+    board.redis.hset("sf:job:old", mapping=old)  # the layout of the previous version: no counts
+    board.redis.hset("sf:job:old:items", mapping={"a": "failed|bad", "b": "indexed|", "c": "running|"})
+    status: JobStatus = board.status("old", failures=5)  # type: ignore[assignment]
+    assert (status.total, status.failed, status.indexed, status.running, status.state) == (3, 1, 1, 1, "running")
+    assert [(f.item_id, f.reason) for f in status.failures] == [("a", "bad")]
+    board.record("old", [Outcome("c", "failed", "late")])  # recorded as before, nothing counted twice
+    status = board.status("old", failures=1)  # type: ignore[assignment]
+    assert (status.failed, status.state, [f.item_id for f in status.failures]) == (2, "done", ["a"])
 
 
 def test_job_counts_survive_redelivery_in_sqlite(tmp_path: Path) -> None:

@@ -48,7 +48,7 @@ def show_progress(rt: Runtime, job_id: str, label: str) -> None:
     """A progress bar on the server's console for a catalogue it indexes in the background."""
     with tqdm(desc=label, unit="item") as bar:
         while True:
-            status = rt.jobs.status(job_id)
+            status = rt.jobs.status(job_id, failures=0)
             if status is None:
                 return
             show_counts(bar, status.model_dump())
