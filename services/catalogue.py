@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from services.errors import CatalogueError
 from services.payload import PRODUCT_ID, own_field
+from services.references import is_local_path
 
 CATALOGUE_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
@@ -260,16 +261,17 @@ def _read_image_folder(folder: Path) -> Iterator[CatalogueItem]:
         yield CatalogueItem(id=product, images=images)
 
 
-def is_local_path(image: str) -> bool:
-    """Image references are URLs, data URIs or paths on the machine that reads the catalogue."""
-    return "://" not in image and not image.startswith("data:")
-
-
 def _resolve(image: str, base: Path | None, where: str) -> str:
     """Relative image paths in a catalogue file are relative to that file."""
     if not is_local_path(image):
         return image
-    path = Path(image).expanduser()
+    try:
+        path = Path(image).expanduser()
+    except RuntimeError:  # ~name of a user this machine does not have
+        raise CatalogueError(
+            f"{where}: image {image[:200]!r} names the home folder of a user this machine does not have: "
+            "give an absolute path or a URL"
+        ) from None
     if path.is_absolute():
         return str(path)
     if base is None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from pydantic import ValidationError
 
 from services.catalogue import ACCEPTED, CatalogueItem, read_catalogue
 from services.errors import CatalogueError
-from tests.helpers import photo
+from tests.helpers import encode, photo
 
 
 def test_csv_rows_become_items_with_resolved_paths_and_extra_fields(catalogue_dir: Path) -> None:
@@ -45,6 +48,21 @@ def test_jsonl_with_several_images_and_urls(tmp_path: Path) -> None:
     first, second = read_catalogue(path)
     assert first.images == [str(tmp_path / "a.jpg"), "https://cdn.example/p1.jpg"] and first.in_stock is False
     assert second.title == "one\u2028line\x85as sent"
+
+
+def test_a_photo_inline_in_a_catalogue_file_is_kept_as_sent(tmp_path: Path) -> None:
+    """Bare base64 was taken for a path: a JPEG's (it starts with "/") tidied as one and broken, a PNG's refused
+    as relative. And ~ of a user this machine does not have was a 500."""
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    inline = {"jpeg": encode(noise), "png": encode(noise, "PNG")}  # a photo's base64 is more than 512 characters
+    lines = [{"id": kind, "images": [base64.b64encode(data).decode()]} for kind, data in inline.items()]
+    path = tmp_path / "inline.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines))
+    read = {item.id: base64.b64decode(item.images[0]) for item in read_catalogue(path)}
+    assert read == inline
+    path.write_text("id,image\nt,~no-such-user-here/a.jpg\n")
+    with pytest.raises(CatalogueError, match=r"product 1: .*home folder of a user this machine does not have"):
+        list(read_catalogue(path.rename(tmp_path / "home.csv")))
 
 
 def test_folder_of_photos_uses_file_names_as_ids(tmp_path: Path) -> None:

@@ -116,6 +116,7 @@ def test_bad_items_are_reported_while_good_ones_are_indexed(
     (catalogue_dir / "empty.jpg").write_bytes(b"")
     (catalogue_dir / "cut.jpg").write_bytes(encode(photo((9, 9, 9)))[:400])
     (tmp_path / "secret.jpg").write_bytes(encode(photo((9, 9, 9))))
+    (catalogue_dir / "loop.jpg").symlink_to(catalogue_dir / "loop.jpg")
     good = str(catalogue_dir / "img" / "green-square.jpg")
     items = [
         item("good-1", good),
@@ -125,13 +126,17 @@ def test_bad_items_are_reported_while_good_ones_are_indexed(
         item("zero-bytes", str(catalogue_dir / "empty.jpg")),
         item("outside", str(tmp_path / "secret.jpg")),
         item("good-2", str(catalogue_dir / "img" / "black-circle.jpg")),
+        # the reasons a path cannot be read said "an internal error, logged"
+        item("long-name", str(catalogue_dir / f"{'x' * 300}.jpg")),
+        item("loop", str(catalogue_dir / "loop.jpg")),
+        item("no-user", "~no-such-user-here/a.jpg"),
     ]
     job_id = client.post("/v1/products", json={"items": items, "variants": ["tiny"]}).json()["job_id"]
     report = wait_for_job(client, job_id)
     reasons = {f["item_id"]: f["reason"] for f in report["failures"]}
-    assert (report["indexed"], report["failed"], report["outcome"]) == (2, 5, "partly_failed")
+    assert (report["indexed"], report["failed"], report["outcome"]) == (2, 8, "partly_failed")
     few = client.get(f"/v1/jobs/{job_id}", params={"failures": 2}).json()  # what a page polling a big job asks
-    assert few["failures"] == report["failures"][:2] and few["failed"] == 5
+    assert few["failures"] == report["failures"][:2] and few["failed"] == 8
     assert client.get(f"/v1/jobs/{job_id}", params={"failures": -1}).status_code == 422
     only_bad = [item("missing", str(catalogue_dir / "img" / "no-such.jpg"))]
     report = wait_for_job(client, client.post("/v1/products", json={"items": only_bad}).json()["job_id"])
@@ -141,6 +146,9 @@ def test_bad_items_are_reported_while_good_ones_are_indexed(
     assert "could not download" in reasons["unreachable"] and "after 2 tries" in reasons["unreachable"]
     assert "empty file" in reasons["zero-bytes"]
     assert "outside the allowed image folders" in reasons["outside"]
+    assert "could not be read: File name too long" in reasons["long-name"]
+    assert "could not be read: Symlink loop" in reasons["loop"] or "Too many levels" in reasons["loop"]
+    assert "could not be read" in reasons["no-user"] and "home directory" in reasons["no-user"]
     assert {"good-1", "good-2"} <= set(search_ids(client, photo((30, 180, 60)).tobytes() and Path(good).read_bytes()))
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import httpx
 
-from services.catalogue import CatalogueItem, is_local_path
+from services.catalogue import CatalogueItem
 from services.errors import ServiceUnavailable, StyleFinderError, from_response
+from services.references import is_local_path
 
 REQUEST_ITEMS = 250
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from typing import Protocol
 
 from services.errors import FetchError
 from services.images.outbound import AllowList, Downloader, DownloadLane, shorten
+from services.references import is_address, is_inline
 from services.settings import Settings
 
 
@@ -109,9 +109,9 @@ class Fetcher:
             if data is None:
                 raise FetchError(f"{shorten(reference)}: the indexed photo is no longer stored")
             return data
-        if "://" in reference[:16]:
+        if is_address(reference):
             return self.download(reference)  # http(s) only: any other scheme is refused there
-        if reference.startswith("data:") or _looks_like_base64(reference):
+        if is_inline(reference):
             return self.decode_base64(reference)
         return self._read_file(reference)
 
@@ -132,21 +132,22 @@ class Fetcher:
         if "\x00" in reference:
             raise FetchError(f"local path {shorten(reference)} contains a NUL byte")
         path = Path(reference)
-        resolved = path.expanduser().resolve()
-        if self._roots.isdisjoint(resolved.parents):
-            raise FetchError(
-                f"local path {shorten(str(path))} is outside the allowed image folders: the server's operator "
-                "allows a folder with STYLEFINDER_ALLOWED_IMAGE_ROOTS (or `stylefinder serve --index` for that "
-                "catalogue's own); or send the photo's bytes or an http(s) address"
-            )
-        if not resolved.is_file():
-            raise FetchError(f"no such file: {shorten(str(path))}")
-        if resolved.stat().st_size > self.max_bytes:
-            raise FetchError(f"file larger than {self.max_bytes} bytes: {shorten(str(path))}")
-        return resolved.read_bytes()
-
-
-BASE64 = re.compile(r"[A-Za-z0-9+/=\s]+")
+        try:
+            resolved = path.expanduser().resolve()
+            if self._roots.isdisjoint(resolved.parents):
+                raise FetchError(
+                    f"local path {shorten(str(path))} is outside the allowed image folders: the server's operator "
+                    "allows a folder with STYLEFINDER_ALLOWED_IMAGE_ROOTS (or `stylefinder serve --index` for that "
+                    "catalogue's own); or send the photo's bytes or an http(s) address"
+                )
+            if not resolved.is_file():
+                raise FetchError(f"no such file: {shorten(str(path))}")
+            if resolved.stat().st_size > self.max_bytes:
+                raise FetchError(f"file larger than {self.max_bytes} bytes: {shorten(str(path))}")
+            return resolved.read_bytes()
+        except (OSError, RuntimeError) as error:  # a name too long, no access, a link loop, ~ of no such user
+            why = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            raise FetchError(f"local path {shorten(str(path))} could not be read: {shorten(why)}") from None
 
 
 def _is_uuid(text: str) -> bool:
@@ -155,8 +156,3 @@ def _is_uuid(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _looks_like_base64(reference: str) -> bool:
-    """Bare base64 (JPEG's starts with "/9j/", so a leading slash proves nothing): long and base64 alphabet only."""
-    return len(reference) > 512 and BASE64.fullmatch(reference) is not None
