@@ -98,6 +98,9 @@ def test_a_switch_flips_searches_at_one_instant_without_an_error_and_rolls_back(
         assert client.get("/readyz").json()["variants"] == ["tiny", "tiny-b"]  # tiny: what the settings serve
         refused = client.post("/v1/switch", json={"to": "tiny-b", "rollback": True})
         assert refused.status_code == 422
+        hidden = client.post("/v1/switch", json={"name": "tiny", "to": "tiny-b"})  # tiny searched would be tiny-b
+        assert hidden.status_code == 422 and "is a variant's name" in hidden.json()["detail"], hidden.text
+        assert "tiny" not in client.get("/v1/switch").json()
 
 
 def test_a_gated_switch_goes_ahead_only_when_the_new_variant_scores_no_lower(

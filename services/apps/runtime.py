@@ -110,6 +110,11 @@ class Runtime:
         """Point the served name at variant `to` (None: back to what it served before its last switch), at one
         instant, and only while it serves `expect` where that is given (what an evaluation compared `to` with);
         returns what it serves now and what it served before (None: it was new)."""
+        if to is not None and name in self.registry.names():
+            raise InvalidInput(
+                f"{name} is a variant's name: a served name must be another (default, or e.g. live), else searches "
+                f"of {name} would reach the variant it serves while its products still go into {name} itself"
+            )
         before = self.serving().get(name)
         if expect is not None and before != expect:
             raise InvalidInput(f"{name} serves {before or 'nothing'} now, not {expect}: compare again, then switch")
