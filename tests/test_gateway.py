@@ -311,6 +311,14 @@ def test_an_uploaded_catalogue_that_cannot_be_read_says_why(
     assert refused.status_code == 422 and message in refused.json()["detail"], refused.text
 
 
+def test_two_catalogue_files_in_one_upload_are_refused(settings: Settings) -> None:
+    """The second was dropped: a 202 for one catalogue's products."""
+    one, other = b"id,image\na,https://cdn.example/a.jpg\n", b"id,image\nb,https://cdn.example/b.jpg\n"
+    with TestClient(create_app(settings), headers=AUTH) as client:
+        both = client.post("/v1/catalogues", files=[("file", ("a.csv", one, "text/csv")), ("file", ("b.csv", other))])
+    assert both.status_code == 422 and "file: sent more than once" in both.json()["detail"], both.text
+
+
 def test_what_a_request_sent_comes_back_in_a_message_at_a_bounded_length(indexed_client: TestClient) -> None:
     long_name = "v" * 100_000
     unknown = indexed_client.post("/v1/search", json={"text": "red", "variant": long_name})

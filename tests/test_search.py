@@ -719,6 +719,15 @@ def test_malformed_parts_of_a_photo_query_are_4xx(
     assert response.status_code == 422 and message in json.dumps(response.json()["detail"]), response.text
 
 
+def test_a_field_sent_twice_is_refused_not_half_dropped(indexed_client: TestClient, indexed_catalogue: Path) -> None:
+    """Two photos searched one, two texts the last: each dropped the other without a word."""
+    red, blue = (upload(indexed_catalogue, product)["image"] for product in ("red-square", "blue-square"))
+    photos = indexed_client.post("/v1/search", files=[("image", red), ("image", blue)])
+    assert photos.status_code == 422 and "image: sent more than once" in photos.json()["detail"], photos.text
+    words = indexed_client.post("/v1/search", data={"text": ["red", "blue"], "like": ["a", "b"]})
+    assert words.status_code == 422 and words.json()["detail"].startswith("text: sent more than once"), words.text
+
+
 def test_repeated_fields_and_unlike_move_the_ranking(indexed_client: TestClient) -> None:
     both = indexed_client.post("/v1/search", data={"like": ["red-square", "blue-square"], "top_k": "12"})
     assert {"red-square", "blue-square"}.isdisjoint(hit["product_id"] for hit in results(both))

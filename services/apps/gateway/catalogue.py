@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from indexer.jobs import JobStatus
 from services.apps.backup import snapshot
 from services.apps.gateway.deps import Admin, Write, runtime
+from services.apps.gateway.schemas import each_field_once
 from services.apps.runtime import Runtime
 from services.catalogue import CatalogueItem, parse_catalogue, repeated_ids
 from services.errors import InvalidInput, NotFound
@@ -77,6 +78,7 @@ async def add_catalogue(
 ) -> JobAccepted:
     """Queue a whole catalogue file as one job (the operator's page uploads one). Its images are URLs or absolute
     paths in the allowed image folders: an uploaded file has no folder for relative paths."""
+    each_field_once(await request.form())
     data, name = await file.read(), file.filename or "upload"
     items = await run_in_threadpool(lambda: list(parse_catalogue(data, name, None)))
     if not items:

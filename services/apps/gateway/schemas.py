@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
+from starlette.datastructures import FormData
 
+from services.errors import InvalidInput
 from services.regions import Region
+
+
+def each_field_once(form: FormData, repeatable: Collection[str] = ()) -> None:
+    """A form field sent twice (two photos, two catalogue files) is refused: one of them would be dropped unsaid."""
+    twice = sorted({key for key, _ in form.multi_items() if key not in repeatable and len(form.getlist(key)) > 1})
+    if twice:
+        may = f" (only {', '.join(sorted(repeatable))} may repeat)" if repeatable else ""
+        raise InvalidInput(f"{', '.join(twice)}: sent more than once; send each field once{may}")
 
 
 class RegionOut(BaseModel):

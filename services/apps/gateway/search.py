@@ -20,6 +20,7 @@ from services.apps.gateway.schemas import (
     RegionOut,
     SearchResponse,
     SearchResult,
+    each_field_once,
 )
 from services.apps.runtime import Runtime
 from services.errors import InvalidInput, NotFound, TooLarge
@@ -175,6 +176,7 @@ async def _read_query(request: Request, max_bytes: int) -> tuple[SearchRequest, 
     kind = request.headers.get("content-type", "")
     if kind.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         form = await request.form()
+        each_field_once(form, LIST_FIELDS)
         uploads = {key: value for key, value in form.items() if key in UPLOADS and isinstance(value, UploadFile)}
         data = None
         for key, upload in uploads.items():
