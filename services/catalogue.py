@@ -26,6 +26,15 @@ SYNONYMS = {
     "category": ("articleType", "product_type"),
     "colour": ("color", "baseColour"),
 }
+
+
+def fields_set_by(columns: Iterable[str]) -> set[str]:
+    """The fields a row's columns set: themselves, and the standard field a marketplace column fills (articleType
+    sets category), so that changing the column changes what filters and facets read."""
+    sent = set(columns)
+    return sent | {field for field, names in SYNONYMS.items() if not sent.isdisjoint(names)}
+
+
 FIELD_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-]{0,63}")  # what the stores' filter paths accept
 TRUE_WORDS = {"1", "true", "yes", "y", "t"}
 FALSE_WORDS = {"0", "false", "no", "n", "f"}

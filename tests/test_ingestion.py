@@ -167,6 +167,12 @@ def test_patch_changes_metadata_without_re_embedding(client: TestClient, catalog
         data={"filters": '{"in_stock": false, "price_max": 8}'},
     ).json()["results"]
     assert [h["product_id"] for h in hits] == ["p"]
+    marketplace = client.patch("/v1/products/p", json={"articleType": "Shirts", "baseColour": "Green"})
+    assert marketplace.json()["changes"] == {"articleType": "Shirts", "baseColour": "Green"} | {
+        "category": "Shirts",  # as ingesting the row would: the standard field follows its marketplace column
+        "colour": "Green",
+    }, marketplace.text
+    assert client.get("/v1/products/p").json()["variants"]["tiny"][0]["payload"]["category"] == "Shirts"
     assert client.patch("/v1/products/p", json={"images": ["x.jpg"]}).status_code == 422
     assert client.patch("/v1/products/p", json={"price": -1}).status_code == 422
     assert client.patch("/v1/products/missing", json={"price": 1}).status_code == 404

@@ -15,7 +15,7 @@ from services.apps.backup import snapshot
 from services.apps.gateway.deps import Admin, Write, runtime
 from services.apps.gateway.schemas import each_field_once
 from services.apps.runtime import Runtime
-from services.catalogue import CatalogueItem, parse_catalogue, repeated_ids
+from services.catalogue import CatalogueItem, fields_set_by, parse_catalogue, repeated_ids
 from services.errors import InvalidInput, NotFound
 from services.payload import PIPELINE_FIELDS, PRODUCT_ID, catalogue_payload
 from services.store import SERVED_NAME, collection_name, delete_product_photos
@@ -139,7 +139,7 @@ async def update_product(product_id: str, fields: dict[str, Any], rt: Rt) -> dic
     if not fields:
         raise InvalidInput("nothing to change")
     checked = CatalogueItem(id=product_id, images=["-"], **fields)  # same rules as at ingestion
-    changes = {key: value for key, value in checked.payload().items() if key in fields}
+    changes = {key: value for key, value in checked.payload().items() if key in fields_set_by(fields)}
     if not changes:  # each field null or "": read as not given, as at ingestion
         raise InvalidInput('nothing to change: null or "" empties no field; re-submit the product without it')
     points = await run_in_threadpool(rt.store.product_points, product_id)
