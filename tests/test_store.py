@@ -146,6 +146,7 @@ def test_filters_on_standard_and_extra_fields(store: VectorStore) -> None:
     add(store, "a", "0", unit(1, 0, 0), category="Tshirts", gender="Men", price=10.0, in_stock=True, season="Summer")
     add(store, "b", "0", unit(1, 0.1, 0), category="Tshirts", gender="Women", price=30.0, in_stock=False, season="Fall")
     add(store, "c", "0", unit(1, 0.2, 0), category="Caps", gender="Men", price=20.0, in_stock=True, season="Summer")
+    store.set_product_payload("c", {"brand": "acme"})
 
     def ids(**filters: object) -> list[str]:
         return [h.product_id for h in store.search("v", unit(1, 0, 0), 10, SearchFilters(**filters))]
@@ -155,7 +156,7 @@ def test_filters_on_standard_and_extra_fields(store: VectorStore) -> None:
     assert ids(gender=["Women", "Men"], price_min=15) == ["b", "c"]
     assert ids(price_max=20, in_stock=True) == ["a", "c"]
     assert ids(season="Fall") == ["b"]
-    assert ids(brand="nobody") == []
+    assert ids(brand="nobody") == []  # a value no product has (a field none has is refused)
     assert store.engine.fields(collection_name("v"))["season"] == "keyword"  # indexed when first stored
 
 
@@ -173,10 +174,15 @@ def test_a_filter_on_a_field_no_product_has_is_refused_with_the_filterable_field
         store.facets("v", "category", filters=SearchFilters.model_validate({"sesaon": "Summer"}))
     store.set_product_payload("a", {"fabric": "wool"})  # a field a change brings is filterable at once
     assert [h.product_id for h in store.search("v", unit(1, 0, 0), 10, SearchFilters(fabric="wool"))] == ["a"]
-    with pytest.raises(InvalidInput, match="no product has a price to filter on"):  # not a silent empty answer
+    with pytest.raises(InvalidInput, match="no product has a value for price to filter on"):  # not an empty answer
         store.search("v", unit(1, 0, 0), 10, SearchFilters(price_min=5))
-    store.set_product_payload("a", {"price": 9.5})
+    for standard in ({"brand": "acme"}, {"in_stock": True}):  # a standard field too (it was an empty answer)
+        with pytest.raises(InvalidInput, match=f"no product has a value for {next(iter(standard))} to filter on"):
+            store.search("v", unit(1, 0, 0), 10, SearchFilters.model_validate(standard))
+    store.set_product_payload("a", {"price": 9.5, "brand": "acme", "in_stock": True})
     assert [h.product_id for h in store.search("v", unit(1, 0, 0), 10, SearchFilters(price_min=5))] == ["a"]
+    taken = SearchFilters(brand="acme", in_stock=True)
+    assert [h.product_id for h in store.search("v", unit(1, 0, 0), 10, taken)] == ["a"]
 
 
 def test_fields_stored_before_they_were_indexed_stay_filterable(store: VectorStore) -> None:

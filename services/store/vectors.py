@@ -79,6 +79,9 @@ class Hit:
     payload: dict[str, Any]
 
 
+PRICE_FILTERS = {"price_min": "price", "price_max": "price"}  # the filters on the payload's price
+
+
 class VectorStore:
     """Thread-safe: each engine serialises what must be serialised."""
 
@@ -93,7 +96,7 @@ class VectorStore:
         self._fields_lock = threading.RLock()
         self._alias_lock = threading.Lock()
         self._aliases: tuple[float, dict[str, str]] = (float("-inf"), {})  # (read at, served names)
-        self._priced: set[str] = set()  # collections seen with a product that has a price
+        self._standard_seen: set[tuple[str, str]] = set()  # (collection, standard field) seen on some product
 
     @classmethod
     def from_settings(cls, settings: Settings) -> VectorStore:
@@ -223,15 +226,19 @@ class VectorStore:
         return standard + sorted(key for key in own if filterable(key))
 
     def check_filters(self, variant: str, filters: SearchFilters | None) -> None:
-        """InvalidInput naming the filterable fields when a filter names a field no product carries, or saying that
-        no product has a price when the filter gives one."""
+        """InvalidInput when a filter names a field no product carries: a standard one (a price, a brand) says so,
+        a catalogue's own names the fields there are."""
+        if filters is None:
+            return
         name = collection_name(variant)
-        priced = filters is not None and (filters.price_min is not None or filters.price_max is not None)
-        if priced and name not in self._priced:
-            if not self.carries(variant, "price"):
-                raise InvalidInput("no product has a price to filter on: leave out price_min and price_max")
-            self._priced.add(name)  # prices are seldom all removed: no second look
-        for key in sorted((filters.model_extra or {}) if filters else ()):
+        given = {PRICE_FILTERS.get(key, key) for key in SearchFilters.model_fields if getattr(filters, key) is not None}
+        for key in sorted(given):
+            if (name, key) not in self._standard_seen:
+                if not self.carries(variant, key):
+                    leave = "price_min and price_max" if key == "price" else "that filter"
+                    raise InvalidInput(f"no product has a value for {key} to filter on: leave out {leave}")
+                self._standard_seen.add((name, key))  # seldom taken from every product: no second look
+        for key in sorted(filters.model_extra or {}):
             known = filterable(key) and (
                 key in self._known_fields(name)
                 or key in self._known_fields(name, refresh=True)  # another process (a worker) may have indexed it
