@@ -124,6 +124,12 @@ for _ in range(40):  # lists in lists, 40 levels
 TYPED = {"__type__": "nope", "__value__": 1}  # how kombu's JSON marks a typed value
 
 
+def test_a_symbol_alone_is_words(indexed_client: TestClient) -> None:
+    """What the refusal of control and zero-width characters keeps: an emoji, a size, a price."""
+    for text in ("\U0001f457", "42", "$"):
+        assert indexed_client.post("/v1/search", json={"text": text}).status_code == 200, text
+
+
 @pytest.mark.parametrize(
     ("request_kwargs", "status", "message"),
     [
@@ -172,6 +178,8 @@ TYPED = {"__type__": "nope", "__value__": 1}  # how kombu's JSON marks a typed v
         ({"json": {"text": "x", "filters": {"price_max": -1}}}, 422, "greater than or equal to 0"),
         ({"json": {"text": "x", "filters": {"in_stock": "perhaps"}}}, 422, "valid boolean"),
         ({"json": {"text": "   "}}, 422, "must contain words"),
+        ({"json": {"text": "\u0000\u0001\u0002"}}, 422, "must contain words"),  # were ranked as words
+        ({"json": {"text": "\u200b\u200d\u2060\u202e"}}, 422, "must contain words"),
         ({"json": {"text": "x" * 501}}, 422, "at most 500 characters"),
         ({"json": {"text": "x", "unknown": 1}}, 422, "Extra inputs are not permitted"),
         ({"json": {"text": "x", "retrieval": "fast"}}, 422, "'direct' or 'cluster'"),

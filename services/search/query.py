@@ -4,6 +4,7 @@ share."""
 from __future__ import annotations
 
 import math
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -69,8 +70,9 @@ class SearchRequest(BaseModel):
     @field_validator("text")
     @classmethod
     def _words(cls, text: str | None) -> str | None:
-        """Blank text would embed as noise; longer text than the tower reads is cut by its tokenizer."""
-        if text is not None and not text.strip():
+        """Blank text would embed as noise (so would control and zero-width characters alone: no letter, digit or
+        symbol such as an emoji); longer text than the tower reads is cut by its tokenizer."""
+        if text is not None and not any(unicodedata.category(char)[0] in "LNS" for char in text):
             raise ValueError("text must contain words")
         return text
 
