@@ -74,6 +74,20 @@ def test_an_oversized_body_is_a_413_before_anyone_reads_it(keyed: Settings) -> N
         assert client.post("/v1/products", json=ITEM, headers=bearer("editor-key")).status_code == 202  # under it
 
 
+def test_a_write_key_is_checked_before_the_body_is_read_and_spends_its_rate_once(keyed: Settings) -> None:
+    """FastAPI reads and parses a body before the dependencies: a stranger's 40 MB catalogue was parsed (4 s,
+    200 MB) before its 401."""
+    keyed.rate_limit_per_minute = 3
+    with TestClient(create_app(keyed)) as client:
+        unread = client.post("/v1/products", content=b"{not json", headers={"content-type": "application/json"})
+        assert unread.status_code == 401, unread.text  # a 422 before: the body was parsed first
+        assert client.post("/v1/catalogues", files={"file": ("c.csv", b"junk")}).status_code == 401
+        patch = client.patch("/v1/products/p", content=b"[", headers={"content-type": "application/json"})
+        assert patch.status_code == 401, patch.text
+        answers = [client.post("/v1/products", json=ITEM, headers=bearer("editor-key")).status_code for _ in range(4)]
+        assert answers == [202, 202, 202, 429]  # checked before the body and not again after: one of its rate
+
+
 def test_search_needs_a_key_unless_left_open(keyed: Settings) -> None:
     query = {"text": "red shirt"}
     with TestClient(create_app(keyed)) as client:

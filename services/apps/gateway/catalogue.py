@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from indexer.jobs import JobStatus
 from services.apps.backup import snapshot
-from services.apps.gateway.deps import Admin, Write, runtime
+from services.apps.gateway.deps import Admin, KeyFirst, Write, runtime
 from services.apps.gateway.schemas import each_field_once
 from services.apps.runtime import Runtime
 from services.catalogue import CatalogueItem, fields_set_by, parse_catalogue, repeated_ids
@@ -20,7 +20,7 @@ from services.errors import InvalidInput, NotFound
 from services.payload import PIPELINE_FIELDS, PRODUCT_ID, catalogue_payload
 from services.store import SERVED_NAME, collection_name, delete_product_photos
 
-router = APIRouter(tags=["catalogue"])
+router = APIRouter(tags=["catalogue"], route_class=KeyFirst)
 Rt = Annotated[Runtime, Depends(runtime)]
 MAX_ITEMS_PER_REQUEST = 1000
 MAX_ITEMS_PER_FILE = 100_000

@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
-from services.apps.gateway.deps import Search, runtime
+from services.apps.gateway.deps import KeyFirst, Search, runtime
 from services.apps.gateway.schemas import (
     Facet,
     FacetValue,
@@ -30,7 +30,7 @@ from services.search import MAX_OFFSET, MAX_TOP_K, SearchRequest
 from services.store import FACET_FIELDS
 from services.telemetry import SEARCH_SECONDS
 
-router = APIRouter(tags=["search"])
+router = APIRouter(tags=["search"], route_class=KeyFirst)
 Rt = Annotated[Runtime, Depends(runtime)]
 UPLOADS = ("image", "sketch")  # multipart file fields; `sketch` is an image searched as a drawing
 LIST_FIELDS = {"like", "unlike", "box"}
