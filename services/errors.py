@@ -39,6 +39,13 @@ class TooLarge(StyleFinderError):
     kind = "too_large"
 
 
+class BodyTimeout(StyleFinderError):
+    """A request body that stopped arriving: a client sending less than its Content-Length held a connection."""
+
+    status = 408
+    kind = "body_timeout"
+
+
 class UnknownVariant(NotFound):
     """A variant name the registry does not list."""
 

@@ -39,6 +39,7 @@ class Settings(BaseSettings):
 
     max_image_bytes: int = 20 * 1024 * 1024
     max_request_bytes: int = 64 * 1024 * 1024  # any request body, checked before it is read (413 above)
+    body_idle_timeout_s: float = Field(30.0, gt=0)  # a request body that stops arriving this long: 408
     fetch_timeout_s: float = 10.0
     allowed_image_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     # Image URLs reach public addresses only; these host names and networks (CIDR) may be private (your own CDN).

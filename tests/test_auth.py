@@ -10,6 +10,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -86,6 +87,26 @@ def test_a_write_key_is_checked_before_the_body_is_read_and_spends_its_rate_once
         assert patch.status_code == 401, patch.text
         answers = [client.post("/v1/products", json=ITEM, headers=bearer("editor-key")).status_code for _ in range(4)]
         assert answers == [202, 202, 202, 429]  # checked before the body and not again after: one of its rate
+
+
+def test_a_body_that_stops_arriving_is_a_408_not_a_connection_held(keyed: Settings) -> None:
+    """A client that declared 100 bytes and sent 14 was answered nothing for as long as it kept the connection."""
+    keyed.body_idle_timeout_s = 1.0
+    with served(create_app(keyed)) as url:
+        host, port = url.removeprefix("http://").split(":")
+        for path, key in (("/v1/search", "reader-key"), ("/v1/products", "editor-key")):
+            with socket.create_connection((host, int(port)), timeout=10) as sock:
+                head = f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+                sock.sendall(f"{head}Content-Type: application/json\r\nContent-Length: 100\r\n\r\n".encode())
+                sock.sendall(b'{"text": "red"')  # and no more
+                started = time.monotonic()
+                answer = sock.recv(65536).decode()
+                while not answer.endswith("}"):  # the head and the body may come apart
+                    answer += sock.recv(65536).decode()
+            head, _, body = answer.partition("\r\n\r\n")
+            assert head.startswith("HTTP/1.1 408") and json.loads(body)["error"] == "body_timeout", (path, answer)
+            assert time.monotonic() - started < 8, path
+        assert httpx.post(f"{url}/v1/search", json={"text": "red"}, headers=bearer("reader-key")).status_code == 200
 
 
 def test_search_needs_a_key_unless_left_open(keyed: Settings) -> None:

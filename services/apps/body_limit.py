@@ -1,34 +1,32 @@
 """A cap on request bodies, checked before anything reads them (authentication included): a stranger's 2 GB
-upload is a 413, never a process that reads it all into memory."""
+upload is a 413, never a process that reads it all into memory; and a body that stops arriving is a 408, never a
+connection held for good."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.errors import BodyTimeout, StyleFinderError, TooLarge
+
 
 class BodyLimit:
     """ASGI middleware: a declared Content-Length over `max_bytes` is answered 413 at once; a body sent in
-    chunks is counted as it arrives, and the request ends with the same 413 once it passes the cap."""
+    chunks is counted as it arrives, and the request ends with the same 413 once it passes the cap. A body that
+    stops arriving for `idle_s` (a client sending less than it declared) ends with a 408 instead of holding the
+    connection for good."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, idle_s: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.idle_s = idle_s
 
-    def refusal(self) -> tuple[Message, Message]:
-        body = json.dumps(
-            {
-                "detail": f"the request body is larger than {self.max_bytes} bytes: send fewer items per request, "
-                "or images by URL",
-                "error": "too_large",
-            }
-        ).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        return {"type": "http.response.start", "status": 413, "headers": headers}, {
-            "type": "http.response.body",
-            "body": body,
-        }
+    def too_large(self) -> TooLarge:
+        return TooLarge(
+            f"the request body is larger than {self.max_bytes} bytes: send fewer items per request, or images by URL"
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -36,31 +34,38 @@ class BodyLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            for message in self.refusal():
-                await send(message)
+            await _answer(send, self.too_large())
             return
         received = 0
-        over = refused = False
+        arrived = False  # the whole body: waiting on receive() after it is waiting for a disconnect
+        cut: StyleFinderError | None = None  # why the body was cut off: the app's answer is replaced by it
+        answered = False
 
         async def counted() -> Message:
-            nonlocal received, over
-            message = await receive()
+            nonlocal received, arrived, cut
+            if arrived:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.idle_s)
+            except TimeoutError:
+                cut = BodyTimeout(f"the request body stopped arriving for {self.idle_s:g} s: send it whole")
+                return {"type": "http.disconnect"}  # the app stops reading; its answer is replaced below
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                arrived = not message.get("more_body", False)
                 if received > self.max_bytes:
-                    over = True
-                    return {"type": "http.disconnect"}  # the app stops reading; its answer is replaced below
+                    cut = self.too_large()
+                    return {"type": "http.disconnect"}
             return message
 
         async def refuse() -> None:
-            nonlocal refused
-            if not refused:
-                refused = True
-                for message in self.refusal():
-                    await send(message)
+            nonlocal answered
+            if not answered and cut is not None:
+                answered = True
+                await _answer(send, cut)
 
         async def answer(message: Message) -> None:
-            if not over:
+            if cut is None:
                 await send(message)
             elif message["type"] == "http.response.start":
                 await refuse()
@@ -68,6 +73,14 @@ class BodyLimit:
         try:
             await self.app(scope, counted, answer)
         except Exception:  # however the app took the cut-off body, the client hears why
-            if not over:
+            if cut is None:
                 raise
-            await refuse()
+        await refuse()
+
+
+async def _answer(send: Send, error: StyleFinderError) -> None:
+    """The error as the apps answer one (http_errors), sent from below them."""
+    body = json.dumps({"detail": error.message, "error": error.kind}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -84,7 +84,7 @@ def create_app(
         redoc_url=None,
     )
     add_error_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes, idle_s=settings.body_idle_timeout_s)
     count_requests(app)
     if settings.cors_origins:
         app.add_middleware(
