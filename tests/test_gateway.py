@@ -165,7 +165,7 @@ def test_a_symbol_alone_is_words(indexed_client: TestClient) -> None:
         ({"json": {"like": ["no-such-product"]}}, 404, "no product 'no-such-product'"),
         ({"json": {"like": ["a"], "unlike": ["a"]}}, 422, "both liked and unliked: a"),
         ({"json": {"like": [""]}}, 422, "non-empty strings"),
-        ({"json": {"like": [str(n) for n in range(21)]}}, 422, "at most 20 items"),
+        ({"json": {"like": [str(n) for n in range(21)]}}, 422, "at most 20 different products, not 21"),
         ({"json": {"text": "x", "offset": 5000}}, 422, "less than or equal to 1000"),
         ({"content": b"[" * 10000 + b"]" * 10000, "headers": {"content-type": "application/json"}}, 422, "deeply"),
         ({"json": {"text": "x", "filters": {"": "a"}}}, 422, "is not a field name"),

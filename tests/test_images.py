@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import pytest
 from PIL import Image, ImageCms
@@ -15,6 +17,19 @@ from tests.helpers import encode, photo
 def test_common_formats_decode_to_rgb(fmt: str) -> None:
     image = decode_image(encode(photo((10, 200, 10)), fmt))
     assert image.mode == "RGB" and image.size == (96, 128)
+
+
+@pytest.mark.parametrize("side", [8_000, 20_000])  # past our cap (50 MP), and past Pillow's own (179 MP)
+def test_a_photo_of_too_many_pixels_is_called_too_large_not_corrupt(side: int) -> None:
+    """Past Pillow's cap it was "corrupt or truncated image: ... could be decompression bomb DOS attack"."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)  # the size a PNG declares: no pixels sent
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    with pytest.raises(ImageDecodeError, match=r"^image too large \(.*50,000,000"):
+        decode_image(png)
 
 
 def test_exif_orientation_is_applied() -> None:

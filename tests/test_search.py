@@ -67,6 +67,8 @@ def test_more_like_this_searches_from_stored_vectors_and_never_returns_the_liked
     assert "red-square" not in liked
     others = [product for product in by_photo if product != "red-square"]
     assert liked[: len(others)] == others  # the stored vector ranks as the photo it was embedded from
+    named_often = indexed_client.post("/v1/search", json={"like": ["red-square"] * 30})  # one product: not 30
+    assert [hit["product_id"] for hit in results(named_often)] == liked
     filtered = results(
         indexed_client.post("/v1/search", json={"like": ["red-square"], "filters": {"category": "Caps"}})
     )

@@ -66,14 +66,14 @@ def decode_image(data: bytes, keep_alpha: bool = False) -> Image.Image:
         raise
     except UnidentifiedImageError:
         raise ImageDecodeError("not an image (unrecognised file format)") from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):  # Pillow's own cap, above ours
+        raise ImageDecodeError(f"image too large (more than {MAX_PIXELS:,} pixels)") from None
     # RuntimeError: what Pillow's AVIF decoder raises for a damaged file
     except (
         OSError,
         SyntaxError,
         ValueError,
         RuntimeError,
-        Image.DecompressionBombWarning,
-        Image.DecompressionBombError,
     ) as error:
         raise ImageDecodeError(f"corrupt or truncated image: {error}") from None
     upright = ImageOps.exif_transpose(image) if _orientation(image) != 1 else image

@@ -34,10 +34,10 @@ class SearchRequest(BaseModel):
     image_base64: str | None = Field(None, description="the query photo, base64 or a data: URI")
     text: str | None = Field(None, min_length=1, max_length=500, description="words, alone or with a photo")
     like: list[str] = Field(
-        default_factory=list, max_length=MAX_LIKED, description="product ids: more like these (never returned)"
+        default_factory=list, description=f"product ids: more like these (never returned), {MAX_LIKED} at most"
     )
     unlike: list[str] = Field(
-        default_factory=list, max_length=MAX_LIKED, description="product ids: less like these (never returned)"
+        default_factory=list, description=f"product ids: less like these (never returned), {MAX_LIKED} at most"
     )
     garment: Garment | None = Field(
         None,
@@ -82,7 +82,10 @@ class SearchRequest(BaseModel):
         bad = [product for product in ids if not isinstance(product, str) or not product or len(product) > 256]
         if bad:
             raise ValueError(f"product ids are non-empty strings of at most 256 characters, not {bad[:3]!r}")
-        return list(dict.fromkeys(ids))
+        named = list(dict.fromkeys(ids))  # a product named twice counts once
+        if len(named) > MAX_LIKED:
+            raise ValueError(f"at most {MAX_LIKED} different products, not {len(named)}")
+        return named
 
     @field_validator("box")
     @classmethod
