@@ -124,6 +124,18 @@ for _ in range(40):  # lists in lists, 40 levels
 TYPED = {"__type__": "nope", "__value__": 1}  # how kombu's JSON marks a typed value
 
 
+def test_starlettes_own_refusals_come_in_the_apis_shape(indexed_client: TestClient) -> None:
+    """A malformed multipart body, a form field over 1 MB, no such route: a bare {"detail"} without the kind."""
+    unbounded = indexed_client.post("/v1/search", content=b"x", headers={"content-type": "multipart/form-data"})
+    assert unbounded.status_code == 400 and unbounded.json() == {
+        "detail": "Missing boundary in multipart.",
+        "error": "invalid",
+    }
+    inline = indexed_client.post("/v1/search", data={"image_base64": "A" * (1024 * 1024 + 1)}, files={"x": ("x", b"")})
+    assert inline.status_code == 400 and "send a photo as a file part" in inline.json()["detail"], inline.text
+    assert indexed_client.get("/v1/nowhere").json() == {"detail": "Not Found", "error": "not_found"}
+
+
 def test_a_symbol_alone_is_words(indexed_client: TestClient) -> None:
     """What the refusal of control and zero-width characters keeps: an emoji, a size, a price."""
     for text in ("\U0001f457", "42", "$"):

@@ -1,8 +1,9 @@
 """How both HTTP apps (gateway, embedding service) answer failures: one mapping, in one place.
 
-`StyleFinderError` -> its status with `{"detail": message, "error": kind}`; request validation and bodies nested
-too deeply to parse -> 422; Redis or a Qdrant server not answering -> 503 with Retry-After; anything else is a
-bug: logged with its traceback, answered 500 without details."""
+`StyleFinderError` -> its status with `{"detail": message, "error": kind}`, and so Starlette's own refusals (a
+malformed multipart body 400, no such route 404); request validation and bodies nested too deeply to parse -> 422;
+Redis or a Qdrant server not answering -> 503 with Retry-After; anything else is a bug: logged with its traceback,
+answered 500 without details."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from qdrant_client.http.exceptions import ResponseHandlingException
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.errors import ServiceUnavailable, StyleFinderError
+from services.errors import InvalidInput, NotFound, ServiceUnavailable, StyleFinderError
 
 log = logging.getLogger("stylefinder.http")
 # what the clients raise when Redis (job board and broker) or a Qdrant server does not answer (or Redis is full)
@@ -68,6 +70,17 @@ def add_error_handlers(app: FastAPI) -> None:
     for kinds, handler in ((QUEUE_DOWN, queue_down), (STORE_DOWN, store_down)):
         for kind in kinds:
             app.add_exception_handler(kind, handler)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_refusal(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        """Starlette's own refusals (a malformed multipart body, no such route or method) in the same shape."""
+        kind = {400: InvalidInput.kind, 404: NotFound.kind}.get(error.status_code, "http_error")
+        detail = str(error.detail)
+        if detail.startswith("Part exceeded maximum size"):  # a form field's text, not a file
+            detail += " (a form field's value): send a photo as a file part (image=@photo.jpg), not as text"
+        return JSONResponse(
+            {"detail": bounded(detail), "error": kind}, status_code=error.status_code, headers=error.headers
+        )
 
     @app.exception_handler(RecursionError)
     async def too_deep(_: Request, error: RecursionError) -> JSONResponse:
