@@ -31,6 +31,7 @@ from services.images import (
 )
 from services.models import Registry, Variant
 from services.payload import IMAGE, IMAGE_KEY, IMAGE_SHA256
+from services.references import named
 from services.store import PHOTO, MediaStore, VectorStore, delete_product_photos, point_id
 
 Status = Literal["indexed", "unchanged", "failed"]
@@ -130,7 +131,10 @@ class IndexPipeline:
         entry = _Prepared(item)
         for key, reference in enumerate(item.images):
             data = fetch(reference)
-            image = decode_image(data)
+            try:
+                image = decode_image(data)
+            except ImageDecodeError as error:  # which of the product's photos
+                raise ImageDecodeError(f"{named(reference, key)}: {error}") from None
             payload = item.payload() | {
                 IMAGE_KEY: key,
                 IMAGE: reference if len(reference) < 2048 else "inline",

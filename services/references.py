@@ -23,3 +23,14 @@ def is_inline(reference: str) -> bool:
 def is_local_path(reference: str) -> bool:
     """A path on the machine that reads it."""
     return not is_address(reference) and not is_inline(reference)
+
+
+def shorten(reference: str, limit: int = 120) -> str:
+    """References go into error messages; inline images and endless URLs must not."""
+    return reference if len(reference) <= limit else reference[:limit] + f"... ({len(reference)} characters)"
+
+
+def named(reference: str, key: int) -> str:
+    """What a message calls the `key`th photo of a product: its address or path, shortened; one sent inline by
+    its place."""
+    return f"photo {key + 1} (sent inline)" if is_inline(reference) else shorten(reference)

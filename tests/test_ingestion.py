@@ -121,7 +121,7 @@ def test_bad_items_are_reported_while_good_ones_are_indexed(
     items = [
         item("good-1", good),
         item("text", str(catalogue_dir / "notes.txt")),
-        item("truncated", str(catalogue_dir / "cut.jpg")),
+        {"id": "truncated", "images": [good, str(catalogue_dir / "cut.jpg")]},
         item("unreachable", "http://127.0.0.1:9/shirt.jpg"),
         item("zero-bytes", str(catalogue_dir / "empty.jpg")),
         item("outside", str(tmp_path / "secret.jpg")),
@@ -142,7 +142,7 @@ def test_bad_items_are_reported_while_good_ones_are_indexed(
     report = wait_for_job(client, client.post("/v1/products", json={"items": only_bad}).json()["job_id"])
     assert (report["state"], report["outcome"], report["failed"]) == ("done", "failed", 1)
     assert "not an image" in reasons["text"]
-    assert "truncated" in reasons["truncated"]
+    assert reasons["truncated"].startswith(f"{catalogue_dir / 'cut.jpg'}: corrupt or truncated")  # which photo
     assert "could not download" in reasons["unreachable"] and "after 2 tries" in reasons["unreachable"]
     assert "empty file" in reasons["zero-bytes"]
     assert "outside the allowed image folders" in reasons["outside"]

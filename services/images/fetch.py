@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Protocol
 
 from services.errors import FetchError
-from services.images.outbound import AllowList, Downloader, DownloadLane, shorten
-from services.references import is_address, is_inline
+from services.images.outbound import AllowList, Downloader, DownloadLane
+from services.references import is_address, is_inline, shorten
 from services.settings import Settings
 
 

@@ -23,6 +23,7 @@ from typing import Literal
 import httpx
 
 from services.errors import FetchError, TransientFetchError
+from services.references import shorten
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
@@ -199,8 +200,3 @@ def _parse(url: str, redirected: bool = False) -> httpx.URL:
     if not parsed.host:
         raise FetchError(f"{where}{shorten(url)}: the URL has no host")
     return parsed
-
-
-def shorten(reference: str, limit: int = 120) -> str:
-    """References go into error messages; inline images and endless URLs must not."""
-    return reference if len(reference) <= limit else reference[:limit] + f"... ({len(reference)} characters)"
