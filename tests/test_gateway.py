@@ -331,6 +331,21 @@ def test_an_uploaded_catalogue_that_cannot_be_read_says_why(
     assert refused.status_code == 422 and message in refused.json()["detail"], refused.text
 
 
+def test_a_body_that_is_not_json_says_what_to_send(settings: Settings) -> None:
+    """It said "JSON decode error" at ["body", 11], and for text/plain "Input should be a valid dictionary"."""
+    with TestClient(create_app(settings), headers=AUTH) as client:
+        broken = client.post("/v1/products", content=b'{"items": [', headers={"content-type": "application/json"})
+        [said] = broken.json()["detail"]
+        assert broken.status_code == 422 and said["msg"].startswith("the body is not valid JSON"), broken.text
+        assert "at character 11" in said["msg"], broken.text
+        plain = client.patch("/v1/products/p", content=b'{"price": 3}', headers={"content-type": "text/plain"})
+        [said] = plain.json()["detail"]
+        assert plain.status_code == 422 and "Content-Type: application/json" in said["msg"], plain.text
+    with TestClient(create_app(settings), headers=AUTH) as client:
+        as_text = client.post("/v1/search", data={"image": "not a file"})
+        assert as_text.status_code == 422 and "image: sent as a text field, not a file" in as_text.json()["detail"]
+
+
 def test_two_catalogue_files_in_one_upload_are_refused(settings: Settings) -> None:
     """The second was dropped: a 202 for one catalogue's products."""
     one, other = b"id,image\na,https://cdn.example/a.jpg\n", b"id,image\nb,https://cdn.example/b.jpg\n"

@@ -177,6 +177,11 @@ async def _read_query(request: Request, max_bytes: int) -> tuple[SearchRequest, 
     if kind.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         form = await request.form()
         each_field_once(form, LIST_FIELDS)
+        if texts := sorted(key for key in UPLOADS if isinstance(form.get(key), str)):
+            raise InvalidInput(
+                f"{', '.join(texts)}: sent as a text field, not a file: send the photo or drawing as a file part "
+                "with a file name (curl -F image=@photo.jpg)"
+            )
         uploads = {key: value for key, value in form.items() if key in UPLOADS and isinstance(value, UploadFile)}
         data = None
         for key, upload in uploads.items():
