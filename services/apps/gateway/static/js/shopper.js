@@ -406,8 +406,21 @@ function pickTool(tool) {
 $("pen").addEventListener("click", () => pickTool("pen"));
 $("eraser").addEventListener("click", () => pickTool("eraser"));
 $("stroke-width").addEventListener("input", () => { pad.width = Number($("stroke-width").value); });
-$("undo").addEventListener("click", () => pad.undo());
-$("clear").addEventListener("click", () => pad.clear());
+/** What Undo or Clear did, in words: only the canvas showed it. */
+function sayDrawing(done) {
+  const left = pad.strokes.length;
+  const strokes = left === 0 ? "the drawing is empty" : `${left} ${left === 1 ? "stroke" : "strokes"} left`;
+  $("drawing-said").textContent = `${done}: ${strokes}.`;
+}
+$("undo").addEventListener("click", () => {
+  const had = pad.strokes.length;
+  pad.undo();
+  sayDrawing(had ? "Undone" : "Nothing to undo");
+});
+$("clear").addEventListener("click", () => {
+  pad.clear();
+  sayDrawing("Cleared");
+});
 $("search-drawing").addEventListener("click", async () => {
   if (pad.blank) {
     $("error").textContent = BLANK_DRAWING;
