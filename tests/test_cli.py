@@ -253,6 +253,7 @@ def test_store_commands_report_and_refuse_in_one_line(
 ) -> None:
     empty = run(tiny_env, "store", "status")  # it printed nothing at all
     assert empty.returncode == 0 and empty.stdout.startswith("no collections yet"), empty.stderr[-2000:]
+    assert not settings.data_dir.exists()  # and it made the data folder, keys and all, to say so
     assert run(tiny_env, "index", str(catalogue_dir)).returncode == 0
     status = run(tiny_env, "store", "status")
     assert status.returncode == 0 and "sf_tiny: 12 points (photo 32-d, edge 32-d)" in status.stdout

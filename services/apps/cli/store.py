@@ -29,8 +29,16 @@ def store_status() -> None:
     the running gateway when it owns the embedded store."""
     from dataclasses import asdict
 
-    states = here_or_at_gateway(
-        _settings(), lambda rt: [asdict(state) for state in rt.store.states()], lambda client: client.store_states()
+    settings = _settings()
+    nothing_here = settings.qdrant_url is None and not any(
+        path.exists() for path in (settings.store_path, settings.legacy_store_path)
+    )  # asked, not started: no data folder made for it
+    states = (
+        []
+        if nothing_here
+        else here_or_at_gateway(
+            settings, lambda rt: [asdict(state) for state in rt.store.states()], lambda client: client.store_states()
+        )
     )
     if not states:
         click.echo("no collections yet: nothing is indexed here (stylefinder index <catalogue>)")
