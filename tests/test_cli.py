@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +33,18 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "services.apps.cli", *args], env=env, capture_output=True, text=True, timeout=300
     )
+
+
+def test_a_server_that_does_not_answer_is_said_at_once(tiny_env: dict[str, str], catalogue_dir: Path) -> None:
+    """A gateway that takes the connection and says nothing held `--server` for its request timeout, 120 s."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # connections wait in its backlog, never answered
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        refused = run(tiny_env, "index", str(catalogue_dir), "--server", url)
+    assert refused.returncode == 1 and f"no gateway answers at {url}" in refused.stderr, refused.stderr[-2000:]
+    assert time.monotonic() - started < 60 and "Traceback" not in refused.stderr
 
 
 def test_index_a_catalogue_then_resume(tiny_env: dict[str, str], catalogue_dir: Path, settings: Settings) -> None:

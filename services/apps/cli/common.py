@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from services.catalogue import CatalogueItem
-from services.errors import InvalidInput
+from services.errors import InvalidInput, ServiceUnavailable
 from services.settings import Settings
 
 if TYPE_CHECKING:
@@ -118,7 +118,12 @@ def direct_or_via_gateway(
         _report(counts, [f for r in reports for f in r["failures"]], None)
 
     if server is not None:
-        follow(gateway_at(settings, server))
+        client = gateway_at(settings, server)
+        if not client.reachable():  # a silent one held the command for the request's whole timeout (120 s)
+            raise ServiceUnavailable(
+                f"no gateway answers at {server} (GET /healthz): start one there, or leave out --server"
+            )
+        follow(client)
     else:
         here_or_at_gateway(settings, direct, follow)
 
