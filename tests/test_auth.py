@@ -135,6 +135,9 @@ def test_each_key_has_a_rate_and_429_says_when_to_retry(keyed: Settings) -> None
         assert client.get("/v1/models", headers=bearer("editor-key")).status_code == 200  # its own bucket
         anonymous = [client.get("/v1/models").status_code for _ in range(4)]
         assert anonymous == [200, 200, 200, 429]  # open search: one bucket per client address
+    with TestClient(create_app(keyed)) as client:
+        searched = [client.post("/v1/search", json={"text": "red"}).status_code for _ in range(4)]
+        assert searched == [200, 200, 200, 429]  # checked before its body, and not spent again after
     keyed.open_search = False
     with TestClient(create_app(keyed)) as client:
         guesses = [client.delete("/v1/products/p", headers=bearer(f"guess-{n}")).status_code for n in range(4)]

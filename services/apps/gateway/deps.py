@@ -48,15 +48,15 @@ def allowed(scope: str) -> Callable[..., None]:
         request.state.key = None  # who asked: handlers show less to an open or search-only caller
         if presented is None and scope == "search" and rt.settings.open_search:
             spend(rt, address)
-            return
-        try:
-            key = rt.keys.check(presented, scope)
-        except Unauthorised:
-            spend(rt, address)  # guessing keys costs the guesser's address its rate
-            raise
-        spend(rt, f"{key.name}, {address}" if key.search_only else key.name)
-        request.state.key = key
-        request.state.checked = scope
+        else:
+            try:
+                key = rt.keys.check(presented, scope)
+            except Unauthorised:
+                spend(rt, address)  # guessing keys costs the guesser's address its rate
+                raise
+            spend(rt, f"{key.name}, {address}" if key.search_only else key.name)
+            request.state.key = key
+        request.state.checked = scope  # let through, and its rate spent: once
 
     check.scope = scope  # type: ignore[attr-defined]  # what KeyFirst finds it by
     return check
