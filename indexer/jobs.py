@@ -374,13 +374,19 @@ class RedisJobBoard:
             "started_at": float(raw_meta["started_at"]) if "started_at" in raw_meta else None,
             "finished_at": float(raw_meta["finished_at"]) if "finished_at" in raw_meta else None,
         }
-        if "counted" in raw_meta:
-            counts = {state: int(raw_meta.get(f"n:{state}", 0)) for state in STATES}
+        counts = {state: int(raw_meta.get(f"n:{state}", 0)) for state in STATES}
+        # the final states' counts add up to `done`, unless a worker of the previous version recorded some items
+        # (a rolling upgrade): then, and for a job from before the counts were kept, the items are counted
+        if "counted" in raw_meta and sum(counts[state] for state in TERMINAL) == int(raw_meta.get("done", 0)):
             last = -1 if failures is None else failures - 1  # -1: to the end
             failed = self.redis.zrange(f"sf:job:{job_id}:failed", 0, last) if failures != 0 else []
             reasons = self.redis.hmget(f"sf:job:{job_id}:items", failed) if failed else []
-            shown = [(item_id, (value or "").partition("|")[2]) for item_id, value in zip(failed, reasons, strict=True)]
-        else:  # a job from before the counts were kept
+            shown = [  # an item stored again since the set was read is no failure
+                (item_id, value.partition("|")[2])
+                for item_id, value in zip(failed, reasons, strict=True)
+                if value and value.startswith("failed|")
+            ]
+        else:
             counts, shown = dict.fromkeys(STATES, 0), []
             for item_id, value in self.redis.hgetall(f"sf:job:{job_id}:items").items():
                 state, _, reason = value.partition("|")

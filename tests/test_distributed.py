@@ -97,6 +97,11 @@ def test_a_job_from_before_redis_kept_counts_is_counted_from_its_items(redis_url
     board.record("old", [Outcome("c", "failed", "late")])  # recorded as before, nothing counted twice
     status = board.status("old", failures=1)  # type: ignore[assignment]
     assert (status.failed, status.state, [f.item_id for f in status.failures]) == (2, "done", ["a"])
+    new = board.create(["x", "y"], ["v"])  # by an upgraded gateway; recorded by a worker not yet upgraded:
+    board.redis.hset(f"sf:job:{new}:items", mapping={"x": "indexed|", "y": "failed|bad"})  # no counts kept
+    board.redis.hincrby(f"sf:job:{new}", "done", 2)
+    status = board.status(new)  # type: ignore[assignment]
+    assert (status.state, status.indexed, status.failed, status.queued) == ("done", 1, 1, 0)  # not queued for ever
 
 
 def test_job_counts_survive_redelivery_in_sqlite(tmp_path: Path) -> None:
