@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.apps.gateway.app import create_app
 from services.apps.gateway_client import GatewayClient
-from services.catalogue import read_catalogue
+from services.catalogue import CatalogueItem, read_catalogue
 from services.errors import TooLarge
 from services.settings import Settings
 from services.store import VectorStore
@@ -33,6 +33,17 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "services.apps.cli", *args], env=env, capture_output=True, text=True, timeout=300
     )
+
+
+def test_following_a_gateways_job_lists_only_the_failures_named(settings: Settings) -> None:
+    """Each poll read every failure of the job (10,000 failures: 2 MB a poll); the end lists those named."""
+    items = [CatalogueItem(id=f"bad-{n}", images=[f"http://127.0.0.1:9/{n}.jpg"]) for n in range(3)]
+    with served(create_app(settings)) as url:
+        client = GatewayClient(url, ADMIN_KEY)
+        polls: list[dict] = []
+        [report] = client.follow(client.submit(items, None), polls.append, failures=1)
+    assert (report["failed"], [f["item_id"] for f in report["failures"]]) == (3, ["bad-0"])
+    assert polls and polls[-1]["failed"] == 3
 
 
 def test_a_server_that_does_not_answer_is_said_at_once(tiny_env: dict[str, str], catalogue_dir: Path) -> None:

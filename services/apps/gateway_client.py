@@ -95,14 +95,18 @@ class GatewayClient:
         """The gateway snapshots its data folder into `target`, a path on its machine."""
         return self._call("POST", "/v1/snapshots", json={"to": target})
 
-    def follow(self, job_ids: Sequence[str], on_progress: Callable[[dict], None], poll_s: float = 0.5) -> list[dict]:
-        """Poll until every job is done; `on_progress` gets summed counts after each poll."""
+    def follow(
+        self, job_ids: Sequence[str], on_progress: Callable[[dict], None], failures: int, poll_s: float = 0.5
+    ) -> list[dict]:
+        """Poll until every job is done; `on_progress` gets summed counts after each poll. The polls list no
+        failure (a job of 10,000 failures read them all each time); the reports returned list each job's first
+        `failures`."""
         while True:
-            reports = [self._call("GET", f"/v1/jobs/{job_id}") for job_id in job_ids]
+            reports = [self._call("GET", f"/v1/jobs/{job_id}", params={"failures": 0}) for job_id in job_ids]
             totals = {key: sum(r[key] for r in reports) for key in ("total", "indexed", "unchanged", "failed")}
             on_progress(totals)
             if all(r["state"] == "done" for r in reports):
-                return reports
+                return [self._call("GET", f"/v1/jobs/{job_id}", params={"failures": failures}) for job_id in job_ids]
             time.sleep(poll_s)
 
     def _call(self, method: str, path: str, **request: object) -> dict:

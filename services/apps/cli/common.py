@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 COUNTS = ("indexed", "unchanged", "failed")
+FAILURES_NAMED = 50  # failures a command names; "... and N more" counts the rest
 
 
 def settings() -> Settings:
@@ -108,7 +109,7 @@ def direct_or_via_gateway(
         try:
             job_ids = via(client)
             with tqdm(total=total, unit="item") as bar:
-                reports = client.follow(job_ids, lambda totals: show_counts(bar, totals))
+                reports = client.follow(job_ids, lambda totals: show_counts(bar, totals), FAILURES_NAMED)
         except KeyboardInterrupt:  # only this command stops: what the gateway accepted is its work now
             if client.accepted:
                 where = f"{client.http.base_url}/v1/jobs/{{id}}"
@@ -162,9 +163,10 @@ def _report(counts: Mapping[str, Any], failures: Sequence[Mapping[str, Any]], va
     among items indexed exit 0, each named: re-running retries them."""
     into = f" into {variants}" if variants else ""
     click.echo(f"{counts['indexed']} indexed, {counts['unchanged']} unchanged, {counts['failed']} failed{into}")
-    for failure in failures[:50]:
+    named = failures[:FAILURES_NAMED]
+    for failure in named:
         click.echo(f"  failed {failure['item_id']}: {failure['reason']}", err=True)
-    if len(failures) > 50:
-        click.echo(f"  ... and {len(failures) - 50} more", err=True)
+    if counts["failed"] > len(named):
+        click.echo(f"  ... and {counts['failed'] - len(named)} more", err=True)
     if counts["failed"] and not counts["indexed"] and not counts["unchanged"]:
         raise click.ClickException(f"every item failed ({counts['failed']}): nothing was indexed")
