@@ -7,7 +7,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +28,16 @@ SYNONYMS = {
 }
 
 
-def fields_set_by(columns: Iterable[str]) -> set[str]:
-    """The fields a row's columns set: themselves, and the standard field a marketplace column fills (articleType
-    sets category), so that changing the column changes what filters and facets read."""
+def fields_set_by(columns: Iterable[str], stored: Mapping[str, Any]) -> set[str]:
+    """The fields a change of these columns sets: themselves, and a standard field that a changed marketplace
+    column filled when the product was read (articleType filled category: they hold the same value), so that
+    filters and facets follow; a standard field the product gave itself, or another column filled, stays."""
     sent = set(columns)
-    return sent | {field for field, names in SYNONYMS.items() if not sent.isdisjoint(names)}
+    return sent | {
+        field
+        for field, names in SYNONYMS.items()
+        if field not in sent and any(name in sent and stored.get(field) == stored.get(name) for name in names)
+    }
 
 
 FIELD_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-]{0,63}")  # what the stores' filter paths accept

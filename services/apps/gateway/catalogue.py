@@ -138,14 +138,14 @@ async def update_product(product_id: str, fields: dict[str, Any], rt: Rt) -> dic
         raise InvalidInput(f"these fields cannot be patched: {fixed}; re-submit the product to change images")
     if not fields:
         raise InvalidInput("nothing to change")
-    checked = CatalogueItem(id=product_id, images=["-"], **fields)  # same rules as at ingestion
-    changes = {key: value for key, value in checked.payload().items() if key in fields_set_by(fields)}
-    if not changes:  # each field null or "": read as not given, as at ingestion
+    checked = CatalogueItem(id=product_id, images=["-"], **fields).payload()  # same rules as at ingestion
+    if not set(checked) & set(fields):  # each field null or "": read as not given, as at ingestion
         raise InvalidInput('nothing to change: null or "" empties no field; re-submit the product without it')
     points = await run_in_threadpool(rt.store.product_points, product_id)
     if not points:
         raise NotFound(f"no product {product_id}")
     stored = catalogue_payload(next(iter(points.values()))[0].payload)
+    changes = {key: value for key, value in checked.items() if key in fields_set_by(fields, stored)}
     kept = {key: value for key, value in stored.items() if key not in {*PIPELINE_FIELDS, PRODUCT_ID}}
     CatalogueItem(id=product_id, images=["-"], **{**kept, **changes})  # and the metadata as it will be: bounded
     touched = await run_in_threadpool(rt.store.set_product_payload, product_id, changes)
