@@ -498,6 +498,25 @@ def test_a_search_made_while_back_still_loads_is_the_one_answered(page: Page) ->
     expect(page.get_by_role("list", name="Search terms")).to_contain_text("green")
 
 
+def test_load_more_while_back_still_loads_leaves_backs_search_to_come(page: Page) -> None:
+    """A next page is no new query: Back's search of its own query still comes (it was skipped, the older words
+    shown over the newer query's results)."""
+    for words in ("red", "blue"):
+        page.get_by_label("Words").fill(words)
+        page.get_by_label("Words").press("Enter")
+        expect(page.get_by_role("list", name="Search terms")).to_contain_text(words)
+    expect(page.get_by_role("button", name="Load more")).to_be_visible()
+    held: list[Route] = []
+    page.route("**/v1/filters*", lambda route: held.append(route))
+    page.go_back()
+    expect(page.get_by_label("Words")).to_have_value("red")
+    page.get_by_role("button", name="Load more").click()
+    page.wait_for_timeout(300)
+    assert len(held) == 1
+    held[0].continue_()
+    expect(page.get_by_role("list", name="Search terms")).to_contain_text("red")
+
+
 def test_the_model_card_fits_the_sidebar(page: Page) -> None:
     """Its values' column was 0 px wide (long field names took the sidebar), each value a letter a line over the
     results."""

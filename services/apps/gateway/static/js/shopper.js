@@ -53,6 +53,7 @@ function askKey() {
 }
 let models = [];
 let ticket = 0; // only the newest search paints
+let asked = 0; // queries searched or cleared (a next page is none): the page's own search yields to the shopper's
 let shownHit = null; // the product in the product view
 
 const results = $("results");
@@ -102,6 +103,7 @@ async function run({ append = false, remember = true, reveal = false } = {}) {
     return;
   }
   const mine = ++ticket;
+  if (!append) asked++;
   await (keyed ||= askKey());
   const offset = append ? state.offset + PAGE_SIZE : 0;
   if (remember && !append) rememberQuery();
@@ -143,6 +145,7 @@ async function run({ append = false, remember = true, reveal = false } = {}) {
 /** Nothing to search: nothing shown, and a search still under way paints nothing. */
 function showNothing(message) {
   ticket++;
+  asked++;
   status(message);
   $("error").textContent = "";
   results.replaceChildren();
@@ -408,8 +411,8 @@ $("eraser").addEventListener("click", () => pickTool("eraser"));
 $("stroke-width").addEventListener("input", () => { pad.width = Number($("stroke-width").value); });
 /** What Undo or Clear did, in words: only the canvas showed it. */
 function sayDrawing(done) {
-  const left = pad.strokes.length;
-  const strokes = left === 0 ? "the drawing is empty" : `${left} ${left === 1 ? "stroke" : "strokes"} left`;
+  const left = pad.strokes.length; // the eraser's too: Undo takes them one by one
+  const strokes = pad.blank ? "the drawing is empty" : `${left} ${left === 1 ? "stroke" : "strokes"} left`;
   $("drawing-said").textContent = `${done}: ${strokes}.`;
 }
 $("undo").addEventListener("click", () => {
@@ -563,9 +566,9 @@ function readQuery() {
 
 window.addEventListener("popstate", async () => {
   readQuery();
-  const before = ticket;
+  const before = asked;
   await refreshFacets();
-  if (ticket !== before) return; // the shopper searched while the filters came: that search stands
+  if (asked !== before) return; // the shopper searched while the filters came: that search stands
   if (hasQuery()) run({ remember: false });
   else showNothing("Search with words, a photo or a drawing.");
 });
@@ -581,7 +584,7 @@ async function start() {
   }
   await refreshFacets();
   // the address's query, unless the shopper searched meanwhile: a second search would take that one's place
-  if (ticket === 0 && hasQuery()) run({ remember: false });
+  if (asked === 0 && hasQuery()) run({ remember: false });
 }
 
 start();
