@@ -90,6 +90,14 @@ class CatalogueItem(BaseModel):
             data["in_stock"] = True if word in TRUE_WORDS else False if word in FALSE_WORDS else data["in_stock"]
         return data
 
+    @field_validator("images", mode="before")
+    @classmethod
+    def _images_trimmed(cls, value: Any) -> Any:
+        """A CSV cell's spaces (`p1, https://...`) made an address read as a relative path."""
+        if not isinstance(value, list):
+            return value
+        return [image.strip() if isinstance(image, str) else image for image in value]
+
     @field_validator("id", mode="before")
     @classmethod
     def _id_text(cls, value: Any) -> Any:

@@ -40,6 +40,12 @@ def test_marketplace_column_names_fill_the_standard_fields() -> None:
     assert item.payload()["articleType"] == "Shirts" and item.payload()["usage"] == "Casual"
 
 
+def test_a_photo_address_with_spaces_around_it_is_an_address(tmp_path: Path) -> None:
+    path = tmp_path / "spaced.csv"
+    path.write_text("id,image\np1, https://cdn.example/p1.jpg\n")
+    assert [item.images for item in read_catalogue(path)] == [["https://cdn.example/p1.jpg"]]
+
+
 def test_jsonl_with_several_images_and_urls(tmp_path: Path) -> None:
     lines = [{"id": "p1", "images": ["a.jpg", "https://cdn.example/p1.jpg"], "title": "x", "in_stock": "no"}]
     path = tmp_path / "items.jsonl"
