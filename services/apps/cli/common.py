@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from services.catalogue import CatalogueItem
-from services.errors import InvalidInput, ServiceUnavailable
+from services.errors import InvalidInput, ServiceUnavailable, StyleFinderError
 from services.settings import Settings
 
 if TYPE_CHECKING:
@@ -66,6 +66,15 @@ def gateway_at(settings: Settings, url: str) -> GatewayClient:
     return GatewayClient(url, local_admin_key(settings), max_request_bytes=settings.max_request_bytes)
 
 
+def answering_gateway(settings: Settings, url: str, unanswered: Callable[[], StyleFinderError]) -> GatewayClient:
+    """The gateway at `url` once it answers GET /healthz (2 s), else `unanswered()` raised: a silent one held a
+    command for its request's whole timeout (120 s)."""
+    client = gateway_at(settings, url)
+    if not client.reachable():
+        raise unanswered()
+    return client
+
+
 def check_store_free(settings: Settings) -> None:
     """StoreLocked when another process owns the embedded store (a Qdrant server has no single owner)."""
     from services.store import check_unowned
@@ -85,12 +94,11 @@ def here_or_at_gateway(settings: Settings, here: Callable[[Runtime], T], there: 
 
         rt = Runtime.build(settings)
     except StoreLocked as locked:
-        client = gateway_at(settings, settings.gateway_url)
-        if not client.reachable():
-            raise StoreLocked(
-                f"{locked} No gateway answers at {settings.gateway_url}: where the process that owns it serves "
-                "elsewhere, set STYLEFINDER_GATEWAY_URL to its address."
-            ) from None
+        unanswered = (
+            f"{locked} No gateway answers at {settings.gateway_url}: where the process that owns it serves "
+            "elsewhere, set STYLEFINDER_GATEWAY_URL to its address."
+        )
+        client = answering_gateway(settings, settings.gateway_url, lambda: StoreLocked(unanswered))
         click.echo(f"the store is owned by the gateway at {settings.gateway_url}; sending the work there", err=True)
         return there(client)
     try:
@@ -119,12 +127,8 @@ def direct_or_via_gateway(
         _report(counts, [f for r in reports for f in r["failures"]], None)
 
     if server is not None:
-        client = gateway_at(settings, server)
-        if not client.reachable():  # a silent one held the command for the request's whole timeout (120 s)
-            raise ServiceUnavailable(
-                f"no gateway answers at {server} (GET /healthz): start one there, or leave out --server"
-            )
-        follow(client)
+        unanswered = f"no gateway answers at {server} (GET /healthz): start one there, or leave out --server"
+        follow(answering_gateway(settings, server, lambda: ServiceUnavailable(unanswered)))
     else:
         here_or_at_gateway(settings, direct, follow)
 
