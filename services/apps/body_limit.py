@@ -43,6 +43,8 @@ class BodyLimit:
 
         async def counted() -> Message:
             nonlocal received, arrived, cut
+            if cut is not None:  # refused already: the first reason stands
+                return {"type": "http.disconnect"}
             if arrived:
                 return await receive()
             try:
@@ -82,5 +84,6 @@ async def _answer(send: Send, error: StyleFinderError) -> None:
     """The error as the apps answer one (http_errors), sent from below them."""
     body = json.dumps({"detail": error.message, "error": error.kind}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers.append((b"connection", b"close"))  # the rest of the body is never read: the connection is done
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -40,7 +40,7 @@ def bounded(message: str) -> str:
     return message if len(message) <= MAX_MESSAGE else f"{message[: MAX_MESSAGE - 30]}... ({len(message)} characters)"
 
 
-def _in_words(error: Mapping[str, Any]) -> dict[str, Any]:
+def _readable(error: Mapping[str, Any]) -> dict[str, Any]:
     """A validation error as {loc, msg}; a body that is not a JSON object says what to send (FastAPI's words were
     "JSON decode error" at ["body", 11], or "Input should be a valid dictionary" for text/plain)."""
     where, kind = list(error.get("loc", [])), error.get("type")
@@ -48,7 +48,7 @@ def _in_words(error: Mapping[str, Any]) -> dict[str, Any]:
         why = (error.get("ctx") or {}).get("error", "")
         return {"loc": ["body"], "msg": bounded(f"the body is not valid JSON ({why} at character {where[-1]})")}
     if where == ["body"] and kind in ("dict_type", "model_attributes_type", "missing"):
-        return {"loc": ["body"], "msg": "the body must be a JSON object, sent with Content-Type: application/json"}
+        return {"loc": ["body"], "msg": "the body must be a JSON object (sent with Content-Type: application/json)"}
     return {"loc": [bounded(str(part)) for part in where], "msg": bounded(error["msg"])}
 
 
@@ -63,7 +63,7 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ValidationError)
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, error: ValidationError | RequestValidationError) -> JSONResponse:
-        fields = [_in_words(e) for e in error.errors()]
+        fields = [_readable(e) for e in error.errors()]
         return JSONResponse({"detail": fields, "error": "invalid"}, status_code=422)
 
     async def queue_down(request: Request, error: Exception) -> JSONResponse:

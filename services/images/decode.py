@@ -67,7 +67,8 @@ def decode_image(data: bytes, keep_alpha: bool = False) -> Image.Image:
     except UnidentifiedImageError:
         raise ImageDecodeError("not an image (unrecognised file format)") from None
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):  # Pillow's own cap, above ours
-        raise ImageDecodeError(f"image too large (more than {MAX_PIXELS:,} pixels)") from None
+        over = Image.MAX_IMAGE_PIXELS or MAX_PIXELS
+        raise ImageDecodeError(f"image too large (over {over:,} pixels; at most {MAX_PIXELS:,})") from None
     # RuntimeError: what Pillow's AVIF decoder raises for a damaged file
     except (
         OSError,

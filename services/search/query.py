@@ -70,8 +70,9 @@ class SearchRequest(BaseModel):
     @field_validator("text")
     @classmethod
     def _words(cls, text: str | None) -> str | None:
-        """Blank text would embed as noise (so would control and zero-width characters alone: no letter, digit or
-        symbol such as an emoji); longer text than the tower reads is cut by its tokenizer."""
+        """Blank text would embed as noise, and so would text of no letter, digit or symbol (an emoji, a currency
+        sign): control or zero-width characters, punctuation alone; longer text than the tower reads is cut by its
+        tokenizer."""
         if text is not None and not any(unicodedata.category(char)[0] in "LNS" for char in text):
             raise ValueError("text must contain words")
         return text

@@ -40,7 +40,7 @@ def allowed(scope: str) -> Callable[..., None]:
     (a search-only key's rate is per client address: the page's public key is shared by every shopper)."""
 
     def check(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
-        if getattr(request.state, "checked", None) == scope:  # by KeyFirst, before the body was read
+        if scope in getattr(request.state, "checked", set()):  # by KeyFirst, before the body was read
             return
         rt = runtime(request)
         presented = credentials.credentials if credentials is not None else None
@@ -56,7 +56,7 @@ def allowed(scope: str) -> Callable[..., None]:
                 raise
             spend(rt, f"{key.name}, {address}" if key.search_only else key.name)
             request.state.key = key
-        request.state.checked = scope  # let through, and its rate spent: once
+        request.state.checked = {*getattr(request.state, "checked", set()), scope}  # let through, rate spent: once
 
     check.scope = scope  # type: ignore[attr-defined]  # what KeyFirst finds it by
     return check

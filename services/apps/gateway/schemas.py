@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,8 @@ from services.regions import Region
 
 def each_field_once(form: FormData, repeatable: Collection[str] = ()) -> None:
     """A form field sent twice (two photos, two catalogue files) is refused: one of them would be dropped unsaid."""
-    twice = sorted({key for key, _ in form.multi_items() if key not in repeatable and len(form.getlist(key)) > 1})
+    sent = Counter(key for key, _ in form.multi_items())
+    twice = sorted(key for key, times in sent.items() if times > 1 and key not in repeatable)
     if twice:
         may = f" (only {', '.join(sorted(repeatable))} may repeat)" if repeatable else ""
         raise InvalidInput(f"{', '.join(twice)}: sent more than once; send each field once{may}")
