@@ -109,6 +109,19 @@ def test_a_body_that_stops_arriving_is_a_408_not_a_connection_held(keyed: Settin
         assert httpx.post(f"{url}/v1/search", json={"text": "red"}, headers=bearer("reader-key")).status_code == 200
 
 
+def test_a_client_that_leaves_mid_body_is_no_error(keyed: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    """It was logged as an unhandled error with a traceback and counted as a 500."""
+    with served(create_app(keyed)) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            head = "POST /v1/search HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer reader-key\r\n"
+            sock.sendall(f"{head}Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{".encode())
+        time.sleep(1)  # the gateway meets the closed connection
+        metrics = httpx.get(f"{url}/metrics").text
+    assert "unhandled error" not in caplog.text and "Traceback" not in caplog.text, caplog.text[-2000:]
+    assert 'status="499"' in metrics and 'status="500"' not in metrics
+
+
 def test_search_needs_a_key_unless_left_open(keyed: Settings) -> None:
     query = {"text": "red shirt"}
     with TestClient(create_app(keyed)) as client:

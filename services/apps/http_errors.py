@@ -19,6 +19,8 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from qdrant_client.http.exceptions import ResponseHandlingException
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 
 from services.errors import InvalidInput, NotFound, ServiceUnavailable, StyleFinderError
 
@@ -31,6 +33,7 @@ QUEUE_DOWN = (
     kombu.exceptions.OperationalError,
 )
 STORE_DOWN = (ResponseHandlingException,)
+CLIENT_LEFT = 499  # the status a request is counted under when its client closed the connection mid-body
 MAX_MESSAGE = 1_000  # characters of an error message: one that quotes what was sent quotes it this far at most
 
 
@@ -93,6 +96,13 @@ def add_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             {"detail": bounded(detail), "error": kind}, status_code=error.status_code, headers=error.headers
         )
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(request: Request, _: ClientDisconnect) -> Response:
+        """The client closed the connection before its body arrived: no one hears the answer, and it is no bug
+        (it was logged with a traceback and counted as a 500). 499, as nginx counts a request its client left."""
+        log.info("the client left %s %s before its body arrived", request.method, request.url.path)
+        return Response(status_code=CLIENT_LEFT)
 
     @app.exception_handler(RecursionError)
     async def too_deep(_: Request, error: RecursionError) -> JSONResponse:
