@@ -252,10 +252,12 @@ if redis.call('HEXISTS', KEYS[1], 'finished_at') == 0 then redis.call('SADD', KE
 
 # An item's move from one state to another, counted in the job's meta hash (n:<state>) and its failed items kept
 # in a sorted set (its members in byte order, as the failures are listed), so a status reads no item it does not
-# show. A job created before the counts were kept (no 'counted' field) is counted from its items when read.
+# show. A job created before the counts were kept (no 'counted' field) is counted from its items when read: the
+# scripts ask once per call whether the job keeps counts (`keeps`), not once per item.
 _MOVE = """
+local keeps = redis.call('HEXISTS', KEYS[2], 'counted') == 1
 local function move(meta, failed, item, state, new)
-  if state == new or redis.call('HEXISTS', meta, 'counted') == 0 then return end
+  if state == new or not keeps then return end
   if state then redis.call('HINCRBY', meta, 'n:' .. state, -1) end
   redis.call('HINCRBY', meta, 'n:' .. new, 1)
   if new == 'failed' then
