@@ -43,6 +43,11 @@ def bounded(message: str) -> str:
     return message if len(message) <= MAX_MESSAGE else f"{message[: MAX_MESSAGE - 30]}... ({len(message)} characters)"
 
 
+def refusal(detail: str, kind: str) -> dict[str, str]:
+    """The body of every refusal, whichever layer answers it: what to fix (bounded) and the error's kind."""
+    return {"detail": bounded(detail), "error": kind}
+
+
 def _readable(error: Mapping[str, Any]) -> dict[str, Any]:
     """A validation error as {loc, msg}; a body that is not a JSON object says what to send (FastAPI's words were
     "JSON decode error" at ["body", 11], or "Input should be a valid dictionary" for text/plain)."""
@@ -59,9 +64,7 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StyleFinderError)
     async def refused(_: Request, error: StyleFinderError) -> JSONResponse:
         headers = {"Retry-After": str(error.retry_after_s)} if error.retry_after_s is not None else None
-        return JSONResponse(
-            {"detail": bounded(error.message), "error": error.kind}, status_code=error.status, headers=headers
-        )
+        return JSONResponse(refusal(error.message, error.kind), status_code=error.status, headers=headers)
 
     @app.exception_handler(ValidationError)
     @app.exception_handler(RequestValidationError)
@@ -93,9 +96,7 @@ def add_error_handlers(app: FastAPI) -> None:
         detail = str(error.detail)
         if detail.startswith("Part exceeded maximum size"):  # a form field's text, not a file
             detail += " (a form field's value): send a photo as a file part (image=@photo.jpg), not as text"
-        return JSONResponse(
-            {"detail": bounded(detail), "error": kind}, status_code=error.status_code, headers=error.headers
-        )
+        return JSONResponse(refusal(detail, kind), status_code=error.status_code, headers=error.headers)
 
     @app.exception_handler(ClientDisconnect)
     async def gone(request: Request, _: ClientDisconnect) -> Response:
