@@ -101,7 +101,8 @@ class CatalogueItem(BaseModel):
     @field_validator("id", mode="before")
     @classmethod
     def _id_text(cls, value: Any) -> Any:
-        return str(value).strip() if isinstance(value, int | str) else value
+        """A number id is its digits; true or false is no id (it read "True")."""
+        return str(value).strip() if isinstance(value, int | str) and not isinstance(value, bool) else value
 
     @field_validator("id")
     @classmethod

@@ -240,6 +240,8 @@ def test_bad_input_gets_a_4xx_with_a_message(
         ("post", "/v1/products", {"items": [{"id": "a\nb", "images": ["x.jpg"]}]}, 422, "control characters"),
         ("post", "/v1/products", {"items": [{"id": "", "images": ["x.jpg"]}]}, 422, "Field required"),
         ("post", "/v1/products", {"items": [{"id": "..", "images": ["x.jpg"]}]}, 422, "may not be '.' or '..'"),
+        ("post", "/v1/products", {"items": [{"id": True, "images": ["x.jpg"]}]}, 422, "valid string"),
+        ("post", "/v1/products", {"items": [{"id": "a", "images": ["x"]}], "variants": []}, 422, "at least 1"),
         ("patch", "/v1/products/a", {"title": None, "colour": ""}, 422, "nothing to change"),
         ("post", "/v1/products", {"items": [{"id": "a", "images": []}]}, 422, "at least 1 item"),
         ("post", "/v1/products", {"items": [{"id": "a", "images": ["x.jpg"] * 33}]}, 422, "at most 32 items"),

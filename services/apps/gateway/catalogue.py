@@ -28,7 +28,11 @@ MAX_ITEMS_PER_FILE = 100_000
 
 class IngestRequest(BaseModel):
     items: list[CatalogueItem] = Field(min_length=1, max_length=MAX_ITEMS_PER_REQUEST)
-    variants: list[str] | None = Field(None, description="variants to index into; all served ones when omitted")
+    variants: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="variants to index into; all served ones when omitted (an empty list is refused)",
+    )
 
     @field_validator("items")
     @classmethod
