@@ -4,7 +4,9 @@ after the whole photo's, as the page does), with the kind's word added,
 and with each garment region searched always (the data behind what a search with no hint does); a packshot's own
 product first (or a listing with the very same photo file), and a copy of it shrunk to 60% and saved again as a
 JPEG of quality 60 (its nearest product may lie below the cosine the kind guess takes for the catalogue's own);
-the latency of a photo search with and without garment regions, and the region model's own cost. Also another
+the latency of a photo search with and without garment regions, and the region model's own cost; with no hint and
+with the garment named first, how much of the top 10 is for the photo's gender (of the photos of the In-shop
+category folders, MEN or WOMEN: the search does not guess it, so this says what a shopper sees of the other's). Also another
 studio's photos of models: the catalogue's held-out apparel products past the bench's (no stage trained on them),
 each searched whole with no hint, with the kind guess and without it (the share of the top 10 of its article type).
 And the held-out photos with their person small in the photo (in a 16:9 photo, at half its height, or in a 16:9 photo
@@ -23,7 +25,7 @@ import argparse
 import hashlib
 import io
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +49,7 @@ from services.regions import GARMENTS, PoseRegions
 from services.search import Garments, Searcher, SearchRequest
 from services.search.remembered import Remembered
 from services.settings import Settings
+from services.store import Hit
 
 
 def catalogue_vectors(model: LoadedModel, paths: list[Path]) -> np.ndarray:
@@ -82,6 +85,35 @@ WAYS: dict[str, Callable[[PersonPhoto], dict[str, str]]] = {
 SMALL_WAYS = ("garment named first", "no hint")
 
 
+def top_tens(
+    searcher: Searcher,
+    variant: str,
+    person: PersonPhoto,
+    ways: Mapping[str, Callable[[PersonPhoto], dict[str, str]]],
+    upload: bytes | None = None,
+) -> dict[str, list[Hit]]:
+    """For each way in turn, the photo's top 10; none where a garment named is not on the photo, a miss as a shopper
+    sees it (an "always" way searches the whole photo then). `upload`: the photo as sent, where it is not the file's
+    bytes."""
+    upload = upload or person.path.read_bytes()
+    found = {}
+    for way, extra in ways.items():
+        try:
+            found[way] = searcher.search(SearchRequest.with_upload(top_k=10, **extra(person)), variant, upload).hits
+        except InvalidInput as error:  # the garment is not on the photo
+            if way.startswith("always"):
+                found[way] = searcher.search(SearchRequest.with_upload(top_k=10), variant, upload).hits
+            else:
+                print(f"{person.path.name} ({way}): {error}")
+                found[way] = []
+    return found
+
+
+def kind_share(person: PersonPhoto, hits: Sequence[Hit]) -> float:
+    """The share of a top 10 that is the photo's garment's kind."""
+    return sum(hit.payload.get("category") in person.kinds for hit in hits) / 10
+
+
 def kind_shares(
     searcher: Searcher,
     variant: str,
@@ -89,22 +121,17 @@ def kind_shares(
     ways: Mapping[str, Callable[[PersonPhoto], dict[str, str]]],
     upload: bytes | None = None,
 ) -> dict[str, float]:
-    """For each way in turn, the share of the photo's top 10 that is its garment's kind; a garment named that is not
-    on the photo is a miss, as a shopper sees it (an "always" way searches the whole photo then). `upload`: the
-    photo as sent, where it is not the file's bytes."""
-    upload = upload or person.path.read_bytes()
-    shares = {}
-    for way, extra in ways.items():
-        try:
-            found = searcher.search(SearchRequest.with_upload(top_k=10, **extra(person)), variant, upload)
-        except InvalidInput as error:  # the garment is not on the photo
-            if way.startswith("always"):
-                found = searcher.search(SearchRequest.with_upload(top_k=10), variant, upload)
-            else:
-                print(f"{person.path.name} ({way}): {error}")
-                found = None
-        shares[way] = sum(hit.payload.get("category") in person.kinds for hit in found.hits) / 10 if found else 0.0
-    return shares
+    """For each way in turn, the share of the photo's top 10 that is its garment's kind (`top_tens`)."""
+    return {way: kind_share(person, hits) for way, hits in top_tens(searcher, variant, person, ways, upload).items()}
+
+
+# Who a photo's garment is for, by its In-shop folder (the labelled unnamed items have none), as the catalogue's
+# `gender` values say it.
+WORN_BY = {"MEN": ("Men", "Boys"), "WOMEN": ("Women", "Girls")}
+
+
+def worn_by(person: PersonPhoto) -> str | None:
+    return next((folder for folder in WORN_BY if folder in person.path.parts), None)
 
 
 def person_small(photo: bytes, landscape: bool) -> bytes:
@@ -166,15 +193,20 @@ def main() -> None:
     precision: dict[str, dict[str, list[float]]] = {way: {} for way in WAYS}
     held_out: dict[str, dict[str, list[float]]] = {way: {} for way in WAYS}  # by kind: items no kind was learnt of
     latency: dict[str, list[float]] = {"regions off": [], "regions on": []}
+    genders: dict[str, list[float]] = {}  # the share of a top 10 for whom the photo's garment is (`WORN_BY`)
     finder = PoseRegions()
     # each photo's garments found afresh, as on its first search
     afresh = {"regions off": Garments(None, remembered=0), "regions on": Garments(finder, remembered=0)}
     with catalogue_searcher(model, items, vectors, finder) as searcher:
         for person in queries:
-            for way, share in kind_shares(searcher, variant, person, WAYS).items():
+            for way, hits in top_tens(searcher, variant, person, WAYS).items():
+                share = kind_share(person, hits)
                 precision[way].setdefault(person.folder, []).append(share)
                 if person.held_out:
                     held_out[way].setdefault(person.folder, []).append(share)
+                if way in SMALL_WAYS and (sex := worn_by(person)) is not None:
+                    worn = sum(hit.payload.get("gender") in WORN_BY[sex] for hit in hits) / 10
+                    genders.setdefault(f"{way}, {sex}", []).append(worn)
             upload = person.path.read_bytes()
             remembered = searcher.garments
             for label, fresh in afresh.items():
@@ -248,6 +280,11 @@ def main() -> None:
         "person_small_held_out": {
             frame: {way: float(np.mean(shares)) for way, shares in by_way.items()} for frame, by_way in small.items()
         },
+        "worn_by_the_photos_gender": {
+            "photos": {sex: sum(worn_by(person) == sex for person in queries) for sex in WORN_BY},
+            "base_rate": {sex: float(np.isin([i.gender for i in items], WORN_BY[sex]).mean()) for sex in WORN_BY},
+            **{way: float(np.mean(shares)) for way, shares in genders.items()},
+        },
         "another_studio": {
             "photos": len(studio),
             **{f"P@10 {way}": float(np.mean(hits)) / 10 for way, hits in studio_hits.items() if hits},
@@ -276,6 +313,7 @@ def main() -> None:
     ratio = result["ratio_region_to_plain_p50"]
     print(f"packshot finds itself first: {own}/30 (a shrunk copy: {shrunk}/30); region/plain p50 {ratio:.2f}")
     print(f"another studio's photos of models: {result['another_studio']}")
+    print(f"the top 10 for the photo's gender: {result['worn_by_the_photos_gender']}")
     print(f"held-out photos with the person small in them: {result['person_small_held_out']}")
     print(write_result("people_photos", result))
 
