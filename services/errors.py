@@ -64,6 +64,12 @@ class ImageDecodeError(StyleFinderError):
     kind = "bad_image"
 
 
+class UnusableDrawing(ImageDecodeError, InvalidInput):
+    """A drawing with nothing to search by (blank, a dot): a picture the search cannot use, as a photo it cannot read
+    is (`bad_image`: a page takes it away, as it does such a photo), and input to correct wherever InvalidInput is
+    caught (the edge map of a flat photo is none)."""
+
+
 class FetchError(StyleFinderError):
     """A permanent problem with an image reference: retrying will not help."""
 

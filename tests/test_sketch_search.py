@@ -79,6 +79,7 @@ def test_blank_drawings_and_sketch_mode_text_are_refused(indexed_client: TestCli
         indexed_client.post("/v1/search", json={"image_base64": base64.b64encode(blank).decode(), "mode": "sketch"}),
     ):
         assert response.status_code == 422 and "blank" in response.json()["detail"]
+        assert response.json()["error"] == "bad_image"  # an unusable picture: a page takes it away (it was "invalid")
     text = indexed_client.post("/v1/search", json={"text": "red cap", "mode": "sketch"})
     assert text.status_code == 422 and "mode sketch needs a drawing" in text.text
     both = indexed_client.post(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageFilter
 
-from services.errors import InvalidInput
+from services.errors import UnusableDrawing
 
 SIDE = 256  # the normalised drawing's side (the sketch datasets' own size)
 MARGIN = 0.06  # of the side, left white around the strokes
@@ -47,25 +47,25 @@ BLANK = "the drawing is blank: draw the product's outline with dark strokes on a
 
 def normalise_sketch(image: Image.Image) -> Image.Image:
     """A drawing from a canvas, a scan or an edge detector -> SIDE x SIDE RGB, black strokes of width STROKE on
-    white. Raises InvalidInput for a blank or near-blank drawing (nothing to search by)."""
+    white. Raises UnusableDrawing for a blank or near-blank drawing (nothing to search by)."""
     if max(image.size) > WORK_SIDE:
         image = image.copy()
         image.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.BOX)  # thin lines fade, the ink map rescales them
     ink = ink_map(image)
     mask = ink > INK
     if not mask.any():
-        raise InvalidInput(BLANK)
+        raise UnusableDrawing(BLANK)
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     scale = SIDE * (1 - 2 * MARGIN) / max(bottom - top, right - left)
     if max(bottom - top, right - left) * min(scale, SIDE / max(mask.shape)) < MIN_EXTENT:
-        raise InvalidInput("the drawing is only a dot: draw the product's outline")
+        raise UnusableDrawing("the drawing is only a dot: draw the product's outline")
     size = (max(1, round((right - left) * scale)), max(1, round((bottom - top) * scale)))
     crop = Image.fromarray((ink[top:bottom, left:right] * 255).astype(np.uint8))
     strokes = np.asarray(crop.resize(size, Image.Resampling.BILINEAR)) >= 255 * INK / 2  # faint after shrinking
     centre = skeleton(strokes)
     if centre.sum() < MIN_LINE:
-        raise InvalidInput(BLANK)
+        raise UnusableDrawing(BLANK)
     lines = Image.fromarray(np.where(centre, 255, 0).astype(np.uint8))
     for _ in range(round((STROKE - 1) / 2)):  # each 3x3 pass adds a pixel on both sides of a line
         lines = lines.filter(ImageFilter.MaxFilter(3))
