@@ -32,6 +32,16 @@ def test_a_photo_of_too_many_pixels_is_called_too_large_not_corrupt(side: int) -
         decode_image(png)
 
 
+@pytest.mark.parametrize("size", [(8_000, 7_500), (12_000, 9_000)])  # past our cap; past Pillow's warning (89 MP)
+def test_a_phones_biggest_jpeg_decodes_at_a_reduced_scale(size: tuple[int, int]) -> None:
+    """A 108 MP phone photo was refused ("image too large"), though a JPEG decodes at an eighth of its sides."""
+    picture = Image.new("L", size, 200)
+    picture.paste(0, (0, 0, size[0] // 2, size[1]))  # dark on the left
+    decoded = decode_image(encode(picture, "JPEG"))
+    assert decoded.mode == "RGB" and decoded.size == (-(-size[0] // 8), -(-size[1] // 8))  # libjpeg rounds up
+    assert decoded.getpixel((10, 10))[0] < 50 and decoded.getpixel((decoded.width - 10, 10))[0] > 150
+
+
 def test_exif_orientation_is_applied() -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import io
+import re
 import struct
 import threading
 import warnings
@@ -30,7 +31,7 @@ _SHOWN: tuple[tuple[str, tuple[tuple[int, bytes], ...]], ...] = (
     ("image/avif", ((4, b"ftypavif"),)),
     ("image/avif", ((4, b"ftypavis"),)),  # an animated one
 )
-MAX_PIXELS = 50_000_000
+MAX_PIXELS = 50_000_000  # the most a photo may decode to (a JPEG at its reduced scale: below)
 # JPEGs decode at the smallest DCT scale that keeps both sides at least this long: the towers see 224-260 px,
 # so a 12-megapixel phone photo decodes at 1/4 or 1/8 of the work and memory; smaller photos are untouched.
 DECODE_SIDE = 512
@@ -49,13 +50,15 @@ def decode_image(data: bytes, keep_alpha: bool = False) -> Image.Image:
         raise ImageDecodeError("empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow warns from 89 MP; what is decoded is ours to judge (a JPEG decodes at as little as an eighth of
+            # its sides: a phone's 108 MP photo is 1.7 MP then). Its error, from 179 MP, stands.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             if image.format not in ACCEPTED_FORMATS:
                 raise ImageDecodeError(f"unsupported image format {image.format}")
-            _check_size(image.width, image.height)
             if image.format in ("JPEG", "MPO"):
-                image.draft("RGB", (DECODE_SIDE, DECODE_SIDE))
+                image.draft("RGB", (DECODE_SIDE, DECODE_SIDE))  # the size it will decode at, from now on
+            _check_size(image.width, image.height)
             if image.width * image.height > BIG_DECODE_PIXELS:
                 with _big_decodes:
                     image.load()
@@ -66,9 +69,10 @@ def decode_image(data: bytes, keep_alpha: bool = False) -> Image.Image:
         raise
     except UnidentifiedImageError:
         raise ImageDecodeError("not an image (unrecognised file format)") from None
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError):  # Pillow's own cap, above ours
-        over = Image.MAX_IMAGE_PIXELS or MAX_PIXELS
-        raise ImageDecodeError(f"image too large (over {over:,} pixels; at most {MAX_PIXELS:,})") from None
+    except Image.DecompressionBombError as error:  # Pillow's own cap, above ours: its message gives the pixels
+        declared = re.search(r"\((\d+) pixels\)", str(error))
+        size = f"{int(declared[1]):,}" if declared else f"over {2 * (Image.MAX_IMAGE_PIXELS or MAX_PIXELS):,}"
+        raise ImageDecodeError(f"image too large ({size} pixels; at most {MAX_PIXELS:,})") from None
     # RuntimeError: what Pillow's AVIF decoder raises for a damaged file
     except (
         OSError,
