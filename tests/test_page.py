@@ -210,6 +210,16 @@ def test_words_show_what_they_were_understood_as_and_a_chip_takes_it_back(page: 
     assert "q" not in parse_qs(urlparse(page.url).query)
 
 
+def test_taking_back_a_word_takes_the_words_that_only_joined_it(page: Page) -> None:
+    """Without its colour, "caps in red" searched "caps in" (the "in" as words of their own)."""
+    page.get_by_label("Words").fill("caps in red")
+    page.get_by_label("Words").press("Enter")
+    page.get_by_role("button", name="Remove Understood colour: red").click()
+    expect(page.get_by_label("Words")).to_have_value("caps")
+    expect(page.get_by_text("Understood category: Caps")).to_be_visible()
+    assert parse_qs(urlparse(page.url).query)["q"] == ["caps"]
+
+
 def test_words_with_a_photo_steer_it(page: Page, tmp_path: Path) -> None:
     square = tmp_path / "blue.jpg"
     square.write_bytes(product_photo("blue", "square"))
@@ -261,6 +271,30 @@ def test_a_drawing_made_with_the_mouse_is_searched_as_a_drawing(page: Page) -> N
                    let dark = 0; for (let i = 0; i < d.length; i += 4) if (d[i] < 128) dark++; return dark; }"""
     )
     assert 1000 < ink < 30_000  # one square's outline: the undone stroke is gone
+
+
+def test_a_drawing_rubbed_out_or_refused_leaves_the_query_and_the_words_stay_searched(page: Page) -> None:
+    """A stroke rubbed out with the eraser is no drawing; a drawing the search cannot use (a dot) is taken away and
+    the words searched without it (it stayed, and every later search was refused for it)."""
+    page.get_by_role("tab", name="Drawing").click()
+    stroke = [[(0.3, 0.5), (0.7, 0.5)]]
+    draw(page, stroke)
+    page.get_by_role("button", name="Eraser").click()
+    draw(page, stroke)
+    page.get_by_role("button", name="Search this drawing").click()
+    expect(page.get_by_role("alert")).to_have_text("Draw something on the canvas first.")
+    page.get_by_role("button", name="Pen").click()
+    page.get_by_role("button", name="Clear drawing").click()
+    page.get_by_label("Words").fill("red")
+    page.get_by_label("Words").press("Enter")
+    expect(results(page)).to_have_count(PAGE_SIZE)
+    draw(page, [[(0.5, 0.5)]])  # a dot: drawn, but nothing the search can use
+    page.get_by_role("button", name="Search this drawing").click()
+    expect(page.get_by_role("alert")).to_contain_text("Your drawing could not be searched, so it was taken away")
+    expect(page.get_by_role("button", name="Remove Your drawing")).to_have_count(0)
+    expect(page.get_by_text("Understood colour: red")).to_be_visible()  # the words, searched without it
+    expect(results(page)).to_have_count(PAGE_SIZE)
+    expect(page.get_by_role("alert")).to_contain_text("taken away")  # the reason stays in view
 
 
 def draw(page: Page, strokes: list[list[tuple[float, float]]], steps: int = 8) -> None:
@@ -416,6 +450,11 @@ def test_a_file_that_is_not_a_photo_is_refused_in_words_and_taken_away(page: Pag
     page.get_by_label("Words").press("Enter")
     expect(results(page)).to_have_count(PAGE_SIZE)
     expect(alert).to_be_empty()
+    page.get_by_label("Choose a photo").set_input_files(notes)  # with words: they are searched without it
+    expect(alert).to_contain_text("Your photo could not be searched, so it was taken away")
+    expect(page.get_by_text("Understood colour: red")).to_be_visible()
+    expect(results(page)).to_have_count(PAGE_SIZE)
+    expect(page.get_by_label("Words")).to_have_value("red")
 
 
 def test_a_search_sent_before_the_page_has_its_key_waits_for_it(browser: Browser, gateway: str) -> None:

@@ -94,7 +94,7 @@ function status(text) {
 
 /** Search with the page's query; `append` fetches the next page under the results shown; `reveal` brings the
  * results into view on a phone, where they sit below the query. */
-async function run({ append = false, remember = true, reveal = false } = {}) {
+async function run({ append = false, remember = true, reveal = false, said = "" } = {}) {
   const used = document.activeElement !== document.body; // a control the answer may replace (a chip, a card's button)
   if (!hasQuery()) {
     if (remember) rememberQuery(); // a reload or a shared link does not bring the last search back
@@ -108,7 +108,7 @@ async function run({ append = false, remember = true, reveal = false } = {}) {
   const offset = append ? state.offset + PAGE_SIZE : 0;
   if (remember && !append) rememberQuery();
   if (!append) more.hidden = true; // no page 2 of a query being replaced
-  $("error").textContent = "";
+  $("error").textContent = said; // what became of the query's last search, where it still matters
   status(append ? "Loading more…" : "Searching…");
   results.setAttribute("aria-busy", "true");
   try {
@@ -126,7 +126,10 @@ async function run({ append = false, remember = true, reveal = false } = {}) {
     const picture = state.photo ? "photo" : state.drawing ? "drawing" : null;
     if (!append && picture && PICTURE_REFUSED.has(error.kind)) {
       dropPicture();
-      $("error").textContent = `Your ${picture} could not be searched, so it was taken away: ${error.message}`;
+      const why = `Your ${picture} could not be searched, so it was taken away: ${error.message}`;
+      // what the query still holds (words, filters) is searched without it, the reason kept in view
+      if (hasQuery()) return run({ remember: false, reveal, said: why });
+      $("error").textContent = why;
     } else {
       $("error").textContent = error.message;
     }
@@ -234,12 +237,20 @@ const bare = (word) => word.toLowerCase().replace(/[^\p{L}\p{N}]/gu, "");
 const says = (word, value) =>
   word === value || (Math.min(word.length, value.length) >= 3 && (word.startsWith(value) || value.startsWith(word)));
 
-/** Take back what the words were understood as: drop the words that said it, or else stop interpreting them. */
+// words that only join others ("in" of "in red", "for" of "for men"): left at an end once those are taken back
+const JOINING = new Set(["a", "an", "and", "by", "for", "from", "in", "of", "on", "the", "to", "with"]);
+
+/** Take back what the words were understood as: drop the words that said it (and any they leave dangling), or else
+ * stop interpreting them. */
 function forgetUnderstood(value) {
   const meant = String(value).split(/\s+/).map(bare).filter(Boolean);
-  const kept = state.text.split(/\s+/).filter((word) => !meant.some((part) => says(bare(word), part)));
-  if (kept.join(" ") !== state.text.trim().split(/\s+/).join(" ")) state.text = kept.join(" ");
-  else state.interpret = false;
+  const words = state.text.split(/\s+/).filter(Boolean);
+  const kept = words.filter((word) => !meant.some((part) => says(bare(word), part)));
+  if (kept.length < words.length) {
+    while (kept.length && JOINING.has(bare(kept.at(-1)))) kept.pop();
+    while (kept.length && JOINING.has(bare(kept[0]))) kept.shift();
+    state.text = kept.join(" ");
+  } else state.interpret = false;
   $("words").value = state.text;
   run();
 }

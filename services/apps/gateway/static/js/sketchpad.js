@@ -8,7 +8,7 @@ export class Sketchpad {
     this.canvas = canvas;
     this.canvas.width = SIZE;
     this.canvas.height = SIZE;
-    this.context = canvas.getContext("2d");
+    this.context = canvas.getContext("2d", { willReadFrequently: true }); // `blank` reads its pixels
     this.strokes = [];
     this.tool = "pen";
     this.width = 6;
@@ -57,9 +57,12 @@ export class Sketchpad {
     this.onChange();
   }
 
-  /** Whether any pen stroke is left (an eraser on white draws nothing). */
+  /** Whether nothing is drawn: no pen stroke, or every one rubbed out with the eraser (no dark pixel left). */
   get blank() {
-    return !this.strokes.some((stroke) => stroke.tool === "pen");
+    if (!this.strokes.some((stroke) => stroke.tool === "pen")) return true;
+    const pixels = this.context.getImageData(0, 0, SIZE, SIZE).data;
+    for (let at = 0; at < pixels.length; at += 4) if (pixels[at] < 128) return false;
+    return true;
   }
 
   redraw() {
