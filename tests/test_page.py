@@ -457,6 +457,26 @@ def test_a_file_that_is_not_a_photo_is_refused_in_words_and_taken_away(page: Pag
     expect(page.get_by_label("Words")).to_have_value("red")
 
 
+def test_a_photo_too_big_to_send_is_shrunk_on_the_device_first(page: Page, tmp_path: Path) -> None:
+    """A phone's biggest photos are 20 MB and more, past what the API takes: the page sends a smaller copy."""
+    big = tmp_path / "big.jpg"
+    noise = np.random.default_rng(0).integers(0, 256, (1500, 5000, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(big, quality=100)
+    assert big.stat().st_size > 8 * 1024 * 1024
+    page.evaluate(
+        """() => { window.sentPhotos = []; const send = window.fetch;
+                   window.fetch = async (url, options = {}) => {
+                       const photo = options.body instanceof FormData && options.body.get("image");
+                       if (photo) { const shown = await createImageBitmap(photo);
+                                    window.sentPhotos.push([photo.size, shown.width, shown.height]); }
+                       return send(url, options); }; }"""
+    )
+    page.get_by_label("Choose a photo").set_input_files(big)
+    expect(results(page)).to_have_count(PAGE_SIZE)
+    size, width, height = page.evaluate("window.sentPhotos")[-1]
+    assert size < big.stat().st_size and (width, height) == (4096, 1229)
+
+
 def test_a_search_sent_before_the_page_has_its_key_waits_for_it(browser: Browser, gateway: str) -> None:
     """A shopper quicker than the page's start: the words go out once the key is there, not refused without it."""
     context = browser.new_context(base_url=gateway)

@@ -7,6 +7,34 @@ const MIN_SIDE = 16; // the API's smallest box side
 const STEP = 20; // an arrow key moves or sizes the keyboard's box by a twentieth of the photo
 const ARROWS = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
 
+// A photo this large is redrawn smaller on this device before it is sent: a phone's 108-megapixel photo is 20 MB or
+// more (past what the API takes in bytes), and the search reads a few hundred pixels of it anyway.
+const SHRINK_OVER_BYTES = 8 * 1024 * 1024;
+const SHRUNK_SIDE = 4096;
+
+/** The photo as it is sent and shown: a big one as a JPEG at most SHRUNK_SIDE pixels long (upright, on white); one
+ * this browser cannot read (a HEIC outside Safari) as it is, for the search to read or refuse. */
+export async function sendable(blob) {
+  if (blob.size <= SHRINK_OVER_BYTES) return blob;
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(blob);
+  } catch {
+    return blob;
+  }
+  const scale = Math.min(1, SHRUNK_SIDE / Math.max(bitmap.width, bitmap.height));
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.max(1, Math.round(bitmap.width * scale));
+  canvas.height = Math.max(1, Math.round(bitmap.height * scale));
+  const context = canvas.getContext("2d");
+  context.fillStyle = "#fff"; // a transparent PNG's background, as the API flattens it
+  context.fillRect(0, 0, canvas.width, canvas.height);
+  context.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  bitmap.close();
+  const redrawn = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.92));
+  return redrawn && redrawn.size < blob.size ? redrawn : blob;
+}
+
 export class QueryPhoto {
   /** `pick(choice)`: {garment} or {box} or {} (the whole photo), chosen by the shopper. */
   constructor(figure, pick) {

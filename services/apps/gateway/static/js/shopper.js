@@ -4,7 +4,7 @@
 import { call, publicKey, useKey } from "./api.js";
 import { describeFilters, fieldName, showFacets } from "./facets.js";
 import { fillPicker, loadModels, searchable, showCard } from "./models.js";
-import { QueryPhoto } from "./photo.js";
+import { QueryPhoto, sendable } from "./photo.js";
 import { nameCard, resultItem, showProduct, titleOf } from "./results.js";
 import { Sketchpad } from "./sketchpad.js";
 
@@ -275,7 +275,8 @@ function searchPicture({ photo: picked = null, drawing = null }, shown = null, c
   run({ reveal: true });
 }
 
-function setPhoto(blob, name) {
+async function setPhoto(file, name) {
+  const blob = await sendable(file);
   searchPicture({ photo: { blob, name } }, URL.createObjectURL(blob));
 }
 
