@@ -40,8 +40,10 @@ GARMENT_WORDS: dict[str, frozenset[str]] = {
     | frozenset({"moccasin", "pump", "clog", "espadrille", "sock", "flipflop"}),
 }
 # The words other retailers name the same thing by: a kind guessed as a "sweatshirt" is a catalogue's "Hoodies" where
-# it has no kind whose last word is "sweatshirt".
+# it has no kind whose last word is "sweatshirt"; a shopper's "hoodie" is a catalogue's "Sweatshirts" where it has no
+# kind of that name.
 THING_SYNONYMS: dict[str, frozenset[str]] = {
+    "shoe": frozenset({"sneaker", "trainer"}),
     "tshirt": frozenset({"tee", "teeshirt", "polo"}),
     "top": frozenset({"blouse", "camisole", "tank"}),
     "sweatshirt": frozenset({"hoodie", "hoody"}),
@@ -80,7 +82,9 @@ def _singular(token: str) -> str:
 def interpret(text: str, vocabulary: Mapping[str, Iterable[str]]) -> Interpreted:
     """For each field, the catalogue values the query names: those whose words all occur in it (the most specific
     such: most words, then most letters, so "navy blue" is Navy Blue, not Blue, and "t-shirt" Tshirts, not
-    Shirts), else, where a field allows it, those sharing a word with it. Fields it does not name are absent."""
+    Shirts), else, where a field allows it, those sharing a word with it, else of a kind, the kinds of the thing
+    another retailer's word names (`THING_SYNONYMS`: "sneakers" are Casual Shoes and Sports Shoes, "tee" Tshirts).
+    Fields it does not name are absent."""
     query = set(words(text))
     understood: Interpreted = {}
     for field, partial in FIELDS.items():
@@ -91,6 +95,9 @@ def interpret(text: str, vocabulary: Mapping[str, Iterable[str]]) -> Interpreted
             understood[field] = sorted(value for value, size in whole if size == specific)
         elif partial:
             shared = sorted(value for value, tokens in values if tokens & query)
+            if not shared and field == "category":  # another retailer's word for a kind's thing ("sneakers")
+                named = {thing for thing, others in THING_SYNONYMS.items() if others & query}
+                shared = sorted(value for value, _ in values if kind_things(value) & named)
             if shared:
                 understood[field] = shared
     return understood

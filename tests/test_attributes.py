@@ -43,6 +43,8 @@ def test_words_fold_case_plurals_and_hyphens() -> None:
         ("red dress women", {"colour": ["Red"], "category": ["Dresses"], "gender": ["Women"]}),
         ("shoes", {"category": ["Casual Shoes", "Sports Shoes"]}),  # every kind of shoes
         ("nike sports shoes", {"category": ["Sports Shoes"], "brand": ["Nike"]}),
+        ("black sneakers", {"colour": ["Black"], "category": ["Casual Shoes", "Sports Shoes"]}),  # another's word
+        ("white tees", {"colour": ["White"], "category": ["Tshirts"]}),
         ("colors of summer", {}),  # a brand's words in passing are not the brand
         ("something nice", {}),
     ],
