@@ -6,8 +6,9 @@ product first (or a listing with the very same photo file), and a copy of it shr
 JPEG of quality 60 (its nearest product may lie below the cosine the kind guess takes for the catalogue's own);
 the latency of a photo search with and without garment regions, and the region model's own cost; with no hint and
 with the garment named first, how much of the top 10 is for the photo's gender (of the photos of the In-shop
-category folders, MEN or WOMEN: the search does not guess it, so this says what a shopper sees of the other's). Also another
-studio's photos of models: the catalogue's held-out apparel products past the bench's (no stage trained on them),
+category folders, MEN or WOMEN; a garment named that is not found on the photo counts no share: the search does not
+guess the gender, so this says what a shopper sees of the other's). Also another studio's photos of models: the
+catalogue's held-out apparel products past the bench's (no stage trained on them),
 each searched whole with no hint, with the kind guess and without it (the share of the top 10 of its article type).
 And the held-out photos with their person small in the photo (in a 16:9 photo, at half its height, or in a 16:9 photo
 beside another held-out person, smaller), framed on the person as shipped and not framed, in the same run.
@@ -204,7 +205,7 @@ def main() -> None:
                 precision[way].setdefault(person.folder, []).append(share)
                 if person.held_out:
                     held_out[way].setdefault(person.folder, []).append(share)
-                if way in SMALL_WAYS and (sex := worn_by(person)) is not None:
+                if way in SMALL_WAYS and hits and (sex := worn_by(person)) is not None:
                     worn = sum(hit.payload.get("gender") in WORN_BY[sex] for hit in hits) / 10
                     genders.setdefault(f"{way}, {sex}", []).append(worn)
             upload = person.path.read_bytes()
