@@ -43,7 +43,6 @@ GARMENT_WORDS: dict[str, frozenset[str]] = {
 # it has no kind whose last word is "sweatshirt"; a shopper's "hoodie" is a catalogue's "Sweatshirts" where it has no
 # kind of that name.
 THING_SYNONYMS: dict[str, frozenset[str]] = {
-    "shoe": frozenset({"sneaker", "trainer"}),
     "tshirt": frozenset({"tee", "teeshirt", "polo"}),
     "top": frozenset({"blouse", "camisole", "tank"}),
     "sweatshirt": frozenset({"hoodie", "hoody"}),
@@ -83,8 +82,8 @@ def interpret(text: str, vocabulary: Mapping[str, Iterable[str]]) -> Interpreted
     """For each field, the catalogue values the query names: those whose words all occur in it (the most specific
     such: most words, then most letters, so "navy blue" is Navy Blue, not Blue, and "t-shirt" Tshirts, not
     Shirts), else, where a field allows it, those sharing a word with it, else of a kind, the kinds of the thing
-    another retailer's word names (`THING_SYNONYMS`: "sneakers" are Casual Shoes and Sports Shoes, "tee" Tshirts).
-    Fields it does not name are absent."""
+    another retailer's word names (`THING_SYNONYMS`: "tees" are Tshirts, a "hoodie" Sweatshirts), outside a brand's
+    name. Fields it does not name are absent."""
     query = set(words(text))
     understood: Interpreted = {}
     for field, partial in FIELDS.items():
@@ -95,11 +94,14 @@ def interpret(text: str, vocabulary: Mapping[str, Iterable[str]]) -> Interpreted
             understood[field] = sorted(value for value, size in whole if size == specific)
         elif partial:
             shared = sorted(value for value, tokens in values if tokens & query)
-            if not shared and field == "category":  # another retailer's word for a kind's thing ("sneakers")
-                named = {thing for thing, others in THING_SYNONYMS.items() if others & query}
-                shared = sorted(value for value, _ in values if kind_things(value) & named)
             if shared:
                 understood[field] = shared
+    if "category" not in understood:  # another retailer's word for a kind's thing, not a brand's ("U.S. Polo Assn.")
+        branded = set().union(*(words(brand) for brand in understood.get("brand", [])))
+        named = {thing for thing, others in THING_SYNONYMS.items() if others & (query - branded)}
+        kinds = sorted(value for value in vocabulary.get("category", ()) if kind_things(value) & named)
+        if kinds:
+            understood["category"] = kinds
     return understood
 
 
