@@ -42,6 +42,13 @@ def test_a_phones_biggest_jpeg_decodes_at_a_reduced_scale(size: tuple[int, int])
     assert decoded.getpixel((10, 10))[0] < 50 and decoded.getpixel((decoded.width - 10, 10))[0] > 150
 
 
+def test_a_progressive_jpeg_is_held_to_the_cap_at_its_declared_size() -> None:
+    """Decoding one holds its whole size's coefficients, however small the output: 627 MB for 108 MP."""
+    with pytest.raises(ImageDecodeError, match=r"^image too large \(8000x7500 pixels"):
+        decode_image(encode(Image.new("L", (8_000, 7_500), 200), "JPEG", progressive=True))
+    assert decode_image(encode(Image.new("L", (4_000, 3_000), 200), "JPEG", progressive=True)).size == (1000, 750)
+
+
 def test_exif_orientation_is_applied() -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
