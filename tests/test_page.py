@@ -218,6 +218,10 @@ def test_taking_back_a_word_takes_the_words_that_only_joined_it(page: Page) -> N
     expect(page.get_by_label("Words")).to_have_value("caps")
     expect(page.get_by_text("Understood category: Caps")).to_be_visible()
     assert parse_qs(urlparse(page.url).query)["q"] == ["caps"]
+    page.get_by_label("Words").fill("the red caps")  # a joining word before another stays
+    page.get_by_label("Words").press("Enter")
+    page.get_by_role("button", name="Remove Understood category: Caps").click()
+    expect(page.get_by_label("Words")).to_have_value("the red")
 
 
 def test_words_with_a_photo_steer_it(page: Page, tmp_path: Path) -> None:
@@ -555,6 +559,42 @@ def test_a_search_made_while_back_still_loads_is_the_one_answered(page: Page) ->
     page.wait_for_timeout(1000)
     assert searches == []  # Back's own search of "red" would have taken the place of "green"
     expect(page.get_by_role("list", name="Search terms")).to_contain_text("green")
+
+
+def test_an_answer_to_the_search_back_left_paints_nothing_while_backs_filters_come(page: Page) -> None:
+    page.get_by_label("Words").fill("blue")
+    page.get_by_label("Words").press("Enter")
+    expect(results(page).first.locator(".title")).to_contain_text("blue")
+    held: list[Route] = []
+    page.route("**/v1/search", lambda route: held.append(route))
+    page.get_by_label("Words").fill("red")
+    page.get_by_label("Words").press("Enter")
+    page.wait_for_timeout(300)
+    assert len(held) == 1
+    filters: list[Route] = []
+    page.route("**/v1/filters*", lambda route: filters.append(route))
+    page.go_back()  # to "blue", whose filters come late
+    expect(page.get_by_label("Words")).to_have_value("blue")
+    held[0].continue_()  # the answer to "red" comes meanwhile
+    page.wait_for_timeout(1000)
+    expect(page.get_by_role("list", name="Search terms")).not_to_contain_text("red")
+    page.unroute("**/v1/search")
+    filters[0].continue_()
+    expect(results(page).first.locator(".title")).to_contain_text("blue")
+
+
+def test_a_photo_picked_while_a_big_one_shrinks_is_the_one_searched(page: Page, tmp_path: Path) -> None:
+    big, small = tmp_path / "big.jpg", tmp_path / "blue.jpg"
+    noise = np.random.default_rng(1).integers(0, 256, (3000, 5000, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(big, quality=100)
+    small.write_bytes(product_photo("blue", "square"))
+    record_forms(page)
+    page.get_by_label("Choose a photo").set_input_files(big)
+    page.get_by_label("Choose a photo").set_input_files(small)  # while the big one shrinks
+    expect(results(page).first.locator(".title")).to_have_text("blue square")
+    page.wait_for_timeout(1500)  # the big one shrunk by now: it would have taken the small one's place
+    expect(results(page).first.locator(".title")).to_have_text("blue square")
+    assert len(page.evaluate("window.sentFields")) == 1
 
 
 def test_load_more_while_back_still_loads_leaves_backs_search_to_come(page: Page) -> None:

@@ -237,19 +237,20 @@ const bare = (word) => word.toLowerCase().replace(/[^\p{L}\p{N}]/gu, "");
 const says = (word, value) =>
   word === value || (Math.min(word.length, value.length) >= 3 && (word.startsWith(value) || value.startsWith(word)));
 
-// words that only join others ("in" of "in red", "for" of "for men"): left at an end once those are taken back
+// words that only join others ("in" of "in red", "for" of "for men"): taken back with the word they lead to
 const JOINING = new Set(["a", "an", "and", "by", "for", "from", "in", "of", "on", "the", "to", "with"]);
 
-/** Take back what the words were understood as: drop the words that said it (and any they leave dangling), or else
- * stop interpreting them. */
+/** Take back what the words were understood as: drop the words that said it (and the joining words just before
+ * them), or else stop interpreting them. */
 function forgetUnderstood(value) {
   const meant = String(value).split(/\s+/).map(bare).filter(Boolean);
   const words = state.text.split(/\s+/).filter(Boolean);
-  const kept = words.filter((word) => !meant.some((part) => says(bare(word), part)));
-  if (kept.length < words.length) {
-    while (kept.length && JOINING.has(bare(kept.at(-1)))) kept.pop();
-    while (kept.length && JOINING.has(bare(kept[0]))) kept.shift();
-    state.text = kept.join(" ");
+  const dropped = words.map((word) => meant.some((part) => says(bare(word), part)));
+  if (dropped.some(Boolean)) {
+    for (let at = words.length - 2; at >= 0; at--) {
+      if (dropped[at + 1] && !dropped[at] && JOINING.has(bare(words[at]))) dropped[at] = true;
+    }
+    state.text = words.filter((_, at) => !dropped[at]).join(" ");
   } else state.interpret = false;
   $("words").value = state.text;
   run();
@@ -270,14 +271,18 @@ function dropFilter(field, value) {
  * the products liked or not and a kind guess taken back go (the new photo's kind is guessed). `shown` and `caption`
  * are what the photo beside the results shows. */
 function searchPicture({ photo: picked = null, drawing = null }, shown = null, caption = null) {
+  picks++;
   Object.assign(state, { photo: picked, drawing, choice: {}, like: [], unlike: [], guess: true });
   photo.show(shown, caption);
   run({ reveal: true });
 }
 
+let picks = 0; // photos and drawings put in the query: a big photo is shrunk for a moment, and a later one wins
+
 async function setPhoto(file, name) {
+  const mine = picks;
   const blob = await sendable(file);
-  searchPicture({ photo: { blob, name } }, URL.createObjectURL(blob));
+  if (mine === picks) searchPicture({ photo: { blob, name } }, URL.createObjectURL(blob));
 }
 
 function setPhotoAddress(url) {
@@ -577,6 +582,8 @@ function readQuery() {
 }
 
 window.addEventListener("popstate", async () => {
+  ticket++; // the search Back (or Forward) left paints nothing, nor takes a photo away, while Back's filters come
+  picks++; // nor does a photo picked before, still being shrunk
   readQuery();
   const before = asked;
   await refreshFacets();
