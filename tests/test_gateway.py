@@ -356,6 +356,14 @@ def test_two_catalogue_files_in_one_upload_are_refused(settings: Settings) -> No
     assert both.status_code == 422 and "file: sent more than once" in both.json()["detail"], both.text
 
 
+def test_an_uploaded_catalogues_variants_that_name_none_are_refused(settings: Settings) -> None:
+    """Variants " , " meant every served variant, while "variants": [] in JSON is refused."""
+    one = b"id,image\na,https://cdn.example/a.jpg\n"
+    with TestClient(create_app(settings), headers=AUTH) as client:
+        none = client.post("/v1/catalogues", files={"file": ("a.csv", one, "text/csv")}, data={"variants": " , "})
+    assert none.status_code == 422 and "names no variant" in none.json()["detail"], none.text
+
+
 def test_what_a_request_sent_comes_back_in_a_message_at_a_bounded_length(indexed_client: TestClient) -> None:
     long_name = "v" * 100_000
     unknown = indexed_client.post("/v1/search", json={"text": "red", "variant": long_name})

@@ -89,7 +89,10 @@ async def add_catalogue(
         raise InvalidInput(f"{name}: holds no products")
     if len(items) > MAX_ITEMS_PER_FILE:
         raise InvalidInput(f"{name}: {len(items)} products; upload at most {MAX_ITEMS_PER_FILE} per file")
-    chosen = rt.index_variants([name.strip() for name in variants.split(",") if name.strip()] if variants else None)
+    names = [name.strip() for name in variants.split(",") if name.strip()] if variants else None
+    if names == []:  # as "variants": [] in JSON; an empty field is as none sent
+        raise InvalidInput(f"variants {variants!r} names no variant: name them, comma-separated, or leave it out")
+    chosen = rt.index_variants(names)
     job_id = await run_in_threadpool(rt.ingest.submit, items, chosen)
     return _accepted(request, job_id, len(items), chosen)
 
