@@ -49,34 +49,30 @@ def decode_image(data: bytes, keep_alpha: bool = False) -> Image.Image:
     if not data:
         raise ImageDecodeError("empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            # Pillow warns from 89 MP; what is decoded is ours to judge (a baseline JPEG decodes at as little as an
-            # eighth of its sides: a phone's 108 MP photo is 1.7 MP then). Its error, from 179 MP, stands.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            if image.format not in ACCEPTED_FORMATS:
-                raise ImageDecodeError(f"unsupported image format {image.format}")
-            declared = image.size
-            jpeg = image.format in ("JPEG", "MPO")
-            if jpeg:
-                image.draft("RGB", (DECODE_SIDE, DECODE_SIDE))  # the size it will decode at, from now on
-            # what the decode holds: a progressive JPEG keeps its whole size's coefficients meanwhile (627 MB for a
-            # 108 MP photo), a baseline one decodes at the reduced size
-            width, height = declared if jpeg and image.info.get("progressive") else image.size
-            _check_size(width, height)
-            if width * height > BIG_DECODE_PIXELS:
-                with _big_decodes:
-                    image.load()
-                    image = _reduced(image)
-            else:
+        image = _opened(data)
+        if image.format not in ACCEPTED_FORMATS:
+            raise ImageDecodeError(f"unsupported image format {image.format}")
+        declared = image.size
+        jpeg = image.format in ("JPEG", "MPO")
+        if jpeg:
+            image.draft("RGB", (DECODE_SIDE, DECODE_SIDE))  # the size it will decode at, from now on
+        # what the decode holds: a progressive JPEG keeps its whole size's coefficients meanwhile (627 MB for a
+        # 108 MP photo), a baseline one decodes at the reduced size
+        width, height = declared if jpeg and image.info.get("progressive") else image.size
+        _check_size(width, height)
+        if width * height > BIG_DECODE_PIXELS:
+            with _big_decodes:
                 image.load()
+                image = _reduced(image)
+        else:
+            image.load()
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
         raise ImageDecodeError("not an image (unrecognised file format)") from None
     except Image.DecompressionBombError as error:  # Pillow's own cap, above ours: its message gives the pixels
-        declared = re.search(r"\((\d+) pixels\)", str(error))
-        size = f"{int(declared[1]):,}" if declared else f"over {2 * (Image.MAX_IMAGE_PIXELS or MAX_PIXELS):,}"
+        said = re.search(r"\((\d+) pixels\)", str(error))
+        size = f"{int(said[1]):,}" if said else f"over {2 * (Image.MAX_IMAGE_PIXELS or MAX_PIXELS):,}"
         raise ImageDecodeError(f"image too large ({size} pixels; at most {MAX_PIXELS:,})") from None
     # RuntimeError: what Pillow's AVIF decoder raises for a damaged file
     except (
@@ -95,14 +91,20 @@ def decode_image(data: bytes, keep_alpha: bool = False) -> Image.Image:
 def shown_size(data: bytes) -> tuple[int, int]:
     """Width and height of a photo as it is shown (EXIF orientation applied), from its header: the frame in which a
     client gives a box and draws the boxes it is sent back (decode_image may have reduced the pixels)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # decode_image judged its size already
-        image = Image.open(io.BytesIO(data))
-    with image:
+    with _opened(data) as image:
         width, height = image.size
         # a quarter turn swaps the sides; Pillow's TIFF reader gives the size as shown already (and turns as it loads)
         turned = image.format != "TIFF" and _orientation(image) in (5, 6, 7, 8)
     return (height, width) if turned else (width, height)
+
+
+def _opened(data: bytes) -> Image.Image:
+    """The file opened, its pixels not read. Pillow warns from 89 MP; what is decoded is ours to judge (a baseline
+    JPEG decodes at as little as an eighth of its sides: a phone's 108 MP photo is 1.7 MP then). Its error, from
+    179 MP, stands."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(io.BytesIO(data))
 
 
 def _orientation(image: Image.Image) -> int:
