@@ -26,7 +26,7 @@ import argparse
 import hashlib
 import io
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -110,9 +110,9 @@ def top_tens(
     return found
 
 
-def kind_share(person: PersonPhoto, hits: Sequence[Hit]) -> float:
-    """The share of a top 10 that is the photo's garment's kind."""
-    return sum(hit.payload.get("category") in person.kinds for hit in hits) / 10
+def share_of(hits: Sequence[Hit], field: str, values: Collection[str]) -> float:
+    """The share of a top 10 whose `field` is one of `values` (the photo's garment's kinds, its wearer's gender)."""
+    return sum(hit.payload.get(field) in values for hit in hits) / 10
 
 
 def kind_shares(
@@ -123,7 +123,8 @@ def kind_shares(
     upload: bytes | None = None,
 ) -> dict[str, float]:
     """For each way in turn, the share of the photo's top 10 that is its garment's kind (`top_tens`)."""
-    return {way: kind_share(person, hits) for way, hits in top_tens(searcher, variant, person, ways, upload).items()}
+    found = top_tens(searcher, variant, person, ways, upload)
+    return {way: share_of(hits, "category", person.kinds) for way, hits in found.items()}
 
 
 # Who a photo's garment is for, by its In-shop folder (the labelled unnamed items have none), as the catalogue's
@@ -201,13 +202,12 @@ def main() -> None:
     with catalogue_searcher(model, items, vectors, finder) as searcher:
         for person in queries:
             for way, hits in top_tens(searcher, variant, person, WAYS).items():
-                share = kind_share(person, hits)
+                share = share_of(hits, "category", person.kinds)
                 precision[way].setdefault(person.folder, []).append(share)
                 if person.held_out:
                     held_out[way].setdefault(person.folder, []).append(share)
                 if way in SMALL_WAYS and hits and (sex := worn_by(person)) is not None:
-                    worn = sum(hit.payload.get("gender") in WORN_BY[sex] for hit in hits) / 10
-                    genders.setdefault(f"{way}, {sex}", []).append(worn)
+                    genders.setdefault(f"{way}, {sex}", []).append(share_of(hits, "gender", WORN_BY[sex]))
             upload = person.path.read_bytes()
             remembered = searcher.garments
             for label, fresh in afresh.items():
